@@ -1,0 +1,1 @@
+//! `soak-gossip`: the sans-IO PlumTree gossip core and its deterministic simulator.

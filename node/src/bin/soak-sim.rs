@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("soak-sim: not built yet");
+    std::process::exit(69);
+}

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("soak-node: not built yet");
+    std::process::exit(69);
+}

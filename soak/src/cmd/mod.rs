@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod deploy;
+pub mod lab;
+pub mod run;
+pub mod score;
+pub mod verify;

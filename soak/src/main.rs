@@ -1,0 +1,80 @@
+//! `soak`: tells a team whether their peer-to-peer overlay is ready for a broad launch.
+//!
+//! Subcommands live one per module under `cmd/`; each parses its own arguments (step one:
+//! validate what the user typed, touching nothing) and then resolves and runs (step two).
+//! Every command ends in an [`exit::Exit`] from the documented exit-code table.
+
+mod cmd;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Exit;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "soak",
+    version,
+    about = "Soak-test a peer-to-peer overlay and judge it against launch gates"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a soak: spawn or reach the fleet, drive windows, judge, write a proof directory.
+    Run(cmd::run::RunArgs),
+    /// Re-score a stored proof directory with a gate profile.
+    Score(cmd::score::ScoreArgs),
+    /// Check a proof directory's manifest hashes and format version.
+    Verify(cmd::verify::VerifyArgs),
+    /// Deploy the bundled node to every host of an inventory.
+    Deploy(cmd::deploy::DeployArgs),
+    /// Show the node status of every host of an inventory.
+    Status(cmd::deploy::StatusArgs),
+    /// Stop the node on every host of an inventory.
+    Stop(cmd::deploy::StopArgs),
+    /// Print a host's node log.
+    Logs(cmd::deploy::LogsArgs),
+    /// Build, inspect, use and remove the network-namespace lab.
+    Lab(cmd::lab::LabArgs),
+}
+
+fn main() -> ExitCode {
+    // rustls needs a process-wide crypto provider before any TLS (reqwest, quinn) is used.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("soak: failed to start the async runtime: {err}");
+            return Exit::Unavailable.into();
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => cmd::run::execute(args).await,
+            Command::Score(args) => cmd::score::execute(args).await,
+            Command::Verify(args) => cmd::verify::execute(args).await,
+            Command::Deploy(args) => cmd::deploy::deploy(args).await,
+            Command::Status(args) => cmd::deploy::status(args).await,
+            Command::Stop(args) => cmd::deploy::stop(args).await,
+            Command::Logs(args) => cmd::deploy::logs(args).await,
+            Command::Lab(args) => cmd::lab::execute(args).await,
+        }
+    });
+    match result {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            eprintln!("soak: {err}");
+            err.exit.into()
+        }
+    }
+}
