@@ -6,6 +6,7 @@
 
 mod cmd;
 mod exit;
+mod fleet;
 
 use std::process::ExitCode;
 
