@@ -1,7 +1,21 @@
 //! `soak-scenarios`: workloads (Phase A matrix, fanout burst) and faults, written against
 //! traits so the same logic drives a local mesh, an SSH fleet or the namespace lab.
+//!
+//! Entry points: [`api::NodeApi`] (the admin API surface workloads use) with its HTTP
+//! implementation [`api::HttpNode`]; [`phase_a::PhaseA`] (the all-pairs DM matrix) and
+//! [`fanout::run_fanout`] (the pub/sub burst). Results are the observation-model types of
+//! `soak_gates::model`, ready to be stored in a proof and judged.
+#![warn(missing_docs)]
+
+pub mod api;
+#[cfg(test)]
+mod fake;
+pub mod fanout;
+pub mod phase_a;
 
 use serde::{Deserialize, Serialize};
+
+pub use api::{HttpNode, NodeApi, NodeApiError, NodeApiErrorKind, http_client};
 
 /// How the orchestrator reaches one node's admin API — the same shape for a local mesh (a
 /// loopback port), an SSH fleet (a local port-forward) and the lab.

@@ -1,0 +1,368 @@
+//! The small async surface of a node's admin API that workloads drive ([`NodeApi`]), and its
+//! HTTP implementation over reqwest ([`HttpNode`]).
+//!
+//! Workloads are written against the trait so unit tests can drive them against an in-memory
+//! fake while the runner, the benches and the deploy code use [`HttpNode`] against real nodes.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use soak_api::{
+    ApiError, Diagnostics, DmRequest, DmResponse, InboxPage, PageQuery, PublishRequest,
+    PublishResponse, Readiness, ReceivedPage, VersionInfo,
+};
+
+use crate::NodeEndpoint;
+
+/// Why one admin API call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{node}: {kind}")]
+pub struct NodeApiError {
+    /// Node name the call went to.
+    pub node: String,
+    /// What went wrong.
+    #[source]
+    pub kind: NodeApiErrorKind,
+}
+
+/// The ways an admin API call fails.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeApiErrorKind {
+    /// The request did not complete within the client timeout.
+    #[error("request to {path} timed out")]
+    Timeout {
+        /// Request path.
+        path: String,
+    },
+    /// No HTTP exchange happened (connection refused, reset, …).
+    #[error("request to {path} failed: {message}")]
+    Transport {
+        /// Request path.
+        path: String,
+        /// Underlying error text.
+        message: String,
+    },
+    /// The node answered with a non-success status.
+    #[error("{path} answered {status}: {message}")]
+    Status {
+        /// Request path.
+        path: String,
+        /// HTTP status code.
+        status: u16,
+        /// The node's error code (`ApiError::code`) when it sent one.
+        code: Option<String>,
+        /// Error text from the body.
+        message: String,
+    },
+    /// The body could not be decoded as the contract type.
+    #[error("bad response body from {path}: {message}")]
+    Decode {
+        /// Request path.
+        path: String,
+        /// Decoder error text.
+        message: String,
+    },
+    /// The caller passed something the API cannot carry (e.g. a bad topic name).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl NodeApiError {
+    /// True when the node answered 404 — the route (or feature) does not exist on this node.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind, NodeApiErrorKind::Status { status: 404, .. })
+    }
+
+    fn new(node: &str, kind: NodeApiErrorKind) -> Self {
+        NodeApiError {
+            node: node.to_owned(),
+            kind,
+        }
+    }
+}
+
+/// What every admin API call returns.
+pub type ApiResult<T> = Result<T, NodeApiError>;
+
+/// The admin API of one node, as workloads and the sampler see it.
+///
+/// Methods return `Send` futures so callers can run them on any task.
+pub trait NodeApi: Send + Sync {
+    /// Node name used in the proof (e.g. `node-0`).
+    fn name(&self) -> &str;
+    /// Hex peer id.
+    fn peer_id(&self) -> &str;
+    /// `GET /readyz` (a 503 with a readiness body is an answer, not an error).
+    fn readiness(&self) -> impl Future<Output = ApiResult<Readiness>> + Send;
+    /// `GET /v1/version`.
+    fn version(&self) -> impl Future<Output = ApiResult<VersionInfo>> + Send;
+    /// `GET /v1/diagnostics`.
+    fn diagnostics(&self) -> impl Future<Output = ApiResult<Diagnostics>> + Send;
+    /// `POST /v1/dm`.
+    fn send_dm(&self, request: &DmRequest) -> impl Future<Output = ApiResult<DmResponse>> + Send;
+    /// `GET /v1/dm/inbox`.
+    fn inbox(&self, query: PageQuery) -> impl Future<Output = ApiResult<InboxPage>> + Send;
+    /// `POST /v1/topics/{topic}/subscribe`.
+    fn subscribe(&self, topic: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// `POST /v1/topics/{topic}/publish`.
+    fn publish(
+        &self,
+        topic: &str,
+        request: &PublishRequest,
+    ) -> impl Future<Output = ApiResult<PublishResponse>> + Send;
+    /// `GET /v1/topics/{topic}/received`.
+    fn received(
+        &self,
+        topic: &str,
+        query: PageQuery,
+    ) -> impl Future<Output = ApiResult<ReceivedPage>> + Send;
+}
+
+/// Topic names travel in URL paths; keep them to a safe alphabet.
+pub fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 128
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// [`NodeApi`] over plain HTTP (reqwest) to one node's admin API.
+#[derive(Debug, Clone)]
+pub struct HttpNode {
+    endpoint: NodeEndpoint,
+    client: reqwest::Client,
+}
+
+/// Builds the reqwest client the orchestrator uses for admin APIs: plain HTTP, no proxy, a
+/// per-request timeout.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, NodeApiErrorKind> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|err| NodeApiErrorKind::Invalid(format!("cannot build http client: {err}")))
+}
+
+impl HttpNode {
+    /// Wraps an endpoint with a shared client (see [`http_client`]).
+    pub fn new(endpoint: NodeEndpoint, client: reqwest::Client) -> Self {
+        HttpNode { endpoint, client }
+    }
+
+    /// The endpoint this node is reached at.
+    pub fn endpoint(&self) -> &NodeEndpoint {
+        &self.endpoint
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.endpoint.admin_url.trim_end_matches('/'), path)
+    }
+
+    fn transport_error(&self, path: &str, err: reqwest::Error) -> NodeApiError {
+        let kind = if err.is_timeout() {
+            NodeApiErrorKind::Timeout {
+                path: path.to_owned(),
+            }
+        } else {
+            NodeApiErrorKind::Transport {
+                path: path.to_owned(),
+                message: error_chain(&err),
+            }
+        };
+        NodeApiError::new(&self.endpoint.name, kind)
+    }
+
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        response: reqwest::Response,
+        accept_status: &[u16],
+    ) -> ApiResult<T> {
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| self.transport_error(path, err))?;
+        if !status.is_success() && !accept_status.contains(&status.as_u16()) {
+            let (code, message) = match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(api) => (Some(api.code), api.error),
+                Err(_) => (
+                    None,
+                    String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                ),
+            };
+            return Err(NodeApiError::new(
+                &self.endpoint.name,
+                NodeApiErrorKind::Status {
+                    path: path.to_owned(),
+                    status: status.as_u16(),
+                    code,
+                    message,
+                },
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|err| {
+            NodeApiError::new(
+                &self.endpoint.name,
+                NodeApiErrorKind::Decode {
+                    path: path.to_owned(),
+                    message: err.to_string(),
+                },
+            )
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: Option<PageQuery>) -> ApiResult<T> {
+        let mut request = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(&self.endpoint.token);
+        if let Some(query) = query {
+            request = request.query(&query);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| self.transport_error(path, err))?;
+        self.decode(path, response, &[]).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> ApiResult<T> {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(&self.endpoint.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|err| self.transport_error(path, err))?;
+        self.decode(path, response, &[]).await
+    }
+
+    fn topic_path(&self, topic: &str, action: &str) -> ApiResult<String> {
+        if !valid_topic(topic) {
+            return Err(NodeApiError::new(
+                &self.endpoint.name,
+                NodeApiErrorKind::Invalid(format!("topic name {topic:?} is not URL-safe")),
+            ));
+        }
+        Ok(format!("/v1/topics/{topic}/{action}"))
+    }
+}
+
+/// `reqwest::Error`'s display hides the cause; join the chain.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl NodeApi for HttpNode {
+    fn name(&self) -> &str {
+        &self.endpoint.name
+    }
+
+    fn peer_id(&self) -> &str {
+        &self.endpoint.peer_id
+    }
+
+    async fn readiness(&self) -> ApiResult<Readiness> {
+        let path = "/readyz";
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(&self.endpoint.token)
+            .send()
+            .await
+            .map_err(|err| self.transport_error(path, err))?;
+        self.decode(path, response, &[503]).await
+    }
+
+    async fn version(&self) -> ApiResult<VersionInfo> {
+        self.get("/v1/version", None).await
+    }
+
+    async fn diagnostics(&self) -> ApiResult<Diagnostics> {
+        self.get("/v1/diagnostics", None).await
+    }
+
+    async fn send_dm(&self, request: &DmRequest) -> ApiResult<DmResponse> {
+        self.post("/v1/dm", request).await
+    }
+
+    async fn inbox(&self, query: PageQuery) -> ApiResult<InboxPage> {
+        self.get("/v1/dm/inbox", Some(query)).await
+    }
+
+    async fn subscribe(&self, topic: &str) -> ApiResult<()> {
+        let path = self.topic_path(topic, "subscribe")?;
+        let response = self
+            .client
+            .post(self.url(&path))
+            .bearer_auth(&self.endpoint.token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .map_err(|err| self.transport_error(&path, err))?;
+        // The body of a successful subscribe carries nothing the workload needs.
+        self.decode::<serde_json::Value>(&path, response, &[])
+            .await
+            .map(|_| ())
+    }
+
+    async fn publish(&self, topic: &str, request: &PublishRequest) -> ApiResult<PublishResponse> {
+        let path = self.topic_path(topic, "publish")?;
+        self.post(&path, request).await
+    }
+
+    async fn received(&self, topic: &str, query: PageQuery) -> ApiResult<ReceivedPage> {
+        let path = self.topic_path(topic, "received")?;
+        self.get(&path, Some(query)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_are_restricted_to_url_safe_characters() {
+        assert!(valid_topic("fanout-3-abcdef"));
+        assert!(!valid_topic(""));
+        assert!(!valid_topic("a/b"));
+        assert!(!valid_topic("a b"));
+        assert!(!valid_topic(&"x".repeat(129)));
+    }
+
+    #[tokio::test]
+    async fn unreachable_node_is_a_transport_error_not_a_panic() {
+        // Port 1 on loopback: nothing listens there, the connect is refused.
+        let client = http_client(Duration::from_millis(500)).expect("client");
+        let node = HttpNode::new(
+            NodeEndpoint {
+                name: "node-x".into(),
+                admin_url: "http://127.0.0.1:1".into(),
+                token: "t".into(),
+                peer_id: "00".into(),
+            },
+            client,
+        );
+        let err = node.diagnostics().await.expect_err("must fail");
+        assert_eq!(err.node, "node-x");
+        assert!(matches!(
+            err.kind,
+            NodeApiErrorKind::Transport { .. } | NodeApiErrorKind::Timeout { .. }
+        ));
+        assert!(!err.is_not_found());
+    }
+}

@@ -1,0 +1,339 @@
+//! An in-memory fake mesh implementing [`NodeApi`], for unit tests of the workload logic only.
+//! Integration tests drive real `soak-node` processes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use soak_api::{
+    Diagnostics, DmOutcome, DmPath, DmRequest, DmResponse, InboxItem, InboxPage, PageQuery,
+    ProcessIdentity, PublishRequest, PublishResponse, Readiness, ReceivedItem, ReceivedPage,
+    VersionInfo,
+};
+
+use crate::api::{ApiResult, NodeApi, NodeApiError, NodeApiErrorKind};
+
+/// How one fake node misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Every call fails as if the process were gone.
+    Dead,
+    /// ACKs direct messages but never stores them.
+    AckButDrop,
+    /// Stores every direct message twice.
+    DeliverTwice,
+    /// Answers 404 on every topic route (no pub/sub).
+    NoPubSub,
+    /// Receives every gossip message twice in its `received` list.
+    GossipTwice,
+    /// Receives no gossip.
+    GossipDeaf,
+}
+
+#[derive(Default)]
+struct NodeState {
+    fault: Option<Fault>,
+    instance: u32,
+    inbox: Vec<InboxItem>,
+    topics: HashMap<String, Vec<ReceivedItem>>,
+    reads_from_zero: usize,
+}
+
+#[derive(Default)]
+struct State {
+    nodes: Vec<NodeState>,
+    next_msg: u64,
+}
+
+/// A fake mesh of `n` nodes named `node-0` …
+#[derive(Clone)]
+pub struct FakeMesh {
+    state: Arc<Mutex<State>>,
+    n: usize,
+}
+
+/// One node of a [`FakeMesh`].
+#[derive(Clone)]
+pub struct FakeNode {
+    mesh: FakeMesh,
+    index: usize,
+    name: String,
+    peer_id: String,
+}
+
+fn peer_id(index: usize) -> String {
+    format!("{index:064x}")
+}
+
+impl FakeMesh {
+    /// A healthy mesh of `n` nodes.
+    pub fn new(n: usize) -> Self {
+        let state = State {
+            nodes: (0..n).map(|_| NodeState::default()).collect(),
+            next_msg: 0,
+        };
+        FakeMesh {
+            state: Arc::new(Mutex::new(state)),
+            n,
+        }
+    }
+
+    /// Handles to every node.
+    pub fn nodes(&self) -> Vec<FakeNode> {
+        (0..self.n)
+            .map(|index| FakeNode {
+                mesh: self.clone(),
+                index,
+                name: format!("node-{index}"),
+                peer_id: peer_id(index),
+            })
+            .collect()
+    }
+
+    /// Makes node `index` misbehave.
+    pub fn set_fault(&self, index: usize, fault: Fault) {
+        self.with(|state| state.nodes[index].fault = Some(fault));
+    }
+
+    /// Restarts node `index`: new instance, empty inbox (sequence numbers start again).
+    pub fn restart(&self, index: usize) {
+        self.with(|state| {
+            let node = &mut state.nodes[index];
+            node.instance += 1;
+            node.inbox.clear();
+            node.topics.clear();
+        });
+    }
+
+    /// Total inbox reads that started from sequence 0.
+    pub fn inbox_reads_from_zero(&self) -> usize {
+        self.with(|state| state.nodes.iter().map(|n| n.reads_from_zero).sum())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut guard = match self.state.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+}
+
+impl FakeNode {
+    fn fault(&self) -> Option<Fault> {
+        self.mesh.with(|s| s.nodes[self.index].fault)
+    }
+
+    fn check_alive(&self, path: &str) -> ApiResult<()> {
+        if self.fault() == Some(Fault::Dead) {
+            return Err(NodeApiError {
+                node: self.name.clone(),
+                kind: NodeApiErrorKind::Transport {
+                    path: path.to_owned(),
+                    message: "connection refused".to_owned(),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    fn check_pubsub(&self, path: &str) -> ApiResult<()> {
+        self.check_alive(path)?;
+        if self.fault() == Some(Fault::NoPubSub) {
+            return Err(NodeApiError {
+                node: self.name.clone(),
+                kind: NodeApiErrorKind::Status {
+                    path: path.to_owned(),
+                    status: 404,
+                    code: None,
+                    message: "not found".to_owned(),
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl NodeApi for FakeNode {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+
+    async fn readiness(&self) -> ApiResult<Readiness> {
+        self.check_alive("/readyz")?;
+        Ok(Readiness {
+            ready: true,
+            checks: BTreeMap::new(),
+        })
+    }
+
+    async fn version(&self) -> ApiResult<VersionInfo> {
+        self.check_alive("/v1/version")?;
+        Ok(VersionInfo {
+            name: "soak-node".into(),
+            version: "fake".into(),
+            git: "fake".into(),
+            peer_id: self.peer_id.clone(),
+            api_version: soak_api::API_VERSION,
+        })
+    }
+
+    async fn diagnostics(&self) -> ApiResult<Diagnostics> {
+        self.check_alive("/v1/diagnostics")?;
+        let instance = self.mesh.with(|s| s.nodes[self.index].instance);
+        Ok(Diagnostics {
+            api_version: soak_api::API_VERSION,
+            identity: ProcessIdentity {
+                instance_id: format!("{}-{instance}", self.name),
+                peer_id: self.peer_id.clone(),
+                pid: 1,
+                started_at_ms: 0,
+            },
+            version: "fake".into(),
+            taken_at_ms: now_ms(),
+            uptime_ms: 0,
+            counters: BTreeMap::new(),
+            gauges: BTreeMap::new(),
+            peers: Vec::new(),
+            topics: Vec::new(),
+            impairments: Vec::new(),
+        })
+    }
+
+    async fn send_dm(&self, request: &DmRequest) -> ApiResult<DmResponse> {
+        self.check_alive("/v1/dm")?;
+        let request_id = request.request_id.clone().unwrap_or_default();
+        let to = (0..self.mesh.n).find(|&i| peer_id(i) == request.to);
+        let from_peer = self.peer_id.clone();
+        let outcome = self.mesh.with(|state| {
+            let Some(to) = to else {
+                return DmOutcome::Unreachable;
+            };
+            let node = &mut state.nodes[to];
+            let copies = match node.fault {
+                Some(Fault::Dead) => return DmOutcome::Unreachable,
+                Some(Fault::AckButDrop) => 0,
+                Some(Fault::DeliverTwice) => 2,
+                _ => 1,
+            };
+            for _ in 0..copies {
+                let seq = node.inbox.len() as u64 + 1;
+                node.inbox.push(InboxItem {
+                    seq,
+                    from: from_peer.clone(),
+                    request_id: request_id.clone(),
+                    size: request.payload_b64.len(),
+                    received_at_ms: now_ms(),
+                });
+            }
+            DmOutcome::Acked
+        });
+        Ok(DmResponse {
+            request_id,
+            outcome,
+            path: DmPath::Direct,
+            attempts: 1,
+            elapsed_us: 100,
+            error: None,
+        })
+    }
+
+    async fn inbox(&self, query: PageQuery) -> ApiResult<InboxPage> {
+        self.check_alive("/v1/dm/inbox")?;
+        let after = query.after.unwrap_or(0);
+        let limit = query.limit.unwrap_or(100).min(100);
+        Ok(self.mesh.with(|state| {
+            let node = &mut state.nodes[self.index];
+            if after == 0 {
+                node.reads_from_zero += 1;
+            }
+            let items: Vec<InboxItem> = node
+                .inbox
+                .iter()
+                .filter(|i| i.seq > after)
+                .take(limit)
+                .cloned()
+                .collect();
+            let next = items.last().map(|i| i.seq).unwrap_or(after);
+            InboxPage { next, items }
+        }))
+    }
+
+    async fn subscribe(&self, topic: &str) -> ApiResult<()> {
+        self.check_pubsub("/v1/topics/subscribe")?;
+        self.mesh.with(|state| {
+            state.nodes[self.index]
+                .topics
+                .entry(topic.to_owned())
+                .or_default();
+        });
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, _request: &PublishRequest) -> ApiResult<PublishResponse> {
+        self.check_pubsub("/v1/topics/publish")?;
+        let origin = self.peer_id.clone();
+        let origin_index = self.index;
+        let msg_id = self.mesh.with(|state| {
+            state.next_msg += 1;
+            let msg_id = format!("m{}", state.next_msg);
+            let now = now_ms();
+            for (index, node) in state.nodes.iter_mut().enumerate() {
+                let copies = match node.fault {
+                    Some(Fault::Dead | Fault::GossipDeaf) => 0,
+                    Some(Fault::GossipTwice) => 2,
+                    _ => 1,
+                };
+                let Some(received) = node.topics.get_mut(topic) else {
+                    continue;
+                };
+                for _ in 0..copies {
+                    let seq = received.len() as u64 + 1;
+                    received.push(ReceivedItem {
+                        seq,
+                        msg_id: msg_id.clone(),
+                        origin: origin.clone(),
+                        hops: u32::from(index != origin_index),
+                        size: 0,
+                        published_at_ms: now,
+                        received_at_ms: now + 2,
+                    });
+                }
+            }
+            msg_id
+        });
+        Ok(PublishResponse { msg_id })
+    }
+
+    async fn received(&self, topic: &str, query: PageQuery) -> ApiResult<ReceivedPage> {
+        self.check_pubsub("/v1/topics/received")?;
+        let after = query.after.unwrap_or(0);
+        let limit = query.limit.unwrap_or(100).min(100);
+        Ok(self.mesh.with(|state| {
+            let items: Vec<ReceivedItem> = state.nodes[self.index]
+                .topics
+                .get(topic)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter(|i| i.seq > after)
+                        .take(limit)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let next = items.last().map(|i| i.seq).unwrap_or(after);
+            ReceivedPage { next, items }
+        }))
+    }
+}

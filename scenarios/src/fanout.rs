@@ -1,0 +1,404 @@
+//! `fanout_burst`: subscribe every node to a fresh topic, publish M messages of S bytes from one or
+//! more publishers at a fixed rate, and collect from every subscriber its delivery ratio,
+//! duplicates and publish-to-delivery latency (p50 / p99 / max).
+//!
+//! A node that answers 404 on the topic routes has no pub/sub: the scenario is recorded as
+//! SKIPPED with that reason — never as a pass. Waiting is by polling with deadlines, never by a
+//! fixed sleep.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use base64::Engine;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use soak_api::{PageQuery, PublishRequest};
+use soak_gates::model::{FanoutResult, ScenarioStatus, SubscriberResult};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::api::NodeApi;
+
+/// Fanout burst settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FanoutConfig {
+    /// Messages published in total (over all publishers).
+    pub messages: u64,
+    /// Payload size, bytes.
+    pub bytes: usize,
+    /// Total publish rate, messages per second (> 0).
+    pub rate_per_sec: f64,
+    /// How long to wait for every subscriber to join the topic's mesh before publishing.
+    pub join_timeout: Duration,
+    /// How long after the last publish to keep collecting.
+    pub collect_timeout: Duration,
+    /// Poll period while waiting for joins and deliveries.
+    pub poll: Duration,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        FanoutConfig {
+            messages: 50,
+            bytes: 256,
+            rate_per_sec: 200.0,
+            join_timeout: Duration::from_secs(3),
+            collect_timeout: Duration::from_secs(3),
+            poll: Duration::from_millis(50),
+        }
+    }
+}
+
+/// What a burst produced: the record for the window (when anything was published) and the
+/// scenario status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FanoutOutcome {
+    /// Results, absent when the burst never published (skipped or failed early).
+    pub result: Option<FanoutResult>,
+    /// Completed, Skipped (no pub/sub) or Failed (with why).
+    pub status: ScenarioStatus,
+}
+
+const RECEIVED_PAGE: usize = 1_000;
+
+/// Runs one burst over `nodes` on `topic`, publishing from the nodes at `publishers` (indices).
+pub async fn run_fanout<A: NodeApi>(
+    nodes: &[A],
+    topic: &str,
+    publishers: &[usize],
+    config: &FanoutConfig,
+) -> FanoutOutcome {
+    let publisher_names: Vec<String> = publishers
+        .iter()
+        .filter_map(|&i| nodes.get(i).map(|n| n.name().to_owned()))
+        .collect();
+    if nodes.is_empty() || publisher_names.is_empty() || publisher_names.len() != publishers.len() {
+        return FanoutOutcome {
+            result: None,
+            status: ScenarioStatus::Failed {
+                error: "no valid publisher for the burst".to_owned(),
+            },
+        };
+    }
+
+    // 1. Subscribe everyone.
+    let subscribed: Vec<_> =
+        futures::future::join_all(nodes.iter().map(|n| n.subscribe(topic))).await;
+    let mut not_found = Vec::new();
+    let mut errors = Vec::new();
+    for (node, result) in nodes.iter().zip(subscribed) {
+        match result {
+            Ok(()) => {}
+            Err(err) if err.is_not_found() => not_found.push(node.name().to_owned()),
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    if !not_found.is_empty() {
+        return FanoutOutcome {
+            result: None,
+            status: ScenarioStatus::Skipped {
+                reason: format!(
+                    "pub/sub not available: {} answered 404 on /v1/topics/{{topic}}/subscribe",
+                    not_found.join(", ")
+                ),
+            },
+        };
+    }
+    if !errors.is_empty() {
+        return FanoutOutcome {
+            result: None,
+            status: ScenarioStatus::Failed {
+                error: format!("subscribe failed: {}", errors.join("; ")),
+            },
+        };
+    }
+
+    // 2. Wait (by polling, bounded) until every node sees at least one topic peer.
+    let joined = wait_for_topic_mesh(nodes, topic, config).await;
+
+    // 3. Publish at the configured rate, round-robin over publishers.
+    let published = publish_burst(nodes, topic, publishers, config).await;
+    let expected: HashSet<&str> = published.ok.iter().map(String::as_str).collect();
+
+    // 4. Collect from every subscriber until all expected arrived or the deadline passes.
+    let deadline = Instant::now() + config.collect_timeout;
+    let subscribers: Vec<SubscriberResult> = futures::future::join_all(
+        nodes
+            .iter()
+            .map(|node| collect_subscriber(node, topic, &expected, deadline, config.poll)),
+    )
+    .await;
+
+    let mut problems = Vec::new();
+    if published.failed > 0 {
+        problems.push(format!(
+            "{} of {} publishes failed (first: {})",
+            published.failed,
+            config.messages,
+            published.first_error.unwrap_or_default()
+        ));
+    }
+    if !joined {
+        tracing::debug!(
+            topic,
+            "not every node reported a topic peer before publishing"
+        );
+    }
+    let status = if problems.is_empty() {
+        ScenarioStatus::Completed
+    } else {
+        ScenarioStatus::Failed {
+            error: problems.join("; "),
+        }
+    };
+    FanoutOutcome {
+        result: Some(FanoutResult {
+            topic: topic.to_owned(),
+            messages: config.messages,
+            bytes: config.bytes as u64,
+            publishers: publisher_names,
+            subscribers,
+        }),
+        status,
+    }
+}
+
+async fn wait_for_topic_mesh<A: NodeApi>(nodes: &[A], topic: &str, config: &FanoutConfig) -> bool {
+    if nodes.len() < 2 {
+        return true;
+    }
+    let deadline = Instant::now() + config.join_timeout;
+    loop {
+        let diagnostics = futures::future::join_all(nodes.iter().map(|n| n.diagnostics())).await;
+        let all_joined = diagnostics.iter().all(|d| match d {
+            Ok(d) => d
+                .topics
+                .iter()
+                .any(|t| t.topic == topic && (!t.eager.is_empty() || !t.lazy.is_empty())),
+            Err(_) => false,
+        });
+        if all_joined {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(config.poll).await;
+    }
+}
+
+struct Published {
+    ok: Vec<String>,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+async fn publish_burst<A: NodeApi>(
+    nodes: &[A],
+    topic: &str,
+    publishers: &[usize],
+    config: &FanoutConfig,
+) -> Published {
+    let rate = if config.rate_per_sec.is_finite() && config.rate_per_sec > 0.0 {
+        config.rate_per_sec
+    } else {
+        1.0
+    };
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut in_flight = FuturesUnordered::new();
+    let mut published = Published {
+        ok: Vec::new(),
+        failed: 0,
+        first_error: None,
+    };
+    let record = |result: Result<String, String>, published: &mut Published| match result {
+        Ok(id) => published.ok.push(id),
+        Err(err) => {
+            published.failed += 1;
+            published.first_error.get_or_insert(err);
+        }
+    };
+    for seq in 0..config.messages {
+        ticker.tick().await;
+        // Harvest finished publishes without blocking the pace.
+        while let Some(Some(result)) = futures::FutureExt::now_or_never(in_flight.next()) {
+            record(result, &mut published);
+        }
+        let publisher = &nodes[publishers[(seq as usize) % publishers.len()]];
+        let mut payload = format!("{topic}:{seq}:").into_bytes();
+        payload.resize(config.bytes.max(payload.len()), b'p');
+        let request = PublishRequest {
+            payload_b64: base64::engine::general_purpose::STANDARD.encode(&payload),
+        };
+        in_flight.push(async move {
+            publisher
+                .publish(topic, &request)
+                .await
+                .map(|r| r.msg_id)
+                .map_err(|e| e.to_string())
+        });
+    }
+    while let Some(result) = in_flight.next().await {
+        record(result, &mut published);
+    }
+    published
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], pct: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((pct / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+async fn collect_subscriber<A: NodeApi>(
+    node: &A,
+    topic: &str,
+    expected: &HashSet<&str>,
+    deadline: Instant,
+    poll: Duration,
+) -> SubscriberResult {
+    let mut cursor = 0u64;
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut latencies: Vec<u64> = Vec::new();
+    let mut duplicates = 0u64;
+    let mut last_error: Option<String>;
+    loop {
+        match node
+            .received(
+                topic,
+                PageQuery {
+                    after: Some(cursor),
+                    limit: Some(RECEIVED_PAGE),
+                },
+            )
+            .await
+        {
+            Ok(page) => {
+                last_error = None;
+                let had_items = !page.items.is_empty();
+                for item in page.items {
+                    cursor = cursor.max(item.seq);
+                    let copies = seen.entry(item.msg_id.clone()).or_insert(0);
+                    *copies += 1;
+                    if *copies > 1 {
+                        duplicates += 1;
+                    } else if expected.contains(item.msg_id.as_str()) {
+                        let ms = item.received_at_ms.saturating_sub(item.published_at_ms);
+                        latencies.push(ms.saturating_mul(1_000));
+                    }
+                }
+                cursor = cursor.max(page.next);
+                if had_items && Instant::now() < deadline {
+                    // More may be waiting right now: page again before judging completeness.
+                    continue;
+                }
+            }
+            Err(err) => last_error = Some(err.to_string()),
+        }
+        let received = expected.iter().filter(|id| seen.contains_key(**id)).count();
+        if received == expected.len() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(poll).await;
+    }
+    latencies.sort_unstable();
+    let received = expected.iter().filter(|id| seen.contains_key(**id)).count() as u64;
+    SubscriberResult {
+        node: node.name().to_owned(),
+        expected: expected.len() as u64,
+        received,
+        duplicates,
+        p50_us: percentile(&latencies, 50.0),
+        p99_us: percentile(&latencies, 99.0),
+        max_us: latencies.last().copied(),
+        error: last_error.map(|e| format!("received list unreadable: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeMesh, Fault};
+
+    fn fast() -> FanoutConfig {
+        FanoutConfig {
+            messages: 20,
+            bytes: 32,
+            rate_per_sec: 10_000.0,
+            join_timeout: Duration::from_millis(10),
+            collect_timeout: Duration::from_millis(100),
+            poll: Duration::from_millis(5),
+        }
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let values: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&values, 50.0), Some(50));
+        assert_eq!(percentile(&values, 99.0), Some(99));
+        assert_eq!(percentile(&values, 100.0), Some(100));
+        assert_eq!(percentile(&[7], 99.0), Some(7));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[tokio::test]
+    async fn healthy_burst_reaches_every_subscriber() {
+        let mesh = FakeMesh::new(4);
+        let out = run_fanout(&mesh.nodes(), "t1", &[0, 2], &fast()).await;
+        assert_eq!(out.status, ScenarioStatus::Completed);
+        let result = out.result.expect("result");
+        assert_eq!(result.subscribers.len(), 4);
+        for sub in &result.subscribers {
+            assert_eq!((sub.expected, sub.received, sub.duplicates), (20, 20, 0));
+            assert_eq!(sub.p50_us, Some(2_000));
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_pubsub_is_skipped_never_passed() {
+        let mesh = FakeMesh::new(3);
+        mesh.set_fault(1, Fault::NoPubSub);
+        let out = run_fanout(&mesh.nodes(), "t1", &[0], &fast()).await;
+        assert!(out.result.is_none());
+        match out.status {
+            ScenarioStatus::Skipped { reason } => assert!(reason.contains("node-1"), "{reason}"),
+            other => panic!("expected skipped, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicates_and_losses_are_counted_per_subscriber() {
+        let mesh = FakeMesh::new(3);
+        mesh.set_fault(1, Fault::GossipTwice);
+        mesh.set_fault(2, Fault::GossipDeaf);
+        let out = run_fanout(&mesh.nodes(), "t1", &[0], &fast()).await;
+        let result = out.result.expect("result");
+        let by_node: HashMap<_, _> = result
+            .subscribers
+            .iter()
+            .map(|s| (s.node.as_str(), s))
+            .collect();
+        assert_eq!(by_node["node-1"].duplicates, 20);
+        assert_eq!(by_node["node-1"].received, 20);
+        assert_eq!(by_node["node-2"].received, 0);
+        assert_eq!(by_node["node-2"].p50_us, None);
+    }
+
+    #[tokio::test]
+    async fn dead_subscriber_fails_the_scenario() {
+        let mesh = FakeMesh::new(3);
+        mesh.set_fault(2, Fault::Dead);
+        let out = run_fanout(&mesh.nodes(), "t1", &[0], &fast()).await;
+        assert!(matches!(out.status, ScenarioStatus::Failed { .. }));
+    }
+
+    #[tokio::test]
+    async fn bad_publisher_index_is_an_error_not_a_panic() {
+        let mesh = FakeMesh::new(2);
+        let out = run_fanout(&mesh.nodes(), "t1", &[5], &fast()).await;
+        assert!(matches!(out.status, ScenarioStatus::Failed { .. }));
+    }
+}

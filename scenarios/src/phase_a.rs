@@ -1,0 +1,380 @@
+//! Phase A (`baseline`): every ordered pair `i → j` sends one acknowledged direct message through
+//! the admin APIs, and the orchestrator confirms each one arrived in `j`'s inbox exactly once.
+//!
+//! N nodes → N·(N−1) pairs; no size is hard-coded. Pairs run concurrently with a bound, in an
+//! order that spreads load over senders (all pairs at offset 1, then offset 2, …). Each pair
+//! carries a fresh random 16-byte request id (from the OS RNG, never the run seed: a repeated id
+//! with the same payload would be deduplicated by the receiver and read as a miss). Receipt is
+//! confirmed by paging each receiver's inbox once per window from a cursor kept across windows.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use futures::StreamExt;
+use soak_api::{DmOutcome, DmRequest, PageQuery};
+use soak_gates::model::{PairOutcome, PhaseAResult};
+
+use crate::api::NodeApi;
+
+/// Phase A settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseAConfig {
+    /// Pairs in flight at once (at least 1).
+    pub concurrency: usize,
+    /// Payload size in bytes (at least 16: the request id is embedded).
+    pub payload_bytes: usize,
+    /// ACK timeout per attempt passed to the node (node default when `None`).
+    pub ack_timeout_ms: Option<u64>,
+}
+
+impl Default for PhaseAConfig {
+    fn default() -> Self {
+        PhaseAConfig {
+            concurrency: 32,
+            payload_bytes: 64,
+            ack_timeout_ms: Some(2_000),
+        }
+    }
+}
+
+/// Items asked for per inbox page.
+const INBOX_PAGE: usize = 1_000;
+/// Upper bound on inbox pages read per receiver per window, so a misbehaving node that never
+/// ends its paging cannot hang the window.
+const MAX_INBOX_PAGES: usize = 10_000;
+
+/// Phase A state carried across windows: one inbox cursor per receiver.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseA {
+    cursors: HashMap<String, u64>,
+}
+
+/// How often each request id occurs in one inbox, and the cursor to continue from.
+type InboxScan = Result<(HashMap<String, u32>, u64), String>;
+
+/// One pair as sent, before receipt is confirmed.
+struct Sent {
+    from: usize,
+    to: usize,
+    request_id: String,
+    outcome: String,
+    acked: bool,
+    latency_us: Option<u64>,
+    attempts: u32,
+    error: Option<String>,
+}
+
+/// The ordered pairs of an N-node matrix, spread over senders: offset 1 for every sender first,
+/// then offset 2, and so on.
+pub fn pair_order(n: usize) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::with_capacity(n.saturating_mul(n.saturating_sub(1)));
+    for offset in 1..n {
+        for from in 0..n {
+            pairs.push((from, (from + offset) % n));
+        }
+    }
+    pairs
+}
+
+fn wire_name(outcome: DmOutcome) -> String {
+    // DmOutcome serializes as a plain snake_case string; fall back to Debug if that ever changes.
+    serde_json::to_value(outcome)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{outcome:?}").to_lowercase())
+}
+
+impl PhaseA {
+    /// Fresh state (no cursors yet: the first window pages each inbox from the start).
+    pub fn new() -> Self {
+        PhaseA::default()
+    }
+
+    /// Runs one full matrix over `nodes` and returns every pair's outcome.
+    pub async fn run<A: NodeApi>(&mut self, nodes: &[A], config: PhaseAConfig) -> PhaseAResult {
+        let pairs = pair_order(nodes.len());
+        let payload_bytes = config.payload_bytes.max(16);
+        let sent: Vec<Sent> = futures::stream::iter(pairs)
+            .map(|(from, to)| send_pair(nodes, from, to, payload_bytes, config.ack_timeout_ms))
+            .buffer_unordered(config.concurrency.max(1))
+            .collect()
+            .await;
+
+        // Confirm receipt: page every receiver's inbox once, concurrently.
+        let mut by_receiver: Vec<Vec<&Sent>> = vec![Vec::new(); nodes.len()];
+        for pair in &sent {
+            by_receiver[pair.to].push(pair);
+        }
+        let cursors = &self.cursors;
+        let confirmations: Vec<(usize, InboxScan)> = futures::stream::iter(
+            by_receiver
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !p.is_empty()),
+        )
+        .map(|(to, expected)| async move {
+            let node = &nodes[to];
+            let cursor = cursors.get(node.name()).copied().unwrap_or(0);
+            let mut result = read_inbox(node, cursor).await;
+            // A receiver that restarted numbers its inbox from the start again: when an
+            // acked pair is missing after the cursor, rescan from zero once.
+            let missing_acked = |counts: &HashMap<String, u32>| {
+                expected
+                    .iter()
+                    .any(|p| p.acked && !counts.contains_key(&p.request_id))
+            };
+            if cursor > 0 && matches!(&result, Ok((counts, _)) if missing_acked(counts)) {
+                result = read_inbox(node, 0).await;
+            }
+            (to, result)
+        })
+        .buffer_unordered(config.concurrency.max(1))
+        .collect()
+        .await;
+
+        let mut counts_by_receiver: HashMap<usize, Result<HashMap<String, u32>, String>> =
+            HashMap::new();
+        for (to, result) in confirmations {
+            match result {
+                Ok((counts, next)) => {
+                    self.cursors.insert(nodes[to].name().to_owned(), next);
+                    counts_by_receiver.insert(to, Ok(counts));
+                }
+                Err(err) => {
+                    counts_by_receiver.insert(to, Err(err));
+                }
+            }
+        }
+
+        let mut outcomes: Vec<PairOutcome> = sent
+            .into_iter()
+            .map(|pair| {
+                let (delivered, error) = match counts_by_receiver.get(&pair.to) {
+                    Some(Ok(counts)) => match counts.get(&pair.request_id).copied().unwrap_or(0) {
+                        1 => (true, pair.error),
+                        0 if pair.acked => (
+                            false,
+                            Some("acked but not found in the receiver's inbox".to_owned()),
+                        ),
+                        0 => (false, pair.error),
+                        n => (
+                            false,
+                            Some(format!("delivered {n} times to the receiver's inbox")),
+                        ),
+                    },
+                    Some(Err(err)) => (
+                        false,
+                        Some(format!("receipt not confirmed: inbox unreadable: {err}")),
+                    ),
+                    None => (false, Some("receipt not confirmed".to_owned())),
+                };
+                PairOutcome {
+                    from: nodes[pair.from].name().to_owned(),
+                    to: nodes[pair.to].name().to_owned(),
+                    outcome: pair.outcome,
+                    delivered,
+                    latency_us: pair.latency_us,
+                    attempts: pair.attempts,
+                    error,
+                }
+            })
+            .collect();
+        outcomes.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+        PhaseAResult { pairs: outcomes }
+    }
+}
+
+async fn send_pair<A: NodeApi>(
+    nodes: &[A],
+    from: usize,
+    to: usize,
+    payload_bytes: usize,
+    ack_timeout_ms: Option<u64>,
+) -> Sent {
+    let id: [u8; 16] = rand::random();
+    let request_id = hex::encode(id);
+    let mut payload = Vec::with_capacity(payload_bytes);
+    payload.extend_from_slice(&id);
+    payload.resize(payload_bytes, b'a');
+    let request = DmRequest {
+        to: nodes[to].peer_id().to_owned(),
+        payload_b64: base64::engine::general_purpose::STANDARD.encode(&payload),
+        request_id: Some(request_id.clone()),
+        timeout_ms: ack_timeout_ms,
+    };
+    match nodes[from].send_dm(&request).await {
+        Ok(response) => {
+            let acked = response.outcome == DmOutcome::Acked;
+            let mismatch = response.request_id != request_id;
+            Sent {
+                from,
+                to,
+                request_id,
+                outcome: wire_name(response.outcome),
+                acked,
+                latency_us: acked.then_some(response.elapsed_us),
+                attempts: response.attempts,
+                error: if mismatch {
+                    Some(format!(
+                        "node answered with request id {}",
+                        response.request_id
+                    ))
+                } else {
+                    response.error
+                },
+            }
+        }
+        Err(err) => Sent {
+            from,
+            to,
+            request_id,
+            outcome: "error".to_owned(),
+            acked: false,
+            latency_us: None,
+            attempts: 0,
+            error: Some(err.to_string()),
+        },
+    }
+}
+
+/// Pages `node`'s inbox from `after` to the end; returns how often each request id occurs and
+/// the cursor to continue from next time.
+async fn read_inbox<A: NodeApi>(node: &A, after: u64) -> InboxScan {
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    let mut cursor = after;
+    for _ in 0..MAX_INBOX_PAGES {
+        let page = node
+            .inbox(PageQuery {
+                after: Some(cursor),
+                limit: Some(INBOX_PAGE),
+            })
+            .await
+            .map_err(|err| err.to_string())?;
+        if page.items.is_empty() {
+            return Ok((counts, cursor.max(page.next)));
+        }
+        let mut last = cursor;
+        for item in &page.items {
+            *counts.entry(item.request_id.clone()).or_default() += 1;
+            last = last.max(item.seq);
+        }
+        let next = page.next.max(last);
+        if next <= cursor {
+            // The node did not advance its cursor: stop rather than loop forever.
+            return Ok((counts, cursor));
+        }
+        cursor = next;
+    }
+    Err(format!(
+        "inbox paging did not end after {MAX_INBOX_PAGES} pages"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeMesh, Fault};
+
+    #[test]
+    fn pair_order_covers_every_ordered_pair_once() {
+        for n in 0..9 {
+            let pairs = pair_order(n);
+            assert_eq!(pairs.len(), n * n.saturating_sub(1));
+            let mut unique = pairs.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), pairs.len());
+            assert!(pairs.iter().all(|(a, b)| a != b && *a < n && *b < n));
+        }
+    }
+
+    #[tokio::test]
+    async fn healthy_mesh_delivers_every_pair_exactly_once() {
+        let mesh = FakeMesh::new(6);
+        let nodes = mesh.nodes();
+        let mut phase = PhaseA::new();
+        for _ in 0..3 {
+            let result = phase.run(&nodes, PhaseAConfig::default()).await;
+            assert_eq!(result.pairs.len(), 30);
+            assert!(
+                result
+                    .pairs
+                    .iter()
+                    .all(|p| p.delivered && p.outcome == "acked")
+            );
+            assert!(result.pairs.iter().all(|p| p.latency_us.is_some()));
+        }
+        // Cursors advanced: each window read only its own messages.
+        assert_eq!(mesh.inbox_reads_from_zero(), 6);
+    }
+
+    #[tokio::test]
+    async fn dead_receiver_fails_only_its_pairs() {
+        let mesh = FakeMesh::new(5);
+        mesh.set_fault(2, Fault::Dead);
+        let result = PhaseA::new()
+            .run(&mesh.nodes(), PhaseAConfig::default())
+            .await;
+        assert_eq!(result.pairs.len(), 20);
+        for pair in &result.pairs {
+            let touches = pair.from == "node-2" || pair.to == "node-2";
+            assert_eq!(pair.delivered, !touches, "{pair:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ack_without_inbox_entry_is_not_delivered() {
+        let mesh = FakeMesh::new(3);
+        mesh.set_fault(1, Fault::AckButDrop);
+        let result = PhaseA::new()
+            .run(&mesh.nodes(), PhaseAConfig::default())
+            .await;
+        let into_1: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-1").collect();
+        assert_eq!(into_1.len(), 2);
+        assert!(into_1.iter().all(|p| !p.delivered && p.outcome == "acked"));
+        assert!(
+            into_1
+                .iter()
+                .all(|p| p.error.as_deref().unwrap_or("").contains("not found"))
+        );
+    }
+
+    #[tokio::test]
+    async fn double_delivery_is_caught() {
+        let mesh = FakeMesh::new(3);
+        mesh.set_fault(0, Fault::DeliverTwice);
+        let result = PhaseA::new()
+            .run(&mesh.nodes(), PhaseAConfig::default())
+            .await;
+        let into_0: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-0").collect();
+        assert!(into_0.iter().all(|p| !p.delivered));
+        assert!(
+            into_0
+                .iter()
+                .all(|p| p.error.as_deref().unwrap_or("").contains("2 times"))
+        );
+    }
+
+    #[tokio::test]
+    async fn restarted_receiver_is_rescanned_from_zero() {
+        let mesh = FakeMesh::new(3);
+        let nodes = mesh.nodes();
+        let mut phase = PhaseA::new();
+        let first = phase.run(&nodes, PhaseAConfig::default()).await;
+        assert!(first.pairs.iter().all(|p| p.delivered));
+        mesh.restart(1);
+        let second = phase.run(&nodes, PhaseAConfig::default()).await;
+        assert!(second.pairs.iter().all(|p| p.delivered), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn concurrency_one_still_completes_the_matrix() {
+        let mesh = FakeMesh::new(4);
+        let config = PhaseAConfig {
+            concurrency: 1,
+            ..PhaseAConfig::default()
+        };
+        let result = PhaseA::new().run(&mesh.nodes(), config).await;
+        assert_eq!(result.pairs.iter().filter(|p| p.delivered).count(), 12);
+    }
+}
