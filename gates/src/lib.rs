@@ -1,8 +1,26 @@
 //! `soak-gates`: gate profiles and the evaluator — stored observations in, verdict out.
 //!
 //! Pure and deterministic: no IO, clock, environment, randomness, tokio or network crates, so
-//! `soak score` can re-judge any past proof. Entry types: [`model::Observations`] (what a run
-//! observed) and, once built, the evaluator over a gate profile.
+//! `soak score` can re-judge any past proof. Entry points: [`model::Observations`] (what a run
+//! observed), [`profile::Profile`] (a gate, as data) and [`evaluate`] (observations × profile →
+//! [`Verdict`]). How verdicts are reached is explained in `docs/gates.md`.
 #![warn(missing_docs)]
 
+mod error;
+mod evaluate;
 pub mod model;
+mod outcome;
+pub mod profile;
+pub mod series;
+mod stats;
+mod verdict;
+
+pub use error::{Error, ErrorKind};
+pub use evaluate::evaluate;
+pub use outcome::Outcome;
+pub use profile::Profile;
+pub use stats::poisson_upper_tail;
+pub use verdict::{
+    BarResult, Baseline, GapRecord, IntegrityRecord, PhaseASummary, RestartRecord, ScenarioSummary,
+    VERDICT_VERSION, Verdict, WindowVerdict,
+};

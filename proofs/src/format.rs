@@ -1,0 +1,164 @@
+//! The one place that owns the proof directory's file names and format version.
+//!
+//! Layout (see `docs/proof-format.md`):
+//!
+//! ```text
+//! <run-id>/
+//!   manifest.json          written last, atomically: format, status, versions, sha256 of files
+//!   run.json               format version + run metadata (written at start, rewritten on update)
+//!   config.json            resolved run config, secrets redacted
+//!   gate.toml              the gate profile the run was judged with (when known)
+//!   events.jsonl           run events, append-only
+//!   samples/<node>.jsonl   continuous samples per node, append-only
+//!   windows/NNN/window.json    the window's record (Phase A, fanout, scenarios)
+//!   windows/NNN/verdict.json   the window's verdict (written at finish)
+//!   verdict.json summary.md summary.csv timeline.csv   (written at finish)
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind};
+
+/// `manifest.json`.
+pub const MANIFEST: &str = "manifest.json";
+/// `run.json`.
+pub const RUN: &str = "run.json";
+/// `config.json`.
+pub const CONFIG: &str = "config.json";
+/// `gate.toml`.
+pub const GATE: &str = "gate.toml";
+/// `events.jsonl`.
+pub const EVENTS: &str = "events.jsonl";
+/// `samples/`.
+pub const SAMPLES_DIR: &str = "samples";
+/// `windows/`.
+pub const WINDOWS_DIR: &str = "windows";
+/// `windows/NNN/window.json`.
+pub const WINDOW_RECORD: &str = "window.json";
+/// `windows/NNN/verdict.json` and the top-level `verdict.json`.
+pub const VERDICT: &str = "verdict.json";
+/// `summary.md`.
+pub const SUMMARY_MD: &str = "summary.md";
+/// `summary.csv`.
+pub const SUMMARY_CSV: &str = "summary.csv";
+/// `timeline.csv`.
+pub const TIMELINE_CSV: &str = "timeline.csv";
+/// Prefix of temporary files (atomic writes); never part of a finished proof.
+pub const TEMP_PREFIX: &str = ".tmp-";
+/// Extension of the per-node sample files.
+pub const SAMPLES_EXT: &str = ".jsonl";
+
+/// The format version this build writes. Bump `minor` for additive changes (new optional
+/// fields or files), `major` for anything an older reader would misread.
+pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 0 };
+
+/// Directory name of window `index` under `windows/`: zero-padded to three digits.
+pub fn window_dir_name(index: u32) -> String {
+    format!("{index:03}")
+}
+
+/// File name of a node's sample file under `samples/`: the node name with every byte outside
+/// `[A-Za-z0-9_-]` (and a leading `.`) percent-encoded, so the mapping is reversible and a name
+/// can never escape the directory.
+pub fn sample_file_name(node: &str) -> String {
+    let mut out = String::with_capacity(node.len() + SAMPLES_EXT.len());
+    for (i, b) in node.bytes().enumerate() {
+        let plain = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(SAMPLES_EXT);
+    out
+}
+
+/// The node name of a sample file name (inverse of [`sample_file_name`]).
+pub fn node_of_sample_file(file_name: &str) -> Option<String> {
+    let stem = file_name.strip_suffix(SAMPLES_EXT)?;
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = stem.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let name = String::from_utf8(out).ok()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// A proof format version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FormatVersion {
+    /// Incompatible changes.
+    pub major: u32,
+    /// Additive changes.
+    pub minor: u32,
+}
+
+impl FormatVersion {
+    /// Whether a proof written in `self` can be read by a reader of version `reader`: same
+    /// major, and a minor no newer than the reader's.
+    pub fn check_readable_by(self, reader: FormatVersion) -> Result<(), Error> {
+        if self.major == reader.major && self.minor <= reader.minor {
+            Ok(())
+        } else {
+            Err(Error::new(
+                "failed to check the proof format version",
+                ErrorKind::Incompatible {
+                    found: self.to_string(),
+                    supported: reader.to_string(),
+                },
+            ))
+        }
+    }
+}
+
+impl fmt::Display for FormatVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readability_rule() {
+        let v = |major, minor| FormatVersion { major, minor };
+        assert!(v(1, 0).check_readable_by(v(1, 0)).is_ok());
+        assert!(v(1, 0).check_readable_by(v(1, 3)).is_ok());
+        assert!(v(1, 4).check_readable_by(v(1, 3)).is_err());
+        assert!(v(2, 0).check_readable_by(v(1, 9)).is_err());
+        assert!(v(0, 9).check_readable_by(v(1, 0)).is_err());
+    }
+
+    #[test]
+    fn sample_file_names_round_trip_and_stay_inside() {
+        for name in [
+            "node-0",
+            "host.example",
+            "../etc/passwd",
+            ".hidden",
+            "a b%c",
+            "ünï",
+        ] {
+            let file = sample_file_name(name);
+            assert!(!file.contains('/') && !file.starts_with('.'), "{file}");
+            assert_eq!(node_of_sample_file(&file).as_deref(), Some(name));
+        }
+        assert_eq!(sample_file_name("node-0"), "node-0.jsonl");
+        assert_eq!(node_of_sample_file("x.json"), None);
+        assert_eq!(node_of_sample_file("%zz.jsonl"), None);
+    }
+}

@@ -1,0 +1,109 @@
+//! `verify`: does the directory still match its manifest?
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::format::{self, CURRENT, FormatVersion};
+use crate::fsio::{hash_file, list_files, read_json};
+use crate::meta::{Manifest, RunStatus};
+
+/// What `verify` found. `is_ok()` only when the manifest is present, readable, sealed with a
+/// final status, and every file matches it exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The directory checked.
+    pub dir: PathBuf,
+    /// Format version from the manifest.
+    pub format: Option<FormatVersion>,
+    /// Status from the manifest.
+    pub status: Option<RunStatus>,
+    /// Files listed in the manifest and checked.
+    pub checked: usize,
+    /// Files whose sha256 or size differs.
+    pub modified: Vec<String>,
+    /// Files in the manifest that are gone.
+    pub missing: Vec<String>,
+    /// Files present but not in the manifest.
+    pub added: Vec<String>,
+    /// Anything else: no manifest, unreadable format, run not sealed, IO errors.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether the proof verified cleanly.
+    pub fn is_ok(&self) -> bool {
+        self.modified.is_empty()
+            && self.missing.is_empty()
+            && self.added.is_empty()
+            && self.problems.is_empty()
+    }
+}
+
+/// Checks a proof directory against its manifest: format version, status, and the sha256 of
+/// every file; reports modified, missing and added files. Never fails: problems are reported.
+pub fn verify(dir: impl AsRef<Path>) -> VerifyReport {
+    let dir = dir.as_ref().to_path_buf();
+    let mut report = VerifyReport {
+        dir: dir.clone(),
+        format: None,
+        status: None,
+        checked: 0,
+        modified: Vec::new(),
+        missing: Vec::new(),
+        added: Vec::new(),
+        problems: Vec::new(),
+    };
+    let manifest_path = dir.join(format::MANIFEST);
+    if !manifest_path.is_file() {
+        report
+            .problems
+            .push("no manifest.json: the proof is incomplete or not a proof".into());
+        return report;
+    }
+    let manifest: Manifest = match read_json(&manifest_path) {
+        Ok(m) => m,
+        Err(err) => {
+            report.problems.push(format!("{err}: {}", err.kind));
+            return report;
+        }
+    };
+    report.format = Some(manifest.format);
+    report.status = Some(manifest.status);
+    if let Err(err) = manifest.format.check_readable_by(CURRENT) {
+        report.problems.push(err.kind.to_string());
+        return report;
+    }
+    if manifest.status == RunStatus::Running {
+        report
+            .problems
+            .push("status is `running`: the run never sealed its proof (incomplete)".into());
+    }
+    let present: BTreeMap<String, PathBuf> = match list_files(&dir) {
+        Ok(files) => files.into_iter().collect(),
+        Err(err) => {
+            report.problems.push(format!("{err}: {}", err.kind));
+            return report;
+        }
+    };
+    for (rel, want) in &manifest.files {
+        match present.get(rel) {
+            None => report.missing.push(rel.clone()),
+            Some(path) => {
+                report.checked += 1;
+                match hash_file(path) {
+                    Ok(got) if &got == want => {}
+                    Ok(_) => report.modified.push(rel.clone()),
+                    Err(err) => report.problems.push(format!("{err}: {}", err.kind)),
+                }
+            }
+        }
+    }
+    report.added = present
+        .keys()
+        .filter(|rel| !manifest.files.contains_key(*rel))
+        .cloned()
+        .collect();
+    report
+}

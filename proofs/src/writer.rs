@@ -1,0 +1,263 @@
+//! The proof writer: usable incrementally during a run; a run killed half-way leaves a
+//! readable, incomplete proof.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use soak_gates::Verdict;
+use soak_gates::model::{Sample, WindowRecord};
+
+use crate::error::{Error, Result};
+use crate::format::{self, CURRENT, FormatVersion};
+use crate::fsio::{hash_tree, write_atomic, write_json_atomic};
+use crate::meta::{Manifest, RunMeta, RunStatus};
+use crate::render;
+
+/// Contents of `run.json`: the format version beside the metadata, so an incomplete proof (no
+/// manifest yet) still says how to read it.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(crate) struct RunFile {
+    pub format: FormatVersion,
+    pub meta: RunMeta,
+}
+
+/// Writes one proof directory.
+#[derive(Debug)]
+pub struct ProofWriter {
+    dir: PathBuf,
+    meta: RunMeta,
+    events: File,
+    samples: BTreeMap<String, File>,
+    windows: BTreeSet<u32>,
+}
+
+impl ProofWriter {
+    /// Creates `dir` (which must not exist or be empty), writes `run.json`, `config.json`
+    /// (secrets redacted), `gate.toml` (when known), an empty `events.jsonl` and a manifest
+    /// with status `running`.
+    pub fn create(dir: impl AsRef<Path>, meta: RunMeta) -> Result<ProofWriter> {
+        let dir = dir.as_ref().to_path_buf();
+        let context = format!("failed to create proof directory {}", dir.display());
+        if dir.exists() {
+            let mut entries = fs::read_dir(&dir).map_err(|e| Error::new(&context, e))?;
+            if entries.next().is_some() {
+                return Err(Error::invalid(
+                    context,
+                    "it already exists and is not empty (refusing to overwrite a proof)",
+                ));
+            }
+        }
+        for sub in [format::SAMPLES_DIR, format::WINDOWS_DIR] {
+            fs::create_dir_all(dir.join(sub)).map_err(|e| Error::new(&context, e))?;
+        }
+        let events_path = dir.join(format::EVENTS);
+        let events = open_append(&events_path)?;
+        let mut writer = ProofWriter {
+            dir,
+            meta,
+            events,
+            samples: BTreeMap::new(),
+            windows: BTreeSet::new(),
+        };
+        writer.write_meta()?;
+        writer.write_manifest(RunStatus::Running, None, None)?;
+        Ok(writer)
+    }
+
+    /// The proof directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The run metadata as written.
+    pub fn meta(&self) -> &RunMeta {
+        &self.meta
+    }
+
+    /// Changes the metadata (e.g. node builds and nodes once known) and rewrites `run.json`,
+    /// `config.json` and `gate.toml` atomically.
+    pub fn update_meta(&mut self, change: impl FnOnce(&mut RunMeta)) -> Result<()> {
+        change(&mut self.meta);
+        self.write_meta()
+    }
+
+    /// Appends one event as a line of `events.jsonl`.
+    pub fn append_event(&mut self, event: &serde_json::Value) -> Result<()> {
+        let path = self.dir.join(format::EVENTS);
+        append_line(&mut self.events, &path, event)
+    }
+
+    /// Appends one sample of `node` as a line of `samples/<node>.jsonl`.
+    pub fn append_sample(&mut self, node: &str, sample: &Sample) -> Result<()> {
+        if node.is_empty() {
+            return Err(Error::invalid(
+                "failed to append a sample",
+                "empty node name",
+            ));
+        }
+        let path = self
+            .dir
+            .join(format::SAMPLES_DIR)
+            .join(format::sample_file_name(node));
+        if !self.samples.contains_key(node) {
+            let file = open_append(&path)?;
+            self.samples.insert(node.to_string(), file);
+        }
+        match self.samples.get_mut(node) {
+            Some(file) => append_line(file, &path, sample),
+            // Inserted just above.
+            None => Err(Error::invalid(
+                "failed to append a sample",
+                "sample file lost",
+            )),
+        }
+    }
+
+    /// Writes (or rewrites) `windows/NNN/window.json` atomically.
+    pub fn write_window(&mut self, window: &WindowRecord) -> Result<()> {
+        let dir = self.window_dir(window.index);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        write_json_atomic(&dir.join(format::WINDOW_RECORD), window)?;
+        self.windows.insert(window.index);
+        Ok(())
+    }
+
+    /// Seals the proof: per-window verdicts, `verdict.json`, `summary.md`, `summary.csv`,
+    /// `timeline.csv`, then — last, atomically — `manifest.json` with the sha256 of every file.
+    /// Returns the proof directory.
+    pub fn finish(self, status: RunStatus, verdict: &Verdict) -> Result<PathBuf> {
+        if status == RunStatus::Running {
+            return Err(Error::invalid(
+                "failed to finish the proof",
+                "a finished run needs a final status (complete, interrupted or failed)",
+            ));
+        }
+        self.events
+            .sync_all()
+            .map_err(|e| Error::io("sync", &self.dir.join(format::EVENTS), e))?;
+        for (node, file) in &self.samples {
+            file.sync_all()
+                .map_err(|e| Error::io("sync samples of", Path::new(node), e))?;
+        }
+        for window in &verdict.windows {
+            let dir = self.window_dir(window.index);
+            fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+            write_json_atomic(&dir.join(format::VERDICT), window)?;
+        }
+        render::write_report(&self.dir, &self.meta, status, verdict)?;
+        let finished = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.write_manifest(status, Some(finished), Some(verdict))?;
+        Ok(self.dir)
+    }
+
+    fn window_dir(&self, index: u32) -> PathBuf {
+        self.dir
+            .join(format::WINDOWS_DIR)
+            .join(format::window_dir_name(index))
+    }
+
+    fn write_meta(&mut self) -> Result<()> {
+        let mut meta = self.meta.clone();
+        let config = redact_secrets(&meta.config);
+        meta.config = serde_json::Value::Null;
+        write_json_atomic(&self.dir.join(format::CONFIG), &config)?;
+        if let Some(gate) = &meta.gate_source {
+            write_atomic(&self.dir.join(format::GATE), gate.as_bytes())?;
+        }
+        write_json_atomic(
+            &self.dir.join(format::RUN),
+            &RunFile {
+                format: CURRENT,
+                meta,
+            },
+        )
+    }
+
+    fn write_manifest(
+        &self,
+        status: RunStatus,
+        finished_at_ms: Option<u64>,
+        verdict: Option<&Verdict>,
+    ) -> Result<()> {
+        let manifest = Manifest {
+            format: CURRENT,
+            run_id: self.meta.run_id.clone(),
+            label: self.meta.label.clone(),
+            status,
+            tool_version: self.meta.tool_version.clone(),
+            started_at_ms: self.meta.started_at_ms,
+            finished_at_ms,
+            node_builds: self.meta.node_builds.clone(),
+            inventory_digest: self.meta.inventory_digest.clone(),
+            gate: verdict.map_or_else(|| self.meta.gate.clone(), |v| v.gate.clone()),
+            scenarios: self.meta.scenarios.clone(),
+            verdict: verdict.map(|v| v.verdict),
+            files: hash_tree(&self.dir)?,
+        };
+        write_json_atomic(&self.dir.join(format::MANIFEST), &manifest)
+    }
+}
+
+fn open_append(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))
+}
+
+/// One JSON value plus newline in a single `write_all` on an append-mode file, so concurrent
+/// readers see whole lines or a torn last line, never interleaving.
+fn append_line<T: Serialize>(file: &mut File, path: &Path, value: &T) -> Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(|e| Error::json("serialize", path, e))?;
+    line.push(b'\n');
+    file.write_all(&line)
+        .map_err(|e| Error::io("append to", path, e))
+}
+
+/// Key fragments that mark a config value as secret (matched case-insensitively).
+const SECRET_KEYS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "private_key",
+    "credential",
+    "api_key",
+    "apikey",
+    "bearer",
+];
+
+/// The placeholder a redacted value is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// A copy of `config` with the value of every object key that looks secret (contains `token`,
+/// `secret`, `password`, `passphrase`, `private_key`, `credential`, `api_key`, `bearer`)
+/// replaced by `"[redacted]"`, at any depth.
+pub fn redact_secrets(config: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match config {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let lower = key.to_ascii_lowercase();
+                    if SECRET_KEYS.iter().any(|s| lower.contains(s)) && !value.is_null() {
+                        (key.clone(), Value::String(REDACTED.to_string()))
+                    } else {
+                        (key.clone(), redact_secrets(value))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact_secrets).collect()),
+        other => other.clone(),
+    }
+}
