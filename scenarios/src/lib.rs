@@ -8,8 +8,8 @@
 #![warn(missing_docs)]
 
 pub mod api;
-#[cfg(test)]
-mod fake;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod fanout;
 pub mod phase_a;
 

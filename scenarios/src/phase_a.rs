@@ -100,37 +100,30 @@ impl PhaseA {
             .collect()
             .await;
 
-        // Confirm receipt: page every receiver's inbox once, concurrently.
-        let mut by_receiver: Vec<Vec<&Sent>> = vec![Vec::new(); nodes.len()];
+        // Confirm receipt: page every receiver's inbox once, concurrently. (Owned inputs keep
+        // the stream's closures free of borrowed tuples, so the future stays `Send`.)
+        let mut acked_by_receiver: Vec<Vec<String>> = vec![Vec::new(); nodes.len()];
+        let mut receivers: Vec<usize> = Vec::new();
         for pair in &sent {
-            by_receiver[pair.to].push(pair);
-        }
-        let cursors = &self.cursors;
-        let confirmations: Vec<(usize, InboxScan)> = futures::stream::iter(
-            by_receiver
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| !p.is_empty()),
-        )
-        .map(|(to, expected)| async move {
-            let node = &nodes[to];
-            let cursor = cursors.get(node.name()).copied().unwrap_or(0);
-            let mut result = read_inbox(node, cursor).await;
-            // A receiver that restarted numbers its inbox from the start again: when an
-            // acked pair is missing after the cursor, rescan from zero once.
-            let missing_acked = |counts: &HashMap<String, u32>| {
-                expected
-                    .iter()
-                    .any(|p| p.acked && !counts.contains_key(&p.request_id))
-            };
-            if cursor > 0 && matches!(&result, Ok((counts, _)) if missing_acked(counts)) {
-                result = read_inbox(node, 0).await;
+            if !receivers.contains(&pair.to) {
+                receivers.push(pair.to);
             }
-            (to, result)
-        })
-        .buffer_unordered(config.concurrency.max(1))
-        .collect()
-        .await;
+            if pair.acked {
+                acked_by_receiver[pair.to].push(pair.request_id.clone());
+            }
+        }
+        let jobs: Vec<(usize, u64, Vec<String>)> = receivers
+            .into_iter()
+            .map(|to| {
+                let cursor = self.cursors.get(nodes[to].name()).copied().unwrap_or(0);
+                (to, cursor, std::mem::take(&mut acked_by_receiver[to]))
+            })
+            .collect();
+        let confirmations: Vec<(usize, InboxScan)> = futures::stream::iter(jobs)
+            .map(|(to, cursor, acked)| confirm_receiver(nodes, to, cursor, acked))
+            .buffer_unordered(config.concurrency.max(1))
+            .collect()
+            .await;
 
         let mut counts_by_receiver: HashMap<usize, Result<HashMap<String, u32>, String>> =
             HashMap::new();
@@ -182,6 +175,26 @@ impl PhaseA {
         outcomes.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
         PhaseAResult { pairs: outcomes }
     }
+}
+
+async fn confirm_receiver<A: NodeApi>(
+    nodes: &[A],
+    to: usize,
+    cursor: u64,
+    acked: Vec<String>,
+) -> (usize, InboxScan) {
+    let node = &nodes[to];
+    let mut result = read_inbox(node, cursor).await;
+    // A receiver that restarted numbers its inbox from the start again: when an acked pair is
+    // missing after the cursor, rescan from zero once.
+    let missing_acked = match &result {
+        Ok((counts, _)) => acked.iter().any(|id| !counts.contains_key(id)),
+        Err(_) => false,
+    };
+    if cursor > 0 && missing_acked {
+        result = read_inbox(node, 0).await;
+    }
+    (to, result)
 }
 
 async fn send_pair<A: NodeApi>(
