@@ -7,6 +7,7 @@
 mod cmd;
 mod exit;
 mod fleet;
+mod runner;
 
 use std::process::ExitCode;
 

@@ -1,14 +1,687 @@
-//! `soak run`.
+//! `soak run`: plan → spawn (or reach) the fleet → warm → windows → judge → write the proof.
+//!
+//! Step one ([`RunArgs::plan`]) validates what the user typed without touching the system and
+//! yields a [`RunPlan`]. Step two ([`execute`]) resolves it — gate profile, node binary, proof
+//! directory, signals, fleet — and hands the runner only `NodeApi` handles.
 
-use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use crate::exit::{CliError, CliResult};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use soak_gates::Profile;
+use soak_gates::model::{NodeRef, Observations, RunInfo};
+use soak_proofs::{ProofWriter, RunMeta};
+use soak_scenarios::fanout::FanoutConfig;
+use soak_scenarios::phase_a::PhaseAConfig;
+use soak_scenarios::{HttpNode, http_client};
+
+use crate::exit::{CliError, CliResult, Exit};
+use crate::fleet::Fleet;
+use crate::fleet::local::{LocalMesh, LocalMeshConfig};
+use crate::runner::event::{FleetNode, RunEvent, RunStatus, now_ms};
+use crate::runner::proof::{ProofOutcome, ProofReporter};
+use crate::runner::reporter::{Dispatch, JsonLines, Progress};
+use crate::runner::signals::Signals;
+use crate::runner::{RunnerConfig, Workload, table};
+
+/// Format of the machine-readable event stream on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventsFormat {
+    /// One JSON object per line; nothing else is written to stdout.
+    Jsonl,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|err| format!("{err} (examples: 90s, 2m, 1h30m)"))
+}
 
 /// Arguments of `soak run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {}
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Inventory of an SSH fleet (native TOML, Ansible INI/YAML or a pssh host file). Without
+    /// it, `soak run` spawns a local mesh of `soak-node` processes on loopback.
+    #[arg(short = 'i', long, value_name = "PATH")]
+    pub inventory: Option<PathBuf>,
+    /// Nodes of the local mesh [default: 6].
+    #[arg(long, value_name = "N")]
+    pub nodes: Option<usize>,
+    /// Total soak time, rounded down to whole windows (at least one).
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Window length: every window runs the scenarios once and is judged on its own.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Warm-up at the start, rounded up to whole windows [default: one window when the run
+    /// has more than one, else none].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Workloads run in every window, in order (`baseline`, `fanout_burst`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "baseline,fanout_burst",
+        value_name = "NAMES"
+    )]
+    pub scenarios: Vec<String>,
+    /// Built-in gate profile to judge with (`broad-launch`, `limited-production`).
+    #[arg(long, default_value = "broad-launch", value_name = "NAME")]
+    pub gate: String,
+    /// Gate profile TOML file; overrides `--gate`.
+    #[arg(long, value_name = "PATH")]
+    pub gate_file: Option<PathBuf>,
+    /// Proof directory [default: proofs/<run-id>]; must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub proof_dir: Option<PathBuf>,
+    /// Period of the continuous diagnostics sampler.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub sample_interval: Duration,
+    /// Seed of the run's random choices (which nodes publish) [default: random, recorded].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Short label, part of the run id.
+    #[arg(long, default_value = "local")]
+    pub label: String,
+    /// Also stream machine-readable events on stdout (progress stays on stderr).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub events: Option<EventsFormat>,
+    /// The `soak-node` binary [default: SOAK_NODE_BIN, else next to `soak`, else PATH].
+    #[arg(long, env = "SOAK_NODE_BIN", value_name = "PATH")]
+    pub node_bin: Option<PathBuf>,
+    /// Fanout burst: messages per burst.
+    #[arg(long, default_value_t = 50, value_name = "M")]
+    pub burst_messages: u64,
+    /// Fanout burst: payload size in bytes.
+    #[arg(long, default_value_t = 256, value_name = "S")]
+    pub burst_bytes: usize,
+    /// Fanout burst: publish rate, messages per second (over all publishers).
+    #[arg(long, default_value_t = 200.0, value_name = "PER_SEC")]
+    pub burst_rate: f64,
+    /// Fanout burst: how many nodes publish.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub burst_publishers: usize,
+    /// Phase A: pairs in flight at once.
+    #[arg(long, default_value_t = 32, value_name = "K")]
+    pub concurrency: usize,
+    /// Timeout of every admin API request.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Deadline of each start-up step of the local mesh (files, ready, meshed).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub start_timeout: Duration,
+}
+
+/// Largest local mesh (each node is a process with a QUIC endpoint and an HTTP server).
+const MAX_LOCAL_NODES: usize = 200;
+const DEFAULT_NODES: usize = 6;
+
+/// What the user asked for, validated (step one: nothing touched yet).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunPlan {
+    /// Inventory path, for SSH fleets.
+    pub inventory: Option<PathBuf>,
+    /// Local mesh size (ignored with an inventory).
+    pub nodes: usize,
+    /// Windows to run.
+    pub windows: u32,
+    /// Leading warm-up windows.
+    pub warmup_windows: u32,
+    /// Window length, milliseconds.
+    pub interval_ms: u64,
+    /// Sampler period, milliseconds.
+    pub sample_interval_ms: u64,
+    /// Workloads per window.
+    pub workloads: Vec<Workload>,
+    /// Gate: built-in name or file.
+    pub gate: GateChoice,
+    /// Proof directory as given.
+    pub proof_dir: Option<PathBuf>,
+    /// Seed.
+    pub seed: u64,
+    /// Label.
+    pub label: String,
+    /// Machine-readable stdout.
+    pub events: Option<EventsFormat>,
+    /// Node binary as given.
+    pub node_bin: Option<PathBuf>,
+    /// Phase A pairs in flight.
+    pub concurrency: usize,
+    /// Burst: messages.
+    pub burst_messages: u64,
+    /// Burst: bytes per message.
+    pub burst_bytes: usize,
+    /// Burst: messages per second.
+    pub burst_rate: f64,
+    /// Burst: publishers.
+    pub burst_publishers: usize,
+    /// Admin request timeout, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Start-up step deadline, milliseconds.
+    pub start_timeout_ms: u64,
+}
+
+/// Which gate profile judges the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateChoice {
+    /// A built-in profile by name.
+    Builtin(String),
+    /// A TOML file.
+    File(PathBuf),
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RunArgs {
+    /// Step one: validates the arguments without touching the system.
+    pub fn plan(&self) -> Result<RunPlan, CliError> {
+        if self.inventory.is_some() && self.nodes.is_some() {
+            return Err(CliError::usage(
+                "--nodes sizes the local mesh; with --inventory the fleet is the inventory's hosts",
+            ));
+        }
+        let nodes = self.nodes.unwrap_or(DEFAULT_NODES);
+        if self.inventory.is_none() && !(2..=MAX_LOCAL_NODES).contains(&nodes) {
+            return Err(CliError::usage(format!(
+                "--nodes must be between 2 and {MAX_LOCAL_NODES} (Phase A needs at least one pair), got {nodes}"
+            )));
+        }
+        if self.interval < Duration::from_secs(1) {
+            return Err(CliError::usage("--interval must be at least 1s"));
+        }
+        if self.duration < self.interval {
+            return Err(CliError::usage(format!(
+                "--duration ({}) is shorter than one window (--interval {})",
+                humantime::format_duration(self.duration),
+                humantime::format_duration(self.interval)
+            )));
+        }
+        let windows = u32::try_from(self.duration.as_millis() / self.interval.as_millis())
+            .map_err(|_| CliError::usage("--duration / --interval gives too many windows"))?;
+        if windows > 100_000 {
+            return Err(CliError::usage(format!(
+                "{windows} windows is more than 100000; use a longer --interval"
+            )));
+        }
+        let warmup_windows = match self.warmup {
+            None => u32::from(windows > 1),
+            Some(warmup) => {
+                let w = warmup.as_millis().div_ceil(self.interval.as_millis());
+                let w = u32::try_from(w).unwrap_or(u32::MAX);
+                if w >= windows {
+                    return Err(CliError::usage(format!(
+                        "--warmup covers {w} of {windows} windows: no window would be judged"
+                    )));
+                }
+                w
+            }
+        };
+        if self.sample_interval < Duration::from_millis(100) || self.sample_interval > self.interval
+        {
+            return Err(CliError::usage(
+                "--sample-interval must be between 100ms and the window length (--interval)",
+            ));
+        }
+        let mut workloads = Vec::new();
+        for name in &self.scenarios {
+            let name = name.trim();
+            let workload = Workload::parse(name).ok_or_else(|| {
+                CliError::usage(format!(
+                    "unknown scenario `{name}` (known: {})",
+                    Workload::ALL.map(Workload::name).join(", ")
+                ))
+            })?;
+            if workloads.contains(&workload) {
+                return Err(CliError::usage(format!(
+                    "scenario `{name}` is listed twice"
+                )));
+            }
+            workloads.push(workload);
+        }
+        if workloads.is_empty() {
+            return Err(CliError::usage("--scenarios lists no scenario"));
+        }
+        if self.label.trim().is_empty() {
+            return Err(CliError::usage("--label must not be empty"));
+        }
+        if self.concurrency == 0 {
+            return Err(CliError::usage("--concurrency must be at least 1"));
+        }
+        if !(1..=1_000_000).contains(&self.burst_messages) {
+            return Err(CliError::usage(
+                "--burst-messages must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.burst_bytes) {
+            return Err(CliError::usage(
+                "--burst-bytes must be between 1 and 1048576",
+            ));
+        }
+        if !(self.burst_rate.is_finite() && self.burst_rate > 0.0) {
+            return Err(CliError::usage("--burst-rate must be a positive number"));
+        }
+        if self.burst_publishers == 0 || (self.inventory.is_none() && self.burst_publishers > nodes)
+        {
+            return Err(CliError::usage(format!(
+                "--burst-publishers must be between 1 and the number of nodes ({nodes})"
+            )));
+        }
+        if self.request_timeout < Duration::from_millis(100) {
+            return Err(CliError::usage("--request-timeout must be at least 100ms"));
+        }
+        let gate = match &self.gate_file {
+            Some(path) => GateChoice::File(path.clone()),
+            None => GateChoice::Builtin(self.gate.clone()),
+        };
+        Ok(RunPlan {
+            inventory: self.inventory.clone(),
+            nodes,
+            windows,
+            warmup_windows,
+            interval_ms: millis(self.interval),
+            sample_interval_ms: millis(self.sample_interval),
+            workloads,
+            gate,
+            proof_dir: self.proof_dir.clone(),
+            seed: self.seed.unwrap_or_else(rand::random),
+            label: self.label.trim().to_owned(),
+            events: self.events,
+            node_bin: self.node_bin.clone(),
+            concurrency: self.concurrency,
+            burst_messages: self.burst_messages,
+            burst_bytes: self.burst_bytes,
+            burst_rate: self.burst_rate,
+            burst_publishers: self.burst_publishers,
+            request_timeout_ms: millis(self.request_timeout),
+            start_timeout_ms: millis(self.start_timeout),
+        })
+    }
+}
+
+/// Loads the gate profile (a usage error when the name or file is bad).
+fn load_gate(choice: &GateChoice) -> Result<(Profile, Option<String>), CliError> {
+    match choice {
+        GateChoice::Builtin(name) => Profile::builtin(name)
+            .map(|p| (p, None))
+            .map_err(|err| CliError::usage(format!("{err}: {}", err.kind))),
+        GateChoice::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                CliError::usage(format!("cannot read gate file {}: {err}", path.display()))
+            })?;
+            let profile = Profile::from_toml_str(&text, &path.display().to_string())
+                .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
+            Ok((profile, Some(text)))
+        }
+    }
+}
+
+/// Finds the `soak-node` binary: the flag / `SOAK_NODE_BIN`, else next to this executable,
+/// else on `PATH`.
+pub fn resolve_node_bin(given: Option<&Path>) -> Result<PathBuf, CliError> {
+    if let Some(path) = given {
+        return if path.is_file() {
+            Ok(path.to_owned())
+        } else {
+            Err(CliError::unavailable(format!(
+                "node binary {} (from --node-bin or SOAK_NODE_BIN) does not exist",
+                path.display()
+            )))
+        };
+    }
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("soak-node")))
+        .filter(|p| p.is_file());
+    if let Some(path) = sibling {
+        return Ok(path);
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("soak-node");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(CliError::unavailable(
+        "soak-node not found (not next to soak, not on PATH): build it with \
+         `cargo build -p soak-node`, or pass --node-bin PATH / SOAK_NODE_BIN",
+    ))
+}
 
 /// Runs `soak run`.
-pub async fn execute(_args: RunArgs) -> CliResult {
-    Err(CliError::unavailable("`soak run` is not implemented yet"))
+pub async fn execute(args: RunArgs) -> CliResult {
+    // Step one: nothing is touched until the arguments hold together.
+    let plan = args.plan()?;
+    let (profile, gate_source) = load_gate(&plan.gate)?;
+    let node_bin = match plan.inventory {
+        None => Some(resolve_node_bin(plan.node_bin.as_deref())?),
+        Some(_) => None,
+    };
+    let started_at_ms = now_ms();
+    let run_id = soak_proofs::run_id(started_at_ms, &plan.label);
+    let proof_dir = plan
+        .proof_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("proofs").join(&run_id));
+    let mut signals = Signals::install()
+        .map_err(|err| CliError::unavailable(format!("cannot install signal handlers: {err}")))?;
+
+    let meta = RunMeta {
+        run_id: run_id.clone(),
+        label: plan.label.clone(),
+        started_at_ms,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        node_builds: Vec::new(),
+        inventory_digest: None,
+        gate: profile.name().to_owned(),
+        gate_source: gate_source.or_else(|| Some(profile.source().to_owned())),
+        scenarios: plan.workloads.iter().map(|w| w.name().to_owned()).collect(),
+        sample_interval_ms: plan.sample_interval_ms,
+        nodes: Vec::new(),
+        config: serde_json::to_value(&plan).unwrap_or(serde_json::Value::Null),
+    };
+    let writer =
+        ProofWriter::create(&proof_dir, meta).map_err(|err| CliError::usage(format!("{err}")))?;
+    let proof_path = writer.dir().to_owned();
+
+    let progress = Progress::new();
+    let mut dispatch = Dispatch::new();
+    let (proof_reporter, proof_outcome) = ProofReporter::new(writer);
+    // The proof reporter goes first: evidence before display.
+    dispatch.add(Box::new(proof_reporter));
+    if plan.events == Some(EventsFormat::Jsonl) {
+        dispatch.add(Box::new(JsonLines::new(std::io::stdout())));
+    }
+    let table_to_stderr = plan.events.is_some();
+
+    let client = http_client(Duration::from_millis(plan.request_timeout_ms))
+        .map_err(|err| CliError::unavailable(err.to_string()))?;
+    let data_root = std::env::temp_dir().join(format!("soak-{run_id}-{}", std::process::id()));
+
+    // Step two: resolve the fleet. A signal during start-up still stops what was spawned.
+    let start = Instant::now();
+    let fleet = match &plan.inventory {
+        Some(path) => Err(CliError::unavailable(format!(
+            "remote fleets (--inventory {}) are not available in this build yet",
+            path.display()
+        ))),
+        None => {
+            let config = LocalMeshConfig {
+                nodes: plan.nodes,
+                node_bin: node_bin.clone().unwrap_or_default(),
+                data_root: data_root.clone(),
+                start_timeout: Duration::from_millis(plan.start_timeout_ms),
+                client: client.clone(),
+            };
+            let say = |line: &str| progress.line(line);
+            tokio::select! {
+                mesh = LocalMesh::start(&config, &say) => mesh.map(Fleet::Local),
+                signal = signals.recv() => Err(CliError {
+                    message: format!("{signal} during start-up: every spawned node was stopped"),
+                    exit: Exit::Interrupted,
+                }),
+            }
+        }
+    };
+    dispatch.add(Box::new(progress));
+    let fleet = match fleet {
+        Ok(fleet) => fleet,
+        Err(err) => {
+            let status = if err.exit == Exit::Interrupted {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Failed
+            };
+            dispatch.emit(&RunEvent::Error {
+                message: err.message.clone(),
+            });
+            let observations = empty_observations(&run_id, plan.sample_interval_ms, &[]);
+            let _ = finish(
+                &mut dispatch,
+                status,
+                &observations,
+                &profile,
+                proof_outcome,
+            )
+            .await;
+            let _ = std::fs::remove_dir_all(&data_root);
+            return Err(err);
+        }
+    };
+
+    let endpoints = fleet.endpoints();
+    let processes = fleet.processes();
+    dispatch.emit(&RunEvent::FleetReady {
+        nodes: endpoints
+            .iter()
+            .map(|e| {
+                let process = processes.iter().find(|p| p.name == e.name);
+                FleetNode {
+                    name: e.name.clone(),
+                    peer_id: e.peer_id.clone(),
+                    admin_url: e.admin_url.clone(),
+                    pid: process.map(|p| p.pid),
+                    log: process.map(|p| p.log.display().to_string()),
+                }
+            })
+            .collect(),
+        builds: fleet.builds(),
+        took_ms: millis(start.elapsed()),
+    });
+    let nodes: Vec<HttpNode> = endpoints
+        .iter()
+        .cloned()
+        .map(|e| HttpNode::new(e, client.clone()))
+        .collect();
+
+    let config = RunnerConfig {
+        run_id: run_id.clone(),
+        proof_dir: proof_path.display().to_string(),
+        windows: plan.windows,
+        warmup_windows: plan.warmup_windows,
+        interval: Duration::from_millis(plan.interval_ms),
+        sample_interval: Duration::from_millis(plan.sample_interval_ms),
+        workloads: plan.workloads.clone(),
+        phase_a: PhaseAConfig {
+            concurrency: plan.concurrency,
+            ..PhaseAConfig::default()
+        },
+        fanout: FanoutConfig {
+            messages: plan.burst_messages,
+            bytes: plan.burst_bytes,
+            rate_per_sec: plan.burst_rate,
+            ..FanoutConfig::default()
+        },
+        burst_publishers: plan.burst_publishers,
+        seed: plan.seed,
+    };
+    let report = crate::runner::run(config, nodes, &mut dispatch, &mut signals).await;
+
+    // Final samples are in; stop every node before sealing the proof, so nothing outlives the
+    // run even if writing the proof fails.
+    let shutdown = fleet.shutdown().await;
+    if let Err(err) = &shutdown {
+        dispatch.emit(&RunEvent::Error {
+            message: err.message.clone(),
+        });
+    }
+    copy_logs(&processes, &proof_path, &mut dispatch);
+    let verdict = finish(
+        &mut dispatch,
+        report.status,
+        &report.observations,
+        &profile,
+        proof_outcome,
+    )
+    .await?;
+    let _ = std::fs::remove_dir_all(&data_root);
+
+    let rendered = table::render(&verdict, &report.observations, &proof_path, report.status);
+    if table_to_stderr {
+        eprintln!("{rendered}");
+    } else {
+        println!("{rendered}");
+    }
+    if report.status == RunStatus::Interrupted {
+        return Ok(Exit::Interrupted);
+    }
+    Ok(match verdict.verdict {
+        soak_gates::Outcome::Go => Exit::Go,
+        soak_gates::Outcome::NoGo => Exit::NoGo,
+        soak_gates::Outcome::Unknown => Exit::Unknown,
+    })
+}
+
+fn empty_observations(run_id: &str, sample_interval_ms: u64, nodes: &[NodeRef]) -> Observations {
+    Observations {
+        run: RunInfo {
+            run_id: run_id.to_owned(),
+            sample_interval_ms,
+            nodes: nodes.to_vec(),
+        },
+        samples: nodes.iter().map(|n| (n.name.clone(), Vec::new())).collect(),
+        windows: Vec::new(),
+    }
+}
+
+/// Judges, emits `RunFinished` (which seals the proof) and waits for the proof's outcome.
+async fn finish(
+    dispatch: &mut Dispatch,
+    status: RunStatus,
+    observations: &Observations,
+    profile: &Profile,
+    proof_outcome: ProofOutcome,
+) -> Result<soak_gates::Verdict, CliError> {
+    let verdict = soak_gates::evaluate(observations, profile);
+    dispatch.emit(&RunEvent::RunFinished {
+        status,
+        verdict: verdict.verdict.as_str().to_owned(),
+        at_ms: now_ms(),
+        judged: Some(Box::new(verdict.clone())),
+    });
+    match proof_outcome.await {
+        Ok(Ok(_)) => Ok(verdict),
+        Ok(Err(err)) => Err(CliError::unavailable(format!(
+            "the proof could not be written: {err}"
+        ))),
+        Err(_) => Err(CliError::unavailable(
+            "the proof writer stopped before sealing the proof",
+        )),
+    }
+}
+
+/// Copies every spawned node's log into `logs/` of the proof (before the manifest is sealed,
+/// so the logs are covered by its hashes).
+fn copy_logs(
+    processes: &[crate::fleet::local::NodeProcess],
+    proof_dir: &Path,
+    dispatch: &mut Dispatch,
+) {
+    if processes.is_empty() {
+        return;
+    }
+    let logs = proof_dir.join("logs");
+    if let Err(err) = std::fs::create_dir_all(&logs) {
+        dispatch.emit(&RunEvent::Error {
+            message: format!("cannot create {}: {err}", logs.display()),
+        });
+        return;
+    }
+    for process in processes {
+        let target = logs.join(format!("{}.log", process.name));
+        if let Err(err) = std::fs::copy(&process.log, &target) {
+            dispatch.emit(&RunEvent::Error {
+                message: format!("cannot copy the log of {}: {err}", process.name),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Harness {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn plan(args: &[&str]) -> Result<RunPlan, CliError> {
+        let mut argv = vec!["soak"];
+        argv.extend_from_slice(args);
+        match Harness::try_parse_from(argv) {
+            Ok(h) => h.run.plan(),
+            Err(err) => Err(CliError::usage(err.to_string())),
+        }
+    }
+
+    #[test]
+    fn defaults_give_a_two_minute_six_node_run() {
+        let plan = plan(&[]).expect("defaults are valid");
+        assert_eq!(plan.nodes, 6);
+        assert_eq!(plan.windows, 4);
+        assert_eq!(plan.warmup_windows, 1);
+        assert_eq!(
+            plan.workloads,
+            vec![Workload::Baseline, Workload::FanoutBurst]
+        );
+        assert_eq!(plan.gate, GateChoice::Builtin("broad-launch".into()));
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error() {
+        for args in [
+            &["--nodes", "1"][..],
+            &["--nodes", "100000"],
+            &["--interval", "0s"],
+            &["--duration", "5s", "--interval", "10s"],
+            &["--duration", "20s", "--interval", "10s", "--warmup", "20s"],
+            &["--scenarios", "baseline,nope"],
+            &["--scenarios", "baseline,baseline"],
+            &["--sample-interval", "1m", "--interval", "30s"],
+            &["--burst-rate", "0"],
+            &["--burst-publishers", "7"],
+            &["--concurrency", "0"],
+            &["--duration", "banana"],
+            &["--events", "xml"],
+            &["-i", "hosts.toml", "--nodes", "3"],
+            &["--label", " "],
+        ] {
+            let err = plan(args).expect_err(&format!("{args:?} must be rejected"));
+            assert_eq!(err.exit, Exit::Usage, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn windows_round_down_and_warmup_rounds_up() {
+        let plan =
+            plan(&["--duration", "65s", "--interval", "20s", "--warmup", "21s"]).expect("valid");
+        assert_eq!(plan.windows, 3);
+        assert_eq!(plan.warmup_windows, 2);
+        let single =
+            super::tests::plan(&["--duration", "20s", "--interval", "20s"]).expect("valid");
+        assert_eq!((single.windows, single.warmup_windows), (1, 0));
+    }
+
+    #[test]
+    fn missing_node_binary_is_unavailable() {
+        let err =
+            resolve_node_bin(Some(Path::new("/nonexistent/soak-node"))).expect_err("must fail");
+        assert_eq!(err.exit, Exit::Unavailable);
+    }
+
+    #[test]
+    fn unknown_gate_is_a_usage_error() {
+        let err = load_gate(&GateChoice::Builtin("no-such-gate".into())).expect_err("unknown");
+        assert_eq!(err.exit, Exit::Usage);
+        let err = load_gate(&GateChoice::File("/nonexistent/gate.toml".into())).expect_err("io");
+        assert_eq!(err.exit, Exit::Usage);
+    }
 }

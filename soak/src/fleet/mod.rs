@@ -43,6 +43,14 @@ impl Fleet {
         }
     }
 
+    /// Processes this run spawned (local mesh only; empty for remote fleets).
+    pub fn processes(&self) -> Vec<local::NodeProcess> {
+        match self {
+            Fleet::Local(mesh) => mesh.processes(),
+            Fleet::Remote(_) => Vec::new(),
+        }
+    }
+
     /// Which build runs where.
     pub fn builds(&self) -> Vec<HostBuild> {
         match self {

@@ -1,0 +1,176 @@
+//! The one event type of a run. The dispatcher loop emits these in order; every reporter
+//! (terminal progress, JSON lines, proof writer) is an independent consumer of the same stream.
+
+use serde::Serialize;
+use soak_gates::Verdict;
+use soak_gates::model::{FanoutResult, NodeRef, Sample, ScenarioRecord, WindowRecord};
+
+use crate::fleet::HostBuild;
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every planned window ran.
+    Completed,
+    /// SIGINT/SIGTERM arrived: work stopped early, final samples taken.
+    Interrupted,
+    /// The run could not start or continue (e.g. the fleet did not come up).
+    Failed,
+}
+
+impl RunStatus {
+    /// Spelling used in the proof and on the terminal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Completed => "completed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Phase A summary for the live views (the full matrix is in [`RunEvent::WindowEnded`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseASummary {
+    /// Pairs delivered exactly once.
+    pub delivered: usize,
+    /// Pairs attempted.
+    pub pairs: usize,
+    /// Median send-to-ACK latency, microseconds.
+    pub p50_us: Option<u64>,
+    /// Highest send-to-ACK latency, microseconds.
+    pub max_us: Option<u64>,
+    /// Wall time of the whole matrix, milliseconds.
+    pub wall_ms: u64,
+    /// Up to a few failed pairs, `from→to: why`.
+    pub failures: Vec<String>,
+}
+
+/// One node of the fleet as the run reached it (no secrets: the token stays out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetNode {
+    /// Node name.
+    pub name: String,
+    /// Hex peer id.
+    pub peer_id: String,
+    /// Admin API base URL as reached from the orchestrator.
+    pub admin_url: String,
+    /// Process id, for processes this run spawned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Log file, for processes this run spawned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// One event of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The fleet is up: every node ready and meshed.
+    FleetReady {
+        /// Every node.
+        nodes: Vec<FleetNode>,
+        /// Which build runs where.
+        builds: Vec<HostBuild>,
+        /// How long start-up took, milliseconds.
+        took_ms: u64,
+    },
+    /// The windows are about to start.
+    RunStarted {
+        /// Run id.
+        run_id: String,
+        /// Every node.
+        nodes: Vec<NodeRef>,
+        /// Windows planned.
+        windows: u32,
+        /// Warm-up windows among them.
+        warmup_windows: u32,
+        /// Window length, milliseconds.
+        interval_ms: u64,
+        /// Sampler period, milliseconds.
+        sample_interval_ms: u64,
+        /// Proof directory.
+        proof_dir: String,
+        /// Wall clock, unix milliseconds.
+        at_ms: u64,
+    },
+    /// A window began.
+    WindowStarted {
+        /// Window index.
+        window: u32,
+        /// Part of the warm-up.
+        warmup: bool,
+        /// Unix milliseconds.
+        at_ms: u64,
+    },
+    /// The Phase A matrix of a window finished.
+    PhaseAFinished {
+        /// Window index.
+        window: u32,
+        /// Summary.
+        summary: PhaseASummary,
+    },
+    /// A fanout burst finished (or was skipped).
+    FanoutFinished {
+        /// Window index.
+        window: u32,
+        /// Results when anything was published.
+        result: Option<FanoutResult>,
+    },
+    /// A scenario's record for a window.
+    Scenario {
+        /// Window index.
+        window: u32,
+        /// The record.
+        record: ScenarioRecord,
+    },
+    /// One sampler round over every node.
+    Samples {
+        /// When the round started, unix milliseconds.
+        at_ms: u64,
+        /// How long the round took, milliseconds.
+        took_ms: u64,
+        /// One sample per node name.
+        samples: Vec<(String, Sample)>,
+    },
+    /// A window ended; its full record.
+    WindowEnded {
+        /// The record (stored in the proof and judged).
+        record: WindowRecord,
+    },
+    /// Something went wrong that did not stop the run.
+    Error {
+        /// What.
+        message: String,
+    },
+    /// A signal arrived.
+    Signal {
+        /// `SIGINT` or `SIGTERM`.
+        signal: String,
+        /// Unix milliseconds.
+        at_ms: u64,
+    },
+    /// The run ended; the verdict is known.
+    RunFinished {
+        /// Why it ended.
+        status: RunStatus,
+        /// `GO`, `NO-GO` or `UNKNOWN`.
+        verdict: String,
+        /// Unix milliseconds.
+        at_ms: u64,
+        /// The full verdict, for the proof writer (it lands in `verdict.json`, not in the
+        /// event line).
+        #[serde(skip)]
+        judged: Option<Box<Verdict>>,
+    },
+}
+
+/// The orchestrator clock, unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
