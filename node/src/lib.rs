@@ -1,4 +1,13 @@
 //! `soak-node`: the bundled overlay node that `soak` deploys, drives and judges.
 //!
-//! A sans-IO protocol core (membership, direct messages, gossip) wrapped by a thin IO shell
-//! (quinn transport, axum admin API). Entry point: the `soak-node run` binary.
+//! A sans-IO protocol core ([`proto`]: membership, direct messages) wrapped by a thin IO shell
+//! ([`shell`] driving [`transport`] (quinn) and [`admin`] (axum)). Entry points: the
+//! `soak-node run` binary, and [`shell::Node::start`] for in-process use (benchmarks).
+
+pub mod config;
+pub mod proto;
+pub mod identity;
+pub mod impair;
+pub mod transport;
+pub mod metrics;
+pub mod shell;

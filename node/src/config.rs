@@ -1,0 +1,395 @@
+//! Command line, `SOAK_NODE_*` environment and TOML file configuration.
+//!
+//! Precedence: command line / environment (clap handles both) > TOML file > built-in default.
+//! Every numeric value is clamped to a sane range; a clamped value is reported as a warning
+//! (returned to the caller, which logs it) rather than refused, so a fleet-wide typo degrades
+//! instead of failing a whole soak.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::proto::PeerId;
+
+/// `soak-node` command line.
+#[derive(Debug, Parser)]
+#[command(name = "soak-node", version, about = "The bundled overlay node under test")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node until SIGINT/SIGTERM.
+    Run(RunArgs),
+}
+
+/// Arguments of `soak-node run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Data directory: identity key, admin token, node.json.
+    #[arg(long, env = "SOAK_NODE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// QUIC (UDP) listen address; port 0 picks a free port. Default 127.0.0.1:0.
+    #[arg(long, env = "SOAK_NODE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Admin HTTP listen address; port 0 picks a free port. Default 127.0.0.1:0.
+    #[arg(long, env = "SOAK_NODE_ADMIN")]
+    pub admin: Option<SocketAddr>,
+    /// Bootstrap peers, comma separated: `ADDR` or `PEER_ID@ADDR` (pinned).
+    #[arg(long, env = "SOAK_NODE_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+    /// TOML configuration file (same keys as the long flags, with underscores).
+    #[arg(long, env = "SOAK_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Tunables.
+    #[command(flatten)]
+    pub tune: Tunables,
+}
+
+macro_rules! tunables {
+    ($( $(#[doc = $doc:literal])* $field:ident : $env:literal = $default:expr, $min:expr, $max:expr; )*) => {
+        /// Numeric tunables; every one is optional here and resolved by [`Settings::resolve`].
+        #[derive(Debug, Clone, Default, Args, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Tunables {
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env)]
+                pub $field: Option<u64>,
+            )*
+        }
+
+        /// Resolved numeric tunables (after precedence and clamping).
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Tuning {
+            $( $(#[doc = $doc])* pub $field: u64, )*
+        }
+
+        impl Tuning {
+            fn resolve(cli: &Tunables, file: &Tunables, warnings: &mut Vec<String>) -> Tuning {
+                Tuning {
+                    $( $field: clamp(
+                        stringify!($field),
+                        cli.$field.or(file.$field).unwrap_or($default),
+                        $min,
+                        $max,
+                        warnings,
+                    ), )*
+                }
+            }
+        }
+
+        impl Default for Tuning {
+            fn default() -> Self {
+                Tuning { $( $field: $default, )* }
+            }
+        }
+    };
+}
+
+tunables! {
+    /// QUIC idle timeout, milliseconds.
+    idle_timeout_ms: "SOAK_NODE_IDLE_TIMEOUT_MS" = 30_000, 200, 600_000;
+    /// QUIC keep-alive interval, milliseconds (forced below the idle timeout).
+    keep_alive_ms: "SOAK_NODE_KEEP_ALIVE_MS" = 5_000, 50, 300_000;
+    /// Deadline for a peer to finish the QUIC + hello handshake, milliseconds.
+    auth_timeout_ms: "SOAK_NODE_AUTH_TIMEOUT_MS" = 5_000, 100, 60_000;
+    /// Default ACK timeout per DM attempt, milliseconds.
+    ack_timeout_ms: "SOAK_NODE_ACK_TIMEOUT_MS" = 2_000, 10, 60_000;
+    /// Membership maintenance tick, milliseconds.
+    tick_ms: "SOAK_NODE_TICK_MS" = 1_000, 50, 60_000;
+    /// Target size of the active view.
+    active_view: "SOAK_NODE_ACTIVE_VIEW" = 8, 1, 64;
+    /// Maximum size of the passive view (the address book beyond the active view).
+    passive_view: "SOAK_NODE_PASSIVE_VIEW" = 256, 4, 10_000;
+    /// Entries sent per peer exchange (shuffle).
+    shuffle_len: "SOAK_NODE_SHUFFLE_LEN" = 64, 1, 1_000;
+    /// Close non-active (on-demand) connections unused for this long, milliseconds.
+    on_demand_idle_ms: "SOAK_NODE_ON_DEMAND_IDLE_MS" = 60_000, 1_000, 3_600_000;
+    /// Base reconnect backoff, milliseconds (doubles per failure).
+    backoff_base_ms: "SOAK_NODE_BACKOFF_BASE_MS" = 250, 10, 60_000;
+    /// Maximum reconnect backoff, milliseconds.
+    backoff_max_ms: "SOAK_NODE_BACKOFF_MAX_MS" = 30_000, 100, 600_000;
+    /// DM inbox capacity (messages).
+    inbox_capacity: "SOAK_NODE_INBOX_CAPACITY" = 10_000, 1, 1_000_000;
+    /// Inbox items younger than this are retained (a full inbox of them answers busy), ms.
+    inbox_retention_ms: "SOAK_NODE_INBOX_RETENTION_MS" = 600_000, 0, 86_400_000;
+    /// Dedupe cache capacity (entries).
+    dedupe_capacity: "SOAK_NODE_DEDUPE_CAPACITY" = 100_000, 16, 10_000_000;
+    /// Dedupe cache TTL, milliseconds.
+    dedupe_ttl_ms: "SOAK_NODE_DEDUPE_TTL_MS" = 600_000, 1_000, 86_400_000;
+    /// Largest DM payload, bytes.
+    max_payload_bytes: "SOAK_NODE_MAX_PAYLOAD_BYTES" = 65_536, 1, 4_194_304;
+    /// Receive queue ("recv pump") capacity, frames.
+    recv_queue: "SOAK_NODE_RECV_QUEUE" = 4_096, 1, 1_000_000;
+    /// Dispatcher worker count.
+    dispatcher_workers: "SOAK_NODE_DISPATCHER_WORKERS" = 2, 1, 64;
+    /// Dispatcher per-task timeout, milliseconds.
+    dispatcher_timeout_ms: "SOAK_NODE_DISPATCHER_TIMEOUT_MS" = 1_000, 1, 60_000;
+    /// Per-peer outbound queue capacity, frames.
+    outbound_queue: "SOAK_NODE_OUTBOUND_QUEUE" = 1_024, 1, 1_000_000;
+    /// Per-frame write deadline on a peer stream, milliseconds.
+    send_deadline_ms: "SOAK_NODE_SEND_DEADLINE_MS" = 2_000, 10, 60_000;
+    /// Per-peer inbound DM rate limit, messages per second (token refill rate).
+    rate_limit_per_sec: "SOAK_NODE_RATE_LIMIT_PER_SEC" = 2_000, 1, 1_000_000;
+    /// Per-peer inbound DM burst (bucket size).
+    rate_limit_burst: "SOAK_NODE_RATE_LIMIT_BURST" = 4_000, 1, 1_000_000;
+    /// DMs in flight (awaiting ACK) before new ones are shed with `load`.
+    max_pending_dms: "SOAK_NODE_MAX_PENDING_DMS" = 10_000, 1, 1_000_000;
+}
+
+fn clamp(name: &str, value: u64, min: u64, max: u64, warnings: &mut Vec<String>) -> u64 {
+    let clamped = value.clamp(min, max);
+    if clamped != value {
+        warnings.push(format!(
+            "{name}={value} is outside [{min}, {max}]; using {clamped}"
+        ));
+    }
+    clamped
+}
+
+/// A bootstrap peer: an address, optionally pinned to a peer id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// Expected peer id, when given as `PEER_ID@ADDR`.
+    pub peer: Option<PeerId>,
+    /// QUIC address.
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for Bootstrap {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (peer, addr) = match s.split_once('@') {
+            Some((id, addr)) => (
+                Some(
+                    id.parse::<PeerId>()
+                        .map_err(|_| ConfigError::Bootstrap(s.to_string()))?,
+                ),
+                addr,
+            ),
+            None => (None, s),
+        };
+        let addr = addr
+            .parse::<SocketAddr>()
+            .map_err(|_| ConfigError::Bootstrap(s.to_string()))?;
+        Ok(Bootstrap { peer, addr })
+    }
+}
+
+/// Configuration errors (refused, unlike out-of-range values which are clamped).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("failed to read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML file is malformed or has unknown keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// File path.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+    /// A bootstrap entry is neither `ADDR` nor `PEER_ID@ADDR`.
+    #[error("invalid bootstrap peer {0:?}: expected ADDR or PEER_ID@ADDR")]
+    Bootstrap(String),
+}
+
+/// The file form: the same keys as the flags.
+#[derive(Debug, Default, Deserialize)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+}
+
+/// Fully resolved node settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Admin listen address.
+    pub admin: SocketAddr,
+    /// Bootstrap peers.
+    pub bootstrap: Vec<Bootstrap>,
+    /// Numeric tunables.
+    pub tuning: Tuning,
+}
+
+impl Settings {
+    /// Settings for a node in `data_dir` with defaults everywhere (used by tests and benches).
+    pub fn new(data_dir: &Path) -> Settings {
+        Settings {
+            data_dir: data_dir.to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            bootstrap: Vec::new(),
+            tuning: Tuning::default(),
+        }
+    }
+
+    /// Merge command line / env with the optional TOML file; returns the settings and the
+    /// warnings (clamped values) to log.
+    pub fn resolve(args: &RunArgs) -> Result<(Settings, Vec<String>), ConfigError> {
+        let (file, file_tune) = match &args.config {
+            Some(path) => read_file(path)?,
+            None => (FileConfig::default(), Tunables::default()),
+        };
+        let mut warnings = Vec::new();
+        let mut tuning = Tuning::resolve(&args.tune, &file_tune, &mut warnings);
+        if tuning.keep_alive_ms >= tuning.idle_timeout_ms {
+            let fixed = (tuning.idle_timeout_ms / 3).max(1);
+            warnings.push(format!(
+                "keep_alive_ms={} must be below idle_timeout_ms={}; using {fixed}",
+                tuning.keep_alive_ms, tuning.idle_timeout_ms
+            ));
+            tuning.keep_alive_ms = fixed;
+        }
+        if tuning.backoff_max_ms < tuning.backoff_base_ms {
+            warnings.push(format!(
+                "backoff_max_ms={} is below backoff_base_ms={}; using {}",
+                tuning.backoff_max_ms, tuning.backoff_base_ms, tuning.backoff_base_ms
+            ));
+            tuning.backoff_max_ms = tuning.backoff_base_ms;
+        }
+        let raw_bootstrap = if args.bootstrap.is_empty() {
+            &file.bootstrap
+        } else {
+            &args.bootstrap
+        };
+        let bootstrap = raw_bootstrap
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.parse())
+            .collect::<Result<Vec<Bootstrap>, _>>()?;
+        let default_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Ok((
+            Settings {
+                data_dir: args.data_dir.clone(),
+                listen: args.listen.or(file.listen).unwrap_or(default_addr),
+                admin: args.admin.or(file.admin).unwrap_or(default_addr),
+                bootstrap,
+                tuning,
+            },
+            warnings,
+        ))
+    }
+
+    /// Duration helper.
+    pub fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+}
+
+fn read_file(path: &Path) -> Result<(FileConfig, Tunables), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parse_err = |message: String| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
+    let mut top = toml::Table::new();
+    for key in ["listen", "admin", "bootstrap"] {
+        if let Some(v) = table.remove(key) {
+            top.insert(key.to_string(), v);
+        }
+    }
+    let file: FileConfig = top.try_into().map_err(|e| parse_err(e.to_string()))?;
+    let tune: Tunables = table.try_into().map_err(|e| parse_err(e.to_string()))?;
+    Ok((file, tune))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["soak-node", "run", "--data-dir", "/tmp/x"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => a,
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_are_clamped_with_a_warning() {
+        let (s, warnings) = Settings::resolve(&args(&["--active-view", "1000"])).unwrap();
+        assert_eq!(s.tuning.active_view, 64);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn keep_alive_is_forced_below_idle_timeout() {
+        let (s, warnings) = Settings::resolve(&args(&[
+            "--idle-timeout-ms",
+            "1000",
+            "--keep-alive-ms",
+            "5000",
+        ]))
+        .unwrap();
+        assert!(s.tuning.keep_alive_ms < s.tuning.idle_timeout_ms);
+        assert!(!warnings.is_empty());
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_override_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\nack_timeout_ms = 300\ntick_ms = 500\n",
+        )
+        .unwrap();
+        let (s, _) = Settings::resolve(&args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--tick-ms",
+            "700",
+        ]))
+        .unwrap();
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.tuning.ack_timeout_ms, 300);
+        assert_eq!(s.tuning.tick_ms, 700);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "ack_timout_ms = 300\n").unwrap();
+        let err = Settings::resolve(&args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("ack_timout_ms"), "{err}");
+    }
+
+    #[test]
+    fn bootstrap_accepts_plain_and_pinned_addresses() {
+        let id = "ab".repeat(32);
+        let b: Bootstrap = format!("{id}@127.0.0.1:9").parse().unwrap();
+        assert!(b.peer.is_some());
+        let b: Bootstrap = "127.0.0.1:9".parse().unwrap();
+        assert!(b.peer.is_none());
+        assert!("nonsense".parse::<Bootstrap>().is_err());
+    }
+}

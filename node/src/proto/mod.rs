@@ -1,0 +1,57 @@
+//! The sans-IO protocol core: membership, direct messages, wire format.
+//!
+//! Nothing here touches a socket, a clock or a global RNG: the shell feeds [`core::Input`]s
+//! together with `now`, and drains [`core::Output`]s (frames to send, dials, closes, DM
+//! outcomes). Timers are kept inside the core and exposed through [`core::Core::next_timeout`],
+//! the way `quinn-proto` does it, so unit tests drive time by hand.
+
+pub mod core;
+pub mod inbox;
+pub mod wire;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A peer id: sha256 of the peer's SubjectPublicKeyInfo (DER). Shown as 64 hex chars.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PeerId(pub [u8; 32]);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Short form keeps logs readable; ids are random so 8 hex chars rarely collide.
+        write!(f, "{}", &hex::encode(&self.0[..4]))
+    }
+}
+
+/// The text was not a 64-hex-char peer id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid peer id: expected 64 hex characters")]
+pub struct InvalidPeerId;
+
+impl FromStr for PeerId {
+    type Err = InvalidPeerId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut out).map_err(|_| InvalidPeerId)?;
+        Ok(PeerId(out))
+    }
+}
+
+/// A 16-byte DM request id, shown as 32 hex chars.
+pub type RequestId = [u8; 16];
+
+/// Parse a 32-hex-char request id.
+pub fn parse_request_id(s: &str) -> Option<RequestId> {
+    let mut out = [0u8; 16];
+    hex::decode_to_slice(s.trim(), &mut out).ok()?;
+    Some(out)
+}
