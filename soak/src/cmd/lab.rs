@@ -1,14 +1,270 @@
-//! `soak lab`.
+//! `soak lab up|down|status|exec`: the network-namespace lab (DESIGN §9, docs/lab.md).
+//!
+//! Argument parsing validates names and paths without touching the system; the work itself
+//! (namespaces, sshd, files) lives in [`soak_inventory::lab`] and runs on a blocking thread.
 
-use clap::Args;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 
-use crate::exit::{CliError, CliResult};
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use soak_inventory::lab::{self, LabError, LabLayout, LabStatus, Need};
+
+use crate::exit::{CliError, CliResult, Exit};
 
 /// Arguments of `soak lab`.
 #[derive(Debug, Args)]
-pub struct LabArgs {}
+pub struct LabArgs {
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Build the lab (idempotent): namespaces, bridge, one sshd per host, keys, inventory.
+    Up(UpArgs),
+    /// Remove everything the lab made (idempotent; works on partial labs and lost state).
+    Down(WhereArgs),
+    /// Show the lab: namespaces, addresses, sshd pids, inventory path. Exits 69 unless fully up.
+    Status(StatusArgs),
+    /// Run a command in the controller namespace (stdio inherited, exit code passed through).
+    Exec(ExecArgs),
+}
+
+/// Which lab.
+#[derive(Debug, Args)]
+struct WhereArgs {
+    /// Lab directory (keys, configs, inventory, state, install dirs). Keep it short.
+    #[arg(long, env = "SOAK_LAB_DIR", default_value = lab::DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Lab name: prefix of every namespace (`NAME-ctl`, `NAME-br`, `NAME-h1`…). Defaults to the
+    /// name recorded in the lab directory, else `soaklab`.
+    #[arg(long, env = "SOAK_LAB_NAME")]
+    name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Number of hosts.
+    #[arg(long, default_value_t = 3)]
+    hosts: usize,
+    #[command(flatten)]
+    place: WhereArgs,
+    /// Print the lab state as JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    place: WhereArgs,
+    /// Print JSON (includes `inventory`, the inventory file's path).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    place: WhereArgs,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<OsString>,
+}
 
 /// Runs `soak lab`.
-pub async fn execute(_args: LabArgs) -> CliResult {
-    Err(CliError::unavailable("`soak lab` is not implemented yet"))
+pub async fn execute(args: LabArgs) -> CliResult {
+    tokio::task::spawn_blocking(move || match args.command {
+        LabCommand::Up(args) => up(args),
+        LabCommand::Down(args) => down(args),
+        LabCommand::Status(args) => status(args),
+        LabCommand::Exec(args) => exec(args),
+    })
+    .await
+    .map_err(|err| CliError::unavailable(format!("lab task failed: {err}")))?
+}
+
+fn cli_error(err: LabError) -> CliError {
+    if err.is_usage() {
+        CliError::usage(err.to_string())
+    } else {
+        CliError::unavailable(err.to_string())
+    }
+}
+
+fn up(args: UpArgs) -> CliResult {
+    let name = lab::resolve_name(&args.place.dir, args.place.name.as_deref()).map_err(cli_error)?;
+    let layout = LabLayout::new(args.place.dir, name, args.hosts).map_err(cli_error)?;
+    let tools = lab::preflight(Need::Up).map_err(cli_error)?;
+    let state = lab::up(&layout, &tools).map_err(|err| {
+        let mut err = cli_error(err);
+        err.message.push_str(&format!(
+            "\n(the lab may be partly built: `soak lab down --dir {}` removes it)",
+            layout.dir().display()
+        ));
+        err
+    })?;
+    if args.json {
+        print_json(&state)?;
+        return Ok(Exit::Go);
+    }
+    println!(
+        "lab {} up: {} hosts on {} (controller {} in {})",
+        state.name,
+        state.hosts.len(),
+        state.subnet,
+        state.controller.address,
+        state.controller.namespace
+    );
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["host", "namespace", "address", "sshd pid", "install dir"]);
+    for host in &state.hosts {
+        table.add_row([
+            host.name.clone(),
+            host.namespace.clone(),
+            host.address.to_string(),
+            host.sshd_pid.to_string(),
+            host.install_dir.display().to_string(),
+        ]);
+    }
+    println!("{table}");
+    println!("inventory:   {}", state.inventory.display());
+    println!("ssh key:     {}", state.ssh_key.display());
+    println!("known_hosts: {}", state.known_hosts.display());
+    println!(
+        "try:         soak lab exec --dir {} -- ssh -F {} h1 ip netns identify",
+        state.dir.display(),
+        state.ssh_config.display()
+    );
+    Ok(Exit::Go)
+}
+
+fn down(args: WhereArgs) -> CliResult {
+    let name = lab::resolve_name(&args.dir, args.name.as_deref()).map_err(cli_error)?;
+    // Outside the default directory, removing namespaces by the *default* prefix could hit
+    // another lab: without a recorded or explicit name there is nothing to go on.
+    if args.name.is_none()
+        && lab::recorded_name(&args.dir).is_none()
+        && args.dir != Path::new(lab::DEFAULT_DIR)
+    {
+        println!(
+            "no lab recorded in {} (no state file or marker): nothing removed; pass --name NAME \
+             to remove a lab's namespaces by their prefix",
+            args.dir.display()
+        );
+        return Ok(Exit::Go);
+    }
+    let tools = lab::preflight(Need::Manage).map_err(cli_error)?;
+    let report = lab::down(&args.dir, &name, &tools).map_err(cli_error)?;
+    if report.namespaces.is_empty() && !report.removed_dir && report.killed == 0 {
+        println!("lab {name}: nothing to remove");
+    } else {
+        println!(
+            "lab {name} down: killed {} processes, deleted {} namespaces{}",
+            report.killed,
+            report.namespaces.len(),
+            if report.removed_dir {
+                format!(", removed {}", args.dir.display())
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(dir) = report.kept_foreign_dir {
+        eprintln!(
+            "soak: left {} in place: it is not this lab's directory (no .soak-lab marker naming {name})",
+            dir.display()
+        );
+    }
+    Ok(Exit::Go)
+}
+
+fn status(args: StatusArgs) -> CliResult {
+    let name = lab::resolve_name(&args.place.dir, args.place.name.as_deref()).map_err(cli_error)?;
+    let tools = lab::preflight(Need::Manage).map_err(cli_error)?;
+    let status = lab::status(&args.place.dir, &name, &tools).map_err(cli_error)?;
+    if args.json {
+        print_json(&status)?;
+    } else {
+        print_status(&status);
+    }
+    Ok(if status.up {
+        Exit::Go
+    } else {
+        Exit::Unavailable
+    })
+}
+
+fn print_status(status: &LabStatus) {
+    let yes_no = |b: bool| if b { "yes" } else { "NO" };
+    println!(
+        "lab {} in {}: {}",
+        status.name,
+        status.dir.display(),
+        if status.up {
+            "up"
+        } else if status.state_file.is_none() {
+            "not up (no state file)"
+        } else {
+            "DEGRADED"
+        }
+    );
+    println!(
+        "controller: {} ({}) present: {}",
+        status.controller.namespace,
+        lab::layout::CONTROLLER_ADDRESS,
+        yes_no(status.controller.present)
+    );
+    println!(
+        "bridge:     {} present: {}",
+        status.bridge.namespace,
+        yes_no(status.bridge.present)
+    );
+    if !status.hosts.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(["host", "namespace", "address", "sshd pid", "alive"]);
+        for host in &status.hosts {
+            table.add_row([
+                host.name.clone(),
+                host.namespace.clone(),
+                host.address.to_string(),
+                host.sshd_pid.to_string(),
+                yes_no(host.namespace_present && host.alive).to_owned(),
+            ]);
+        }
+        println!("{table}");
+    }
+    if let Some(inventory) = &status.inventory {
+        println!("inventory:  {}", inventory.display());
+    }
+    if !status.stray_namespaces.is_empty() {
+        println!(
+            "stray namespaces (not in the state file; `soak lab down` removes them): {}",
+            status.stray_namespaces.join(", ")
+        );
+    }
+}
+
+fn exec(args: ExecArgs) -> CliResult {
+    let name = lab::resolve_name(&args.place.dir, args.place.name.as_deref()).map_err(cli_error)?;
+    let tools = lab::preflight(Need::Manage).map_err(cli_error)?;
+    let mut command =
+        lab::exec_command(&args.place.dir, &name, &tools, &args.command).map_err(cli_error)?;
+    // Replace this process: stdio, signals and the exit code are the command's own. `exec` only
+    // returns on failure.
+    let err = command.exec();
+    Err(CliError::unavailable(format!(
+        "cannot run `ip netns exec` for the lab controller: {err}"
+    )))
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|err| CliError::unavailable(format!("cannot render JSON: {err}")))?;
+    println!("{text}");
+    Ok(())
 }
