@@ -1,0 +1,765 @@
+//! The inventory model every format imports to: [`Inventory`], [`Host`] and their settings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{InventoryError, InventoryErrorKind};
+
+/// Default SSH port.
+pub const DEFAULT_SSH_PORT: u16 = 22;
+/// Default install directory of the node on a host.
+pub const DEFAULT_INSTALL_DIR: &str = "/opt/soak-node";
+/// Default admin API port (bound to 127.0.0.1 on the host).
+pub const DEFAULT_API_PORT: u16 = 7100;
+/// Default QUIC gossip port (bound to the host address).
+pub const DEFAULT_GOSSIP_PORT: u16 = 7000;
+
+/// Which file format an inventory was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InventoryFormat {
+    /// soak's own TOML format.
+    Native,
+    /// An Ansible INI inventory.
+    AnsibleIni,
+    /// An Ansible YAML inventory.
+    AnsibleYaml,
+    /// A pssh host file (`[user@]host[:port]` per line).
+    Pssh,
+}
+
+impl fmt::Display for InventoryFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InventoryFormat::Native => "native TOML",
+            InventoryFormat::AnsibleIni => "Ansible INI",
+            InventoryFormat::AnsibleYaml => "Ansible YAML",
+            InventoryFormat::Pssh => "pssh host file",
+        })
+    }
+}
+
+/// How soak reaches a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    /// Over SSH (the default).
+    Ssh,
+    /// On this machine, without SSH (Ansible's `ansible_connection=local`); for tests and
+    /// single-machine fleets.
+    Local,
+}
+
+/// What to do with the host key of an SSH server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyChecking {
+    /// The key must already be in known_hosts and match (the default).
+    Strict,
+    /// Unknown hosts are added to known_hosts; a changed key is still refused.
+    AcceptNew,
+    /// No checking at all (unsafe: only for throw-away test hosts).
+    Off,
+}
+
+/// Which service manager runs the node on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceManager {
+    /// systemd when the host runs it as PID 1 and has `systemctl`, else background.
+    Auto,
+    /// A systemd unit.
+    Systemd,
+    /// A detached background process (`setsid nohup`) tracked by a pid file.
+    Background,
+}
+
+macro_rules! keyword_enum {
+    ($ty:ty, $what:literal, { $($text:literal => $value:expr),+ $(,)? }) => {
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($value),)+
+                    other => Err(format!(
+                        concat!("unknown ", $what, " `{}` (expected one of: {})"),
+                        other,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+keyword_enum!(Connection, "connection", { "ssh" => Connection::Ssh, "smart" => Connection::Ssh, "local" => Connection::Local });
+keyword_enum!(HostKeyChecking, "host_key_checking", {
+    "strict" => HostKeyChecking::Strict,
+    "yes" => HostKeyChecking::Strict,
+    "true" => HostKeyChecking::Strict,
+    "accept-new" => HostKeyChecking::AcceptNew,
+    "off" => HostKeyChecking::Off,
+    "no" => HostKeyChecking::Off,
+    "false" => HostKeyChecking::Off,
+});
+keyword_enum!(ServiceManager, "service", {
+    "auto" => ServiceManager::Auto,
+    "systemd" => ServiceManager::Systemd,
+    "background" => ServiceManager::Background,
+});
+
+/// How to log in to a host over SSH. The key is a path reference, never key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshSettings {
+    /// Login user; `None` leaves it to ssh (the local user or ssh config).
+    pub user: Option<String>,
+    /// SSH port.
+    pub port: u16,
+    /// Private key file (`-i`).
+    pub key: Option<PathBuf>,
+    /// known_hosts file (`UserKnownHostsFile`); `None` uses ssh's default.
+    pub known_hosts: Option<PathBuf>,
+    /// Host key policy.
+    pub host_key_checking: HostKeyChecking,
+}
+
+/// One host of the fleet, with every setting resolved (defaults < groups < host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    /// Unique name: node name in the proof, label in tables.
+    pub name: String,
+    /// Address to reach the host (SSH) and that the node's QUIC socket binds on it.
+    pub address: String,
+    /// How soak reaches it.
+    pub connection: Connection,
+    /// SSH login settings.
+    pub ssh: SshSettings,
+    /// Absolute directory on the host holding binary, config, data, logs.
+    pub install_dir: String,
+    /// Service manager for the node.
+    pub service: ServiceManager,
+    /// Admin API port, bound to 127.0.0.1 on the host.
+    pub api_port: u16,
+    /// QUIC port, bound to `address` on the host.
+    pub gossip_port: u16,
+    /// Groups the host belongs to, directly or through `children` (without `all` and
+    /// `ungrouped`), sorted.
+    pub groups: Vec<String>,
+    /// Free-form labels (e.g. `region`), from group vars, host vars and `labels`.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Host {
+    /// `address:gossip_port`, with IPv6 addresses bracketed.
+    pub fn gossip_addr(&self) -> String {
+        join_host_port(&self.address, self.gossip_port)
+    }
+
+    /// A host with every default, named `name` at `address`.
+    pub fn with_defaults(name: &str, address: &str) -> Host {
+        Host {
+            name: name.to_string(),
+            address: address.to_string(),
+            connection: Connection::Ssh,
+            ssh: SshSettings {
+                user: None,
+                port: DEFAULT_SSH_PORT,
+                key: None,
+                known_hosts: None,
+                host_key_checking: HostKeyChecking::Strict,
+            },
+            install_dir: DEFAULT_INSTALL_DIR.to_string(),
+            service: ServiceManager::Auto,
+            api_port: DEFAULT_API_PORT,
+            gossip_port: DEFAULT_GOSSIP_PORT,
+            groups: Vec::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// `host:port`, bracketing IPv6 literals.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A group as written in the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Child groups (their hosts are members of this group too).
+    pub children: Vec<String>,
+    /// Group variables as written (settings and labels).
+    pub vars: BTreeMap<String, String>,
+}
+
+/// A parsed inventory: the hosts in file order, with unique names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Its format.
+    pub format: InventoryFormat,
+    /// The hosts, in order of first appearance.
+    pub hosts: Vec<Host>,
+    /// The groups by name (without the implicit `all` and `ungrouped`).
+    pub groups: BTreeMap<String, Group>,
+}
+
+impl Inventory {
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+/// Which setting a variable sets. Everything else is a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Setting {
+    Address,
+    Connection,
+    SshUser,
+    SshPort,
+    SshKey,
+    KnownHosts,
+    HostKeyChecking,
+    InstallDir,
+    Service,
+    ApiPort,
+    GossipPort,
+}
+
+impl Setting {
+    /// Keys of the native TOML format.
+    pub(crate) fn native(key: &str) -> Option<Setting> {
+        Some(match key {
+            "address" => Setting::Address,
+            "connection" => Setting::Connection,
+            "ssh_user" => Setting::SshUser,
+            "ssh_port" => Setting::SshPort,
+            "ssh_key" => Setting::SshKey,
+            "known_hosts" => Setting::KnownHosts,
+            "host_key_checking" => Setting::HostKeyChecking,
+            "install_dir" => Setting::InstallDir,
+            "service" => Setting::Service,
+            "api_port" => Setting::ApiPort,
+            "gossip_port" => Setting::GossipPort,
+            _ => return None,
+        })
+    }
+
+    /// Ansible variables (`ansible_*`) and soak's own `soak_*` variables in Ansible inventories.
+    pub(crate) fn ansible(key: &str) -> Option<Setting> {
+        Some(match key {
+            "ansible_host" | "ansible_ssh_host" => Setting::Address,
+            "ansible_connection" => Setting::Connection,
+            "ansible_user" | "ansible_ssh_user" => Setting::SshUser,
+            "ansible_port" | "ansible_ssh_port" => Setting::SshPort,
+            "ansible_ssh_private_key_file" | "ansible_private_key_file" => Setting::SshKey,
+            "soak_known_hosts" => Setting::KnownHosts,
+            "soak_host_key_checking" => Setting::HostKeyChecking,
+            "soak_install_dir" => Setting::InstallDir,
+            "soak_service" => Setting::Service,
+            "soak_api_port" => Setting::ApiPort,
+            "soak_gossip_port" => Setting::GossipPort,
+            _ => return None,
+        })
+    }
+}
+
+/// One layer of settings (defaults, a group's vars, a host's vars): every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Overlay {
+    address: Option<String>,
+    connection: Option<Connection>,
+    ssh_user: Option<String>,
+    ssh_port: Option<u16>,
+    ssh_key: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    host_key_checking: Option<HostKeyChecking>,
+    install_dir: Option<String>,
+    service: Option<ServiceManager>,
+    api_port: Option<u16>,
+    gossip_port: Option<u16>,
+    pub(crate) labels: BTreeMap<String, String>,
+}
+
+fn parse_port(value: &str, what: &str) -> Result<u16, String> {
+    match value.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!(
+            "{what} must be a port number 1-65535, got `{value}`"
+        )),
+        Ok(port) => Ok(port),
+    }
+}
+
+fn non_empty(value: &str, what: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().any(char::is_whitespace) {
+        Err(format!(
+            "{what} must be non-empty without spaces, got `{value}`"
+        ))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+/// A local path from an inventory: `~/` is the home directory, relative paths are relative to
+/// the inventory file's directory.
+fn local_path(value: &str, base_dir: &Path) -> Result<PathBuf, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("path must not be empty".to_string());
+    }
+    if let Some(rest) = value.strip_prefix("~/") {
+        let home = std::env::var_os("HOME")
+            .ok_or_else(|| format!("cannot expand `{value}`: HOME is not set"))?;
+        return Ok(PathBuf::from(home).join(rest));
+    }
+    let path = PathBuf::from(value);
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        base_dir.join(path)
+    })
+}
+
+impl Overlay {
+    /// Sets `setting` from its textual `value`; `Err` is a message without location.
+    pub(crate) fn set(
+        &mut self,
+        setting: Setting,
+        key: &str,
+        value: &str,
+        base_dir: &Path,
+    ) -> Result<(), String> {
+        match setting {
+            Setting::Address => self.address = Some(non_empty(value, key)?),
+            Setting::Connection => self.connection = Some(value.trim().parse()?),
+            Setting::SshUser => self.ssh_user = Some(non_empty(value, key)?),
+            Setting::SshPort => self.ssh_port = Some(parse_port(value, key)?),
+            Setting::SshKey => self.ssh_key = Some(local_path(value, base_dir)?),
+            Setting::KnownHosts => self.known_hosts = Some(local_path(value, base_dir)?),
+            Setting::HostKeyChecking => self.host_key_checking = Some(value.trim().parse()?),
+            Setting::InstallDir => {
+                let dir = non_empty(value, key)?;
+                if !dir.starts_with('/') {
+                    return Err(format!("{key} must be an absolute path, got `{dir}`"));
+                }
+                if dir.contains(['\'', '"', '\\', '$', '`']) {
+                    return Err(format!(
+                        "{key} must not contain quotes, `\\`, `$` or backquotes, got `{dir}`"
+                    ));
+                }
+                self.install_dir = Some(dir.trim_end_matches('/').to_string())
+                    .map(|d| if d.is_empty() { "/".to_string() } else { d });
+            }
+            Setting::Service => self.service = Some(value.trim().parse()?),
+            Setting::ApiPort => self.api_port = Some(parse_port(value, key)?),
+            Setting::GossipPort => self.gossip_port = Some(parse_port(value, key)?),
+        }
+        Ok(())
+    }
+
+    /// Lays `other` over `self` (fields set in `other` win).
+    pub(crate) fn apply(&mut self, other: &Overlay) {
+        macro_rules! take {
+            ($($field:ident),+) => { $( if other.$field.is_some() { self.$field.clone_from(&other.$field); } )+ };
+        }
+        take!(
+            address,
+            connection,
+            ssh_user,
+            ssh_port,
+            ssh_key,
+            known_hosts,
+            host_key_checking,
+            install_dir,
+            service,
+            api_port,
+            gossip_port
+        );
+        for (k, v) in &other.labels {
+            self.labels.insert(k.clone(), v.clone());
+        }
+    }
+
+    fn into_host(self, name: &str, groups: Vec<String>) -> Host {
+        let mut host = Host::with_defaults(name, self.address.as_deref().unwrap_or(name));
+        host.connection = self.connection.unwrap_or(host.connection);
+        host.ssh.user = self.ssh_user;
+        host.ssh.port = self.ssh_port.unwrap_or(host.ssh.port);
+        host.ssh.key = self.ssh_key;
+        host.ssh.known_hosts = self.known_hosts;
+        host.ssh.host_key_checking = self.host_key_checking.unwrap_or(host.ssh.host_key_checking);
+        host.install_dir = self.install_dir.unwrap_or(host.install_dir);
+        host.service = self.service.unwrap_or(host.service);
+        host.api_port = self.api_port.unwrap_or(host.api_port);
+        host.gossip_port = self.gossip_port.unwrap_or(host.gossip_port);
+        host.groups = groups;
+        host.labels = self.labels;
+        host
+    }
+}
+
+/// Checks a host name: it names files, units and proof entries.
+pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "host name `{name}` must be 1-253 characters of letters, digits, `.`, `-`, `_` or `:`"
+        ))
+    }
+}
+
+/// A group while an inventory is being built.
+#[derive(Debug, Default)]
+pub(crate) struct GroupDraft {
+    /// Line of first mention.
+    pub(crate) line: usize,
+    pub(crate) children: Vec<(String, usize)>,
+    pub(crate) vars: Overlay,
+    pub(crate) raw_vars: BTreeMap<String, String>,
+}
+
+/// A host while an inventory is being built.
+#[derive(Debug)]
+pub(crate) struct HostDraft {
+    pub(crate) name: String,
+    pub(crate) line: usize,
+    pub(crate) groups: BTreeSet<String>,
+    pub(crate) vars: Overlay,
+}
+
+/// Format-independent builder: parsers feed groups, hosts and vars; `finish` resolves
+/// precedence (defaults < `all` < groups by depth then name < host) like Ansible does.
+#[derive(Debug)]
+pub(crate) struct Builder {
+    pub(crate) file: PathBuf,
+    pub(crate) base_dir: PathBuf,
+    pub(crate) defaults: Overlay,
+    pub(crate) groups: BTreeMap<String, GroupDraft>,
+    pub(crate) hosts: Vec<HostDraft>,
+}
+
+/// Implicit groups that every host is in (Ansible).
+pub(crate) const GROUP_ALL: &str = "all";
+pub(crate) const GROUP_UNGROUPED: &str = "ungrouped";
+
+impl Builder {
+    pub(crate) fn new(file: &Path) -> Self {
+        let base_dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Builder {
+            file: file.to_path_buf(),
+            base_dir,
+            defaults: Overlay::default(),
+            groups: BTreeMap::new(),
+            hosts: Vec::new(),
+        }
+    }
+
+    pub(crate) fn err(&self, line: usize, message: impl Into<String>) -> InventoryError {
+        InventoryError::invalid(&self.file, line, message)
+    }
+
+    /// The group named `name`, created at `line` when new.
+    pub(crate) fn group(
+        &mut self,
+        name: &str,
+        line: usize,
+    ) -> Result<&mut GroupDraft, InventoryError> {
+        check_group_name(name).map_err(|m| self.err(line, m))?;
+        Ok(self
+            .groups
+            .entry(name.to_string())
+            .or_insert_with(|| GroupDraft {
+                line,
+                ..GroupDraft::default()
+            }))
+    }
+
+    /// The host named `name`, created at `line` when new.
+    pub(crate) fn host(
+        &mut self,
+        name: &str,
+        line: usize,
+    ) -> Result<&mut HostDraft, InventoryError> {
+        check_host_name(name).map_err(|m| self.err(line, m))?;
+        let index = match self.hosts.iter().position(|h| h.name == name) {
+            Some(index) => index,
+            None => {
+                self.hosts.push(HostDraft {
+                    name: name.to_string(),
+                    line,
+                    groups: BTreeSet::new(),
+                    vars: Overlay::default(),
+                });
+                self.hosts.len() - 1
+            }
+        };
+        Ok(&mut self.hosts[index])
+    }
+
+    /// Sets an Ansible variable on an overlay: settings by their Ansible name, other
+    /// `ansible_*` variables ignored, everything else a label.
+    pub(crate) fn ansible_var(
+        base_dir: &Path,
+        overlay: &mut Overlay,
+        key: &str,
+        value: &str,
+    ) -> Result<(), String> {
+        match Setting::ansible(key) {
+            Some(setting) => overlay.set(setting, key, value, base_dir),
+            None if key.starts_with("ansible_") => Ok(()),
+            None => {
+                overlay.labels.insert(key.to_string(), value.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Resolves everything into an [`Inventory`].
+    pub(crate) fn finish(self, format: InventoryFormat) -> Result<Inventory, InventoryError> {
+        if self.hosts.is_empty() {
+            return Err(InventoryError::in_file(
+                &self.file,
+                InventoryErrorKind::Invalid("the inventory lists no hosts".to_string()),
+            ));
+        }
+        // Depth of every group below `all` (longest path), detecting cycles.
+        let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, group) in &self.groups {
+            for (child, line) in &group.children {
+                if !self.groups.contains_key(child.as_str()) {
+                    return Err(self.err(
+                        *line,
+                        format!("group `{name}` has unknown child group `{child}`"),
+                    ));
+                }
+                if child == GROUP_ALL {
+                    return Err(
+                        self.err(*line, format!("group `all` cannot be a child of `{name}`"))
+                    );
+                }
+                parents
+                    .entry(child.as_str())
+                    .or_default()
+                    .push(name.as_str());
+            }
+        }
+        let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+        for name in self.groups.keys() {
+            let mut stack = Vec::new();
+            group_depth(name, &parents, &mut depth, &mut stack).map_err(|cycle| {
+                let line = self.groups.get(name.as_str()).map_or(1, |g| g.line);
+                self.err(
+                    line,
+                    format!("group children form a cycle: {}", cycle.join(" -> ")),
+                )
+            })?;
+        }
+        let mut order: Vec<&str> = self.groups.keys().map(String::as_str).collect();
+        order.sort_by_key(|name| {
+            (
+                if *name == GROUP_ALL { 0 } else { 1 },
+                depth.get(name).copied().unwrap_or(1),
+                *name,
+            )
+        });
+
+        let mut hosts = Vec::with_capacity(self.hosts.len());
+        for draft in &self.hosts {
+            // Every group the host is in, through children.
+            let mut member: BTreeSet<&str> = BTreeSet::new();
+            let mut todo: Vec<&str> = draft.groups.iter().map(String::as_str).collect();
+            while let Some(group) = todo.pop() {
+                if member.insert(group)
+                    && let Some(ps) = parents.get(group)
+                {
+                    todo.extend(ps.iter().copied());
+                }
+            }
+            let mut overlay = self.defaults.clone();
+            for name in &order {
+                if (*name == GROUP_ALL || member.contains(name))
+                    && let Some(group) = self.groups.get(*name)
+                {
+                    overlay.apply(&group.vars);
+                }
+            }
+            overlay.apply(&draft.vars);
+            let groups = member
+                .into_iter()
+                .filter(|g| *g != GROUP_ALL && *g != GROUP_UNGROUPED)
+                .map(str::to_string)
+                .collect();
+            hosts.push(overlay.into_host(&draft.name, groups));
+        }
+        // Two hosts with the same address and ports would fight over the same sockets.
+        for (i, a) in hosts.iter().enumerate() {
+            for b in &hosts[..i] {
+                if a.address == b.address
+                    && a.install_dir == b.install_dir
+                    && a.ssh.port == b.ssh.port
+                {
+                    let line = self.hosts[i].line;
+                    return Err(self.err(
+                        line,
+                        format!(
+                            "hosts `{}` and `{}` share address {} and install_dir {}; give one its own install_dir",
+                            b.name, a.name, a.address, a.install_dir
+                        ),
+                    ));
+                }
+            }
+        }
+        let groups = self
+            .groups
+            .iter()
+            .filter(|(name, _)| *name != GROUP_ALL && *name != GROUP_UNGROUPED)
+            .map(|(name, g)| {
+                (
+                    name.clone(),
+                    Group {
+                        children: g.children.iter().map(|(c, _)| c.clone()).collect(),
+                        vars: g.raw_vars.clone(),
+                    },
+                )
+            })
+            .collect();
+        Ok(Inventory {
+            source: self.file,
+            format,
+            hosts,
+            groups,
+        })
+    }
+}
+
+fn check_group_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "group name `{name}` must be letters, digits, `.`, `-` or `_`"
+        ))
+    }
+}
+
+fn group_depth<'a>(
+    name: &'a str,
+    parents: &BTreeMap<&'a str, Vec<&'a str>>,
+    depth: &mut BTreeMap<&'a str, usize>,
+    stack: &mut Vec<&'a str>,
+) -> Result<usize, Vec<String>> {
+    if let Some(d) = depth.get(name) {
+        return Ok(*d);
+    }
+    if let Some(pos) = stack.iter().position(|s| *s == name) {
+        let mut cycle: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+        cycle.push(name.to_string());
+        return Err(cycle);
+    }
+    stack.push(name);
+    let mut d = if name == GROUP_ALL { 0 } else { 1 };
+    if let Some(ps) = parents.get(name) {
+        for p in ps {
+            d = d.max(group_depth(p, parents, depth, stack)? + 1);
+        }
+    }
+    stack.pop();
+    depth.insert(name, d);
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyword_enums_name_the_choices_on_error() {
+        let err = "sometimes"
+            .parse::<HostKeyChecking>()
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("strict, yes, true, accept-new, off, no, false"),
+            "{err}"
+        );
+        assert_eq!("accept-new".parse(), Ok(HostKeyChecking::AcceptNew));
+    }
+
+    #[test]
+    fn gossip_addr_brackets_ipv6() {
+        let mut host = Host::with_defaults("h", "fd00::1");
+        host.gossip_port = 7000;
+        assert_eq!(host.gossip_addr(), "[fd00::1]:7000");
+        host.address = "192.0.2.1".into();
+        assert_eq!(host.gossip_addr(), "192.0.2.1:7000");
+    }
+
+    #[test]
+    fn install_dir_must_be_absolute_and_plain() {
+        let mut o = Overlay::default();
+        let base = Path::new("/x");
+        assert!(
+            o.set(Setting::InstallDir, "install_dir", "rel/dir", base)
+                .is_err()
+        );
+        assert!(
+            o.set(Setting::InstallDir, "install_dir", "/a/$(id)", base)
+                .is_err()
+        );
+        assert!(
+            o.set(Setting::InstallDir, "install_dir", "/opt/soak/", base)
+                .is_ok()
+        );
+        assert_eq!(o.install_dir.as_deref(), Some("/opt/soak"));
+    }
+
+    #[test]
+    fn relative_key_paths_are_relative_to_the_inventory() {
+        let mut o = Overlay::default();
+        assert!(
+            o.set(Setting::SshKey, "ssh_key", "keys/id", Path::new("/inv"))
+                .is_ok()
+        );
+        assert_eq!(o.ssh_key, Some(PathBuf::from("/inv/keys/id")));
+    }
+
+    #[test]
+    fn group_cycle_is_reported_with_its_path() {
+        let mut b = Builder::new(Path::new("inv.ini"));
+        let _ = b.group("a", 1).map(|g| g.children.push(("b".into(), 2)));
+        let _ = b.group("b", 3).map(|g| g.children.push(("a".into(), 4)));
+        let _ = b.host("h", 5).map(|h| h.groups.insert("a".into()));
+        let err = b
+            .finish(InventoryFormat::AnsibleIni)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("cycle"), "{err}");
+        assert!(err.starts_with("inv.ini:"), "{err}");
+    }
+}

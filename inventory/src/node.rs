@@ -1,0 +1,570 @@
+//! The bundled `soak-node` on a host: where its files live under `install_dir`, the config
+//! and command line it is started with, how it is started and stopped (systemd unit or a
+//! `setsid nohup` background process with a pid file), and the deploy record.
+//!
+//! Scripts are POSIX `sh` for Linux hosts (they read `/proc`). Every path is single-quoted.
+//! Layout under `install_dir` (`D`):
+//!
+//! | path | what |
+//! |---|---|
+//! | `D/bin/soak-node` | the binary (replaced atomically) |
+//! | `D/soak-node.toml` | node config written by deploy |
+//! | `D/data/` | node data dir: `node.json`, `admin.token` (0600), identity |
+//! | `D/log/soak-node.log` | node stdout + stderr |
+//! | `D/run/soak-node.pid` | pid of the background process |
+//! | `D/deploy.json` | the last [`DeployRecord`] |
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Host, ServiceManager, join_host_port};
+use crate::remote::{Remote, RemoteError, RemoteErrorKind, sh_quote};
+
+/// File names inside the data dir, from the node API contract (`soak_api`).
+pub const NODE_INFO_FILE: &str = "node.json";
+/// Admin token file name inside the data dir (mode 0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Paths of the node's files on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLayout {
+    /// `install_dir`.
+    pub dir: String,
+}
+
+impl NodeLayout {
+    /// The layout under `host.install_dir`.
+    pub fn new(host: &Host) -> Self {
+        NodeLayout {
+            dir: host.install_dir.clone(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> String {
+        if self.dir == "/" {
+            format!("/{rel}")
+        } else {
+            format!("{}/{rel}", self.dir)
+        }
+    }
+
+    /// The node binary.
+    pub fn binary(&self) -> String {
+        self.path("bin/soak-node")
+    }
+    /// The node config file.
+    pub fn config(&self) -> String {
+        self.path("soak-node.toml")
+    }
+    /// The data dir.
+    pub fn data_dir(&self) -> String {
+        self.path("data")
+    }
+    /// The admin token file.
+    pub fn token(&self) -> String {
+        self.path(&format!("data/{ADMIN_TOKEN_FILE}"))
+    }
+    /// `node.json`, written by the node once it listens.
+    pub fn node_info(&self) -> String {
+        self.path(&format!("data/{NODE_INFO_FILE}"))
+    }
+    /// The node's log.
+    pub fn log(&self) -> String {
+        self.path("log/soak-node.log")
+    }
+    /// The pid file of the background process.
+    pub fn pid_file(&self) -> String {
+        self.path("run/soak-node.pid")
+    }
+    /// The deploy record.
+    pub fn record(&self) -> String {
+        self.path("deploy.json")
+    }
+}
+
+/// How the node runs on a host, once `auto` is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// A systemd unit.
+    Systemd,
+    /// A `setsid nohup` background process with a pid file.
+    Background,
+}
+
+impl RunMode {
+    /// Resolves the host's `service` setting given whether the host runs systemd.
+    pub fn resolve(service: ServiceManager, has_systemd: bool) -> Result<RunMode, String> {
+        match (service, has_systemd) {
+            (ServiceManager::Systemd, false) => {
+                Err("service = \"systemd\" but the host does not run systemd as PID 1".to_string())
+            }
+            (ServiceManager::Systemd, true) | (ServiceManager::Auto, true) => Ok(RunMode::Systemd),
+            _ => Ok(RunMode::Background),
+        }
+    }
+}
+
+/// systemd unit name of the node on `host` (one per host name, so several install dirs can
+/// share a machine).
+pub fn unit_name(host: &Host) -> String {
+    let safe: String = host
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("soak-node-{safe}.service")
+}
+
+/// What the node is started with on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// Data dir.
+    pub data_dir: String,
+    /// QUIC listen address: the host address and gossip port.
+    pub listen: String,
+    /// Admin API address: always loopback.
+    pub admin: String,
+    /// The other hosts' QUIC addresses.
+    pub bootstrap: Vec<String>,
+}
+
+impl NodeConfig {
+    /// The config of `host` in a fleet of `fleet` (which may include `host`).
+    pub fn for_host(host: &Host, fleet: &[Host]) -> Self {
+        NodeConfig {
+            data_dir: NodeLayout::new(host).data_dir(),
+            listen: host.gossip_addr(),
+            admin: join_host_port("127.0.0.1", host.api_port),
+            bootstrap: fleet
+                .iter()
+                .filter(|h| h.name != host.name)
+                .map(Host::gossip_addr)
+                .collect(),
+        }
+    }
+
+    /// The config file (TOML).
+    pub fn to_toml(&self) -> String {
+        let list = self
+            .bootstrap
+            .iter()
+            .map(|b| toml_string(b))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "# Written by `soak deploy`; rewritten on every deploy.\n\
+             data_dir = {}\nlisten = {}\nadmin = {}\nbootstrap = [{}]\n",
+            toml_string(&self.data_dir),
+            toml_string(&self.listen),
+            toml_string(&self.admin),
+            list
+        )
+    }
+
+    /// Arguments after the binary: `run --config … --data-dir … --listen … --admin … [--bootstrap a,b]`.
+    pub fn args(&self, layout: &NodeLayout) -> Vec<String> {
+        let mut args = vec![
+            "run".to_string(),
+            "--config".to_string(),
+            layout.config(),
+            "--data-dir".to_string(),
+            self.data_dir.clone(),
+            "--listen".to_string(),
+            self.listen.clone(),
+            "--admin".to_string(),
+            self.admin.clone(),
+        ];
+        if !self.bootstrap.is_empty() {
+            args.push("--bootstrap".to_string());
+            args.push(self.bootstrap.join(","));
+        }
+        args
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A shell function `soak_pid` printing the pid of the running background node of this
+/// install dir (pid file, alive, and really our binary — a recycled pid is never signalled).
+fn pid_function(layout: &NodeLayout) -> String {
+    format!(
+        "soak_pid() {{ pid=$(cat {pidfile} 2>/dev/null) || return 1; \
+         case \"$pid\" in ''|*[!0-9]*) return 1;; esac; \
+         exe=$(readlink \"/proc/$pid/exe\" 2>/dev/null) || return 1; \
+         case \"$exe\" in {bin}|{bin}' (deleted)') echo \"$pid\";; *) return 1;; esac; }}\n\
+         soak_alive() {{ readlink \"/proc/$1/exe\" >/dev/null 2>&1; }}\n",
+        pidfile = sh_quote(&layout.pid_file()),
+        bin = sh_quote(&layout.binary()),
+    )
+}
+
+fn has_systemd_test() -> &'static str {
+    "[ \"$(cat /proc/1/comm 2>/dev/null)\" = systemd ] && command -v systemctl >/dev/null 2>&1"
+}
+
+/// One round trip before deploying: creates the layout and reports what is there.
+pub fn probe_script(host: &Host) -> String {
+    let l = NodeLayout::new(host);
+    let unit = sh_quote(&unit_name(host));
+    format!(
+        "command -v sha256sum >/dev/null 2>&1 || {{ echo 'sha256sum is not installed on the host' >&2; exit 3; }}\n\
+         umask 022; mkdir -p {bin_dir} {data} {log_dir} {run_dir} || exit 3\n\
+         {pidfn}\
+         echo \"binary_sha256=$(sha256sum {bin} 2>/dev/null | cut -d' ' -f1)\"\n\
+         echo \"config_sha256=$(sha256sum {config} 2>/dev/null | cut -d' ' -f1)\"\n\
+         if [ -s {token} ]; then echo token=yes; else echo token=no; fi\n\
+         if {systemd}; then echo systemd=yes; \
+           if systemctl is-active --quiet {unit}; then echo \"running=$(systemctl show -p MainPID --value {unit})\"; fi; \
+         else echo systemd=no; fi\n\
+         if p=$(soak_pid); then echo \"running=$p\"; fi\n\
+         echo \"arch=$(uname -m)\"\n",
+        bin_dir = sh_quote(&format!("{}/bin", l.dir)),
+        data = sh_quote(&l.data_dir()),
+        log_dir = sh_quote(&format!("{}/log", l.dir)),
+        run_dir = sh_quote(&format!("{}/run", l.dir)),
+        pidfn = pid_function(&l),
+        bin = sh_quote(&l.binary()),
+        config = sh_quote(&l.config()),
+        token = sh_quote(&l.token()),
+        systemd = has_systemd_test(),
+        unit = unit,
+    )
+}
+
+/// What [`probe_script`] found on a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// sha256 of the installed binary, if any.
+    pub binary_sha256: Option<String>,
+    /// sha256 of the installed config, if any.
+    pub config_sha256: Option<String>,
+    /// Whether an admin token exists.
+    pub token_present: bool,
+    /// Whether the host runs systemd as PID 1 with systemctl.
+    pub systemd: bool,
+    /// Pid of the running node, if one runs.
+    pub running_pid: Option<u32>,
+    /// `uname -m`.
+    pub arch: String,
+}
+
+impl Probe {
+    /// Parses the `key=value` lines of [`probe_script`].
+    pub fn parse(stdout: &str) -> Probe {
+        let mut p = Probe::default();
+        for line in stdout.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim();
+            let some = |v: &str| (!v.is_empty()).then(|| v.to_string());
+            match k {
+                "binary_sha256" => p.binary_sha256 = some(v),
+                "config_sha256" => p.config_sha256 = some(v),
+                "token" => p.token_present = v == "yes",
+                "systemd" => p.systemd = v == "yes",
+                "running" => {
+                    p.running_pid = p.running_pid.or(v.parse().ok().filter(|pid| *pid > 0))
+                }
+                "arch" => p.arch = v.to_string(),
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
+/// Stops the node (systemd unit if installed, and the background process if its pid file
+/// names our binary): SIGTERM, up to 10 s, then SIGKILL. Prints `stopped=PID` for each.
+pub fn stop_script(host: &Host) -> String {
+    let l = NodeLayout::new(host);
+    let unit = sh_quote(&unit_name(host));
+    format!(
+        "{pidfn}\
+         if {systemd} && [ -e /etc/systemd/system/{unit} ]; then \
+           if systemctl is-active --quiet {unit}; then echo \"stopped=$(systemctl show -p MainPID --value {unit})\"; fi; \
+           systemctl stop {unit} || exit 4; fi\n\
+         if pid=$(soak_pid); then\n\
+           kill -TERM \"$pid\" 2>/dev/null\n\
+           i=0; while soak_alive \"$pid\" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
+           if soak_alive \"$pid\"; then kill -KILL \"$pid\" 2>/dev/null; sleep 0.2; fi\n\
+           echo \"stopped=$pid\"\n\
+         fi\n\
+         rm -f {pidfile}\n",
+        pidfn = pid_function(&l),
+        systemd = has_systemd_test(),
+        unit = unit,
+        pidfile = sh_quote(&l.pid_file()),
+    )
+}
+
+/// The systemd unit of the node.
+pub fn unit_file(host: &Host, config: &NodeConfig) -> String {
+    let l = NodeLayout::new(host);
+    let exec: Vec<String> = std::iter::once(l.binary())
+        .chain(config.args(&l))
+        .map(|a| systemd_quote(&a))
+        .collect();
+    format!(
+        "[Unit]\nDescription=soak-node {name} (deployed by soak)\nAfter=network-online.target\n\n\
+         [Service]\nExecStart={exec}\nWorkingDirectory={dir}\nRestart=on-failure\nRestartSec=1\n\
+         StandardOutput=append:{log}\nStandardError=append:{log}\n\n\
+         [Install]\nWantedBy=multi-user.target\n",
+        name = host.name,
+        exec = exec.join(" "),
+        dir = l.dir,
+        log = l.log(),
+    )
+}
+
+fn systemd_quote(arg: &str) -> String {
+    format!(
+        "\"{}\"",
+        arg.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('%', "%%")
+    )
+}
+
+/// (Re)starts the node: stops whatever runs, removes the stale `node.json`, starts it in
+/// `mode`, and prints `pid=PID` for the background process.
+pub fn start_script(host: &Host, config: &NodeConfig, mode: RunMode) -> String {
+    let l = NodeLayout::new(host);
+    let stop = stop_script(host);
+    let clear = format!("rm -f {}\n", sh_quote(&l.node_info()));
+    match mode {
+        RunMode::Background => {
+            let cmd: Vec<String> = std::iter::once(l.binary())
+                .chain(config.args(&l))
+                .map(|a| sh_quote(&a))
+                .collect();
+            format!(
+                "{stop}{clear}cd {dir} || exit 5\n\
+                 if command -v setsid >/dev/null 2>&1; then S=setsid; else S=; fi\n\
+                 $S nohup {cmd} >> {log} 2>&1 < /dev/null &\n\
+                 echo $! > {pidfile}\n\
+                 echo \"pid=$!\"\n",
+                dir = sh_quote(&l.dir),
+                cmd = cmd.join(" "),
+                log = sh_quote(&l.log()),
+                pidfile = sh_quote(&l.pid_file()),
+            )
+        }
+        RunMode::Systemd => {
+            let unit = unit_name(host);
+            format!(
+                "{stop}{clear}[ \"$(id -u)\" = 0 ] || {{ echo 'installing a systemd unit needs root; set service = \"background\" for this host' >&2; exit 6; }}\n\
+                 cat > /etc/systemd/system/{unit_q}.soak-tmp <<'SOAK_UNIT_EOF'\n{unit_text}SOAK_UNIT_EOF\n\
+                 mv -f /etc/systemd/system/{unit_q}.soak-tmp /etc/systemd/system/{unit_q} && \
+                 systemctl daemon-reload && systemctl enable {unit_q} >/dev/null 2>&1 && systemctl restart {unit_q} || exit 7\n\
+                 echo \"pid=$(systemctl show -p MainPID --value {unit_q})\"\n",
+                unit_q = sh_quote(&unit),
+                unit_text = unit_file(host, config),
+            )
+        }
+    }
+}
+
+/// The last `lines` lines of the node log.
+pub fn logs_script(host: &Host, lines: usize) -> String {
+    let l = NodeLayout::new(host);
+    format!(
+        "if [ -e {log} ]; then tail -n {lines} {log}; else echo 'no log at '{log} >&2; exit 66; fi",
+        log = sh_quote(&l.log())
+    )
+}
+
+/// A fresh admin token: 32 random bytes from the OS, hex.
+pub fn new_admin_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// sha256 of `data`, hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// What a deploy did on one host and which build runs there; written as `D/deploy.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// Host name.
+    pub host: String,
+    /// Host address.
+    pub address: String,
+    /// sha256 of the node binary, hex.
+    pub binary_sha256: String,
+    /// Node version (from `/v1/version`).
+    pub version: String,
+    /// Git revision of the node build (from `/v1/version`).
+    pub git: String,
+    /// Peer id of the node.
+    pub peer_id: String,
+    /// Pid of the node process.
+    pub pid: u32,
+    /// Process start, unix milliseconds (from `node.json`).
+    pub started_at_ms: u64,
+    /// systemd or background.
+    pub run_mode: RunMode,
+    /// Whether this deploy uploaded the binary (false: the host already had it).
+    pub uploaded: bool,
+    /// Whether this deploy (re)started the node.
+    pub restarted: bool,
+    /// When the deploy finished, unix milliseconds (controller clock).
+    pub deployed_at_ms: u64,
+}
+
+/// Runs [`probe_script`] on `remote`.
+pub async fn probe(remote: &dyn Remote, timeout: Duration) -> Result<Probe, RemoteError> {
+    let out = remote
+        .run(
+            "probing the install dir",
+            &probe_script(remote.host()),
+            timeout,
+        )
+        .await?;
+    Ok(Probe::parse(&out.stdout_text()))
+}
+
+/// Reads the admin token from the host.
+pub async fn read_token(remote: &dyn Remote, timeout: Duration) -> Result<String, RemoteError> {
+    let path = NodeLayout::new(remote.host()).token();
+    match remote.download(&path, timeout).await? {
+        Some(bytes) => {
+            let token = String::from_utf8_lossy(&bytes).trim().to_string();
+            if token.is_empty() {
+                Err(missing(remote, &format!("admin token {path} is empty")))
+            } else {
+                Ok(token)
+            }
+        }
+        None => Err(missing(
+            remote,
+            &format!("no admin token at {path}; run `soak deploy` first"),
+        )),
+    }
+}
+
+fn missing(remote: &dyn Remote, what: &str) -> RemoteError {
+    RemoteError::new(
+        remote.name(),
+        RemoteErrorKind::Io {
+            what: "reading the node's files".to_string(),
+            detail: what.to_string(),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet() -> Vec<Host> {
+        let mut a = Host::with_defaults("a", "192.0.2.1");
+        a.install_dir = "/srv/soak a".into();
+        let b = Host::with_defaults("b", "fd00::2");
+        vec![a, b]
+    }
+
+    #[test]
+    fn config_binds_admin_to_loopback_and_bootstraps_the_others() {
+        let f = fleet();
+        let c = NodeConfig::for_host(&f[0], &f);
+        assert_eq!(c.listen, "192.0.2.1:7000");
+        assert_eq!(c.admin, "127.0.0.1:7100");
+        assert_eq!(c.bootstrap, ["[fd00::2]:7000"]);
+        assert_eq!(c.data_dir, "/srv/soak a/data");
+        let parsed: toml::Table = toml::from_str(&c.to_toml()).expect("valid toml");
+        assert_eq!(
+            parsed.get("admin").and_then(|v| v.as_str()),
+            Some("127.0.0.1:7100")
+        );
+        let args = c.args(&NodeLayout::new(&f[0]));
+        assert_eq!(args.last().map(String::as_str), Some("[fd00::2]:7000"));
+    }
+
+    #[test]
+    fn probe_output_parses() {
+        let p = Probe::parse(
+            "binary_sha256=abc\nconfig_sha256=\ntoken=yes\nsystemd=no\nrunning=42\narch=x86_64\n",
+        );
+        assert_eq!(p.binary_sha256.as_deref(), Some("abc"));
+        assert_eq!(p.config_sha256, None);
+        assert!(p.token_present && !p.systemd);
+        assert_eq!(p.running_pid, Some(42));
+    }
+
+    #[test]
+    fn run_mode_resolution() {
+        assert_eq!(
+            RunMode::resolve(ServiceManager::Auto, false),
+            Ok(RunMode::Background)
+        );
+        assert_eq!(
+            RunMode::resolve(ServiceManager::Auto, true),
+            Ok(RunMode::Systemd)
+        );
+        assert_eq!(
+            RunMode::resolve(ServiceManager::Background, true),
+            Ok(RunMode::Background)
+        );
+        assert!(RunMode::resolve(ServiceManager::Systemd, false).is_err());
+    }
+
+    #[test]
+    fn unit_file_quotes_paths_with_spaces() {
+        let f = fleet();
+        let c = NodeConfig::for_host(&f[0], &f);
+        let unit = unit_file(&f[0], &c);
+        assert!(
+            unit.contains("ExecStart=\"/srv/soak a/bin/soak-node\" \"run\""),
+            "{unit}"
+        );
+        assert_eq!(unit_name(&f[1]), "soak-node-b.service");
+    }
+
+    #[test]
+    fn scripts_are_valid_sh() {
+        let f = fleet();
+        let c = NodeConfig::for_host(&f[0], &f);
+        for script in [
+            probe_script(&f[0]),
+            stop_script(&f[0]),
+            start_script(&f[0], &c, RunMode::Background),
+            start_script(&f[0], &c, RunMode::Systemd),
+            logs_script(&f[0], 10),
+        ] {
+            let status = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&script)
+                .status()
+                .expect("sh runs");
+            assert!(status.success(), "sh -n rejected:\n{script}");
+        }
+    }
+}

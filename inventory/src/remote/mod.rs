@@ -1,0 +1,309 @@
+//! Reaching a host: the [`Remote`] trait (exec with a timeout, upload, download, local
+//! port-forward) and its backends — [`ssh::SshRemote`] (the openssh crate over a multiplexed
+//! master connection; also what runs inside the network-namespace lab, from the controller
+//! namespace) and [`local::LocalRemote`] (this machine, no SSH; for tests and one-box fleets).
+//!
+//! Everything above this module (deploy, status, the remote fleet of `soak run`) talks to
+//! hosts only through `dyn Remote`, so the same code runs everywhere (Jepsen's "control").
+
+pub mod local;
+pub mod ssh;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::model::{Connection, Host};
+
+/// Output of a command run on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code; `None` when killed by a signal.
+    pub status: Option<i32>,
+    /// Captured standard output.
+    pub stdout: Vec<u8>,
+    /// Captured standard error.
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    /// Whether the command exited with 0.
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// Standard output as (lossy) text.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// The last 400 bytes of standard error, trimmed, as text.
+    pub fn stderr_tail(&self) -> String {
+        let text = String::from_utf8_lossy(&self.stderr);
+        let text = text.trim();
+        let start = text.len().saturating_sub(400);
+        let start = (start..text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text[start..].to_string()
+    }
+}
+
+/// A failure talking to one host. Displays as `host `NAME`: what went wrong`.
+#[derive(Debug, thiserror::Error)]
+#[error("host `{host}`: {kind}")]
+pub struct RemoteError {
+    /// Name of the host.
+    pub host: String,
+    /// What went wrong.
+    #[source]
+    pub kind: RemoteErrorKind,
+}
+
+impl RemoteError {
+    /// An error on `host`.
+    pub fn new(host: &str, kind: RemoteErrorKind) -> Self {
+        RemoteError {
+            host: host.to_string(),
+            kind,
+        }
+    }
+}
+
+/// What went wrong talking to a host.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteErrorKind {
+    /// The SSH (or local) connection could not be made.
+    #[error("cannot connect to {target}: {detail}")]
+    Connect {
+        /// `user@address:port`.
+        target: String,
+        /// What ssh said.
+        detail: String,
+    },
+    /// The host presented a key that differs from the one in known_hosts.
+    #[error(
+        "refusing to connect to {target}: its host key CHANGED and does not match {known_hosts} \
+         (someone may be intercepting the connection, or the host was reinstalled; if the change \
+         is expected, remove the old key with `ssh-keygen -R` and add the new one)"
+    )]
+    HostKeyChanged {
+        /// `user@address:port`.
+        target: String,
+        /// The known_hosts file checked.
+        known_hosts: String,
+    },
+    /// The host key is not known and checking is strict.
+    #[error(
+        "refusing to connect to {target}: its host key is not in {known_hosts} and host_key_checking \
+         is strict (add the key to known_hosts, or set host_key_checking = \"accept-new\")"
+    )]
+    HostKeyUnknown {
+        /// `user@address:port`.
+        target: String,
+        /// The known_hosts file checked.
+        known_hosts: String,
+    },
+    /// Public-key authentication failed.
+    #[error("authentication to {target} failed: {detail}")]
+    Auth {
+        /// `user@address:port`.
+        target: String,
+        /// What ssh said.
+        detail: String,
+    },
+    /// An operation did not finish in time.
+    #[error("{what} timed out after {}", humanize(*after))]
+    Timeout {
+        /// The operation.
+        what: String,
+        /// The limit that was hit.
+        after: Duration,
+    },
+    /// A command ran but failed.
+    #[error("{what} failed ({status}): {stderr}")]
+    Command {
+        /// What the command was for.
+        what: String,
+        /// Exit status description.
+        status: String,
+        /// Tail of its standard error.
+        stderr: String,
+    },
+    /// The session broke or a local IO operation failed.
+    #[error("{what}: {detail}")]
+    Io {
+        /// The operation.
+        what: String,
+        /// The cause.
+        detail: String,
+    },
+}
+
+fn humanize(d: Duration) -> String {
+    if d.as_millis().is_multiple_of(1000) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Connection options shared by all hosts.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Limit for establishing a connection (TCP, SSH handshake, authentication).
+    pub connect_timeout: Duration,
+    /// Directory under which control sockets live; must be short (≤ 61 bytes with what ssh
+    /// appends). Defaults to `/tmp`.
+    pub control_parent: PathBuf,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(10),
+            control_parent: PathBuf::from("/tmp"),
+        }
+    }
+}
+
+/// An open connection to one host.
+///
+/// Commands are POSIX `sh` scripts; backends run them with `sh -c`. Every call takes a timeout
+/// so that one stuck host never holds up the others.
+pub trait Remote: Send + Sync {
+    /// The host this connects to.
+    fn host(&self) -> &Host;
+
+    /// Runs `script` with `sh -c`, feeding `input` on standard input (empty: none).
+    fn exec<'a>(
+        &'a self,
+        script: &'a str,
+        input: &'a [u8],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, RemoteError>>;
+
+    /// Opens a local port-forward: the returned loopback address on this machine reaches
+    /// `127.0.0.1:remote_port` on the host. Lives until [`Remote::close`].
+    fn forward(&self, remote_port: u16) -> BoxFuture<'_, Result<SocketAddr, RemoteError>>;
+
+    /// Closes forwards and the connection. Does not touch processes on the host.
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), RemoteError>>;
+}
+
+/// Quotes `text` for a POSIX shell (single quotes).
+pub fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+impl dyn Remote + '_ {
+    /// Name of the host.
+    pub fn name(&self) -> &str {
+        &self.host().name
+    }
+
+    fn error(&self, kind: RemoteErrorKind) -> RemoteError {
+        RemoteError::new(self.name(), kind)
+    }
+
+    /// Runs `script` and requires exit status 0; `what` names it in errors.
+    pub async fn run(
+        &self,
+        what: &str,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, RemoteError> {
+        let out = self.exec(script, &[], timeout).await?;
+        self.check(what, out)
+    }
+
+    fn check(&self, what: &str, out: ExecOutput) -> Result<ExecOutput, RemoteError> {
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(self.error(RemoteErrorKind::Command {
+                what: what.to_string(),
+                status: out
+                    .status
+                    .map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}")),
+                stderr: out.stderr_tail(),
+            }))
+        }
+    }
+
+    /// Writes `data` to `path` on the host atomically (a temp file in the same directory,
+    /// then `mv`), with permission bits `mode` (e.g. `0o600`). Creates the parent directory.
+    pub async fn upload(
+        &self,
+        data: &[u8],
+        path: &str,
+        mode: u32,
+        timeout: Duration,
+    ) -> Result<(), RemoteError> {
+        let dir = match path.rfind('/') {
+            Some(0) => "/",
+            Some(i) => &path[..i],
+            None => ".",
+        };
+        let script = format!(
+            "umask 077; mkdir -p {dir} && tmp={dest}.soak-tmp.$$ && cat > \"$tmp\" && chmod {mode:o} \"$tmp\" && mv -f \"$tmp\" {dest} \
+             || {{ rc=$?; rm -f \"$tmp\"; exit $rc; }}",
+            dir = sh_quote(dir),
+            dest = sh_quote(path),
+        );
+        let out = self.exec(&script, data, timeout).await?;
+        self.check(&format!("upload to {path}"), out).map(drop)
+    }
+
+    /// Reads the file at `path` on the host; `Ok(None)` when it does not exist.
+    pub async fn download(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, RemoteError> {
+        let q = sh_quote(path);
+        let script = format!("if [ -e {q} ]; then cat {q}; else exit 66; fi");
+        let out = self.exec(&script, &[], timeout).await?;
+        if out.status == Some(66) {
+            return Ok(None);
+        }
+        self.check(&format!("download of {path}"), out)
+            .map(|o| Some(o.stdout))
+    }
+}
+
+/// Opens a [`Remote`] to `host` with its configured connection.
+pub async fn connect(
+    host: &Host,
+    options: &ConnectOptions,
+) -> Result<Box<dyn Remote>, RemoteError> {
+    match host.connection {
+        Connection::Ssh => Ok(Box::new(ssh::SshRemote::connect(host, options).await?)),
+        Connection::Local => Ok(Box::new(local::LocalRemote::new(host))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sh_quote_survives_single_quotes() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+        assert_eq!(sh_quote("/opt/x y"), "'/opt/x y'");
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_end() {
+        let out = ExecOutput {
+            status: Some(1),
+            stdout: vec![],
+            stderr: format!("{}END\n", "x".repeat(1000)).into_bytes(),
+        };
+        let tail = out.stderr_tail();
+        assert!(tail.ends_with("END"));
+        assert_eq!(tail.len(), 400);
+    }
+}
