@@ -11,3 +11,4 @@ pub mod impair;
 pub mod transport;
 pub mod metrics;
 pub mod shell;
+pub mod admin;

@@ -1,0 +1,325 @@
+//! The admin HTTP API (axum), contract v1 (`soak-api`, documented in `docs/node-api.md`).
+//!
+//! Every route except `/healthz` requires `Authorization: Bearer <DIR/admin.token>`. Every
+//! non-2xx answer carries a JSON [`ApiError`]. Bad input never panics: it is a 4xx and, for
+//! malformed requests, a count in `api_bad_requests_total`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use soak_api::{
+    API_VERSION, ApiError, DmRequest, DmResponse, Impairment, PageQuery, Readiness, VersionInfo,
+    counters as c,
+};
+use tracing::info;
+
+use crate::metrics::extra;
+use crate::proto::{PeerId, parse_request_id};
+use crate::shell::{GIT, Node, VERSION};
+
+/// Largest `limit` of an inbox page.
+pub const MAX_PAGE: usize = 1000;
+/// Default `limit` of an inbox page.
+pub const DEFAULT_PAGE: usize = 100;
+/// Largest accepted per-attempt ACK timeout.
+pub const MAX_DM_TIMEOUT_MS: u64 = 60_000;
+
+#[derive(Clone)]
+struct AppState {
+    node: Node,
+    token: Arc<String>,
+}
+
+fn error(status: StatusCode, code: &str, msg: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            code: code.to_string(),
+            error: msg.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn bad_request(st: &AppState, msg: impl Into<String>) -> Response {
+    st.node.shared().metrics.inc(c::API_BAD_REQUESTS);
+    error(StatusCode::BAD_REQUEST, "bad_request", msg)
+}
+
+fn too_large(st: &AppState, msg: impl Into<String>) -> Response {
+    st.node.shared().metrics.inc(c::API_BAD_REQUESTS);
+    error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg)
+}
+
+fn unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "node main loop is not running",
+    )
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(t) if same(t.as_bytes(), st.token.as_bytes()) => next.run(req).await,
+        Some(_) => {
+            st.node.shared().metrics.inc(extra::API_UNAUTHORIZED);
+            error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong bearer token")
+        }
+        None => {
+            st.node.shared().metrics.inc(extra::API_UNAUTHORIZED);
+            error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing bearer token (Authorization: Bearer <DATA_DIR/admin.token>)",
+            )
+        }
+    }
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    if st.node.alive(Duration::from_secs(2)).await {
+        (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response()
+    } else {
+        unavailable()
+    }
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    let shared = st.node.shared();
+    let mut checks = std::collections::BTreeMap::new();
+    checks.insert(
+        "quic_listening".to_string(),
+        shared.quic_listening.load(Ordering::Relaxed),
+    );
+    checks.insert(
+        "admin_listening".to_string(),
+        shared.admin_listening.load(Ordering::Relaxed),
+    );
+    checks.insert(
+        "main_loop".to_string(),
+        st.node.alive(Duration::from_secs(2)).await,
+    );
+    if !shared.settings.bootstrap.is_empty() {
+        checks.insert(
+            "bootstrap_peer_established".to_string(),
+            shared.established.load(Ordering::Relaxed) > 0,
+        );
+    }
+    let ready = checks.values().all(|v| *v);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(Readiness { ready, checks })).into_response()
+}
+
+async fn version(State(st): State<AppState>) -> Json<VersionInfo> {
+    Json(VersionInfo {
+        name: "soak-node".to_string(),
+        version: VERSION.to_string(),
+        git: GIT.to_string(),
+        peer_id: st.node.peer_id.to_string(),
+        api_version: API_VERSION,
+    })
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    // A diagnostics snapshot first refreshes every mirrored counter and gauge.
+    if st.node.diagnostics().await.is_err() {
+        return unavailable();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        st.node.shared().metrics.render(),
+    )
+        .into_response()
+}
+
+async fn diagnostics(State(st): State<AppState>) -> Response {
+    match st.node.diagnostics().await {
+        Ok(d) => Json(d).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+fn body_or_error(st: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(st, "request body too large")
+        } else {
+            bad_request(st, format!("unreadable request body: {rej}"))
+        }
+    })
+}
+
+async fn dm(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = Instant::now();
+    let body = match body_or_error(&st, body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let req: DmRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
+    };
+    let Ok(to) = req.to.parse::<PeerId>() else {
+        return bad_request(&st, "`to` must be a peer id (64 hex characters)");
+    };
+    let payload = match base64::engine::general_purpose::STANDARD.decode(&req.payload_b64) {
+        Ok(p) => p,
+        Err(e) => return bad_request(&st, format!("`payload_b64` is not standard base64: {e}")),
+    };
+    let max = st.node.shared().settings.tuning.max_payload_bytes as usize;
+    if payload.len() > max {
+        return too_large(
+            &st,
+            format!("payload of {} bytes exceeds {max} bytes", payload.len()),
+        );
+    }
+    let request_id = match &req.request_id {
+        Some(s) => match parse_request_id(s) {
+            Some(id) => id,
+            None => return bad_request(&st, "`request_id` must be 32 hex characters"),
+        },
+        None => rand::random(),
+    };
+    let timeout_ms = req
+        .timeout_ms
+        .unwrap_or(st.node.shared().settings.tuning.ack_timeout_ms)
+        .clamp(1, MAX_DM_TIMEOUT_MS);
+    let r = st
+        .node
+        .dm(to, request_id, payload, Duration::from_millis(timeout_ms))
+        .await;
+    Json(DmResponse {
+        request_id: hex::encode(request_id),
+        outcome: r.outcome,
+        path: r.path,
+        attempts: r.attempts,
+        elapsed_us: started.elapsed().as_micros() as u64,
+        error: r.error,
+    })
+    .into_response()
+}
+
+async fn inbox(
+    State(st): State<AppState>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return bad_request(&st, format!("invalid query: {e}")),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
+    match st.node.inbox(q.after.unwrap_or(0), limit).await {
+        Ok(page) => Json(page).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn impairments_list(State(st): State<AppState>) -> Response {
+    Json(st.node.shared().impair.list(Instant::now())).into_response()
+}
+
+async fn impairments_add(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_or_error(&st, body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let imp: Impairment = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
+    };
+    let now = Instant::now();
+    match st.node.shared().impair.add(&imp, now) {
+        Ok(()) => {
+            info!(?imp, "impairment added");
+            Json(st.node.shared().impair.list(now)).into_response()
+        }
+        Err(e) => bad_request(&st, e.to_string()),
+    }
+}
+
+async fn impairments_clear(State(st): State<AppState>) -> Response {
+    st.node.shared().impair.clear();
+    info!("impairments cleared");
+    Json(st.node.shared().impair.list(Instant::now())).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// The router (exposed for in-process tests).
+pub fn router(node: Node, token: String) -> Router {
+    let max = node.shared().settings.tuning.max_payload_bytes as usize;
+    // Room for base64 (4/3) plus the JSON envelope; bigger bodies are refused with 413.
+    let body_limit = max / 3 * 4 + 4 + 16 * 1024;
+    let st = AppState {
+        node,
+        token: Arc::new(token),
+    };
+    let protected = Router::new()
+        .route("/readyz", get(readyz))
+        .route("/v1/version", get(version))
+        .route("/metrics", get(metrics))
+        .route("/v1/diagnostics", get(diagnostics))
+        .route("/v1/dm", post(dm))
+        .route("/v1/dm/inbox", get(inbox))
+        .route(
+            "/v1/impairments",
+            get(impairments_list)
+                .post(impairments_add)
+                .delete(impairments_clear),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(st.clone(), auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(st)
+}
+
+/// Bind the admin API and serve it in the background; returns the bound address.
+pub async fn serve(node: Node, token: String, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let shared = node.shared().clone();
+    shared.admin_listening.store(true, Ordering::Relaxed);
+    let app = router(node, token);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+        shared.admin_listening.store(false, Ordering::Relaxed);
+    });
+    Ok(local)
+}
