@@ -9,10 +9,12 @@
 mod error;
 mod evaluate;
 pub mod model;
+mod names;
 mod outcome;
 pub mod profile;
 pub mod series;
 mod stats;
+pub mod testkit;
 mod verdict;
 
 pub use error::{Error, ErrorKind};

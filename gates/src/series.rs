@@ -42,7 +42,7 @@ impl Delta {
     }
 
     /// Interval sum (for fleet scopes).
-    pub fn add(self, other: Delta) -> Delta {
+    pub fn plus(self, other: Delta) -> Delta {
         Delta {
             lo: self.lo.saturating_add(other.lo),
             hi: self.hi.zip(other.hi).map(|(a, b)| a.saturating_add(b)),
@@ -279,7 +279,7 @@ impl CounterSeries {
             integrity: false,
         };
         for step in &self.steps[first..post] {
-            delta = delta.add(Delta {
+            delta = delta.plus(Delta {
                 lo: step.lo,
                 hi: step.hi,
                 restarts: u32::from(step.restart),
