@@ -1,0 +1,292 @@
+//! The proof directory: write, read back, verify, and render (snapshots).
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use soak_gates::model::Observations;
+use soak_gates::testkit::{FleetBuilder, bump, drop_samples, restart, span};
+use soak_gates::{Profile, evaluate};
+use soak_proofs::{
+    FORMAT_VERSION, NodeBuild, ProofWriter, REDACTED, RunMeta, RunStatus, read, render, run_id,
+    verify,
+};
+
+fn meta(obs: &Observations) -> RunMeta {
+    RunMeta {
+        run_id: run_id(1_795_309_786_000, "fixture"),
+        label: "fixture".into(),
+        started_at_ms: 1_795_309_786_000,
+        tool_version: "0.1.0".into(),
+        node_builds: vec![NodeBuild {
+            host: "node-0".into(),
+            binary_sha256: "ab".repeat(32),
+            version: "0.1.0".into(),
+            git: "deadbeef".into(),
+            started_at_ms: 1_795_309_700_000,
+        }],
+        inventory_digest: Some("cd".repeat(32)),
+        gate: "broad-launch".into(),
+        gate_source: Some(
+            Profile::builtin("broad-launch")
+                .unwrap()
+                .source()
+                .to_string(),
+        ),
+        scenarios: vec!["baseline".into(), "fanout_burst".into()],
+        sample_interval_ms: obs.run.sample_interval_ms,
+        nodes: obs.run.nodes.clone(),
+        config: serde_json::json!({
+            "nodes": 3,
+            "admin_token": "s3cr3t",
+            "ssh": {"user": "soak", "private_key_path": "/home/soak/.ssh/id", "port": 22},
+            "hosts": [{"name": "a", "password": "hunter2"}]
+        }),
+    }
+}
+
+/// A 3-node, 3-window run with a drop, a restart and a gap: enough to exercise every section.
+fn eventful() -> Observations {
+    let mut obs = FleetBuilder::new(3, 3).build();
+    obs.run.run_id = run_id(1_795_309_786_000, "fixture");
+    let (s1, _) = span(&obs, 1);
+    bump(
+        &mut obs,
+        "node-1",
+        "recv_pump_dropped_full_total",
+        s1 + 20_000,
+        2,
+    );
+    restart(&mut obs, "node-2", s1 + 30_000, "inst-2-b");
+    let (s2, _) = span(&obs, 2);
+    drop_samples(&mut obs, "node-0", s2 + 10_000, s2 + 50_000);
+    obs
+}
+
+fn write_proof(dir: &Path, obs: &Observations) -> soak_gates::Verdict {
+    let verdict = evaluate(obs, &Profile::builtin("broad-launch").unwrap());
+    let mut writer = ProofWriter::create(dir, meta(obs)).unwrap();
+    writer
+        .append_event(&serde_json::json!({"event": "run_started"}))
+        .unwrap();
+    for (node, samples) in &obs.samples {
+        for sample in samples {
+            writer.append_sample(node, sample).unwrap();
+        }
+    }
+    for window in &obs.windows {
+        writer.write_window(window).unwrap();
+    }
+    writer.finish(RunStatus::Complete, &verdict).unwrap();
+    verdict
+}
+
+#[test]
+fn observations_and_verdict_round_trip_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let obs = eventful();
+    let verdict = write_proof(&dir, &obs);
+    let proof = read(&dir).unwrap();
+    assert!(proof.is_complete());
+    assert_eq!(proof.observations, obs);
+    assert_eq!(proof.verdict.as_ref(), Some(&verdict));
+    assert_eq!(proof.events.len(), 1);
+    let manifest = proof.manifest.unwrap();
+    assert_eq!(manifest.format, FORMAT_VERSION);
+    assert_eq!(manifest.verdict, Some(verdict.verdict));
+    assert!(manifest.files.contains_key("samples/node-0.jsonl"));
+    assert!(manifest.files.contains_key("windows/002/window.json"));
+    assert!(manifest.files.contains_key("windows/002/verdict.json"));
+    // Re-scoring the read observations reproduces the stored verdict.
+    let profile =
+        Profile::from_toml_str(proof.meta.gate_source.as_deref().unwrap(), "gate.toml").unwrap();
+    assert_eq!(evaluate(&proof.observations, &profile), verdict);
+}
+
+#[test]
+fn secrets_are_redacted_in_the_stored_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    write_proof(&dir, &eventful());
+    let text = fs::read_to_string(dir.join("config.json")).unwrap();
+    for secret in ["s3cr3t", "hunter2", "/home/soak/.ssh/id"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["admin_token"], REDACTED);
+    assert_eq!(config["ssh"]["port"], 22);
+    assert_eq!(config["hosts"][0]["password"], REDACTED);
+}
+
+#[test]
+fn an_interrupted_run_is_readable_and_incomplete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let obs = eventful();
+    {
+        let mut writer = ProofWriter::create(&dir, meta(&obs)).unwrap();
+        for sample in &obs.samples["node-0"][..5] {
+            writer.append_sample("node-0", sample).unwrap();
+        }
+        writer.write_window(&obs.windows[0]).unwrap();
+        // Dropped without finish: as if killed.
+    }
+    // A torn last line, as from a kill mid-append.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("samples/node-0.jsonl"))
+        .unwrap();
+    f.write_all(b"{\"at_ms\":17953").unwrap();
+    let proof = read(&dir).unwrap();
+    assert!(!proof.is_complete());
+    assert_eq!(proof.status(), RunStatus::Running);
+    assert!(proof.verdict.is_none());
+    assert_eq!(proof.observations.samples["node-0"].len(), 5);
+    assert_eq!(proof.observations.windows.len(), 1);
+    assert_eq!(proof.warnings.len(), 1, "{:?}", proof.warnings);
+    // verify says it is not sealed.
+    let report = verify(&dir);
+    assert!(!report.is_ok());
+    assert!(report.problems.iter().any(|p| p.contains("running")));
+}
+
+#[test]
+fn a_torn_line_in_the_middle_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let obs = eventful();
+    let mut writer = ProofWriter::create(&dir, meta(&obs)).unwrap();
+    writer
+        .append_sample("node-0", &obs.samples["node-0"][0])
+        .unwrap();
+    drop(writer);
+    let path = dir.join("samples/node-0.jsonl");
+    let mut text = fs::read_to_string(&path).unwrap();
+    text.insert_str(0, "{broken\n");
+    fs::write(&path, text).unwrap();
+    let err = read(&dir).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn create_refuses_a_non_empty_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("x"), "").unwrap();
+    assert!(ProofWriter::create(tmp.path(), meta(&eventful())).is_err());
+}
+
+#[test]
+fn verify_detects_modified_missing_and_added_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    write_proof(&dir, &eventful());
+    let clean = verify(&dir);
+    assert!(clean.is_ok(), "{clean:#?}");
+    assert!(clean.checked > 10);
+
+    let path = dir.join("windows/001/window.json");
+    let original = fs::read(&path).unwrap();
+    fs::write(&path, [&original[..], b" "].concat()).unwrap();
+    let r = verify(&dir);
+    assert_eq!(r.modified, vec!["windows/001/window.json".to_string()]);
+    fs::write(&path, &original).unwrap();
+    assert!(verify(&dir).is_ok());
+
+    fs::remove_file(dir.join("timeline.csv")).unwrap();
+    let r = verify(&dir);
+    assert_eq!(r.missing, vec!["timeline.csv".to_string()]);
+
+    fs::write(dir.join("samples/intruder.jsonl"), "{}\n").unwrap();
+    let r = verify(&dir);
+    assert_eq!(r.added, vec!["samples/intruder.jsonl".to_string()]);
+    assert!(!r.is_ok());
+}
+
+#[test]
+fn a_newer_major_format_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    write_proof(&dir, &eventful());
+    let path = dir.join("run.json");
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replacen("\"major\": 1", "\"major\": 2", 1);
+    fs::write(&path, text).unwrap();
+    let err = read(&dir)
+        .err()
+        .map(|e| format!("{e}: {}", e.kind))
+        .unwrap_or_default();
+    assert!(err.contains("not readable"), "{err}");
+    let manifest = dir.join("manifest.json");
+    let text = fs::read_to_string(&manifest)
+        .unwrap()
+        .replacen("\"major\": 1", "\"major\": 2", 1);
+    fs::write(&manifest, text).unwrap();
+    assert!(
+        verify(&dir)
+            .problems
+            .iter()
+            .any(|p| p.contains("not readable"))
+    );
+}
+
+/// Replaces RFC 3339 instants and 13-digit unix-ms values with placeholders.
+fn redact(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let is_digit = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_digit);
+    while i < bytes.len() {
+        // YYYY-MM-DDTHH:MM:SSZ
+        let rfc = i + 20 <= bytes.len()
+            && (0..20).all(|k| match k {
+                4 | 7 => bytes[i + k] == b'-',
+                10 => bytes[i + k] == b'T',
+                13 | 16 => bytes[i + k] == b':',
+                19 => bytes[i + k] == b'Z',
+                _ => is_digit(i + k),
+            });
+        if rfc {
+            out.push_str("[utc]");
+            i += 20;
+            continue;
+        }
+        let run = (i..).take_while(|&j| is_digit(j)).count();
+        if run > 0 {
+            if run == 13 && (i == 0 || !is_digit(i - 1)) {
+                out.push_str("[ms]");
+            } else {
+                out.push_str(&text[i..i + run]);
+            }
+            i += run;
+            continue;
+        }
+        let ch = text[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+#[test]
+fn rendered_outputs_snapshot() {
+    let obs = eventful();
+    let verdict = evaluate(&obs, &Profile::builtin("broad-launch").unwrap());
+    let meta = meta(&obs);
+    insta::assert_snapshot!(
+        "summary_md",
+        redact(&render::summary_md(&meta, RunStatus::Complete, &verdict))
+    );
+    insta::assert_snapshot!("summary_csv", redact(&render::summary_csv(&verdict)));
+    insta::assert_snapshot!("timeline_csv", redact(&render::timeline_csv(&verdict)));
+    insta::assert_json_snapshot!("verdict_json", verdict, {
+        ".run_id" => "[run-id]",
+        ".windows[].start_ms" => "[ms]",
+        ".windows[].end_ms" => "[ms]",
+        ".restarts[].last_old_ms" => "[ms]",
+        ".restarts[].first_new_ms" => "[ms]",
+        ".gaps[].from_ms" => "[ms]",
+        ".gaps[].to_ms" => "[ms]",
+    });
+}
