@@ -1,0 +1,161 @@
+//! Protocol configuration: every cap that keeps per-node state bounded lives here, with the
+//! timeouts of repair, anti-entropy and cooling. The defaults are what the simulator proves
+//! (see `docs/gossip.md` for why each value is what it is).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Bounds on what a received message may contain (checked before anything else).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest payload accepted and published, bytes.
+    pub max_payload: usize,
+    /// Largest hop count accepted.
+    pub max_hops: usize,
+    /// Largest random-walk ttl accepted.
+    pub max_ttl: usize,
+    /// Most peers in a shuffle or shuffle reply.
+    pub max_shuffle_peers: usize,
+    /// Most entries in one IHAVE.
+    pub max_ihave_entries: usize,
+    /// Most ids in one IWANT.
+    pub max_iwant_ids: usize,
+    /// Most streams in one anti-entropy digest.
+    pub max_digest_entries: usize,
+    /// Most gaps listed per digest entry.
+    pub max_digest_gaps: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload: 256 * 1024,
+            max_hops: 1024,
+            max_ttl: 16,
+            max_shuffle_peers: 32,
+            max_ihave_entries: 512,
+            max_iwant_ids: 256,
+            max_digest_entries: 128,
+            max_digest_gaps: 256,
+        }
+    }
+}
+
+/// Configuration of one [`crate::State`] (the same for every topic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    // --- membership (HyParView-like, per topic) ---
+    /// Active view size: the neighbors we hold links to. Eager and lazy sets are subsets.
+    pub active_cap: usize,
+    /// Passive view size: known peers to repair the active view from.
+    pub passive_cap: usize,
+    /// Active random walk length of joins and shuffles.
+    pub active_walk: u8,
+    /// Walk length at which a forwarded join is also put into the passive view.
+    pub passive_walk: u8,
+    /// Active-view peers included in a shuffle.
+    pub shuffle_active: usize,
+    /// Passive-view peers included in a shuffle.
+    pub shuffle_passive: usize,
+    /// How often a shuffle is started.
+    pub shuffle_interval: Duration,
+    /// Membership maintenance tick: refill the active view, expire caches, lift cooling.
+    pub maintenance_interval: Duration,
+    /// How long a low-priority neighbor request may stay unanswered.
+    pub neighbor_timeout: Duration,
+    /// Most bootstrap peers remembered (used to rejoin when both views run empty).
+    pub bootstrap_cap: usize,
+
+    // --- dissemination (PlumTree) ---
+    /// IHAVEs are batched per peer and flushed after this delay.
+    pub ihave_interval: Duration,
+    /// Wait this long after the first IHAVE of a missing message before grafting.
+    pub graft_timeout_1: Duration,
+    /// Wait this long for a grafted peer to deliver before asking the next announcer.
+    pub graft_timeout_2: Duration,
+    /// When a lazy peer announces a message in this many fewer hops than it reached us
+    /// eagerly, swap the two links (PlumTree's tree optimisation). 0 disables.
+    pub optimization_threshold: u16,
+    /// Most missing messages tracked (announced but not received).
+    pub missing_cap: usize,
+
+    // --- message cache ---
+    /// How long a received message stays available for repair and anti-entropy.
+    pub cache_ttl: Duration,
+    /// Most messages cached per topic.
+    pub cache_cap: usize,
+    /// Most payload bytes cached per topic.
+    pub cache_bytes: usize,
+    /// Most (origin, epoch) streams tracked per topic for dedupe and anti-entropy.
+    pub streams_cap: usize,
+    /// Most out-of-order sequence numbers remembered per stream; beyond it the oldest gap is
+    /// given up.
+    pub stream_window: usize,
+
+    // --- anti-entropy ---
+    /// How often a node exchanges a digest with one random neighbor.
+    pub ae_interval: Duration,
+    /// A message is offered by anti-entropy only once it has been cached this long, so
+    /// messages still travelling the tree are not sent twice.
+    pub ae_min_age: Duration,
+    /// Most payloads sent in answer to one digest.
+    pub ae_max_push: usize,
+
+    // --- scoring and cooling ---
+    /// Half-life of score components.
+    pub score_half_life: Duration,
+    /// Below this score an eager peer is demoted to lazy.
+    pub demote_below: f64,
+    /// Below this score a peer is suppressed (cooled).
+    pub suppress_below: f64,
+    /// First suppression lasts this long; each further strike doubles it.
+    pub suppress_base: Duration,
+    /// Longest suppression.
+    pub suppress_max: Duration,
+    /// A suppression entry (its strikes) is forgotten after this long without a new strike.
+    pub strike_forget: Duration,
+    /// Most suppression entries per topic.
+    pub suppress_cap: usize,
+
+    /// Bounds on received messages.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            active_cap: 6,
+            passive_cap: 30,
+            active_walk: 6,
+            passive_walk: 3,
+            shuffle_active: 3,
+            shuffle_passive: 4,
+            shuffle_interval: Duration::from_secs(10),
+            maintenance_interval: Duration::from_secs(1),
+            neighbor_timeout: Duration::from_secs(2),
+            bootstrap_cap: 16,
+            ihave_interval: Duration::from_millis(10),
+            graft_timeout_1: Duration::from_millis(80),
+            graft_timeout_2: Duration::from_millis(60),
+            optimization_threshold: 4,
+            missing_cap: 1024,
+            cache_ttl: Duration::from_secs(120),
+            cache_cap: 8192,
+            cache_bytes: 32 * 1024 * 1024,
+            streams_cap: 1024,
+            stream_window: 4096,
+            ae_interval: Duration::from_secs(1),
+            ae_min_age: Duration::from_secs(1),
+            ae_max_push: 32,
+            score_half_life: Duration::from_secs(10),
+            demote_below: 0.5,
+            suppress_below: -1.0,
+            suppress_base: Duration::from_secs(1),
+            suppress_max: Duration::from_secs(60),
+            strike_forget: Duration::from_secs(120),
+            suppress_cap: 64,
+            limits: Limits::default(),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Peer scoring and cooling per (topic, peer).
+//!
+//! A score is a handful of exponentially decayed components; the topic demotes an eager peer
+//! whose score falls below [`Config::demote_below`] and suppresses (cools) one below
+//! [`Config::suppress_below`] for `suppress_base * 2^(strikes-1)`, capped at
+//! [`Config::suppress_max`]. A lapsed suppression keeps its strikes until
+//! [`Config::strike_forget`] passes without a new one; then the entry disappears.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// Decayed score components of one (topic, peer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// 1.0 = every recent send went through; falls on timeouts, recovers over time and on
+    /// delivered sends and verified inbound traffic.
+    pub send_health: f64,
+    /// Decayed count of send timeouts and failures.
+    pub timeouts: f64,
+    /// Decayed count of GRAFT / IWANT requests the peer did not answer in time.
+    pub broken_promises: f64,
+    /// Decayed count of valid messages received from the peer.
+    pub inbound: f64,
+    #[serde(skip)]
+    updated: Duration,
+}
+
+/// Weight of inbound traffic per message, and the cap of its contribution.
+const INBOUND_WEIGHT: f64 = 0.05;
+const INBOUND_CAP: f64 = 10.0;
+
+impl Score {
+    pub(crate) fn new(now: Duration) -> Self {
+        Self {
+            send_health: 1.0,
+            timeouts: 0.0,
+            broken_promises: 0.0,
+            inbound: 0.0,
+            updated: now,
+        }
+    }
+
+    /// Applies decay up to `now`.
+    pub(crate) fn decay(&mut self, now: Duration, half_life: Duration) {
+        let dt = now.saturating_sub(self.updated);
+        if dt.is_zero() {
+            return;
+        }
+        self.updated = now;
+        let hl = half_life.as_secs_f64().max(1e-3);
+        let f = 0.5f64.powf(dt.as_secs_f64() / hl);
+        self.timeouts *= f;
+        self.broken_promises *= f;
+        self.inbound *= f;
+        self.send_health = 1.0 - (1.0 - self.send_health) * f;
+    }
+
+    /// The total: `2·send_health − timeouts − broken_promises + 0.05·min(inbound, 10)`.
+    /// A healthy peer scores 2..2.5; two quick timeouts demote, three suppress.
+    pub fn value(&self) -> f64 {
+        2.0 * self.send_health - self.timeouts - self.broken_promises
+            + INBOUND_WEIGHT * self.inbound.min(INBOUND_CAP)
+    }
+
+    pub(crate) fn on_timeout(&mut self) {
+        self.send_health *= 0.75;
+        self.timeouts += 1.0;
+    }
+
+    pub(crate) fn on_delivered(&mut self) {
+        self.send_health += 0.1 * (1.0 - self.send_health);
+    }
+
+    pub(crate) fn on_broken_promise(&mut self) {
+        self.broken_promises += 1.0;
+    }
+
+    pub(crate) fn on_inbound(&mut self) {
+        self.inbound = (self.inbound + 1.0).min(2.0 * INBOUND_CAP);
+        self.send_health += 0.02 * (1.0 - self.send_health);
+    }
+
+    /// A lapsed suppression starts the peer again from a neutral score, so it is not cooled
+    /// again for old sins; new timeouts strike it again quickly.
+    pub(crate) fn reset_after_suppression(&mut self) {
+        self.timeouts = 0.0;
+        self.broken_promises = 0.0;
+        self.send_health = self.send_health.max(0.5);
+    }
+
+    /// Components by name, as `soak_api::PeerScore::components` wants them.
+    pub fn components(&self) -> [(&'static str, f64); 4] {
+        [
+            ("send_health", self.send_health),
+            ("timeouts", self.timeouts),
+            ("broken_promises", self.broken_promises),
+            ("inbound", self.inbound),
+        ]
+    }
+}
+
+/// Cooling state of one (topic, peer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppression {
+    /// Suppressed until then (`None`: lapsed, only the strikes are remembered).
+    pub until: Option<Duration>,
+    /// Suppressions in a row; drives the exponential backoff.
+    pub strikes: u32,
+    /// When the last strike happened.
+    pub last_strike: Duration,
+}
+
+impl Suppression {
+    pub(crate) fn is_active(&self, now: Duration) -> bool {
+        self.until.is_some_and(|u| u > now)
+    }
+
+    /// Backoff for the given strike count.
+    pub(crate) fn backoff(config: &Config, strikes: u32) -> Duration {
+        let shift = strikes.saturating_sub(1).min(30);
+        config
+            .suppress_base
+            .saturating_mul(1u32 << shift)
+            .min(config.suppress_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_timeouts_demote_three_suppress() {
+        let c = Config::default();
+        let mut s = Score::new(Duration::ZERO);
+        assert!(s.value() > c.demote_below);
+        s.on_timeout();
+        assert!(s.value() > c.suppress_below);
+        s.on_timeout();
+        assert!(s.value() < c.demote_below, "{}", s.value());
+        assert!(s.value() > c.suppress_below, "{}", s.value());
+        s.on_timeout();
+        assert!(s.value() < c.suppress_below, "{}", s.value());
+    }
+
+    #[test]
+    fn decay_restores_health() {
+        let mut s = Score::new(Duration::ZERO);
+        for _ in 0..5 {
+            s.on_timeout();
+        }
+        s.decay(Duration::from_secs(100), Duration::from_secs(10));
+        assert!(s.timeouts < 0.01);
+        assert!(s.send_health > 0.99);
+        assert!(s.value() > 1.9);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let c = Config::default();
+        assert_eq!(Suppression::backoff(&c, 1), c.suppress_base);
+        assert_eq!(Suppression::backoff(&c, 2), c.suppress_base * 2);
+        assert_eq!(Suppression::backoff(&c, 3), c.suppress_base * 4);
+        assert_eq!(Suppression::backoff(&c, 40), c.suppress_max);
+    }
+}
