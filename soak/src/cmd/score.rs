@@ -1,14 +1,178 @@
-//! `soak score`.
+//! `soak score`: re-judge a stored proof directory with a gate profile.
+//!
+//! Step one validates what the user typed (gate name or gate file, touching no proof); step two
+//! reads the proof, evaluates, prints the verdict table and optionally writes the re-scored
+//! verdict and summaries to `--out`. Exit code: the verdict (GO 0, NO-GO 1, UNKNOWN 2); bad
+//! input 64.
+
+use std::path::PathBuf;
 
 use clap::Args;
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use soak_gates::{Outcome, Profile, Verdict, evaluate};
+use soak_proofs::{Proof, render};
 
-use crate::exit::{CliError, CliResult};
+use crate::exit::{CliError, CliResult, Exit};
 
 /// Arguments of `soak score`.
 #[derive(Debug, Args)]
-pub struct ScoreArgs {}
+pub struct ScoreArgs {
+    /// Proof directory to re-score (complete or interrupted).
+    pub proof_dir: PathBuf,
+    /// Built-in gate profile (`limited-production`, `broad-launch`); default: the gate the run
+    /// was judged with (its stored `gate.toml` when present).
+    #[arg(long, conflicts_with = "gate_file")]
+    pub gate: Option<String>,
+    /// Gate profile TOML file (see docs/gates.md).
+    #[arg(long, value_name = "FILE")]
+    pub gate_file: Option<PathBuf>,
+    /// Write the re-scored verdict.json, summary.md, summary.csv and timeline.csv here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the verdict as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `soak score`.
-pub async fn execute(_args: ScoreArgs) -> CliResult {
-    Err(CliError::unavailable("`soak score` is not implemented yet"))
+pub async fn execute(args: ScoreArgs) -> CliResult {
+    // Step one: the gate the user named, before touching the proof.
+    let named = match (&args.gate, &args.gate_file) {
+        (Some(name), _) => Some(Profile::builtin(name).map_err(gate_error)?),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                CliError::usage(format!(
+                    "failed to read gate file {}: {err}",
+                    path.display()
+                ))
+            })?;
+            Some(Profile::from_toml_str(&text, &path.display().to_string()).map_err(gate_error)?)
+        }
+        (None, None) => None,
+    };
+    // Step two: the proof.
+    let proof = soak_proofs::read(&args.proof_dir)
+        .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
+    let profile = match named {
+        Some(profile) => profile,
+        None => stored_gate(&proof)?,
+    };
+    let verdict = evaluate(&proof.observations, &profile);
+    if args.json {
+        let text = render::verdict_json(&verdict)
+            .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
+        print!("{text}");
+    } else {
+        print_tables(&proof, &verdict);
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out)
+            .map_err(|err| CliError::usage(format!("failed to create {}: {err}", out.display())))?;
+        render::write_report(out, &proof.meta, proof.status(), &verdict)
+            .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
+        if !args.json {
+            println!(
+                "wrote the re-scored verdict and summaries to {}",
+                out.display()
+            );
+        }
+    }
+    Ok(match verdict.verdict {
+        Outcome::Go => Exit::Go,
+        Outcome::NoGo => Exit::NoGo,
+        Outcome::Unknown => Exit::Unknown,
+    })
+}
+
+fn gate_error(err: soak_gates::Error) -> CliError {
+    CliError::usage(format!("{err}: {}", err.kind))
+}
+
+/// The gate the run used: its stored TOML when present, else the built-in of that name.
+fn stored_gate(proof: &Proof) -> Result<Profile, CliError> {
+    match &proof.meta.gate_source {
+        Some(text) => Profile::from_toml_str(text, "the proof's gate.toml").map_err(gate_error),
+        None => Profile::builtin(&proof.meta.gate).map_err(|err| {
+            CliError::usage(format!("{err}: {} (pass --gate or --gate-file)", err.kind))
+        }),
+    }
+}
+
+fn print_tables(proof: &Proof, verdict: &Verdict) {
+    let status = if proof.is_complete() {
+        proof.status().as_str().to_string()
+    } else {
+        format!("{} (incomplete)", proof.status().as_str())
+    };
+    println!(
+        "proof {}  run {}  status {}  gate {}",
+        proof.dir.display(),
+        proof.meta.run_id,
+        status,
+        verdict.gate
+    );
+    for warning in &proof.warnings {
+        println!("note: {warning}");
+    }
+    let mut windows = Table::new();
+    windows
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec![
+            "window",
+            "verdict",
+            "Phase A",
+            "scenarios",
+            "bars not GO",
+        ]);
+    for w in &verdict.windows {
+        let phase_a = w
+            .phase_a
+            .as_ref()
+            .map_or("-".to_string(), |p| format!("{}/{}", p.delivered, p.pairs));
+        let scenarios = w
+            .scenarios
+            .iter()
+            .map(|s| format!("{} {}", s.name, s.status))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let bars = w
+            .bars
+            .iter()
+            .filter(|b| b.verdict != Outcome::Go)
+            .map(|b| format!("{} {}: {}", b.bar, b.verdict, b.reason))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let label = if w.warmup {
+            format!("{} (warm-up)", w.index)
+        } else {
+            w.index.to_string()
+        };
+        windows.add_row(vec![label, w.verdict.to_string(), phase_a, scenarios, bars]);
+    }
+    println!("{windows}");
+    let mut soak = Table::new();
+    soak.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec!["soak bar", "verdict", "value", "threshold", "reason"]);
+    for b in &verdict.soak_bars {
+        soak.add_row(vec![
+            b.title.clone(),
+            b.verdict.to_string(),
+            render::show_value(b.value),
+            b.threshold.clone(),
+            b.reason.clone(),
+        ]);
+    }
+    println!("{soak}");
+    if let Some(stored) = &proof.verdict
+        && stored.gate == verdict.gate
+        && stored != verdict
+    {
+        println!(
+            "note: the stored verdict under `{}` was {}; re-scoring gives {}",
+            stored.gate, stored.verdict, verdict.verdict
+        );
+    }
+    println!("verdict: {} (gate {})", verdict.verdict, verdict.gate);
 }

@@ -1,16 +1,66 @@
-//! `soak verify`.
+//! `soak verify`: check a proof directory against its manifest (sha256 of every file, format
+//! version, sealed status). Exit 0 when it verifies, 1 on any mismatch, 64 when the directory
+//! does not exist.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::exit::{CliError, CliResult};
+use crate::exit::{CliError, CliResult, Exit};
 
 /// Arguments of `soak verify`.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    /// Proof directory to check.
+    pub proof_dir: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `soak verify`.
-pub async fn execute(_args: VerifyArgs) -> CliResult {
-    Err(CliError::unavailable(
-        "`soak verify` is not implemented yet",
-    ))
+pub async fn execute(args: VerifyArgs) -> CliResult {
+    if !args.proof_dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{} is not a directory",
+            args.proof_dir.display()
+        )));
+    }
+    let report = soak_proofs::verify(&args.proof_dir);
+    if args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|err| CliError::unavailable(format!("failed to print the report: {err}")))?;
+        println!("{text}");
+    } else {
+        let format = report
+            .format
+            .map_or("unknown".to_string(), |f| f.to_string());
+        let status = report.status.map_or("unknown", |s| s.as_str());
+        println!(
+            "proof {}  format {format}  status {status}  {} files checked",
+            report.dir.display(),
+            report.checked
+        );
+        for (label, list) in [
+            ("modified", &report.modified),
+            ("missing", &report.missing),
+            ("added", &report.added),
+        ] {
+            for path in list {
+                println!("{label}: {path}");
+            }
+        }
+        for problem in &report.problems {
+            println!("problem: {problem}");
+        }
+        println!(
+            "{}",
+            if report.is_ok() {
+                "verified: every file matches the manifest"
+            } else {
+                "MISMATCH: the proof does not match its manifest"
+            }
+        );
+    }
+    Ok(if report.is_ok() { Exit::Go } else { Exit::NoGo })
 }

@@ -1,0 +1,238 @@
+//! `soak score` and `soak verify` driven through the real binary on proofs written with the
+//! real `ProofWriter`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use soak_gates::model::Observations;
+use soak_gates::testkit::{FleetBuilder, bump, span};
+use soak_gates::{Outcome, Profile, evaluate};
+use soak_proofs::{ProofWriter, RunMeta, RunStatus, run_id};
+
+fn soak() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_soak"))
+}
+
+/// A run where one outbound-queue high-water event happens: NO-GO under broad-launch (which
+/// judges it), GO under limited-production (which does not).
+fn observations() -> Observations {
+    let mut obs = FleetBuilder::new(3, 4).build();
+    let (s1, _) = span(&obs, 1);
+    bump(
+        &mut obs,
+        "node-2",
+        "outbound_high_water_total",
+        s1 + 20_000,
+        1,
+    );
+    obs
+}
+
+fn write_proof(dir: &Path, obs: &Observations, gate: &str, finish: bool) -> soak_gates::Verdict {
+    let profile = Profile::builtin(gate).unwrap();
+    let meta = RunMeta {
+        run_id: run_id(1_795_309_786_000, "cli"),
+        label: "cli".into(),
+        started_at_ms: 1_795_309_786_000,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        node_builds: Vec::new(),
+        inventory_digest: None,
+        gate: gate.into(),
+        gate_source: Some(profile.source().to_string()),
+        scenarios: vec!["baseline".into(), "fanout_burst".into()],
+        sample_interval_ms: obs.run.sample_interval_ms,
+        nodes: obs.run.nodes.clone(),
+        config: serde_json::json!({"nodes": 3}),
+    };
+    let mut writer = ProofWriter::create(dir, meta).unwrap();
+    for (node, samples) in &obs.samples {
+        for sample in samples {
+            writer.append_sample(node, sample).unwrap();
+        }
+    }
+    for window in &obs.windows {
+        writer.write_window(window).unwrap();
+    }
+    let mut observed = obs.clone();
+    observed.run.run_id = run_id(1_795_309_786_000, "cli");
+    let verdict = evaluate(&observed, &profile);
+    if finish {
+        writer.finish(RunStatus::Complete, &verdict).unwrap();
+    }
+    verdict
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("soak runs")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn proof(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("proof");
+    let verdict = write_proof(&dir, &observations(), "broad-launch", true);
+    assert_eq!(verdict.verdict, Outcome::NoGo);
+    dir
+}
+
+#[test]
+fn score_reproduces_the_stored_verdict_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let out_dir = tmp.path().join("rescored");
+    let out = run(soak().arg("score").arg(&dir).arg("--out").arg(&out_dir));
+    assert_eq!(code(&out), 1, "NO-GO exits 1: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains("verdict: NO-GO (gate broad-launch)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("outbound_high_water NO-GO"),
+        "{}",
+        stdout(&out)
+    );
+    let stored = fs::read(dir.join("verdict.json")).unwrap();
+    let rescored = fs::read(out_dir.join("verdict.json")).unwrap();
+    assert_eq!(
+        stored, rescored,
+        "re-scored verdict.json differs from the stored one"
+    );
+    for name in ["summary.md", "summary.csv", "timeline.csv"] {
+        assert_eq!(
+            fs::read(dir.join(name)).unwrap(),
+            fs::read(out_dir.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    // --json prints the same verdict.
+    let out = run(soak().arg("score").arg(&dir).arg("--json"));
+    assert_eq!(out.stdout, stored);
+}
+
+#[test]
+fn score_with_another_gate_gives_that_gates_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let out_dir = tmp.path().join("limited");
+    let out = run(soak()
+        .arg("score")
+        .arg(&dir)
+        .args(["--gate", "limited-production", "--out"])
+        .arg(&out_dir));
+    assert_eq!(code(&out), 0, "GO exits 0: {}", stdout(&out));
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&fs::read(out_dir.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!(verdict["gate"], "limited-production");
+    assert_eq!(verdict["verdict"], "GO");
+    // Matches the library's own evaluation under that gate.
+    let read = soak_proofs::read(&dir).unwrap();
+    let want = evaluate(
+        &read.observations,
+        &Profile::builtin("limited-production").unwrap(),
+    );
+    assert_eq!(serde_json::to_value(&want).unwrap(), verdict);
+    // The proof itself is untouched.
+    assert!(soak_proofs::verify(&dir).is_ok());
+}
+
+#[test]
+fn score_with_a_gate_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let gate = tmp.path().join("strict.toml");
+    fs::write(
+        &gate,
+        "name = 'strict-phase-a'\n[[bar]]\nid = 'phase_a'\nkind = 'phase_a'\n\
+         [[bar]]\nid = 'telemetry'\nkind = 'telemetry'\n",
+    )
+    .unwrap();
+    let out = run(soak().arg("score").arg(&dir).arg("--gate-file").arg(&gate));
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(stdout(&out).contains("gate strict-phase-a"));
+}
+
+#[test]
+fn score_bad_input_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let out = run(soak()
+        .arg("score")
+        .arg(&dir)
+        .args(["--gate", "no-such-gate"]));
+    assert_eq!(code(&out), 64);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limited-production"));
+    let bad = tmp.path().join("bad.toml");
+    fs::write(&bad, "name = 'x'\n[[bar]]\nid = 'a'\nkind = 'nonsense'\n").unwrap();
+    let out = run(soak().arg("score").arg(&dir).arg("--gate-file").arg(&bad));
+    assert_eq!(code(&out), 64);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind `nonsense`"));
+    let out = run(soak().arg("score").arg(tmp.path().join("nowhere")));
+    assert_eq!(code(&out), 64);
+    let out = run(soak().arg("score").arg(tmp.path()));
+    assert_eq!(code(&out), 64, "a directory that is not a proof");
+}
+
+#[test]
+fn score_an_interrupted_proof() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("partial");
+    write_proof(&dir, &observations(), "limited-production", false);
+    let out = run(soak().arg("score").arg(&dir));
+    assert!(stdout(&out).contains("(incomplete)"), "{}", stdout(&out));
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let out = run(soak().arg("verify").arg(&dir));
+    assert_eq!(code(&out), 1, "an unsealed proof does not verify");
+}
+
+#[test]
+fn verify_detects_modified_missing_and_added_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let out = run(soak().arg("verify").arg(&dir));
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(stdout(&out).contains("verified"));
+
+    let window = dir.join("windows/001/window.json");
+    let original = fs::read(&window).unwrap();
+    fs::write(
+        &window,
+        String::from_utf8_lossy(&original).replace("\"warmup\": false", "\"warmup\": true"),
+    )
+    .unwrap();
+    let out = run(soak().arg("verify").arg(&dir));
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).contains("modified: windows/001/window.json"),
+        "{}",
+        stdout(&out)
+    );
+    fs::write(&window, &original).unwrap();
+
+    fs::remove_file(dir.join("summary.md")).unwrap();
+    let out = run(soak().arg("verify").arg(&dir));
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).contains("missing: summary.md"),
+        "{}",
+        stdout(&out)
+    );
+
+    fs::write(dir.join("extra.txt"), "hello").unwrap();
+    let out = run(soak().args(["verify", "--json"]).arg(&dir));
+    assert_eq!(code(&out), 1);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["added"][0], "extra.txt");
+    assert_eq!(report["missing"][0], "summary.md");
+
+    let out = run(soak().arg("verify").arg(tmp.path().join("nowhere")));
+    assert_eq!(code(&out), 64);
+}
