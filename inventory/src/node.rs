@@ -160,9 +160,9 @@ impl NodeConfig {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "# Written by `soak deploy`; rewritten on every deploy.\n\
-             data_dir = {}\nlisten = {}\nadmin = {}\nbootstrap = [{}]\n",
-            toml_string(&self.data_dir),
+            "# Written by `soak deploy`; rewritten on every deploy. The data dir is passed as\n\
+             # --data-dir on the command line.\n\
+             listen = {}\nadmin = {}\nbootstrap = [{}]\n",
             toml_string(&self.listen),
             toml_string(&self.admin),
             list

@@ -1,39 +1,788 @@
-//! `soak deploy`, `soak status`, `soak stop`, `soak logs`.
+//! `soak deploy`, `soak status`, `soak stop`, `soak logs`: the bundled node on inventory hosts.
+//!
+//! Deploy, per host in parallel (bounded): one probe round trip (installed binary and config
+//! hashes, token, systemd, running pid), upload of the binary only when its sha256 differs
+//! (atomically: temp file + `mv`), config and admin token (0600, kept when present), a
+//! (re)start only when something changed or the node is not running, then `/readyz` through
+//! an SSH local port-forward, and a deploy record (`install_dir/deploy.json`) naming the sha256
+//! of the *running* executable, the node version, git revision and start time.
+//! See `docs/inventory.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
+use comfy_table::{Table, presets};
+use soak_inventory::node::{self, DeployRecord, NodeConfig, NodeLayout, Probe, RunMode};
+use soak_inventory::remote::{self, ConnectOptions, Remote};
+use soak_inventory::{Host, Inventory};
+use soak_scenarios::NodeApi;
+use tokio::time::Instant;
 
-use crate::exit::{CliError, CliResult};
+use crate::exit::{CliError, CliResult, Exit};
+use crate::fleet::remote::{
+    COMMAND_TIMEOUT, DEFAULT_PARALLEL, HostFailure, PartialPolicy, for_each_host, forward_admin,
+    host_error, load_inventory, log_tail, read_node_info, running_binary_sha256, wait_ready,
+};
+
+/// Options shared by every fleet command.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Inventory: native TOML, Ansible INI or YAML, or a pssh host file.
+    #[arg(short = 'i', long = "inventory", value_name = "INV")]
+    pub inventory: PathBuf,
+    /// Hosts worked on at once.
+    #[arg(long, default_value_t = DEFAULT_PARALLEL, value_name = "N")]
+    pub parallel: usize,
+    /// SSH connect timeout per host (TCP connect and handshake).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+    /// Go on when at least N hosts succeed; by default every host must (else exit 69).
+    #[arg(long, value_name = "N")]
+    pub min_hosts: Option<usize>,
+}
+
+impl FleetArgs {
+    fn validate(&self) -> Result<(), CliError> {
+        if self.parallel == 0 {
+            return Err(CliError::usage("--parallel must be at least 1"));
+        }
+        if self.min_hosts == Some(0) {
+            return Err(CliError::usage("--min-hosts must be at least 1"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(CliError::usage("--connect-timeout must be positive"));
+        }
+        Ok(())
+    }
+
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            connect_timeout: self.connect_timeout,
+            ..ConnectOptions::default()
+        }
+    }
+
+    fn policy(&self) -> PartialPolicy {
+        PartialPolicy {
+            min_hosts: self.min_hosts,
+        }
+    }
+}
 
 /// Arguments of `soak deploy`.
 #[derive(Debug, Args)]
-pub struct DeployArgs {}
+pub struct DeployArgs {
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// The soak-node binary to deploy; default: `cargo build --release -p soak-node`.
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
+    /// How long each node gets to report ready after a (re)start.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    ready_timeout: Duration,
+    /// Restart every node even when nothing changed.
+    #[arg(long)]
+    restart: bool,
+    /// Print the deploy records as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Arguments of `soak status`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Arguments of `soak stop`.
 #[derive(Debug, Args)]
-pub struct StopArgs {}
+pub struct StopArgs {
+    #[command(flatten)]
+    fleet: FleetArgs,
+}
+
 /// Arguments of `soak logs`.
 #[derive(Debug, Args)]
-pub struct LogsArgs {}
+pub struct LogsArgs {
+    /// Inventory: native TOML, Ansible INI or YAML, or a pssh host file.
+    #[arg(short = 'i', long = "inventory", value_name = "INV")]
+    inventory: PathBuf,
+    /// The host whose node log to print.
+    host: String,
+    /// Number of lines from the end.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    lines: usize,
+    /// SSH connect timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    connect_timeout: Duration,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn utc(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn short(sha: &str) -> String {
+    sha.chars().take(12).collect()
+}
+
+/// The binary to deploy: `--binary`, or a fresh release build of `soak-node`.
+fn node_binary(binary: Option<&Path>) -> Result<PathBuf, CliError> {
+    if let Some(path) = binary {
+        if !path.is_file() {
+            return Err(CliError::usage(format!(
+                "--binary {}: no such file",
+                path.display()
+            )));
+        }
+        return Ok(path.to_path_buf());
+    }
+    // The workspace this soak was built from, else the current directory.
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf);
+    let dir = built_from
+        .filter(|d| d.join("Cargo.toml").is_file() && d.join("node").is_dir())
+        .unwrap_or_else(|| PathBuf::from("."));
+    eprintln!(
+        "soak: building soak-node (cargo build --release -p soak-node) in {}",
+        dir.display()
+    );
+    let out = std::process::Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "soak-node",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(&dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            CliError::unavailable(format!(
+                "cannot run cargo to build soak-node ({e}); pass --binary PATH"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(CliError::unavailable(
+            "building soak-node failed (see above); pass --binary PATH to deploy a prebuilt one",
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "soak-node")
+        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .ok_or_else(|| {
+            CliError::unavailable("cargo built no soak-node executable; pass --binary PATH")
+        })
+}
+
+/// The binary to upload, read once.
+struct Payload {
+    bytes: Vec<u8>,
+    sha256: String,
+}
+
+struct DeploySettings {
+    ready_timeout: Duration,
+    restart: bool,
+    connect: ConnectOptions,
+}
 
 /// Runs `soak deploy`.
-pub async fn deploy(_args: DeployArgs) -> CliResult {
-    Err(CliError::unavailable(
-        "`soak deploy` is not implemented yet",
-    ))
+pub async fn deploy(args: DeployArgs) -> CliResult {
+    args.fleet.validate()?;
+    if args.ready_timeout.is_zero() {
+        return Err(CliError::usage("--ready-timeout must be positive"));
+    }
+    let inventory = load_inventory(&args.fleet.inventory)?;
+    let binary = node_binary(args.binary.as_deref())?;
+    let bytes = std::fs::read(&binary)
+        .map_err(|e| CliError::unavailable(format!("cannot read {}: {e}", binary.display())))?;
+    let payload = Arc::new(Payload {
+        sha256: node::sha256_hex(&bytes),
+        bytes,
+    });
+    let settings = Arc::new(DeploySettings {
+        ready_timeout: args.ready_timeout,
+        restart: args.restart,
+        connect: args.fleet.connect_options(),
+    });
+    let fleet = Arc::new(inventory.hosts.clone());
+    let started = Instant::now();
+    eprintln!(
+        "soak: deploying {} ({}, sha256 {}) to {} hosts",
+        binary.display(),
+        human_bytes(payload.bytes.len()),
+        short(&payload.sha256),
+        fleet.len()
+    );
+    let results = for_each_host(&inventory.hosts, args.fleet.parallel, |host| {
+        let payload = Arc::clone(&payload);
+        let settings = Arc::clone(&settings);
+        let fleet = Arc::clone(&fleet);
+        async move { deploy_host(host, &fleet, &payload, &settings).await }
+    })
+    .await;
+    let took = started.elapsed();
+    let mut records = Vec::new();
+    let mut failures = Vec::new();
+    for (host, result) in &results {
+        match result {
+            Ok(record) => records.push(record.clone()),
+            Err(error) => failures.push(HostFailure {
+                host: host.name.clone(),
+                error: error.clone(),
+            }),
+        }
+    }
+    if args.json {
+        let doc = serde_json::json!({
+            "binary": binary.display().to_string(),
+            "binary_sha256": payload.sha256,
+            "took_ms": took.as_millis() as u64,
+            "hosts": records,
+            "failed": failures,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        println!("{}", deploy_table(&inventory, &results));
+        let uploaded = records.iter().filter(|r| r.uploaded).count();
+        let restarted = records.iter().filter(|r| r.restarted).count();
+        println!(
+            "deployed to {}/{} hosts in {:.1}s: {uploaded} uploaded, {restarted} (re)started",
+            records.len(),
+            inventory.hosts.len(),
+            took.as_secs_f64()
+        );
+    }
+    if let Some(warning) = args
+        .fleet
+        .policy()
+        .judge("deploy", inventory.hosts.len(), &failures)?
+    {
+        eprintln!("soak: warning: {warning}");
+    }
+    Ok(Exit::Go)
 }
+
+fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20))
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    }
+}
+
+fn deploy_table(inventory: &Inventory, results: &[(Host, Result<DeployRecord, String>)]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::ASCII_MARKDOWN);
+    table.set_header(vec![
+        "host",
+        "address",
+        "mode",
+        "uploaded",
+        "restarted",
+        "sha256",
+        "version",
+        "git",
+        "pid",
+        "started",
+        "result",
+    ]);
+    for (host, result) in results {
+        match result {
+            Ok(r) => table.add_row(vec![
+                r.host.clone(),
+                r.address.clone(),
+                format!("{:?}", r.run_mode).to_lowercase(),
+                yes_no(r.uploaded),
+                yes_no(r.restarted),
+                short(&r.binary_sha256),
+                r.version.clone(),
+                short(&r.git),
+                r.pid.to_string(),
+                utc(r.started_at_ms),
+                "ok".to_string(),
+            ]),
+            Err(e) => table.add_row(vec![
+                host.name.clone(),
+                host.address.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("FAILED: {}", first_line(e)),
+            ]),
+        };
+    }
+    let _ = inventory;
+    table
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+async fn deploy_host(
+    host: Host,
+    fleet: &[Host],
+    payload: &Payload,
+    settings: &DeploySettings,
+) -> Result<DeployRecord, String> {
+    let remote = remote::connect(&host, &settings.connect)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = deploy_on(remote.as_ref(), fleet, payload, settings).await;
+    let _ = remote.close().await;
+    result
+}
+
+async fn deploy_on(
+    remote: &dyn Remote,
+    fleet: &[Host],
+    payload: &Payload,
+    settings: &DeploySettings,
+) -> Result<DeployRecord, String> {
+    let host = remote.host().clone();
+    let layout = NodeLayout::new(&host);
+    let e = |err: soak_inventory::remote::RemoteError| err.to_string();
+    let probe: Probe = node::probe(remote, COMMAND_TIMEOUT).await.map_err(e)?;
+    let mode = RunMode::resolve(host.service, probe.systemd).map_err(|m| host_error(&host, m))?;
+
+    // The binary: only when it differs (a 10 MB upload per host is most of a deploy).
+    let uploaded = probe.binary_sha256.as_deref() != Some(payload.sha256.as_str());
+    if uploaded {
+        let limit = COMMAND_TIMEOUT + Duration::from_secs((payload.bytes.len() / 1_000_000) as u64);
+        remote
+            .upload(&payload.bytes, &layout.binary(), 0o755, limit)
+            .await
+            .map_err(e)?;
+    }
+    let config = NodeConfig::for_host(&host, fleet);
+    let config_text = config.to_toml();
+    let config_changed =
+        probe.config_sha256.as_deref() != Some(node::sha256_hex(config_text.as_bytes()).as_str());
+    if config_changed {
+        remote
+            .upload(
+                config_text.as_bytes(),
+                &layout.config(),
+                0o644,
+                COMMAND_TIMEOUT,
+            )
+            .await
+            .map_err(e)?;
+    }
+    let token = if probe.token_present {
+        node::read_token(remote, COMMAND_TIMEOUT).await.map_err(e)?
+    } else {
+        let token = node::new_admin_token()
+            .map_err(|err| host_error(&host, format!("cannot generate a token: {err}")))?;
+        remote
+            .upload(
+                format!("{token}\n").as_bytes(),
+                &layout.token(),
+                0o600,
+                COMMAND_TIMEOUT,
+            )
+            .await
+            .map_err(e)?;
+        token
+    };
+
+    let restarted = settings.restart || uploaded || config_changed || probe.running_pid.is_none();
+    let mut started_pid = probe.running_pid;
+    if restarted {
+        let out = remote
+            .run(
+                "starting soak-node",
+                &node::start_script(&host, &config, mode),
+                COMMAND_TIMEOUT,
+            )
+            .await
+            .map_err(e)?;
+        started_pid = out
+            .stdout_text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("pid="))
+            .filter_map(|p| p.trim().parse::<u32>().ok())
+            .next_back();
+    }
+
+    // node.json appears once the node listens; it names the peer id the API must answer as.
+    let deadline = Instant::now() + settings.ready_timeout;
+    let info = loop {
+        match read_node_info(remote).await? {
+            Some(info)
+                if !restarted
+                    || started_pid.is_none_or(|p| p == info.pid)
+                    || mode == RunMode::Systemd =>
+            {
+                break info;
+            }
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            let tail = log_tail(remote, 20).await;
+            return Err(host_error(
+                &host,
+                format!(
+                    "the node wrote no node.json within {}s; last log lines:\n{}",
+                    settings.ready_timeout.as_secs(),
+                    tail.trim_end()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let forwarded = forward_admin(remote, &token, &info.peer_id, Duration::from_secs(5))
+        .await
+        .map_err(e)?;
+    if let Err(why) = wait_ready(&forwarded.api, deadline).await {
+        let tail = log_tail(remote, 20).await;
+        return Err(host_error(
+            &host,
+            format!(
+                "node not ready after {}s: {why}; last log lines:\n{}",
+                settings.ready_timeout.as_secs(),
+                tail.trim_end()
+            ),
+        ));
+    }
+    let version = forwarded
+        .api
+        .version()
+        .await
+        .map_err(|err| host_error(&host, format!("/v1/version: {err}")))?;
+    if version.peer_id != info.peer_id {
+        return Err(host_error(
+            &host,
+            format!(
+                "the admin API on 127.0.0.1:{} answers as peer {} but node.json names {}: another process owns the port",
+                host.api_port, version.peer_id, info.peer_id
+            ),
+        ));
+    }
+    let running_sha = running_binary_sha256(remote, info.pid).await?;
+    if running_sha != payload.sha256 {
+        return Err(host_error(
+            &host,
+            format!(
+                "the running node (pid {}) is binary {} but {} was deployed; rerun with --restart",
+                info.pid,
+                short(&running_sha),
+                short(&payload.sha256)
+            ),
+        ));
+    }
+    let record = DeployRecord {
+        host: host.name.clone(),
+        address: host.address.clone(),
+        binary_sha256: running_sha,
+        version: version.version,
+        git: version.git,
+        peer_id: info.peer_id,
+        pid: info.pid,
+        started_at_ms: info.started_at_ms,
+        run_mode: mode,
+        uploaded,
+        restarted,
+        deployed_at_ms: now_ms(),
+    };
+    let json = serde_json::to_vec_pretty(&record).map_err(|err| host_error(&host, err))?;
+    remote
+        .upload(&json, &layout.record(), 0o644, COMMAND_TIMEOUT)
+        .await
+        .map_err(e)?;
+    Ok(record)
+}
+
+/// One row of `soak status`.
+#[derive(Debug, Clone, serde::Serialize)]
+struct HostStatus {
+    host: String,
+    address: String,
+    reachable: bool,
+    running: bool,
+    pid: Option<u32>,
+    version: Option<String>,
+    binary_sha256: Option<String>,
+    peers: Option<usize>,
+    ready: bool,
+    error: Option<String>,
+}
+
 /// Runs `soak status`.
-pub async fn status(_args: StatusArgs) -> CliResult {
-    Err(CliError::unavailable(
-        "`soak status` is not implemented yet",
-    ))
+pub async fn status(args: StatusArgs) -> CliResult {
+    args.fleet.validate()?;
+    let inventory = load_inventory(&args.fleet.inventory)?;
+    let connect = args.fleet.connect_options();
+    let results = for_each_host(&inventory.hosts, args.fleet.parallel, |host| {
+        let connect = connect.clone();
+        async move { Ok::<_, String>(host_status(host, &connect).await) }
+    })
+    .await;
+    let rows: Vec<HostStatus> = results.into_iter().filter_map(|(_, r)| r.ok()).collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+    } else {
+        let mut table = Table::new();
+        table.load_preset(presets::ASCII_MARKDOWN);
+        table.set_header(vec![
+            "host",
+            "address",
+            "reachable",
+            "running",
+            "version",
+            "sha256",
+            "peers",
+            "ready",
+        ]);
+        for r in &rows {
+            table.add_row(vec![
+                r.host.clone(),
+                r.address.clone(),
+                yes_no(r.reachable),
+                r.pid
+                    .map_or_else(|| yes_no(r.running), |p| format!("yes (pid {p})")),
+                r.version.clone().unwrap_or_else(|| "-".into()),
+                r.binary_sha256.as_deref().map_or_else(|| "-".into(), short),
+                r.peers.map_or_else(|| "-".into(), |p| p.to_string()),
+                yes_no(r.ready),
+            ]);
+        }
+        println!("{table}");
+        for r in rows.iter().filter(|r| r.error.is_some()) {
+            eprintln!("soak: {}", r.error.as_deref().unwrap_or_default());
+        }
+    }
+    let not_ready: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.ready)
+        .map(|r| r.host.as_str())
+        .collect();
+    if not_ready.is_empty() {
+        Ok(Exit::Go)
+    } else {
+        Err(CliError::unavailable(format!(
+            "{} of {} hosts not ready: {}",
+            not_ready.len(),
+            rows.len(),
+            not_ready.join(", ")
+        )))
+    }
 }
+
+async fn host_status(host: Host, connect: &ConnectOptions) -> HostStatus {
+    let mut s = HostStatus {
+        host: host.name.clone(),
+        address: host.address.clone(),
+        reachable: false,
+        running: false,
+        pid: None,
+        version: None,
+        binary_sha256: None,
+        peers: None,
+        ready: false,
+        error: None,
+    };
+    let remote = match remote::connect(&host, connect).await {
+        Ok(r) => r,
+        Err(e) => {
+            s.error = Some(e.to_string());
+            return s;
+        }
+    };
+    s.reachable = true;
+    if let Err(e) = status_on(remote.as_ref(), &mut s).await {
+        s.error = Some(e);
+    }
+    let _ = remote.close().await;
+    s
+}
+
+async fn status_on(remote: &dyn Remote, s: &mut HostStatus) -> Result<(), String> {
+    let host = remote.host().clone();
+    let probe = node::probe(remote, COMMAND_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(pid) = probe.running_pid else {
+        return Err(host_error(&host, "soak-node is not running"));
+    };
+    s.running = true;
+    s.pid = Some(pid);
+    s.binary_sha256 = Some(running_binary_sha256(remote, pid).await?);
+    let token = node::read_token(remote, COMMAND_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = read_node_info(remote).await?;
+    let peer_id = info.map(|i| i.peer_id).unwrap_or_default();
+    let forwarded = forward_admin(remote, &token, &peer_id, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let version = forwarded
+        .api
+        .version()
+        .await
+        .map_err(|e| host_error(&host, e))?;
+    s.version = Some(version.version);
+    let diagnostics = forwarded
+        .api
+        .diagnostics()
+        .await
+        .map_err(|e| host_error(&host, e))?;
+    s.peers = Some(
+        diagnostics
+            .peers
+            .iter()
+            .filter(|p| p.state == soak_api::PeerState::Established)
+            .count(),
+    );
+    let readiness = forwarded
+        .api
+        .readiness()
+        .await
+        .map_err(|e| host_error(&host, e))?;
+    s.ready = readiness.ready;
+    if !readiness.ready {
+        let failing: Vec<&str> = readiness
+            .checks
+            .iter()
+            .filter(|(_, ok)| !**ok)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        return Err(host_error(
+            &host,
+            format!("not ready (failing checks: {})", failing.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `soak stop`.
-pub async fn stop(_args: StopArgs) -> CliResult {
-    Err(CliError::unavailable("`soak stop` is not implemented yet"))
+pub async fn stop(args: StopArgs) -> CliResult {
+    args.fleet.validate()?;
+    let inventory = load_inventory(&args.fleet.inventory)?;
+    let connect = args.fleet.connect_options();
+    let results = for_each_host(&inventory.hosts, args.fleet.parallel, |host| {
+        let connect = connect.clone();
+        async move {
+            let remote = remote::connect(&host, &connect)
+                .await
+                .map_err(|e| e.to_string())?;
+            let out = remote
+                .run(
+                    "stopping soak-node",
+                    &node::stop_script(&host),
+                    COMMAND_TIMEOUT,
+                )
+                .await;
+            let _ = remote.close().await;
+            let out = out.map_err(|e| e.to_string())?;
+            let stopped: Vec<String> = out
+                .stdout_text()
+                .lines()
+                .filter_map(|l| l.strip_prefix("stopped=").map(str::to_string))
+                .collect();
+            Ok::<_, String>(stopped)
+        }
+    })
+    .await;
+    let mut table = Table::new();
+    table.load_preset(presets::ASCII_MARKDOWN);
+    table.set_header(vec!["host", "address", "result"]);
+    let mut failures = Vec::new();
+    for (host, result) in &results {
+        let text = match result {
+            Ok(pids) if pids.is_empty() => "was not running".to_string(),
+            Ok(pids) => format!("stopped (pid {})", pids.join(", ")),
+            Err(e) => {
+                failures.push(HostFailure {
+                    host: host.name.clone(),
+                    error: e.clone(),
+                });
+                format!("FAILED: {}", first_line(e))
+            }
+        };
+        table.add_row(vec![host.name.clone(), host.address.clone(), text]);
+    }
+    println!("{table}");
+    if let Some(warning) = args
+        .fleet
+        .policy()
+        .judge("stop", inventory.hosts.len(), &failures)?
+    {
+        eprintln!("soak: warning: {warning}");
+    }
+    Ok(Exit::Go)
 }
+
 /// Runs `soak logs`.
-pub async fn logs(_args: LogsArgs) -> CliResult {
-    Err(CliError::unavailable("`soak logs` is not implemented yet"))
+pub async fn logs(args: LogsArgs) -> CliResult {
+    if args.lines == 0 {
+        return Err(CliError::usage("--lines must be at least 1"));
+    }
+    let inventory = load_inventory(&args.inventory)?;
+    let Some(host) = inventory.host(&args.host).cloned() else {
+        let names: Vec<&str> = inventory.hosts.iter().map(|h| h.name.as_str()).collect();
+        return Err(CliError::usage(format!(
+            "no host `{}` in {} (hosts: {})",
+            args.host,
+            args.inventory.display(),
+            names.join(", ")
+        )));
+    };
+    let connect = ConnectOptions {
+        connect_timeout: args.connect_timeout,
+        ..ConnectOptions::default()
+    };
+    let remote = remote::connect(&host, &connect)
+        .await
+        .map_err(|e| CliError::unavailable(e.to_string()))?;
+    let out = remote
+        .exec(&node::logs_script(&host, args.lines), &[], COMMAND_TIMEOUT)
+        .await;
+    let _ = remote.close().await;
+    let out = out.map_err(|e| CliError::unavailable(e.to_string()))?;
+    if !out.success() {
+        return Err(CliError::unavailable(host_error(&host, out.stderr_tail())));
+    }
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(&out.stdout);
+    Ok(Exit::Go)
 }
