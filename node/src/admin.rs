@@ -86,7 +86,11 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
         Some(t) if same(t.as_bytes(), st.token.as_bytes()) => next.run(req).await,
         Some(_) => {
             st.node.shared().metrics.inc(extra::API_UNAUTHORIZED);
-            error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong bearer token")
+            error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "wrong bearer token",
+            )
         }
         None => {
             st.node.shared().metrics.inc(extra::API_UNAUTHORIZED);
@@ -153,7 +157,10 @@ async fn metrics(State(st): State<AppState>) -> Response {
         return unavailable();
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         st.node.shared().metrics.render(),
     )
         .into_response()
@@ -166,13 +173,16 @@ async fn diagnostics(State(st): State<AppState>) -> Response {
     }
 }
 
-fn body_or_error(st: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+fn body_or_error(
+    st: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Box<Response>> {
     body.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Box::new(if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large(st, "request body too large")
         } else {
             bad_request(st, format!("unreadable request body: {rej}"))
-        }
+        })
     })
 }
 
@@ -180,7 +190,7 @@ async fn dm(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> 
     let started = Instant::now();
     let body = match body_or_error(&st, body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let req: DmRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -251,7 +261,7 @@ async fn impairments_add(
 ) -> Response {
     let body = match body_or_error(&st, body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let imp: Impairment = match serde_json::from_slice(&body) {
         Ok(i) => i,

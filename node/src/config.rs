@@ -16,7 +16,11 @@ use crate::proto::PeerId;
 
 /// `soak-node` command line.
 #[derive(Debug, Parser)]
-#[command(name = "soak-node", version, about = "The bundled overlay node under test")]
+#[command(
+    name = "soak-node",
+    version,
+    about = "The bundled overlay node under test"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -100,7 +100,9 @@ pub fn peer_id_of_cert(cert: &[u8]) -> Option<PeerId> {
 }
 
 /// One DER TLV: (tag, content, whole element, rest).
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn der_tlv(input: &[u8]) -> Option<Tlv<'_>> {
     let tag = *input.first()?;
     let first = *input.get(1)? as usize;
     let (len, header) = if first < 0x80 {

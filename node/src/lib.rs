@@ -4,11 +4,11 @@
 //! ([`shell`] driving [`transport`] (quinn) and [`admin`] (axum)). Entry points: the
 //! `soak-node run` binary, and [`shell::Node::start`] for in-process use (benchmarks).
 
+pub mod admin;
 pub mod config;
-pub mod proto;
 pub mod identity;
 pub mod impair;
-pub mod transport;
 pub mod metrics;
+pub mod proto;
 pub mod shell;
-pub mod admin;
+pub mod transport;

@@ -392,13 +392,16 @@ impl Node {
     }
 }
 
+/// One raw frame on the receive queue: sender, connection, undecoded body.
+type PumpItem = (PeerId, ConnId, Vec<u8>);
+
 /// What connection tasks need.
 struct ConnCtx {
     shared: Arc<Shared>,
     identity: Arc<Identity>,
     endpoint: quinn::Endpoint,
     net_tx: mpsc::Sender<NetEvent>,
-    pump_tx: mpsc::Sender<(PeerId, ConnId, Vec<u8>)>,
+    pump_tx: mpsc::Sender<PumpItem>,
     next_conn: AtomicU64,
     instance: u64,
     unpinned: std::sync::Mutex<Option<quinn::ClientConfig>>,
@@ -603,7 +606,9 @@ async fn reader(
                 Ok(()) => {
                     metrics.inc(c::RECV_PUMP_PRODUCED);
                     let depth = ctx.pump_tx.max_capacity() - ctx.pump_tx.capacity();
-                    ctx.shared.pump_max_depth.fetch_max(depth, Ordering::Relaxed);
+                    ctx.shared
+                        .pump_max_depth
+                        .fetch_max(depth, Ordering::Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => metrics.inc(c::RECV_PUMP_DROPPED_FULL),
                 Err(mpsc::error::TrySendError::Closed(_)) => break,
@@ -623,7 +628,7 @@ async fn reader(
 }
 
 async fn dispatcher(
-    rx: Arc<Mutex<mpsc::Receiver<(PeerId, ConnId, Vec<u8>)>>>,
+    rx: Arc<Mutex<mpsc::Receiver<PumpItem>>>,
     net_tx: mpsc::Sender<NetEvent>,
     shared: Arc<Shared>,
     task_timeout: Duration,
@@ -670,7 +675,11 @@ struct Actor {
 }
 
 impl Actor {
-    async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>, mut net_rx: mpsc::Receiver<NetEvent>) {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::Receiver<Command>,
+        mut net_rx: mpsc::Receiver<NetEvent>,
+    ) {
         loop {
             let deadline = self.core.next_timeout();
             let sleep = async {
@@ -695,7 +704,10 @@ impl Actor {
             entry.connection.close(CLOSE_SHUTDOWN.into(), b"shutdown");
         }
         self.ctx.endpoint.close(CLOSE_SHUTDOWN.into(), b"shutdown");
-        self.ctx.shared.quic_listening.store(false, Ordering::Relaxed);
+        self.ctx
+            .shared
+            .quic_listening
+            .store(false, Ordering::Relaxed);
         info!("node main loop stopped");
     }
 
@@ -889,17 +901,14 @@ impl Actor {
         let peers = views
             .into_iter()
             .map(|v| {
-                let loss = v
-                    .conn
-                    .and_then(|id| self.conns.get(&id))
-                    .map_or(0.0, |e| {
-                        let s = e.connection.stats();
-                        if s.path.sent_packets == 0 {
-                            0.0
-                        } else {
-                            s.path.lost_packets as f64 / s.path.sent_packets as f64
-                        }
-                    });
+                let loss = v.conn.and_then(|id| self.conns.get(&id)).map_or(0.0, |e| {
+                    let s = e.connection.stats();
+                    if s.path.sent_packets == 0 {
+                        0.0
+                    } else {
+                        s.path.lost_packets as f64 / s.path.sent_packets as f64
+                    }
+                });
                 PeerTransport {
                     peer_id: v.peer.to_string(),
                     addr: v.addr.map_or_else(String::new, |a| a.to_string()),

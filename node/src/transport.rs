@@ -85,8 +85,9 @@ impl ServerCertVerifier for PinnedServer {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let id = peer_id_of_cert(end_entity)
-            .ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let id = peer_id_of_cert(end_entity).ok_or(rustls::Error::InvalidCertificate(
+            CertificateError::BadEncoding,
+        ))?;
         match self.expected {
             Some(expected) if expected != id => Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
@@ -139,7 +140,9 @@ impl ClientCertVerifier for AnyPeerClient {
     ) -> Result<ClientCertVerified, rustls::Error> {
         peer_id_of_cert(end_entity)
             .map(|_| ClientCertVerified::assertion())
-            .ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))
+            .ok_or(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            ))
     }
 
     fn verify_tls12_signature(
@@ -303,8 +306,8 @@ fn plausible_quic(d: &[u8], key: &CidKey) -> bool {
     let dcid = &d[6..6 + dcid_len];
     match (first >> 4) & 0x3 {
         0 => key.valid(dcid) || (d.len() >= MIN_INITIAL && dcid_len >= 8), // Initial
-        1 => dcid_len >= 8,                                                 // 0-RTT
-        _ => key.valid(dcid),                                               // Handshake, Retry
+        1 => dcid_len >= 8,                                                // 0-RTT
+        _ => key.valid(dcid),                                              // Handshake, Retry
     }
 }
 
@@ -361,8 +364,7 @@ impl AsyncUdpSocket for FilterSocket {
                 if garbage > 0 {
                     self.invalid.fetch_add(garbage, Ordering::Relaxed);
                 }
-                let drop = self.impair.drop_incoming(m.addr)
-                    || (garbage > 0 && m.len <= stride); // a lone garbage datagram
+                let drop = self.impair.drop_incoming(m.addr) || (garbage > 0 && m.len <= stride); // a lone garbage datagram
                 if drop {
                     continue;
                 }

@@ -19,7 +19,11 @@ async fn mesh3(dir: &std::path::Path) -> Vec<NodeProc> {
     let nodes = vec![a, b, c];
     for n in &nodes {
         assert!(
-            eventually(Duration::from_secs(5).saturating_sub(start.elapsed()), || n.ready()).await,
+            eventually(
+                Duration::from_secs(5).saturating_sub(start.elapsed()),
+                || n.ready()
+            )
+            .await,
             "node {} not ready within 5 s of spawning the mesh",
             n.info.peer_id
         );
@@ -188,7 +192,14 @@ async fn metrics_parse_and_contain_every_diagnostics_counter() {
             .expect("build_info");
         assert_eq!(build.labels.get("version"), Some(env!("CARGO_PKG_VERSION")));
         assert!(build.labels.get("git").is_some());
-        assert!(values["soak_node_dm_sent_total"] >= if node.info.peer_id == a.info.peer_id { 1.0 } else { 0.0 });
+        assert!(
+            values["soak_node_dm_sent_total"]
+                >= if node.info.peer_id == a.info.peer_id {
+                    1.0
+                } else {
+                    0.0
+                }
+        );
     }
     // The version endpoint agrees with node.json.
     let v: soak_api::VersionInfo = a.get_json("/v1/version").await;

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::SeedableRng;
 use sha2::{Digest, Sha256};
 use soak_api::counters as c;
 use soak_api::{Direction, DmOutcome, DmPath, PeerState};
@@ -750,10 +750,9 @@ impl Core {
                             DmOutcome::Rejected,
                             Some("request id already used with a different payload".into()),
                         ),
-                        AckStatus::Load => (
-                            DmOutcome::Load,
-                            Some("receiver rate limit exceeded".into()),
-                        ),
+                        AckStatus::Load => {
+                            (DmOutcome::Load, Some("receiver rate limit exceeded".into()))
+                        }
                     };
                     self.finish(op, outcome, error);
                 }
@@ -778,13 +777,12 @@ impl Core {
             }
             let len = self.peers.len();
             match self.peers.get_mut(&pa.id) {
-                Some(p) => {
-                    if p.conn.is_none() && !p.dialing && p.addr != Some(addr) {
-                        p.addr = Some(addr);
-                        p.failures = 0;
-                        p.next_dial = now;
-                    }
+                Some(p) if p.conn.is_none() && !p.dialing && p.addr != Some(addr) => {
+                    p.addr = Some(addr);
+                    p.failures = 0;
+                    p.next_dial = now;
                 }
+                Some(_) => {}
                 None if len < bound => {
                     self.peers.insert(pa.id, Peer::new(Some(addr), burst, now));
                 }
@@ -933,10 +931,7 @@ impl Core {
         // Forget hopeless peers, then bound the passive view.
         let busy: Vec<PeerId> = self.pending.values().map(|d| d.to).collect();
         self.peers.retain(|id, p| {
-            p.conn.is_some()
-                || p.dialing
-                || p.failures < FORGET_AFTER_FAILURES
-                || busy.contains(id)
+            p.conn.is_some() || p.dialing || p.failures < FORGET_AFTER_FAILURES || busy.contains(id)
         });
         let passive: Vec<(u32, PeerId)> = self
             .peers
@@ -947,7 +942,7 @@ impl Core {
         if passive.len() > self.cfg.passive_view {
             let excess = passive.len() - self.cfg.passive_view;
             let mut passive = passive;
-            passive.sort_by(|a, b| b.0.cmp(&a.0));
+            passive.sort_by_key(|e| std::cmp::Reverse(e.0));
             for (_, id) in passive.into_iter().take(excess) {
                 if !busy.contains(&id) {
                     self.peers.remove(&id);
@@ -1028,7 +1023,10 @@ impl Core {
                 state: DmState::AwaitingConn,
             },
         );
-        self.waiting_ack.entry((to, request_id)).or_default().push(op);
+        self.waiting_ack
+            .entry((to, request_id))
+            .or_default()
+            .push(op);
         match conn {
             Some(conn) => self.transmit_dm(op, conn, now),
             None => {
@@ -1389,7 +1387,14 @@ mod tests {
         );
         while let Some(o) = p.a.poll_output() {
             if let Output::Send { conn, frame } = o {
-                p.b.handle(Input::Frame { peer: A, conn, frame }, now);
+                p.b.handle(
+                    Input::Frame {
+                        peer: A,
+                        conn,
+                        frame,
+                    },
+                    now,
+                );
             }
         }
         while p.b.poll_output().is_some() {}
@@ -1448,7 +1453,11 @@ mod tests {
         p.a.handle(Input::ConnectionDown { peer: B, conn: 10 }, now);
         p.b.handle(Input::ConnectionDown { peer: A, conn: 10 }, now);
         p.dm(1, A, B, 1, b"x");
-        assert!(p.dials.iter().any(|(me, peer, _)| *me == A && *peer == Some(B)));
+        assert!(
+            p.dials
+                .iter()
+                .any(|(me, peer, _)| *me == A && *peer == Some(B))
+        );
         p.connect(11, A);
         p.pump();
         assert_eq!(p.outcome(1).map(|d| d.outcome), Some(DmOutcome::Acked));
@@ -1470,7 +1479,10 @@ mod tests {
             now,
         );
         p.pump();
-        assert_eq!(p.outcome(1).map(|d| d.outcome), Some(DmOutcome::Unreachable));
+        assert_eq!(
+            p.outcome(1).map(|d| d.outcome),
+            Some(DmOutcome::Unreachable)
+        );
         let v = p.a.peer_views(now);
         assert_eq!(v[0].state, PeerState::Backoff);
         assert_eq!(v[0].failed_attempts, 1);
@@ -1479,7 +1491,11 @@ mod tests {
         p.advance(Duration::from_millis(1));
         assert!(p.dials.is_empty());
         p.advance(Duration::from_secs(2));
-        assert!(p.dials.iter().any(|(me, peer, _)| *me == A && *peer == Some(B)));
+        assert!(
+            p.dials
+                .iter()
+                .any(|(me, peer, _)| *me == A && *peer == Some(B))
+        );
     }
 
     #[test]
@@ -1561,6 +1577,11 @@ mod tests {
         core.handle_timeout(now + Duration::from_secs(5));
         let outs: Vec<Output> = std::iter::from_fn(|| core.poll_output()).collect();
         assert!(outs.iter().any(|o| matches!(o, Output::Dial { .. })));
-        assert_eq!(core.drain_stats().collect::<BTreeMap<_, _>>().get(c::RECONNECT_ATTEMPTS), Some(&1));
+        assert_eq!(
+            core.drain_stats()
+                .collect::<BTreeMap<_, _>>()
+                .get(c::RECONNECT_ATTEMPTS),
+            Some(&1)
+        );
     }
 }

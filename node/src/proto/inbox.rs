@@ -223,7 +223,10 @@ mod tests {
         // Full of retained items: busy.
         assert_eq!(inbox.push(A, [3; 16], 1, t0 + Duration::from_secs(1)), None);
         // After retention the oldest is evicted and seq keeps increasing.
-        assert_eq!(inbox.push(A, [3; 16], 1, t0 + Duration::from_secs(11)), Some(3));
+        assert_eq!(
+            inbox.push(A, [3; 16], 1, t0 + Duration::from_secs(11)),
+            Some(3)
+        );
         let (items, next) = inbox.page(0, 10);
         assert_eq!(items.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(next, 3);
@@ -245,7 +248,10 @@ mod tests {
         d.insert(A, [1; 16], [7; 32], t0);
         assert_eq!(d.check(A, [1; 16], &[7; 32], t0), Seen::Duplicate);
         assert_eq!(d.check(A, [1; 16], &[8; 32], t0), Seen::Conflict);
-        assert_eq!(d.check(A, [1; 16], &[7; 32], t0 + Duration::from_secs(6)), Seen::New);
+        assert_eq!(
+            d.check(A, [1; 16], &[7; 32], t0 + Duration::from_secs(6)),
+            Seen::New
+        );
         // Capacity bound evicts the oldest.
         d.insert(A, [1; 16], [7; 32], t0);
         d.insert(A, [2; 16], [7; 32], t0);
