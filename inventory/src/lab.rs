@@ -13,6 +13,7 @@
 //!
 //! Entry points: [`preflight`], then [`up`], [`status`], [`down`], [`exec_command`].
 
+pub mod deadman;
 pub mod layout;
 mod sys;
 

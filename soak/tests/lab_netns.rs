@@ -503,3 +503,62 @@ fn lab_explains_what_it_needs() {
     }
     assert!(!Path::new(&dir).exists());
 }
+
+#[test]
+fn lab_deadman_switch_deletes_a_tagged_rule_when_renewals_stop() {
+    use soak_inventory::lab::deadman::{DeadmanSwitch, shell_quote};
+    require_lab!();
+    let lab = Lab::new("d");
+    let state = lab.up(1);
+    let host = &state["hosts"][0];
+    let (ns, address) = (
+        host["namespace"].as_str().unwrap().to_owned(),
+        host["address"].as_str().unwrap().to_owned(),
+    );
+    let ctl = state["controller"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let install_dir = PathBuf::from(host["install_dir"].as_str().unwrap());
+    // Over SSH from the controller, as the orchestrator will do it.
+    let remote =
+        |script: &str| lab.ssh_from(&ctl, &address, &[&format!("sh -c {}", shell_quote(script))]);
+    let rule = "INPUT -p tcp --dport 7999 -m comment --comment soak-dm-test -j DROP";
+    let rule_present = || {
+        run(Command::new("ip")
+            .args(["netns", "exec", &ns, "iptables", "-w", "5", "-C"])
+            .args(rule.split(' ')))
+        .status
+        .success()
+    };
+
+    let switch = DeadmanSwitch::new(&install_dir.join("deadman"), "dmtest").unwrap();
+    let lease = Duration::from_secs(2);
+    // Arm first, then apply the fault.
+    let armed = remote(&switch.arm_script(&format!("iptables -w 5 -D {rule}"), lease));
+    assert!(armed.status.success(), "arm: {}", text(&armed.stderr));
+    let sleeper: u64 = text(&armed.stdout).trim().parse().expect("sleeper pid");
+    let applied = remote(&format!("iptables -w 5 -I {rule}"));
+    assert!(applied.status.success(), "apply: {}", text(&applied.stderr));
+    assert!(rule_present());
+
+    // Renewed past its lease, the rule stays.
+    let until = std::time::Instant::now() + Duration::from_millis(3500);
+    while std::time::Instant::now() < until {
+        let renewed = remote(&switch.renew_script(lease));
+        assert!(renewed.status.success(), "renew: {}", text(&renewed.stderr));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(rule_present(), "the switch fired although renewed");
+    assert!(pid_alive(sleeper));
+
+    // The orchestrator goes silent: the host removes the rule by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while rule_present() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!rule_present(), "the rule outlived its lease");
+    let late = remote(&switch.renew_script(lease));
+    assert!(!late.status.success(), "renewing a fired switch succeeded");
+    assert!(text(&late.stderr).contains("not armed"));
+}
