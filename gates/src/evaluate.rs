@@ -7,9 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::model::{
-    Exemption, Observations, PhaseAResult, SampleData, ScenarioStatus, WindowRecord,
-};
+use crate::model::{Exemption, Observations, PhaseAResult, ScenarioStatus, WindowRecord};
 use crate::names;
 use crate::outcome::Outcome;
 use crate::profile::{AdaptivePolicy, Bar, Profile, Rule, Scope};
@@ -75,18 +73,6 @@ enum ValueKey {
     Ratio(String, String),
 }
 
-impl ValueKey {
-    fn extract(&self, data: &SampleData) -> Option<f64> {
-        match self {
-            ValueKey::Gauge(name) => data.gauges.get(name).copied(),
-            ValueKey::Ratio(num, den) => {
-                let (n, d) = (*data.gauges.get(num)?, *data.gauges.get(den)?);
-                Some(ratio(n, d))
-            }
-        }
-    }
-}
-
 /// Ratio edge cases of DESIGN §7: numerator 0 → 0; numerator > 0 with denominator 0 → ∞.
 fn ratio(numerator: f64, denominator: f64) -> f64 {
     if numerator <= 0.0 {
@@ -142,6 +128,17 @@ impl<'a> Facts<'a> {
             }
         }
         let (counters, values) = needed_metrics(profile);
+        // Sorted (BTreeSet order) and unique, as `NodeSeries::columns` wants.
+        let counter_names: Vec<&str> = counters.iter().map(String::as_str).collect();
+        let gauge_names: Vec<&str> = values
+            .iter()
+            .flat_map(|key| match key {
+                ValueKey::Gauge(g) => vec![g.as_str()],
+                ValueKey::Ratio(n, d) => vec![n.as_str(), d.as_str()],
+            })
+            .collect::<BTreeSet<&str>>()
+            .into_iter()
+            .collect();
         let spans: Vec<(u64, u64)> = obs.windows.iter().map(|w| (w.start_ms, w.end_ms)).collect();
         let mut facts = Facts {
             obs,
@@ -161,6 +158,7 @@ impl<'a> Facts<'a> {
             let samples = obs.samples.get(name).unwrap_or(&empty);
             let series = NodeSeries::new(samples);
             let times = series.good_times();
+            let columns = series.columns(&counter_names, &gauge_names);
             let mut coverage = Vec::with_capacity(spans.len());
             let mut missing = Vec::with_capacity(spans.len());
             for (w, &(start, end)) in spans.iter().enumerate() {
@@ -201,8 +199,8 @@ impl<'a> Facts<'a> {
                     });
                 }
             }
-            for counter in &counters {
-                let cs = series.counter(counter, tolerance_ms);
+            for (counter, column) in counters.iter().zip(&columns.counters) {
+                let cs = series.counter_from_column(counter, column, tolerance_ms);
                 for event in cs.events() {
                     if let Event::Integrity {
                         counter,
@@ -236,7 +234,24 @@ impl<'a> Facts<'a> {
                 }
             }
             for key in &values {
-                let vs = series.values(|d| key.extract(d));
+                let column = |name: &str| {
+                    gauge_names
+                        .binary_search(&name)
+                        .ok()
+                        .and_then(|i| columns.gauges.get(i))
+                };
+                let derived: Vec<Option<f64>> = match key {
+                    ValueKey::Gauge(g) => column(g).cloned().unwrap_or_default(),
+                    ValueKey::Ratio(n, d) => match (column(n), column(d)) {
+                        (Some(a), Some(b)) => a
+                            .iter()
+                            .zip(b)
+                            .map(|(x, y)| Some(ratio((*x)?, (*y)?)))
+                            .collect(),
+                        _ => Vec::new(),
+                    },
+                };
+                let vs = series.values_from_column(&derived);
                 let per_window = spans
                     .iter()
                     .map(|&(s, e)| ValueFact {

@@ -10,6 +10,9 @@
 //!   inside the window, so lifetime counters never inflate a window.
 //! * A step to a new instance id is a restart: the new process's counter value (its increments
 //!   since start) is the step's increase, so increments before and after a restart both count.
+//!   What the old process counted after its last sample is invisible to any sampler: the step
+//!   is bridged only when it is within the tolerance and no sampling attempt failed in between;
+//!   otherwise its upper bound is unbounded.
 //! * A step that decreases within one instance, or returns to an instance seen earlier, is an
 //!   integrity error: its increase is unknown.
 //! * Deltas are intervals `[lo, hi]` (`hi = None`: unbounded). Attribution to a window is exact
@@ -154,6 +157,12 @@ impl<'a> NodeSeries<'a> {
         hi - lo
     }
 
+    /// Whether a sampling attempt failed strictly between `a` and `b`.
+    fn missing_between(&self, a: u64, b: u64) -> bool {
+        let from = self.missing.partition_point(|&t| t <= a);
+        self.missing.get(from).is_some_and(|&t| t < b)
+    }
+
     /// Restarts between consecutive good samples (any metric), in time order.
     pub fn restarts(&self) -> Vec<Event> {
         self.points
@@ -170,10 +179,43 @@ impl<'a> NodeSeries<'a> {
 
     /// The series of one counter: good samples that carry it, with per-step increases.
     pub fn counter(&self, name: &str, tolerance_ms: u64) -> CounterSeries {
+        let column: Vec<Option<u64>> = self
+            .points
+            .iter()
+            .map(|p| p.data.counters.get(name).copied())
+            .collect();
+        self.counter_from_column(name, &column, tolerance_ms)
+    }
+
+    /// Reads several counters and gauges of every good sample in one ordered pass per sample
+    /// (a merge of the sample's sorted map with the sorted wanted names) — far fewer cache
+    /// misses than one map lookup per metric per sample. `counters` and `gauges` must be sorted
+    /// and free of duplicates; the columns come back in the same order, one entry per good
+    /// sample.
+    pub fn columns(&self, counters: &[&str], gauges: &[&str]) -> Columns {
+        let mut out = Columns {
+            counters: vec![Vec::with_capacity(self.points.len()); counters.len()],
+            gauges: vec![Vec::with_capacity(self.points.len()); gauges.len()],
+        };
+        for p in &self.points {
+            merge_row(p.data.counters.iter(), counters, &mut out.counters, |v| *v);
+            merge_row(p.data.gauges.iter(), gauges, &mut out.gauges, |v| *v);
+        }
+        out
+    }
+
+    /// The series of one counter from a column of [`NodeSeries::columns`].
+    pub fn counter_from_column(
+        &self,
+        name: &str,
+        column: &[Option<u64>],
+        tolerance_ms: u64,
+    ) -> CounterSeries {
         let points: Vec<(u64, u32, u64)> = self
             .points
             .iter()
-            .filter_map(|p| p.data.counters.get(name).map(|v| (p.at, p.instance, *v)))
+            .zip(column)
+            .filter_map(|(p, v)| v.map(|v| (p.at, p.instance, v)))
             .collect();
         let mut steps = Vec::with_capacity(points.len().saturating_sub(1));
         let mut events = Vec::new();
@@ -216,7 +258,12 @@ impl<'a> NodeSeries<'a> {
                 seen[b_inst as usize] = true;
                 Step {
                     lo: b_val,
-                    hi: (b_at - a_at <= tolerance_ms).then_some(b_val),
+                    // The old process's last moments are unobserved. Bridged only when the
+                    // switch happened within the tolerance with no failed sampling attempt in
+                    // between (a failed attempt means the old process may have lived on,
+                    // unanswering, and counted things nobody saw).
+                    hi: (b_at - a_at <= tolerance_ms && !self.missing_between(a_at, b_at))
+                        .then_some(b_val),
                     restart: true,
                     integrity: false,
                 }
@@ -233,15 +280,59 @@ impl<'a> NodeSeries<'a> {
     /// The series of a value derived from each good sample (a gauge or a gauge ratio); samples
     /// for which `value` returns `None` are not evidence.
     pub fn values(&self, value: impl Fn(&SampleData) -> Option<f64>) -> ValueSeries {
+        let column: Vec<Option<f64>> = self.points.iter().map(|p| value(p.data)).collect();
+        self.values_from_column(&column)
+    }
+
+    /// The series of a derived value from a column aligned with the good samples (see
+    /// [`NodeSeries::columns`]).
+    pub fn values_from_column(&self, column: &[Option<f64>]) -> ValueSeries {
         let mut times = Vec::with_capacity(self.points.len());
         let mut values = Vec::with_capacity(self.points.len());
-        for p in &self.points {
-            if let Some(v) = value(p.data) {
+        for (p, v) in self.points.iter().zip(column) {
+            if let Some(v) = v {
                 times.push(p.at);
-                values.push(v);
+                values.push(*v);
             }
         }
         ValueSeries { times, values }
+    }
+}
+
+/// Several metrics of every good sample, column by column (see [`NodeSeries::columns`]).
+#[derive(Debug, Clone, Default)]
+pub struct Columns {
+    /// One column per wanted counter.
+    pub counters: Vec<Vec<Option<u64>>>,
+    /// One column per wanted gauge.
+    pub gauges: Vec<Vec<Option<f64>>>,
+}
+
+/// Pushes one row: for every wanted name, the sample's value or `None` (a merge join of two
+/// sorted sequences).
+fn merge_row<'m, V: 'm, T>(
+    entries: impl Iterator<Item = (&'m String, &'m V)>,
+    wanted: &[&str],
+    columns: &mut [Vec<Option<T>>],
+    convert: impl Fn(&V) -> T,
+) {
+    let mut entries = entries.peekable();
+    for (name, column) in wanted.iter().zip(columns.iter_mut()) {
+        let mut found = None;
+        while let Some((key, value)) = entries.peek() {
+            match key.as_str().cmp(name) {
+                std::cmp::Ordering::Less => {
+                    entries.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    found = Some(convert(value));
+                    entries.next();
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        column.push(found);
     }
 }
 
@@ -434,6 +525,13 @@ mod tests {
     }
 
     #[test]
+    fn restart_after_a_failed_attempt_is_unbounded_above() {
+        let s = [ok(0, "a", 5), missing(10), ok(20, "b", 2)];
+        let d = delta(&s, 0, 20);
+        assert_eq!((d.lo, d.hi), (2, None));
+    }
+
+    #[test]
     fn restart_across_a_long_gap_is_unbounded_above() {
         let s = [ok(0, "a", 5), missing(10), missing(20), ok(30, "b", 2)];
         let d = delta(&s, 0, 30);
@@ -503,6 +601,25 @@ mod tests {
             ok(10, "a", 7),
         ];
         assert_eq!(delta(&s, 0, 20).exact(), Some(4));
+    }
+
+    #[test]
+    fn columns_match_single_lookups() {
+        let mut a = ok(0, "a", 5);
+        if let SampleOutcome::Ok(d) = &mut a.outcome {
+            d.counters.insert("a".into(), 1);
+            d.counters.insert("z".into(), 9);
+            d.gauges.insert("g".into(), 2.5);
+        }
+        let s = [a, ok(10, "a", 6), missing(20)];
+        let series = NodeSeries::new(&s);
+        let cols = series.columns(&["a", "b", "c", "z"], &["f", "g"]);
+        assert_eq!(cols.counters[0], vec![Some(1), None]);
+        assert_eq!(cols.counters[1], vec![None, None]);
+        assert_eq!(cols.counters[2], vec![Some(5), Some(6)]);
+        assert_eq!(cols.counters[3], vec![Some(9), None]);
+        assert_eq!(cols.gauges[0], vec![None, None]);
+        assert_eq!(cols.gauges[1], vec![Some(2.5), None]);
     }
 
     #[test]
