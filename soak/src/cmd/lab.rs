@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use soak_inventory::lab::{self, LabError, LabLayout, LabStatus, Need};
+use soak_inventory::lab::{self, LabError, LabLayout, LabState, LabStatus, Need};
 
 use crate::exit::{CliError, CliResult, Exit};
 
@@ -110,14 +110,12 @@ fn up(args: UpArgs) -> CliResult {
         print_json(&state)?;
         return Ok(Exit::Go);
     }
-    println!(
-        "lab {} up: {} hosts on {} (controller {} in {})",
-        state.name,
-        state.hosts.len(),
-        state.subnet,
-        state.controller.address,
-        state.controller.namespace
-    );
+    print!("{}", render_up(&state));
+    Ok(Exit::Go)
+}
+
+/// The human `up` summary.
+fn render_up(state: &LabState) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["host", "namespace", "address", "sshd pid", "install dir"]);
@@ -130,16 +128,24 @@ fn up(args: UpArgs) -> CliResult {
             host.install_dir.display().to_string(),
         ]);
     }
-    println!("{table}");
-    println!("inventory:   {}", state.inventory.display());
-    println!("ssh key:     {}", state.ssh_key.display());
-    println!("known_hosts: {}", state.known_hosts.display());
-    println!(
-        "try:         soak lab exec --dir {} -- ssh -F {} h1 ip netns identify",
-        state.dir.display(),
-        state.ssh_config.display()
-    );
-    Ok(Exit::Go)
+    format!(
+        "lab {name} up: {count} hosts on {subnet} (controller {address} in {ctl})\n\
+         {table}\n\
+         inventory:   {inventory}\n\
+         ssh key:     {key}\n\
+         known_hosts: {known_hosts}\n\
+         try:         soak lab exec --dir {dir} -- ssh -F {ssh_config} h1 ip netns identify\n",
+        name = state.name,
+        count = state.hosts.len(),
+        subnet = state.subnet,
+        address = state.controller.address,
+        ctl = state.controller.namespace,
+        inventory = state.inventory.display(),
+        key = state.ssh_key.display(),
+        known_hosts = state.known_hosts.display(),
+        dir = state.dir.display(),
+        ssh_config = state.ssh_config.display(),
+    )
 }
 
 fn down(args: WhereArgs) -> CliResult {
@@ -189,7 +195,7 @@ fn status(args: StatusArgs) -> CliResult {
     if args.json {
         print_json(&status)?;
     } else {
-        print_status(&status);
+        print!("{}", render_status(&status));
     }
     Ok(if status.up {
         Exit::Go
@@ -198,27 +204,33 @@ fn status(args: StatusArgs) -> CliResult {
     })
 }
 
-fn print_status(status: &LabStatus) {
+/// The human `status` report.
+fn render_status(status: &LabStatus) -> String {
+    use std::fmt::Write as _;
     let yes_no = |b: bool| if b { "yes" } else { "NO" };
-    println!(
-        "lab {} in {}: {}",
+    let mut out = String::new();
+    let condition = if status.up {
+        "up"
+    } else if status.state_file.is_none() {
+        "not up (no state file)"
+    } else {
+        "DEGRADED"
+    };
+    let _ = writeln!(
+        out,
+        "lab {} in {}: {condition}",
         status.name,
-        status.dir.display(),
-        if status.up {
-            "up"
-        } else if status.state_file.is_none() {
-            "not up (no state file)"
-        } else {
-            "DEGRADED"
-        }
+        status.dir.display()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "controller: {} ({}) present: {}",
         status.controller.namespace,
         lab::layout::CONTROLLER_ADDRESS,
         yes_no(status.controller.present)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "bridge:     {} present: {}",
         status.bridge.namespace,
         yes_no(status.bridge.present)
@@ -236,17 +248,19 @@ fn print_status(status: &LabStatus) {
                 yes_no(host.namespace_present && host.alive).to_owned(),
             ]);
         }
-        println!("{table}");
+        let _ = writeln!(out, "{table}");
     }
     if let Some(inventory) = &status.inventory {
-        println!("inventory:  {}", inventory.display());
+        let _ = writeln!(out, "inventory:  {}", inventory.display());
     }
     if !status.stray_namespaces.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "stray namespaces (not in the state file; `soak lab down` removes them): {}",
             status.stray_namespaces.join(", ")
         );
     }
+    out
 }
 
 fn exec(args: ExecArgs) -> CliResult {
@@ -267,4 +281,86 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
         .map_err(|err| CliError::unavailable(format!("cannot render JSON: {err}")))?;
     println!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use soak_inventory::lab::{HostStatus, NamespaceStatus};
+
+    use super::*;
+
+    fn lab_state() -> LabState {
+        let layout = LabLayout::new(PathBuf::from("/tmp/soak-lab"), "soaklab".into(), 2).unwrap();
+        LabState::new(&layout, &[1001, 1002])
+    }
+
+    fn lab_status(up: bool) -> LabStatus {
+        let state = lab_state();
+        LabStatus {
+            up,
+            name: state.name.clone(),
+            dir: state.dir.clone(),
+            state_file: Some(state.dir.join("lab.json")),
+            inventory: Some(state.inventory.clone()),
+            ssh_key: Some(state.ssh_key.clone()),
+            known_hosts: Some(state.known_hosts.clone()),
+            ssh_config: Some(state.ssh_config.clone()),
+            controller: NamespaceStatus {
+                namespace: state.controller.namespace.clone(),
+                address: Some(state.controller.address),
+                present: true,
+            },
+            bridge: NamespaceStatus {
+                namespace: state.bridge.namespace.clone(),
+                address: None,
+                present: true,
+            },
+            hosts: state
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| HostStatus {
+                    name: h.name.clone(),
+                    namespace: h.namespace.clone(),
+                    address: h.address,
+                    install_dir: h.install_dir.clone(),
+                    sshd_pid: h.sshd_pid,
+                    namespace_present: true,
+                    alive: up || i == 0,
+                })
+                .collect(),
+            stray_namespaces: if up {
+                vec![]
+            } else {
+                vec!["soaklab-h7".into()]
+            },
+        }
+    }
+
+    #[test]
+    fn up_summary() {
+        insta::assert_snapshot!(render_up(&lab_state()));
+    }
+
+    #[test]
+    fn status_table_up() {
+        insta::assert_snapshot!(render_status(&lab_status(true)));
+    }
+
+    #[test]
+    fn status_table_degraded_names_the_dead_host_and_strays() {
+        insta::assert_snapshot!(render_status(&lab_status(false)));
+    }
+
+    #[test]
+    fn status_json_keys() {
+        insta::assert_json_snapshot!(lab_status(true));
+    }
+
+    #[test]
+    fn state_json_keys() {
+        insta::assert_json_snapshot!(lab_state());
+    }
 }
