@@ -35,6 +35,8 @@ mod topic;
 
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(test)]
+mod tests;
 
 pub use config::{Config, Limits};
 pub use diag::{PeerScoreSnapshot, Sizes, SuppressionSnapshot, TopicSnapshot};

@@ -1,0 +1,691 @@
+//! Unit tests of the core with injected time: one [`State`] driven by hand.
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::{
+    AeEntry, Body, Config, Gossip, IHaveEntry, InEvent, Message, MsgId, OutEvent, PushKind,
+    SendOutcome, State, Timer, TopicEvent, TopicId,
+};
+
+type Out = Vec<OutEvent<u32>>;
+
+fn topic() -> TopicId {
+    TopicId::new("t").unwrap_or_else(|e| panic!("valid topic: {e}"))
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn node(config: Config) -> State<u32, StdRng> {
+    State::new(0, config, StdRng::seed_from_u64(7))
+}
+
+fn msg(body: Body<u32>) -> Message<u32> {
+    Message {
+        topic: topic(),
+        body,
+    }
+}
+
+fn recv(s: &mut State<u32, StdRng>, from: u32, body: Body<u32>, now: Duration) -> Out {
+    s.handle(InEvent::RecvMessage(from, msg(body)), now)
+        .collect()
+}
+
+fn gossip(origin: u32, seq: u64, hops: u16, kind: PushKind) -> Body<u32> {
+    Body::Gossip(Gossip {
+        id: MsgId {
+            origin,
+            epoch: 1,
+            seq,
+        },
+        hops,
+        kind,
+        published_at_ms: 0,
+        payload: vec![seq as u8],
+    })
+}
+
+fn id(origin: u32, seq: u64) -> MsgId<u32> {
+    MsgId {
+        origin,
+        epoch: 1,
+        seq,
+    }
+}
+
+fn sent_to(out: &Out, to: u32) -> Vec<Body<u32>> {
+    out.iter()
+        .filter_map(|e| match e {
+            OutEvent::SendMessage(p, m) if *p == to => Some(m.body.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn timers(out: &Out) -> Vec<(Duration, Timer<u32>)> {
+    out.iter()
+        .filter_map(|e| match e {
+            OutEvent::ScheduleTimer(d, t) => Some((*d, t.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deliveries(out: &Out) -> usize {
+    out.iter()
+        .filter(|e| matches!(e, OutEvent::Deliver(..)))
+        .count()
+}
+
+/// A node subscribed to the topic with peers 1..=n as neighbors (they joined through it).
+fn with_neighbors(config: Config, n: u32) -> State<u32, StdRng> {
+    let mut s = node(config);
+    s.subscribe(topic(), vec![], Duration::ZERO);
+    let _ = s.drain().count();
+    for p in 1..=n {
+        let _ = recv(&mut s, p, Body::Join, Duration::ZERO);
+    }
+    s
+}
+
+fn eager_lazy(s: &State<u32, StdRng>) -> (Vec<u32>, Vec<u32>) {
+    let snap = s.snapshot(&topic(), Duration::ZERO);
+    snap.map(|x| (x.eager, x.lazy)).unwrap_or_default()
+}
+
+#[test]
+fn new_neighbors_are_eager_and_a_duplicate_prunes_the_edge() {
+    let mut s = with_neighbors(Config::default(), 2);
+    assert_eq!(eager_lazy(&s), (vec![1, 2], vec![]));
+    let out = recv(&mut s, 1, gossip(9, 1, 3, PushKind::Eager), ms(10));
+    assert_eq!(deliveries(&out), 1);
+    assert!(
+        matches!(sent_to(&out, 2).as_slice(), [Body::Gossip(g)] if g.hops == 4),
+        "forwarded eagerly to the other neighbor with hops+1"
+    );
+    assert!(sent_to(&out, 1).is_empty(), "never back to the sender");
+    let dup = recv(&mut s, 2, gossip(9, 1, 2, PushKind::Eager), ms(20));
+    assert_eq!(deliveries(&dup), 0, "a duplicate is not delivered again");
+    assert_eq!(sent_to(&dup, 2), vec![Body::Prune]);
+    assert_eq!(eager_lazy(&s), (vec![1], vec![2]));
+    // Next message: eager to nobody but 1's side, IHAVE to 2 after the batch interval.
+    let out = recv(&mut s, 1, gossip(9, 2, 3, PushKind::Eager), ms(30));
+    assert!(sent_to(&out, 2).is_empty(), "lazy peers get no payload");
+    let flush = timers(&out);
+    assert_eq!(flush.len(), 1);
+    let out: Out = s
+        .handle(InEvent::TimerExpired(flush[0].1.clone()), ms(40))
+        .collect();
+    assert!(matches!(sent_to(&out, 2).as_slice(), [Body::IHave(e)] if e[0].id == id(9, 2)));
+    assert_eq!(s.counters().duplicates, 1);
+    assert_eq!(s.counters().prune_sent, 1);
+}
+
+#[test]
+fn prune_and_graft_move_a_peer_between_sets() {
+    let mut s = with_neighbors(Config::default(), 2);
+    let _ = recv(&mut s, 2, Body::Prune, ms(1));
+    assert_eq!(eager_lazy(&s), (vec![1], vec![2]));
+    let _ = recv(&mut s, 2, Body::Graft { id: None }, ms(2));
+    assert_eq!(eager_lazy(&s), (vec![1, 2], vec![]));
+}
+
+#[test]
+fn ihave_grafts_only_after_the_timeout_and_counts_broken_promises() {
+    let config = Config::default();
+    let (t1, t2) = (config.graft_timeout_1, config.graft_timeout_2);
+    let mut s = with_neighbors(config, 3);
+    let _ = recv(&mut s, 2, Body::Prune, ms(0));
+    let _ = recv(&mut s, 3, Body::Prune, ms(0));
+    let entry = |hops| IHaveEntry { id: id(9, 1), hops };
+    let out = recv(&mut s, 2, Body::IHave(vec![entry(4)]), ms(100));
+    let armed = timers(&out);
+    assert_eq!(armed.len(), 1);
+    assert_eq!(armed[0].0, t1, "first wait is graft_timeout_1");
+    assert!(sent_to(&out, 2).is_empty(), "no request before the timeout");
+    let out = recv(&mut s, 3, Body::IHave(vec![entry(2)]), ms(110));
+    assert!(timers(&out).is_empty(), "one timer per missing message");
+
+    let out: Out = s
+        .handle(InEvent::TimerExpired(armed[0].1.clone()), ms(100) + t1)
+        .collect();
+    // Fewest hops first: peer 3 announced it at 2 hops.
+    assert_eq!(sent_to(&out, 3), vec![Body::Graft { id: Some(id(9, 1)) }]);
+    assert!(eager_lazy(&s).0.contains(&3), "grafted peer becomes eager");
+    let retry = timers(&out);
+    assert_eq!(retry[0].0, t2);
+    let out: Out = s
+        .handle(InEvent::TimerExpired(retry[0].1.clone()), ms(100) + t1 + t2)
+        .collect();
+    assert_eq!(sent_to(&out, 2), vec![Body::Graft { id: Some(id(9, 1)) }]);
+    assert_eq!(s.counters().broken_promises, 1, "peer 3 never delivered");
+
+    // Delivery closes the entry: the next timer does nothing.
+    let late = recv(&mut s, 2, gossip(9, 1, 3, PushKind::Repair), ms(400));
+    assert_eq!(deliveries(&late), 1);
+    let retry = timers(&out);
+    let out: Out = s
+        .handle(InEvent::TimerExpired(retry[0].1.clone()), ms(500))
+        .collect();
+    assert!(sent_to(&out, 2).is_empty() && sent_to(&out, 3).is_empty());
+    assert_eq!(s.counters().broken_promises, 1);
+}
+
+#[test]
+fn ihave_for_a_message_already_received_requests_nothing() {
+    let mut s = with_neighbors(Config::default(), 2);
+    let _ = recv(&mut s, 1, gossip(9, 1, 2, PushKind::Eager), ms(1));
+    let out = recv(
+        &mut s,
+        2,
+        Body::IHave(vec![IHaveEntry {
+            id: id(9, 1),
+            hops: 1,
+        }]),
+        ms(2),
+    );
+    assert!(timers(&out).is_empty());
+    assert!(sent_to(&out, 2).is_empty());
+}
+
+#[test]
+fn cache_answers_iwant_until_its_ttl_expires() {
+    let config = Config {
+        cache_ttl: ms(1_000),
+        ..Config::default()
+    };
+    let mut s = with_neighbors(config, 1);
+    let published = s.publish(&topic(), b"hello".to_vec(), 0, ms(0));
+    let Ok(mid) = published else {
+        panic!("publish failed: {published:?}");
+    };
+    let _ = s.drain().count();
+    let out = recv(&mut s, 1, Body::IWant(vec![mid.clone()]), ms(500));
+    assert!(
+        matches!(sent_to(&out, 1).as_slice(), [Body::Gossip(g)] if g.payload == b"hello" && g.kind == PushKind::Repair)
+    );
+    // Run maintenance past the TTL.
+    let maint = Timer {
+        topic: topic(),
+        kind: crate::state::TimerKind::Maintenance,
+    };
+    let _ = s.handle(InEvent::TimerExpired(maint), ms(1_500)).count();
+    let out = recv(&mut s, 1, Body::IWant(vec![mid]), ms(1_600));
+    assert!(sent_to(&out, 1).is_empty(), "expired from the cache");
+    assert_eq!(s.sizes(&topic()).map(|x| x.cache), Some(0));
+}
+
+#[test]
+fn published_ids_are_unique_even_for_identical_payloads() {
+    let mut s = with_neighbors(Config::default(), 1);
+    let a = s.publish(&topic(), b"same".to_vec(), 0, ms(0));
+    let b = s.publish(&topic(), b"same".to_vec(), 0, ms(0));
+    assert!(a.is_ok() && b.is_ok() && a != b);
+    let other = TopicId::new("other").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        s.publish(&other, vec![], 0, ms(0)).is_err(),
+        "not subscribed"
+    );
+    let huge = vec![0u8; Config::default().limits.max_payload + 1];
+    assert!(s.publish(&topic(), huge, 0, ms(0)).is_err());
+}
+
+fn maintenance(s: &mut State<u32, StdRng>, now: Duration) -> Out {
+    let t = Timer {
+        topic: topic(),
+        kind: crate::state::TimerKind::Maintenance,
+    };
+    s.handle(InEvent::TimerExpired(t), now).collect()
+}
+
+fn timeout(s: &mut State<u32, StdRng>, peer: u32, now: Duration) -> Out {
+    s.handle(
+        InEvent::SendOutcome(peer, topic(), SendOutcome::Timeout),
+        now,
+    )
+    .collect()
+}
+
+fn suppressed_events(out: &Out) -> Vec<(u32, Duration, u32)> {
+    out.iter()
+        .filter_map(|e| match e {
+            OutEvent::Event(
+                _,
+                TopicEvent::Suppressed {
+                    peer,
+                    duration,
+                    strikes,
+                },
+            ) => Some((*peer, *duration, *strikes)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn slow_peer_is_demoted_then_suppressed_with_exponential_backoff_and_recovers() {
+    let config = Config::default();
+    let base = config.suppress_base;
+    let mut s = with_neighbors(config, 2);
+    let mut now = ms(10);
+    let _ = timeout(&mut s, 1, now);
+    let out = timeout(&mut s, 1, now);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, OutEvent::Event(_, TopicEvent::Demoted(1))))
+    );
+    assert_eq!(eager_lazy(&s), (vec![2], vec![1]), "demoted to lazy");
+    let out = timeout(&mut s, 1, now);
+    assert_eq!(suppressed_events(&out), vec![(1, base, 1)]);
+    let snap = s.snapshot(&topic(), now);
+    assert_eq!(snap.as_ref().map(|x| x.suppressed.len()), Some(1));
+    assert_eq!(s.counters().suppressions, 1);
+
+    // While suppressed: no payload, no IHAVE to peer 1.
+    let out = recv(&mut s, 2, gossip(9, 1, 1, PushKind::Eager), now);
+    let flush = timers(&out);
+    let mut all = out.clone();
+    for (_, t) in flush {
+        all.extend(s.handle(InEvent::TimerExpired(t), now + ms(20)));
+    }
+    assert!(sent_to(&all, 1).is_empty(), "suppressed peer gets nothing");
+
+    // Lapse at maintenance after `base`.
+    now += base + ms(1);
+    let out = maintenance(&mut s, now);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, OutEvent::Event(_, TopicEvent::Recovered(1))))
+    );
+    assert_eq!(s.counters().recoveries, 1);
+    // Strike two: the backoff doubles.
+    let mut last = Out::new();
+    for _ in 0..4 {
+        last.extend(timeout(&mut s, 1, now));
+    }
+    assert_eq!(suppressed_events(&last), vec![(1, base * 2, 2)]);
+
+    // Verified inbound traffic after half the suppression lifts it early.
+    now += base + ms(1);
+    let out = recv(&mut s, 1, Body::Prune, now);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, OutEvent::Event(_, TopicEvent::Recovered(1))))
+    );
+    assert!(
+        s.snapshot(&topic(), now)
+            .is_some_and(|x| x.suppressed.is_empty())
+    );
+
+    // Entries are forgotten after strike_forget without new strikes (self-cleaning).
+    now += Config::default().strike_forget + ms(1);
+    let _ = maintenance(&mut s, now);
+    assert_eq!(s.sizes(&topic()).map(|x| x.suppressions), Some(0));
+}
+
+#[test]
+fn state_stays_bounded_under_floods() {
+    let config = Config {
+        missing_cap: 50,
+        suppress_cap: 4,
+        ..Config::default()
+    };
+    let caps = config.clone();
+    let mut s = with_neighbors(config, 200);
+    let sizes = s.sizes(&topic()).unwrap_or_default();
+    assert!(sizes.active <= caps.active_cap, "{sizes:?}");
+    assert!(sizes.passive <= caps.passive_cap, "{sizes:?}");
+    assert!(sizes.eager <= caps.active_cap && sizes.lazy <= caps.active_cap);
+    // A flood of announcements of unknown messages.
+    let active = s.active_view(&topic());
+    for (k, p) in active.iter().enumerate() {
+        let entries = (0..300)
+            .map(|i| IHaveEntry {
+                id: id(1000 + k as u32, i + 1),
+                hops: 1,
+            })
+            .collect();
+        let _ = recv(&mut s, *p, Body::IHave(entries), ms(1));
+    }
+    assert!(s.sizes(&topic()).is_some_and(|x| x.missing <= 50));
+    // Many peers suppressed: the suppression set stays capped.
+    for p in 1..=200u32 {
+        let _ = recv(
+            &mut s,
+            p,
+            Body::Neighbor {
+                high_priority: true,
+            },
+            ms(2),
+        );
+        for _ in 0..3 {
+            let _ = timeout(&mut s, p, ms(2));
+        }
+    }
+    let sizes = s.sizes(&topic()).unwrap_or_default();
+    assert!(sizes.suppressions <= 4, "{sizes:?}");
+    assert!(sizes.scores <= caps.active_cap + 4, "{sizes:?}");
+    // Many streams: bounded too.
+    for origin in 0..3000u32 {
+        let _ = recv(
+            &mut s,
+            active[0],
+            gossip(origin + 10_000, 1, 1, PushKind::Eager),
+            ms(3),
+        );
+    }
+    let sizes = s.sizes(&topic()).unwrap_or_default();
+    assert!(
+        sizes.streams <= caps.streams_cap && sizes.cache <= caps.cache_cap,
+        "{sizes:?}"
+    );
+}
+
+#[test]
+fn invalid_and_foreign_messages_are_rejected_without_panic() {
+    let mut s = with_neighbors(Config::default(), 2);
+    let limits = Config::default().limits;
+    let bad = [
+        gossip(9, 0, 1, PushKind::Eager),
+        gossip(9, 1, 0, PushKind::Eager),
+        Body::Gossip(Gossip {
+            id: id(9, 1),
+            hops: 1,
+            kind: PushKind::Eager,
+            published_at_ms: 0,
+            payload: vec![0; limits.max_payload + 1],
+        }),
+        Body::IHave(vec![
+            IHaveEntry {
+                id: id(9, 1),
+                hops: 0
+            };
+            limits.max_ihave_entries + 1
+        ]),
+        Body::IWant(vec![id(9, 1); limits.max_iwant_ids + 1]),
+        Body::Shuffle {
+            origin: 5,
+            peers: vec![1; limits.max_shuffle_peers + 1],
+            ttl: 3,
+        },
+        Body::ForwardJoin { peer: 5, ttl: 200 },
+        Body::AeDigest {
+            entries: vec![AeEntry {
+                origin: 9,
+                epoch: 1,
+                high: 1,
+                missing: vec![1; limits.max_digest_gaps + 1],
+            }],
+            complete: true,
+            reply: false,
+        },
+    ];
+    for (k, b) in bad.into_iter().enumerate() {
+        let out = recv(&mut s, 1, b, ms(1));
+        assert_eq!(deliveries(&out), 0);
+        assert_eq!(s.counters().invalid_messages, k as u64 + 1);
+    }
+    // From ourselves.
+    let _ = recv(&mut s, 0, Body::Prune, ms(1));
+    assert_eq!(s.counters().invalid_messages, 9);
+    // Unknown topic: counted and answered with Disconnect (but never a Disconnect itself).
+    let foreign = Message {
+        topic: TopicId::new("nope").unwrap_or_else(|e| panic!("{e}")),
+        body: Body::Join,
+    };
+    let out: Out = s
+        .handle(InEvent::RecvMessage(4, foreign.clone()), ms(1))
+        .collect();
+    assert!(matches!(
+        sent_to(&out, 4).as_slice(),
+        [Body::Disconnect { alive: false }]
+    ));
+    let out: Out = s
+        .handle(
+            InEvent::RecvMessage(
+                4,
+                Message {
+                    body: Body::Disconnect { alive: false },
+                    ..foreign
+                },
+            ),
+            ms(1),
+        )
+        .collect();
+    assert!(out.is_empty());
+    assert_eq!(s.counters().unknown_topic, 2);
+    // Huge hop counts, sequence numbers and ttl never overflow.
+    let _ = recv(&mut s, 1, gossip(9, u64::MAX, 1024, PushKind::Eager), ms(2));
+    let _ = recv(&mut s, 2, Body::ForwardJoin { peer: 7, ttl: 0 }, ms(2));
+    let _ = recv(
+        &mut s,
+        2,
+        Body::Shuffle {
+            origin: 8,
+            peers: vec![0, 9],
+            ttl: 0,
+        },
+        ms(2),
+    );
+}
+
+#[test]
+fn random_bytes_and_random_messages_never_panic() {
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut s = with_neighbors(Config::default(), 3);
+    let mut decoded = 0;
+    // Seeds: valid frames of every kind; each round mutates one (flip, truncate, extend).
+    let seeds: Vec<Vec<u8>> = [
+        Body::Join,
+        Body::ForwardJoin { peer: 3, ttl: 6 },
+        Body::Shuffle {
+            origin: 1,
+            peers: vec![2, 3],
+            ttl: 4,
+        },
+        gossip(1, 2, 3, PushKind::Eager),
+        Body::IHave(vec![IHaveEntry {
+            id: id(1, 2),
+            hops: 1,
+        }]),
+        Body::IWant(vec![id(1, 2)]),
+        Body::Graft { id: Some(id(1, 2)) },
+        Body::AeDigest {
+            entries: vec![AeEntry {
+                origin: 1,
+                epoch: 1,
+                high: 3,
+                missing: vec![2],
+            }],
+            complete: true,
+            reply: false,
+        },
+    ]
+    .into_iter()
+    .map(|b| postcard::to_stdvec(&msg(b)).unwrap_or_default())
+    .collect();
+    for i in 0..3000u64 {
+        let mut bytes = seeds[rng.random_range(0..seeds.len())].clone();
+        match rng.random_range(0..3) {
+            0 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let k = rng.random_range(0..bytes.len());
+                    bytes[k] = rng.random();
+                }
+            }
+            1 => bytes.truncate(rng.random_range(0..bytes.len())),
+            _ => bytes.extend((0..rng.random_range(1..16)).map(|_| rng.random::<u8>())),
+        }
+        // What the node does with a frame: decode, and hand whatever decodes to the core.
+        if let Ok(m) = postcard::from_bytes::<Message<u32>>(&bytes) {
+            decoded += 1;
+            let from = rng.random_range(0..6);
+            let _ = s.handle(InEvent::RecvMessage(from, m), ms(i)).count();
+        }
+        // Interleave timer and outcome noise.
+        let _ = s
+            .handle(
+                InEvent::SendOutcome(rng.random_range(0..6), topic(), SendOutcome::Timeout),
+                ms(i),
+            )
+            .count();
+    }
+    assert!(decoded > 0, "the fuzz loop must reach the state machine");
+}
+
+#[test]
+fn messages_round_trip_through_postcard() {
+    let bodies = vec![
+        Body::Join,
+        Body::ForwardJoin { peer: 3, ttl: 6 },
+        Body::Neighbor {
+            high_priority: true,
+        },
+        Body::NeighborReply { accepted: false },
+        Body::Disconnect { alive: true },
+        Body::Shuffle {
+            origin: 1,
+            peers: vec![2, 3],
+            ttl: 4,
+        },
+        Body::ShuffleReply { peers: vec![5] },
+        gossip(1, 2, 3, PushKind::AntiEntropy),
+        Body::IHave(vec![IHaveEntry {
+            id: id(1, 2),
+            hops: 1,
+        }]),
+        Body::IWant(vec![id(1, 2)]),
+        Body::Graft { id: Some(id(1, 2)) },
+        Body::Prune,
+        Body::AeDigest {
+            entries: vec![AeEntry {
+                origin: 1,
+                epoch: 2,
+                high: 3,
+                missing: vec![2],
+            }],
+            complete: true,
+            reply: false,
+        },
+    ];
+    for b in bodies {
+        let m = msg(b);
+        let bytes = postcard::to_stdvec(&m).unwrap_or_default();
+        let back: Result<Message<u32>, _> = postcard::from_bytes(&bytes);
+        assert_eq!(back.ok(), Some(m));
+    }
+    // A topic that is invalid on the wire is rejected by the decoder.
+    let bytes = postcard::to_stdvec(&(String::new(), 0u8)).unwrap_or_default();
+    assert!(postcard::from_bytes::<Message<u32>>(&bytes).is_err());
+}
+
+#[test]
+fn anti_entropy_pushes_exactly_the_gaps() {
+    let config = Config::default();
+    let min_age = config.ae_min_age;
+    let mut s = with_neighbors(config, 2);
+    for seq in 1..=5 {
+        let _ = recv(&mut s, 1, gossip(9, seq, 1, PushKind::Eager), ms(0));
+    }
+    // Peer 2 has 1, 3 and up to high 3; it lacks 2, 4, 5.
+    let digest = Body::AeDigest {
+        entries: vec![AeEntry {
+            origin: 9,
+            epoch: 1,
+            high: 3,
+            missing: vec![2],
+        }],
+        complete: true,
+        reply: false,
+    };
+    let early = recv(&mut s, 2, digest.clone(), ms(10));
+    let pushed = |out: &Out| -> Vec<u64> {
+        sent_to(out, 2)
+            .iter()
+            .filter_map(|b| match b {
+                Body::Gossip(g) if g.kind == PushKind::AntiEntropy => Some(g.id.seq),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(
+        pushed(&early).is_empty(),
+        "messages younger than ae_min_age are in flight"
+    );
+    assert!(
+        sent_to(&early, 2)
+            .iter()
+            .any(|b| matches!(b, Body::AeDigest { reply: true, .. })),
+        "a digest is answered with our own"
+    );
+    let out = recv(&mut s, 2, digest, min_age + ms(1));
+    assert_eq!(pushed(&out), vec![2, 4, 5]);
+    // A gap-filling message that is new is delivered and counted as recovered.
+    let out = recv(&mut s, 2, gossip(9, 6, 4, PushKind::AntiEntropy), ms(2000));
+    assert_eq!(deliveries(&out), 1);
+    assert_eq!(s.counters().ae_recovered, 1);
+}
+
+#[test]
+fn snapshot_maps_onto_the_admin_api() {
+    let mut s = with_neighbors(Config::default(), 2);
+    for _ in 0..3 {
+        let _ = timeout(&mut s, 2, ms(5));
+    }
+    let snap = s.snapshot(&topic(), ms(5));
+    let api = snap.map(|x| x.to_api(|p| format!("peer-{p}")));
+    let Some(api) = api else {
+        panic!("subscribed topic has a snapshot");
+    };
+    assert_eq!(api.topic, "t");
+    assert_eq!(api.eager, vec!["peer-1".to_string()]);
+    assert_eq!(api.suppressed.len(), 1);
+    assert_eq!(api.suppressed[0].peer_id, "peer-2");
+    assert_eq!(api.suppressed[0].strikes, 1);
+    let score2 = api.scores.iter().find(|x| x.peer_id == "peer-2");
+    assert!(score2.is_some_and(|x| x.components.contains_key("timeouts") && x.score < 0.0));
+    let named = s.counters().named();
+    assert!(named.contains(&(soak_api::counters::GOSSIP_SUPPRESSIONS, 1)));
+}
+
+#[test]
+fn unsubscribe_tells_neighbors_and_keeps_totals() {
+    let mut s = with_neighbors(Config::default(), 2);
+    let _ = s.publish(&topic(), vec![1], 0, ms(0));
+    let _ = s.drain().count();
+    s.unsubscribe(&topic(), ms(1));
+    let out: Out = s.drain().collect();
+    assert_eq!(sent_to(&out, 1), vec![Body::Disconnect { alive: false }]);
+    assert!(out.iter().any(|e| matches!(e, OutEvent::DisconnectPeer(2))));
+    assert!(!s.is_subscribed(&topic()));
+    assert_eq!(s.counters().published, 1, "totals survive leaving");
+}
+
+#[test]
+fn peer_down_repairs_the_active_view_from_the_passive_view() {
+    let mut s = with_neighbors(Config::default(), 10);
+    let active = s.active_view(&topic());
+    assert_eq!(active.len(), Config::default().active_cap);
+    let gone = active[0];
+    let out: Out = s.handle(InEvent::PeerDown(gone), ms(5)).collect();
+    assert!(!s.active_view(&topic()).contains(&gone));
+    let asked: Vec<u32> = out
+        .iter()
+        .filter_map(|e| match e {
+            OutEvent::SendMessage(p, m) if matches!(m.body, Body::Neighbor { .. }) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "one neighbor request to a passive peer");
+    let _ = recv(
+        &mut s,
+        asked[0],
+        Body::NeighborReply { accepted: true },
+        ms(50),
+    );
+    assert!(s.active_view(&topic()).contains(&asked[0]));
+}

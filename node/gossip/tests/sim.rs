@@ -1,0 +1,128 @@
+//! Simulator tests at modest N: the real properties (nothing missed, redundancy and hop
+//! bounds, recovery after churn and partition, cooling of slow consumers), and determinism.
+//! The N=1000 / N=10,000 runs are benchmarks (`benches/sim_n1000.rs`, `docs/PERFORMANCE.md`).
+#![cfg(feature = "sim")]
+
+use soak_gossip::sim::{Report, Scenario, SimParams, run};
+
+fn sim(peers: usize, scenario: Scenario, seed: u64, rounds: usize) -> Report {
+    let mut p = SimParams::new(peers, scenario, seed);
+    p.rounds = rounds;
+    match run(p) {
+        Ok(r) => r,
+        Err(e) => panic!("{scenario} n={peers}: {e}"),
+    }
+}
+
+fn assert_passed(r: &Report) {
+    assert!(
+        r.passed,
+        "{} n={} failed: {:?} (replay: --peers {} --scenario {} --seed {})",
+        r.scenario, r.peers, r.failures, r.peers, r.scenario, r.seed
+    );
+}
+
+#[test]
+fn single_sender_reaches_everyone_with_low_redundancy() {
+    let r = sim(300, Scenario::Single, 1, 30);
+    assert_passed(&r);
+    assert_eq!(r.missed, 0);
+    assert_eq!(r.missed_final, 0);
+    assert_eq!(r.double_deliveries, 0);
+    assert!(r.rmr <= 0.15, "rmr {}", r.rmr);
+    assert!(r.ldh.max <= 16, "ldh {:?}", r.ldh);
+    let cap = r.caps.active as f64;
+    assert!(r.eager_degree.max <= cap && r.lazy_view.max <= cap);
+    // Per-publish work is O(view): a node sends at most one message per neighbor, plus repair.
+    assert!(
+        r.sends_per_publish_per_node.p99 <= cap + 1.0,
+        "{:?}",
+        r.sends_per_publish_per_node
+    );
+    // The tree settles: after the first (flooding) round almost no payload is redundant.
+    let later: Vec<f64> = r.round_reports.iter().skip(2).map(|x| x.rmr).collect();
+    let mean = later.iter().sum::<f64>() / later.len() as f64;
+    assert!(mean < 0.05, "steady-state rmr {mean}");
+}
+
+#[test]
+fn multi_sender_reaches_everyone() {
+    let r = sim(200, Scenario::Multi, 2, 15);
+    assert_passed(&r);
+    assert_eq!(r.missed, 0);
+    assert_eq!(r.missed_final, 0);
+}
+
+#[test]
+fn half_the_nodes_crash_and_the_rest_are_reached_again() {
+    let r = sim(300, Scenario::Churn, 3, 12);
+    assert_passed(&r);
+    let churn = r.churn.as_ref().unwrap_or_else(|| panic!("churn report"));
+    assert_eq!(churn.removed, 150);
+    let k = churn.recovered_after_rounds.unwrap_or(usize::MAX);
+    assert!(k <= churn.bound_rounds, "{churn:?}");
+    assert!(
+        churn.missed_per_round.iter().skip(k).all(|m| *m == 0),
+        "{churn:?}"
+    );
+    assert_eq!(r.missed_final, 0);
+}
+
+#[test]
+fn partition_messages_reach_everyone_after_heal() {
+    let r = sim(300, Scenario::Partition, 4, 12);
+    assert_passed(&r);
+    let p = r
+        .partition
+        .as_ref()
+        .unwrap_or_else(|| panic!("partition report"));
+    assert!(
+        p.missing_at_heal > 0,
+        "the partition must actually cut: {p:?}"
+    );
+    assert_eq!(p.missing_after_recovery, 0, "{p:?}");
+    assert!(p.ae_recovered > 0, "gaps are filled by anti-entropy: {p:?}");
+    assert!(p.recovery_ms.is_some());
+    assert_eq!(r.missed_final, 0);
+}
+
+#[test]
+fn slow_consumers_are_cooled_and_recovered_without_hurting_others() {
+    let r = sim(150, Scenario::Slow, 5, 8);
+    assert_passed(&r);
+    let s = r.slow.as_ref().unwrap_or_else(|| panic!("slow report"));
+    assert_eq!(s.missed_healthy, 0, "{s:?}");
+    assert!(s.suppressions > 0 && s.recoveries > 0, "{s:?}");
+    assert_eq!(
+        s.missed_slow, 0,
+        "slow nodes catch up after draining: {s:?}"
+    );
+    assert_eq!(s.still_suppressed_at_end, 0, "{s:?}");
+    assert!(r.state_max.suppressions <= r.caps.suppressions);
+}
+
+#[test]
+fn same_seed_same_report() {
+    let a = serde_json::to_string(&sim(120, Scenario::Multi, 9, 5)).unwrap_or_default();
+    let b = serde_json::to_string(&sim(120, Scenario::Multi, 9, 5)).unwrap_or_default();
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    let c = serde_json::to_string(&sim(120, Scenario::Multi, 10, 5)).unwrap_or_default();
+    assert_ne!(a, c, "the seed matters");
+}
+
+#[test]
+fn too_few_peers_is_an_error_not_a_panic() {
+    assert!(run(SimParams::new(1, Scenario::Single, 0)).is_err());
+}
+
+#[test]
+fn an_exhausted_event_budget_reports_unsettled_with_the_seed() {
+    let mut p = SimParams::new(50, Scenario::Single, 77);
+    p.max_events = 1_000;
+    let err = run(p).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.contains("did not settle") && err.contains("--seed 77"),
+        "{err}"
+    );
+}
