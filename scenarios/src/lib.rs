@@ -3,7 +3,8 @@
 //!
 //! Entry points: [`api::NodeApi`] (the admin API surface workloads use) with its HTTP
 //! implementation [`api::HttpNode`]; [`phase_a::PhaseA`] (the all-pairs DM matrix) and
-//! [`fanout::run_fanout`] (the pub/sub burst). Results are the observation-model types of
+//! [`fanout::run_fanout`] (the pub/sub burst); [`sampler::sample_round`] (one diagnostics round
+//! over every node, failures recorded as evidence gaps). Results are the observation-model types of
 //! `soak_gates::model`, ready to be stored in a proof and judged.
 #![warn(missing_docs)]
 
@@ -12,6 +13,7 @@ pub mod api;
 pub mod fake;
 pub mod fanout;
 pub mod phase_a;
+pub mod sampler;
 
 use serde::{Deserialize, Serialize};
 

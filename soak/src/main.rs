@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a soak: spawn or reach the fleet, drive windows, judge, write a proof directory.
-    Run(cmd::run::RunArgs),
+    Run(Box<cmd::run::RunArgs>),
     /// Re-score a stored proof directory with a gate profile.
     Score(cmd::score::ScoreArgs),
     /// Check a proof directory's manifest hashes and format version.
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Run(args) => cmd::run::execute(args).await,
+            Command::Run(args) => cmd::run::execute(*args).await,
             Command::Score(args) => cmd::score::execute(args).await,
             Command::Verify(args) => cmd::verify::execute(args).await,
             Command::Deploy(args) => cmd::deploy::deploy(args).await,

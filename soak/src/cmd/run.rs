@@ -4,11 +4,13 @@
 //! yields a [`RunPlan`]. Step two ([`execute`]) resolves it — gate profile, node binary, proof
 //! directory, signals, fleet — and hands the runner only `NodeApi` handles.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
+use sha2::Digest;
 use soak_gates::Profile;
 use soak_gates::model::{NodeRef, Observations, RunInfo};
 use soak_proofs::{ProofWriter, RunMeta};
@@ -19,6 +21,7 @@ use soak_scenarios::{HttpNode, http_client};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::fleet::Fleet;
 use crate::fleet::local::{LocalMesh, LocalMeshConfig};
+use crate::fleet::remote::{RemoteFleet, RemoteFleetOptions};
 use crate::runner::event::{FleetNode, RunEvent, RunStatus, now_ms};
 use crate::runner::proof::{ProofOutcome, ProofReporter};
 use crate::runner::reporter::{Dispatch, JsonLines, Progress};
@@ -370,13 +373,23 @@ pub async fn execute(args: RunArgs) -> CliResult {
     let mut signals = Signals::install()
         .map_err(|err| CliError::unavailable(format!("cannot install signal handlers: {err}")))?;
 
+    let inventory_digest = match &plan.inventory {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map(|bytes| hex::encode(sha2::Sha256::digest(&bytes)))
+                .map_err(|err| {
+                    CliError::usage(format!("cannot read inventory {}: {err}", path.display()))
+                })?,
+        ),
+        None => None,
+    };
     let meta = RunMeta {
         run_id: run_id.clone(),
         label: plan.label.clone(),
         started_at_ms,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         node_builds: Vec::new(),
-        inventory_digest: None,
+        inventory_digest,
         gate: profile.name().to_owned(),
         gate_source: gate_source.or_else(|| Some(profile.source().to_owned())),
         scenarios: plan.workloads.iter().map(|w| w.name().to_owned()).collect(),
@@ -405,10 +418,21 @@ pub async fn execute(args: RunArgs) -> CliResult {
     // Step two: resolve the fleet. A signal during start-up still stops what was spawned.
     let start = Instant::now();
     let fleet = match &plan.inventory {
-        Some(path) => Err(CliError::unavailable(format!(
-            "remote fleets (--inventory {}) are not available in this build yet",
-            path.display()
-        ))),
+        Some(path) => {
+            let options = RemoteFleetOptions {
+                request_timeout: Duration::from_millis(plan.request_timeout_ms),
+                ready_timeout: Duration::from_millis(plan.start_timeout_ms),
+                ..RemoteFleetOptions::default()
+            };
+            progress.line(&format!("connecting to the fleet of {}", path.display()));
+            tokio::select! {
+                fleet = RemoteFleet::connect(path, &options) => fleet.map(Fleet::Remote),
+                signal = signals.recv() => Err(CliError {
+                    message: format!("{signal} while connecting to the fleet"),
+                    exit: Exit::Interrupted,
+                }),
+            }
+        }
         None => {
             let config = LocalMeshConfig {
                 nodes: plan.nodes,
@@ -453,6 +477,14 @@ pub async fn execute(args: RunArgs) -> CliResult {
         }
     };
 
+    if let Fleet::Remote(remote) = &fleet
+        && let Some(warning) = remote.warning()
+    {
+        // Hosts left out under the partial-fleet policy are named in the proof.
+        dispatch.emit(&RunEvent::Error {
+            message: warning.to_owned(),
+        });
+    }
     let endpoints = fleet.endpoints();
     let processes = fleet.processes();
     dispatch.emit(&RunEvent::FleetReady {
@@ -521,11 +553,12 @@ pub async fn execute(args: RunArgs) -> CliResult {
     let _ = std::fs::remove_dir_all(&data_root);
 
     let rendered = table::render(&verdict, &report.observations, &proof_path, report.status);
-    if table_to_stderr {
-        eprintln!("{rendered}");
+    // A closed stdout/stderr (e.g. piped into `head`) must not turn a judged run into a panic.
+    let _ = if table_to_stderr {
+        writeln!(std::io::stderr(), "{rendered}")
     } else {
-        println!("{rendered}");
-    }
+        writeln!(std::io::stdout(), "{rendered}")
+    };
     if report.status == RunStatus::Interrupted {
         return Ok(Exit::Interrupted);
     }

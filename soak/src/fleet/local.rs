@@ -118,15 +118,23 @@ impl LocalMesh {
             config.nodes,
             config.node_bin.display()
         ));
-        // The first node is the bootstrap of all others.
-        self.spawn(config, 0, &[])?;
-        let first = self.wait_for_info(0, config.start_timeout).await?;
-        let bootstrap = vec![first.quic_addr.clone()];
-        for index in 1..config.nodes {
+        let started = std::time::Instant::now();
+        // Hash the binary while the mesh comes up (it can be 100+ MB in debug builds).
+        let digest = tokio::task::spawn_blocking({
+            let path = config.node_bin.clone();
+            move || -> std::io::Result<String> {
+                let bytes = std::fs::read(&path)?;
+                Ok(hex::encode(Sha256::digest(&bytes)))
+            }
+        });
+        // Nodes start one after another, each bootstrapped (pinned by peer id) with every node
+        // already listening: the newcomer dials them all, so every node learns every other
+        // directly instead of waiting for membership exchange rounds.
+        let mut bootstrap = Vec::with_capacity(config.nodes);
+        for index in 0..config.nodes {
             self.spawn(config, index, &bootstrap)?;
-        }
-        for index in 1..config.nodes {
-            self.wait_for_info(index, config.start_timeout).await?;
+            let info = self.wait_for_info(index, config.start_timeout).await?;
+            bootstrap.push(format!("{}@{}", info.peer_id, info.quic_addr));
         }
         let endpoints = self.endpoints();
         let api: Vec<HttpNode> = endpoints
@@ -134,10 +142,22 @@ impl LocalMesh {
             .cloned()
             .map(|e| HttpNode::new(e, config.client.clone()))
             .collect();
+        progress(&format!(
+            "every node listens ({} ms); waiting for /readyz",
+            started.elapsed().as_millis()
+        ));
         wait_until_ready(&api, config.start_timeout).await?;
-        progress("every node is ready; waiting until each knows all others");
+        progress(&format!(
+            "every node is ready ({} ms); waiting until each knows all {} others",
+            started.elapsed().as_millis(),
+            config.nodes - 1
+        ));
         wait_for_full_mesh(&api, config.start_timeout).await?;
-        self.builds = builds(&config.node_bin, &api, &self.nodes).await?;
+        let digest = digest
+            .await
+            .map_err(|err| CliError::unavailable(format!("hashing the node binary failed: {err}")))?
+            .map_err(|err| CliError::unavailable(format!("cannot read the node binary: {err}")))?;
+        self.builds = builds(digest, &api, &self.nodes).await;
         Ok(())
     }
 
@@ -276,10 +296,10 @@ impl LocalMesh {
         let mut failures = Vec::new();
         for node in &mut self.nodes {
             let graceful = tokio::time::timeout_at(deadline, node.child.wait()).await;
-            if !matches!(graceful, Ok(Ok(_))) {
-                if let Err(err) = node.child.kill().await {
-                    failures.push(format!("{} (pid {}): {err}", node.name, node.pid));
-                }
+            if !matches!(graceful, Ok(Ok(_)))
+                && let Err(err) = node.child.kill().await
+            {
+                failures.push(format!("{} (pid {}): {err}", node.name, node.pid));
             }
         }
         if failures.is_empty() {
@@ -386,21 +406,9 @@ pub async fn wait_for_full_mesh<A: NodeApi>(
     }
 }
 
-async fn builds(
-    node_bin: &Path,
-    api: &[HttpNode],
-    nodes: &[LocalNode],
-) -> Result<Vec<HostBuild>, CliError> {
-    let path = node_bin.to_owned();
-    let digest = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        let bytes = std::fs::read(&path)?;
-        Ok(hex::encode(Sha256::digest(&bytes)))
-    })
-    .await
-    .map_err(|err| CliError::unavailable(format!("hashing the node binary failed: {err}")))?
-    .map_err(|err| CliError::unavailable(format!("cannot read the node binary: {err}")))?;
+async fn builds(digest: String, api: &[HttpNode], nodes: &[LocalNode]) -> Vec<HostBuild> {
     let versions = futures::future::join_all(api.iter().map(|n| n.version())).await;
-    Ok(nodes
+    nodes
         .iter()
         .zip(versions)
         .map(|(node, version)| {
@@ -416,5 +424,5 @@ async fn builds(
                 started_at_ms: node.info.as_ref().map(|i| i.started_at_ms).unwrap_or(0),
             }
         })
-        .collect())
+        .collect()
 }

@@ -1,0 +1,80 @@
+//! One round of the continuous sampler: ask every node for `/v1/diagnostics` concurrently,
+//! each request bounded by the client timeout. A node that cannot be read yields a
+//! [`SampleOutcome::Missing`] — an evidence gap the gates see — never a zero.
+
+use std::time::Instant;
+
+use soak_api::Diagnostics;
+use soak_gates::model::{Sample, SampleData, SampleOutcome};
+
+use crate::api::NodeApi;
+
+/// What one round produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRound {
+    /// When the round started, unix milliseconds.
+    pub at_ms: u64,
+    /// Wall time of the round, milliseconds.
+    pub took_ms: u64,
+    /// One sample per node, in fleet order.
+    pub samples: Vec<(String, Sample)>,
+}
+
+/// The parts of a diagnostics snapshot the gates use.
+pub fn sample_data(diagnostics: Diagnostics) -> SampleData {
+    SampleData {
+        instance_id: diagnostics.identity.instance_id,
+        counters: diagnostics.counters,
+        gauges: diagnostics.gauges,
+    }
+}
+
+/// Samples every node once, concurrently; `at_ms` is the time stamped on every sample (the
+/// caller takes it just before, so window boundaries can share it exactly).
+pub async fn sample_round<A: NodeApi>(nodes: &[A], at_ms: u64) -> SampleRound {
+    let started = Instant::now();
+    let results = futures::future::join_all(nodes.iter().map(|node| async move {
+        let outcome = match node.diagnostics().await {
+            Ok(diagnostics) if diagnostics.identity.peer_id != node.peer_id() => {
+                SampleOutcome::Missing {
+                    error: format!(
+                        "diagnostics came from peer {} instead of {}",
+                        diagnostics.identity.peer_id,
+                        node.peer_id()
+                    ),
+                }
+            }
+            Ok(diagnostics) => SampleOutcome::Ok(sample_data(diagnostics)),
+            Err(err) => SampleOutcome::Missing {
+                error: err.to_string(),
+            },
+        };
+        (node.name().to_owned(), Sample { at_ms, outcome })
+    }))
+    .await;
+    SampleRound {
+        at_ms,
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        samples: results,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeMesh, Fault};
+
+    #[tokio::test]
+    async fn unreachable_node_is_a_gap_never_zeros() {
+        let mesh = FakeMesh::new(3);
+        mesh.set_fault(1, Fault::Dead);
+        let round = sample_round(&mesh.nodes(), 42).await;
+        assert_eq!(round.samples.len(), 3);
+        assert!(round.samples.iter().all(|(_, s)| s.at_ms == 42));
+        assert!(matches!(round.samples[0].1.outcome, SampleOutcome::Ok(_)));
+        match &round.samples[1].1.outcome {
+            SampleOutcome::Missing { error } => assert!(error.contains("node-1"), "{error}"),
+            other => panic!("expected a gap, got {other:?}"),
+        }
+    }
+}

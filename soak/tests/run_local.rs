@@ -1,0 +1,432 @@
+//! `soak run` end to end: the real `soak` binary spawning real `soak-node` processes on
+//! loopback. Every run here is short (seconds) and bounded by a watchdog that kills `soak`
+//! (and so, by its kill-on-drop and shutdown paths, the nodes) if it overruns.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+fn soak_bin() -> PathBuf {
+    std::env::var_os("SOAK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_soak")))
+}
+
+fn node_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SOAK_NODE_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join("soak-node");
+    assert!(
+        path.is_file(),
+        "soak-node not found at {} — build it first: cargo build -p soak-node (or set SOAK_NODE_BIN)",
+        path.display()
+    );
+    path
+}
+
+fn soak(args: &[&str]) -> Command {
+    let mut command = Command::new(soak_bin());
+    command
+        .arg("run")
+        .args(args)
+        .env("SOAK_NODE_BIN", node_bin());
+    command
+}
+
+/// A running `soak run` whose stdout is read line by line on a thread.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: PathBuf,
+}
+
+impl Running {
+    fn start(mut command: Command, stderr: PathBuf) -> Running {
+        let err = std::fs::File::create(&stderr).expect("stderr file");
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn soak");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Reads stdout until a JSON event satisfies `pred`, bounded by `timeout`.
+    fn wait_event(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if let Ok(value) = serde_json::from_str::<Value>(&line)
+                        && pred(&value)
+                    {
+                        return value;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "event not seen within {timeout:?}; stdout so far:\n{}\nstderr:\n{}",
+                        self.seen.join("\n"),
+                        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits for exit (bounded) and drains stdout.
+    fn finish(mut self, timeout: Duration) -> (ExitStatus, Vec<String>, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "soak did not exit within {timeout:?}; stderr:\n{}",
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        (status, self.seen, stderr)
+    }
+}
+
+fn pids_of(fleet_ready: &Value) -> Vec<(String, i32)> {
+    fleet_ready["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().expect("name").to_owned(),
+                i32::try_from(n["pid"].as_u64().expect("pid recorded")).expect("pid fits"),
+            )
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); read its state to tell.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn run_verify(proof: &Path) -> std::process::Output {
+    Command::new(soak_bin())
+        .arg("verify")
+        .arg(proof)
+        .output()
+        .expect("run soak verify")
+}
+
+fn window_records(proof: &Path) -> Vec<Value> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(proof.join("windows"))
+        .expect("windows dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    dirs.sort();
+    dirs.iter()
+        .map(|d| {
+            serde_json::from_str(
+                &std::fs::read_to_string(d.join("window.json")).expect("window.json"),
+            )
+            .expect("window json")
+        })
+        .collect()
+}
+
+#[test]
+fn six_node_run_is_go_with_full_matrices_and_a_verifiable_reproducible_proof() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proof = tmp.path().join("proof");
+    let output = soak(&[
+        "--nodes",
+        "6",
+        "--duration",
+        "12s",
+        "--interval",
+        "4s",
+        "--sample-interval",
+        "500ms",
+        "--label",
+        "it-go",
+        "--proof-dir",
+        proof.to_str().expect("utf8"),
+    ])
+    .output()
+    .expect("run soak");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "expected GO (exit 0)\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("verdict: GO"), "{stdout}");
+    assert!(stdout.contains(proof.to_str().expect("utf8")), "{stdout}");
+
+    let windows = window_records(&proof);
+    assert_eq!(windows.len(), 3);
+    for window in &windows {
+        let pairs = window["phase_a"]["pairs"].as_array().expect("pairs");
+        assert_eq!(pairs.len(), 30, "N·(N−1) pairs");
+        let delivered = pairs.iter().filter(|p| p["delivered"] == true).count();
+        assert_eq!(delivered, 30, "window {}: {pairs:?}", window["index"]);
+        assert!(pairs.iter().all(|p| p["latency_us"].as_u64().is_some()));
+    }
+    // Node logs are part of the sealed proof.
+    assert!(proof.join("logs/node-0.log").is_file());
+
+    let verify = run_verify(&proof);
+    assert!(
+        verify.status.success(),
+        "soak verify failed: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let score = Command::new(soak_bin())
+        .arg("score")
+        .arg(&proof)
+        .output()
+        .expect("run soak score");
+    let score_out = String::from_utf8_lossy(&score.stdout);
+    assert_eq!(
+        score.status.code(),
+        Some(0),
+        "soak score must reproduce GO: {score_out}{}",
+        String::from_utf8_lossy(&score.stderr)
+    );
+    assert!(score_out.contains("GO"), "{score_out}");
+}
+
+#[test]
+fn killed_node_gives_no_go_naming_it_and_the_proof_stays_verifiable() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proof = tmp.path().join("proof");
+    let mut run = Running::start(
+        {
+            let mut c = soak(&[
+                "--nodes",
+                "4",
+                "--duration",
+                "12s",
+                "--interval",
+                "4s",
+                "--sample-interval",
+                "500ms",
+                "--scenarios",
+                "baseline",
+                "--request-timeout",
+                "2s",
+                "--events",
+                "jsonl",
+                "--proof-dir",
+                proof.to_str().expect("utf8"),
+            ]);
+            c.stdin(Stdio::null());
+            c
+        },
+        tmp.path().join("stderr"),
+    );
+    let ready = run.wait_event(Duration::from_secs(60), |e| e["event"] == "fleet_ready");
+    let pids = pids_of(&ready);
+    run.wait_event(Duration::from_secs(30), |e| {
+        e["event"] == "window_ended" && e["record"]["index"] == 0
+    });
+    let (victim, victim_pid) = pids[2].clone();
+    kill(Pid::from_raw(victim_pid), Signal::SIGKILL).expect("kill the victim node");
+    let (status, _lines, stderr) = run.finish(Duration::from_secs(60));
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "expected NO-GO (exit 1); stderr:\n{stderr}"
+    );
+
+    let verdict: Value = serde_json::from_str(
+        &std::fs::read_to_string(proof.join("verdict.json")).expect("verdict.json"),
+    )
+    .expect("verdict json");
+    assert_eq!(verdict["verdict"], "NO-GO");
+    let failing: Vec<Value> = verdict["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .flat_map(|w| w["bars"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["verdict"] == "NO-GO")
+        .collect();
+    assert!(!failing.is_empty(), "{verdict}");
+    assert!(
+        failing.iter().any(|b| b["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n == victim.as_str()))),
+        "no failing bar names {victim}: {failing:?}"
+    );
+    // The terminal table names the victim and the broken bars too.
+    assert!(stderr.contains(&victim), "{stderr}");
+    assert!(stderr.contains("NO-GO"), "{stderr}");
+
+    let verify = run_verify(&proof);
+    assert!(
+        verify.status.success(),
+        "soak verify failed: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    for (name, pid) in pids {
+        assert!(!alive(pid), "{name} (pid {pid}) outlived the run");
+    }
+}
+
+#[test]
+fn sigint_mid_run_exits_130_with_an_interrupted_readable_proof_and_no_node_left() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proof = tmp.path().join("proof");
+    let mut run = Running::start(
+        soak(&[
+            "--nodes",
+            "4",
+            "--duration",
+            "60s",
+            "--interval",
+            "3s",
+            "--sample-interval",
+            "500ms",
+            "--events",
+            "jsonl",
+            "--proof-dir",
+            proof.to_str().expect("utf8"),
+        ]),
+        tmp.path().join("stderr"),
+    );
+    let ready = run.wait_event(Duration::from_secs(60), |e| e["event"] == "fleet_ready");
+    let pids = pids_of(&ready);
+    assert_eq!(pids.len(), 4);
+    run.wait_event(Duration::from_secs(30), |e| {
+        e["event"] == "window_ended" && e["record"]["index"] == 0
+    });
+    let soak_pid = i32::try_from(run.child.id()).expect("pid");
+    kill(Pid::from_raw(soak_pid), Signal::SIGINT).expect("SIGINT soak");
+    let (status, lines, stderr) = run.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130), "stderr:\n{stderr}");
+    assert!(lines.iter().any(|l| l.contains("\"signal\"")), "{lines:?}");
+
+    let read = soak_proofs::read(&proof).expect("interrupted proof is readable");
+    let manifest = read.manifest.expect("manifest sealed");
+    assert_eq!(manifest.status, soak_proofs::RunStatus::Interrupted);
+    assert!(
+        read.observations.windows.len() >= 2,
+        "window 0 and the partial one"
+    );
+    assert!(read.verdict.is_some());
+    for (name, pid) in pids {
+        assert!(!alive(pid), "{name} (pid {pid}) outlived the run");
+    }
+}
+
+#[test]
+fn events_jsonl_keeps_stdout_pure_json_lines() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proof = tmp.path().join("proof");
+    let output = soak(&[
+        "--nodes",
+        "3",
+        "--duration",
+        "4s",
+        "--interval",
+        "2s",
+        "--sample-interval",
+        "500ms",
+        "--events",
+        "jsonl",
+        "--proof-dir",
+        proof.to_str().expect("utf8"),
+    ])
+    .output()
+    .expect("run soak");
+    let stdout = String::from_utf8(output.stdout).expect("utf8 stdout");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.code().is_some_and(|c| c <= 2),
+        "a judged run; stderr:\n{stderr}"
+    );
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        })
+        .collect();
+    assert!(events.iter().all(|e| e["event"].is_string()));
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"fleet_ready"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "window_ended").count(), 2);
+    // Progress and the final table went to stderr.
+    assert!(stderr.contains("window 0"), "{stderr}");
+    assert!(stderr.contains("verdict:"), "{stderr}");
+}
+
+#[test]
+fn bad_flags_are_usage_errors_and_a_missing_node_binary_is_unavailable() {
+    let out = Command::new(soak_bin())
+        .args(["run", "--nodes", "1"])
+        .output()
+        .expect("soak");
+    assert_eq!(out.status.code(), Some(64));
+    let out = Command::new(soak_bin())
+        .args(["run", "--scenarios", "nope"])
+        .output()
+        .expect("soak");
+    assert_eq!(out.status.code(), Some(64));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = Command::new(soak_bin())
+        .args(["run", "--node-bin", "/nonexistent/soak-node", "--proof-dir"])
+        .arg(tmp.path().join("p"))
+        .output()
+        .expect("soak");
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("soak-node"));
+    assert!(
+        !tmp.path().join("p").exists(),
+        "nothing is written before the node binary resolves"
+    );
+}
