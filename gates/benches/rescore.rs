@@ -57,6 +57,33 @@ fn main() {
         evaluate_secs.push(secs);
     }
 
+    // Floor: reading the metrics a profile needs from every sample once (no judging at all).
+    let t = Instant::now();
+    let mut cells = 0usize;
+    for samples in obs.samples.values() {
+        let series = soak_gates::series::NodeSeries::new(samples);
+        let columns = series.columns(
+            &[
+                "dispatcher_completed_total",
+                "dispatcher_timeouts_total",
+                "outbound_high_water_total",
+                "peer_send_timeouts_total",
+                "recv_pump_dropped_full_total",
+            ],
+            &[
+                "known_topic_peers",
+                "outbound_queue_max_depth",
+                "recv_pump_depth",
+                "suppressed_topic_peers",
+            ],
+        );
+        cells += columns.counters.iter().map(Vec::len).sum::<usize>();
+    }
+    println!(
+        "floor: one pass reading the needed metrics  {:>8.3} s  ({cells} counter cells)",
+        t.elapsed().as_secs_f64()
+    );
+
     // Reference: deserialize the same observations, node by node as the proof stores them.
     let run_json = serde_json::to_string(&(&obs.run, &obs.windows)).unwrap_or_default();
     let sample_lines: Vec<String> = obs

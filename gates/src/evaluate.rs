@@ -471,15 +471,20 @@ fn judge_window(
         .find(|b| matches!(b.rule, Rule::PhaseA { .. }))
         .map(|b| exemptions_for(record, &b.id).1)
         .unwrap_or_default();
-    let phase_a = record
+    // Computed once per window; the phase_a bar reuses it when its exemptions are the same.
+    let phase_a_full = record
         .phase_a
         .as_ref()
-        .map(|pa| phase_a_summary(&facts.obs.run.nodes, pa, &phase_a_exempt).0);
+        .map(|pa| phase_a_summary(&facts.obs.run.nodes, pa, &phase_a_exempt));
+    let phase_a = phase_a_full.as_ref().map(|full| full.0.clone());
     let mut bars = Vec::new();
     for bar in &profile.bars {
         let (exemptions, exempt) = exemptions_for(record, &bar.id);
         let judged = match &bar.rule {
-            Rule::PhaseA { scenario } => judge_phase_a(facts, record, scenario, &exempt),
+            Rule::PhaseA { scenario } => {
+                let reuse = phase_a_full.as_ref().filter(|_| exempt == phase_a_exempt);
+                judge_phase_a(facts, record, scenario, &exempt, reuse)
+            }
             Rule::Telemetry => Some(judge_telemetry(facts, profile, w, &exempt)),
             Rule::Scenarios => judge_scenarios(record),
             Rule::Counter {
@@ -540,12 +545,15 @@ fn judge_window(
     }
 }
 
+/// Phase A summary, the failed pairs (for reasons) and the nodes they involve.
+type PhaseAFull = (PhaseASummary, Vec<String>, BTreeSet<String>);
+
 /// Phase A summary plus the failed pairs (for reasons).
 fn phase_a_summary(
     nodes: &[crate::model::NodeRef],
     pa: &PhaseAResult,
     exempt: &BTreeSet<String>,
-) -> (PhaseASummary, Vec<String>, BTreeSet<String>) {
+) -> PhaseAFull {
     let mut recorded: HashMap<(&str, &str), (bool, &str)> = HashMap::new();
     for pair in &pa.pairs {
         let entry = recorded
@@ -631,6 +639,7 @@ fn judge_phase_a(
     record: &WindowRecord,
     scenario: &str,
     exempt: &BTreeSet<String>,
+    computed: Option<&PhaseAFull>,
 ) -> Option<Judged> {
     let statistic = "required ordered pairs delivered".to_string();
     let Some(pa) = &record.phase_a else {
@@ -652,7 +661,10 @@ fn judge_phase_a(
             reason,
         });
     };
-    let (summary, failures, involved) = phase_a_summary(&facts.obs.run.nodes, pa, exempt);
+    let (summary, failures, involved) = match computed {
+        Some(full) => full.clone(),
+        None => phase_a_summary(&facts.obs.run.nodes, pa, exempt),
+    };
     let threshold = format!("== {}", summary.pairs);
     let (verdict, reason) = if summary.failed > 0 {
         (
