@@ -21,7 +21,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{InventoryError, InventoryErrorKind, line_of_offset};
-use crate::model::{Builder, Inventory, InventoryFormat, Overlay, Setting};
+use crate::model::{
+    Builder, Connection, Host, HostKeyChecking, Inventory, InventoryFormat, Overlay,
+    ServiceManager, Setting,
+};
 
 type SpannedTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
@@ -188,6 +191,82 @@ pub fn parse(file: &Path, text: &str) -> Result<Inventory, InventoryError> {
     b.finish(InventoryFormat::Native)
 }
 
+/// Renders hosts as a native TOML inventory (every setting explicit, one `[[hosts]]` table
+/// each; groups are written as each host's `groups` and must be defined by the caller if
+/// non-empty). Parsing the result gives back the same hosts when they have no groups.
+pub fn render(hosts: &[Host]) -> String {
+    let mut tables = Vec::with_capacity(hosts.len());
+    for h in hosts {
+        let mut t = toml::Table::new();
+        let s = |v: &str| toml::Value::String(v.to_string());
+        t.insert("name".into(), s(&h.name));
+        t.insert("address".into(), s(&h.address));
+        t.insert(
+            "connection".into(),
+            s(match h.connection {
+                Connection::Ssh => "ssh",
+                Connection::Local => "local",
+            }),
+        );
+        if let Some(user) = &h.ssh.user {
+            t.insert("ssh_user".into(), s(user));
+        }
+        t.insert(
+            "ssh_port".into(),
+            toml::Value::Integer(i64::from(h.ssh.port)),
+        );
+        if let Some(key) = &h.ssh.key {
+            t.insert("ssh_key".into(), s(&key.to_string_lossy()));
+        }
+        if let Some(kh) = &h.ssh.known_hosts {
+            t.insert("known_hosts".into(), s(&kh.to_string_lossy()));
+        }
+        t.insert(
+            "host_key_checking".into(),
+            s(match h.ssh.host_key_checking {
+                HostKeyChecking::Strict => "strict",
+                HostKeyChecking::AcceptNew => "accept-new",
+                HostKeyChecking::Off => "off",
+            }),
+        );
+        t.insert("install_dir".into(), s(&h.install_dir));
+        t.insert(
+            "service".into(),
+            s(match h.service {
+                ServiceManager::Auto => "auto",
+                ServiceManager::Systemd => "systemd",
+                ServiceManager::Background => "background",
+            }),
+        );
+        t.insert(
+            "api_port".into(),
+            toml::Value::Integer(i64::from(h.api_port)),
+        );
+        t.insert(
+            "gossip_port".into(),
+            toml::Value::Integer(i64::from(h.gossip_port)),
+        );
+        if !h.groups.is_empty() {
+            t.insert(
+                "groups".into(),
+                toml::Value::Array(h.groups.iter().map(|g| s(g)).collect()),
+            );
+        }
+        if !h.labels.is_empty() {
+            let labels: toml::Table = h.labels.iter().map(|(k, v)| (k.clone(), s(v))).collect();
+            t.insert("labels".into(), toml::Value::Table(labels));
+        }
+        tables.push(toml::Value::Table(t));
+    }
+    let mut doc = toml::Table::new();
+    doc.insert("hosts".into(), toml::Value::Array(tables));
+    // A table of strings, integers and arrays always serializes.
+    format!(
+        "# Written by soak.\n\n{}",
+        toml::to_string(&doc).unwrap_or_default()
+    )
+}
+
 fn value_text(value: &toml::Value) -> Option<String> {
     match value {
         toml::Value::String(s) => Some(s.clone()),
@@ -290,6 +369,19 @@ connection = "local"
         assert_eq!(h2.service, ServiceManager::Background);
         assert_eq!(h2.connection, Connection::Local);
         assert_eq!(h2.install_dir, "/opt/soak-node");
+    }
+
+    #[test]
+    fn render_round_trips() {
+        let inv = parse(Path::new("/inv/fleet.toml"), SAMPLE).expect("valid inventory");
+        let mut hosts = inv.hosts.clone();
+        for h in &mut hosts {
+            h.groups.clear();
+        }
+        let text = render(&hosts);
+        let back =
+            parse(Path::new("/elsewhere/x.toml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back.hosts, hosts);
     }
 
     fn err_of(text: &str) -> String {

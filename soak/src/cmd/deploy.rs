@@ -494,7 +494,7 @@ async fn deploy_on(
             ),
         ));
     }
-    let running_sha = running_binary_sha256(remote, info.pid).await?;
+    let running_sha = running_binary_sha256(remote, info.pid, Some(&payload.sha256)).await?;
     if running_sha != payload.sha256 {
         return Err(host_error(
             &host,
@@ -645,7 +645,8 @@ async fn status_on(remote: &dyn Remote, s: &mut HostStatus) -> Result<(), String
     };
     s.running = true;
     s.pid = Some(pid);
-    s.binary_sha256 = Some(running_binary_sha256(remote, pid).await?);
+    s.binary_sha256 =
+        Some(running_binary_sha256(remote, pid, probe.binary_sha256.as_deref()).await?);
     let token = node::read_token(remote, COMMAND_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;

@@ -19,7 +19,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use soak_api::NodeInfo;
 use soak_inventory::node::{self, NodeLayout};
-use soak_inventory::remote::{self, ConnectOptions, Remote, RemoteError, RemoteErrorKind};
+use soak_inventory::remote::{
+    self, ConnectOptions, Remote, RemoteError, RemoteErrorKind, sh_quote,
+};
 use soak_inventory::{Host, Inventory};
 use soak_scenarios::{HttpNode, NodeApi, NodeEndpoint, http_client};
 use tokio::time::Instant;
@@ -190,24 +192,40 @@ pub async fn read_node_info(remote: &dyn Remote) -> Result<Option<NodeInfo>, Str
     }
 }
 
-/// sha256 of the executable of process `pid` on the host (the running build, even if the
-/// file was replaced since).
-pub async fn running_binary_sha256(remote: &dyn Remote, pid: u32) -> Result<String, String> {
+/// sha256 of the executable of process `pid` on the host — the running build, even if the
+/// file was replaced since. When the process still runs the installed file (its `/proc/PID/exe`
+/// is not "(deleted)") and that file's hash is already known (`installed_sha256`), that hash is
+/// the answer and nothing is re-read.
+pub async fn running_binary_sha256(
+    remote: &dyn Remote,
+    pid: u32,
+    installed_sha256: Option<&str>,
+) -> Result<String, String> {
+    let binary = sh_quote(&NodeLayout::new(remote.host()).binary());
+    let script = format!(
+        "exe=$(readlink /proc/{pid}/exe) || {{ echo 'process {pid} is gone' >&2; exit 3; }}\n\
+         if [ \"$exe\" = {binary} ] && [ {known} = yes ]; then echo same; \
+         else sha256sum /proc/{pid}/exe | cut -d' ' -f1; fi",
+        known = if installed_sha256.is_some() {
+            "yes"
+        } else {
+            "no"
+        },
+    );
     let out = remote
-        .run(
-            "hashing the running binary",
-            &format!("sha256sum /proc/{pid}/exe | cut -d' ' -f1"),
-            COMMAND_TIMEOUT,
-        )
+        .run("hashing the running binary", &script, COMMAND_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
-    let sha = out.stdout_text().trim().to_string();
-    if sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(sha)
+    let text = out.stdout_text().trim().to_string();
+    if let (true, Some(known)) = (text == "same", installed_sha256) {
+        return Ok(known.to_string());
+    }
+    if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(text)
     } else {
         Err(host_error(
             remote.host(),
-            format!("unexpected sha256sum output `{sha}`"),
+            format!("unexpected sha256sum output `{text}`"),
         ))
     }
 }
@@ -410,7 +428,7 @@ async fn attach_on(
             ),
         ));
     }
-    let sha = running_binary_sha256(remote, info.pid).await?;
+    let sha = running_binary_sha256(remote, info.pid, None).await?;
     let endpoint = forwarded.api.endpoint().clone();
     let build = HostBuild {
         host: host.name.clone(),
@@ -467,5 +485,174 @@ mod tests {
         assert!(warning.contains("continuing with 3 hosts"), "{warning}");
         assert!(policy.judge("deploy", 4, &failures(&["h1", "h2"])).is_err());
         assert_eq!(policy.judge("deploy", 4, &[]).ok(), Some(None));
+    }
+
+    /// Deploys a 3-host fleet over a real sshd (skips without root/sshd), then checks that
+    /// `RemoteFleet::connect` reaches every node through SSH forwards, records the running
+    /// build, applies the partial policy, and that shutdown closes forwards but not nodes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn remote_fleet_reaches_deployed_nodes_through_forwards() {
+        use clap::Parser;
+        use soak_inventory::testing::{TestSshd, free_port, free_udp_port};
+
+        let sshd = match TestSshd::start() {
+            Ok(s) => s,
+            Err(reason) => {
+                eprintln!("skipped: {}", reason.0);
+                return;
+            }
+        };
+        let node_bin = std::env::var_os("SOAK_NODE_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/soak-node")
+            });
+        assert!(
+            node_bin.is_file(),
+            "build soak-node first: {} missing",
+            node_bin.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let binary = dir.path().join("soak-node");
+        std::fs::copy(&node_bin, &binary).expect("copy");
+        let _ = std::process::Command::new("strip").arg(&binary).status();
+        let hosts: Vec<Host> = (0..3)
+            .map(|i| {
+                sshd.host(
+                    &format!("rf-{i}"),
+                    &dir.path().join(format!("h{i}")),
+                    free_port(),
+                    free_udp_port(),
+                )
+            })
+            .collect();
+        struct Guard(Vec<Host>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                for h in &self.0 {
+                    let _ = std::process::Command::new("sh")
+                        .arg("-c")
+                        .arg(node::stop_script(h))
+                        .output();
+                }
+            }
+        }
+        let _guard = Guard(hosts.clone());
+        let inv = dir.path().join("fleet.toml");
+        std::fs::write(&inv, soak_inventory::native::render(&hosts)).expect("inventory");
+        let cli = crate::Cli::try_parse_from([
+            "soak",
+            "deploy",
+            "-i",
+            &inv.to_string_lossy(),
+            "--binary",
+            &binary.to_string_lossy(),
+            "--json",
+        ])
+        .expect("args");
+        let crate::Command::Deploy(args) = cli.command else {
+            unreachable!("parsed deploy")
+        };
+        crate::cmd::deploy::deploy(args)
+            .await
+            .unwrap_or_else(|e| panic!("deploy: {e}"));
+
+        let fleet = RemoteFleet::connect(&inv, &RemoteFleetOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let endpoints = fleet.endpoints();
+        let builds = fleet.builds();
+        assert_eq!(endpoints.len(), 3);
+        let sha = node::sha256_hex(&std::fs::read(&binary).expect("binary"));
+        for ((e, b), h) in endpoints.iter().zip(&builds).zip(&hosts) {
+            assert_eq!(e.name, h.name);
+            assert!(
+                e.admin_url.starts_with("http://127.0.0.1:"),
+                "{}",
+                e.admin_url
+            );
+            assert!(
+                !e.admin_url.ends_with(&format!(":{}", h.api_port)),
+                "a forward, not the node's own port"
+            );
+            let info: NodeInfo = serde_json::from_slice(
+                &std::fs::read(format!("{}/data/node.json", h.install_dir)).expect("node.json"),
+            )
+            .expect("node.json");
+            assert_eq!(e.peer_id, info.peer_id);
+            assert_eq!(
+                (b.host.as_str(), b.binary_sha256.as_str(), b.started_at_ms),
+                (h.name.as_str(), sha.as_str(), info.started_at_ms)
+            );
+            // The admin API answers through the forward with the token read from the host.
+            let api = HttpNode::new(
+                e.clone(),
+                http_client(Duration::from_secs(5)).expect("client"),
+            );
+            let diag = api
+                .diagnostics()
+                .await
+                .unwrap_or_else(|err| panic!("{err}"));
+            assert_eq!(diag.identity.peer_id, info.peer_id);
+        }
+        assert!(fleet.missing().is_empty() && fleet.warning().is_none());
+        let urls: Vec<String> = endpoints
+            .iter()
+            .map(|e| e.admin_url.trim_start_matches("http://").to_string())
+            .collect();
+        fleet.shutdown().await.expect("shutdown");
+        for url in &urls {
+            assert!(
+                tokio::net::TcpStream::connect(url).await.is_err(),
+                "forward {url} still open after shutdown"
+            );
+        }
+        for h in &hosts {
+            let info: NodeInfo = serde_json::from_slice(
+                &std::fs::read(format!("{}/data/node.json", h.install_dir)).expect("node.json"),
+            )
+            .expect("node.json");
+            assert!(
+                std::fs::read_link(format!("/proc/{}/exe", info.pid)).is_ok(),
+                "shutdown must not stop nodes"
+            );
+        }
+
+        // A host without a node: named; fatal by default, tolerated with min_hosts.
+        let mut with_dead = hosts.clone();
+        with_dead.push(sshd.host(
+            "no-node",
+            &dir.path().join("empty"),
+            free_port(),
+            free_udp_port(),
+        ));
+        std::fs::write(&inv, soak_inventory::native::render(&with_dead)).expect("inventory");
+        let err = RemoteFleet::connect(&inv, &RemoteFleetOptions::default())
+            .await
+            .err()
+            .expect("must fail");
+        assert_eq!(err.exit, crate::exit::Exit::Unavailable);
+        assert!(
+            err.message.contains("(no-node)") && err.message.contains("host `no-node`: "),
+            "{}",
+            err.message
+        );
+        let tolerant = RemoteFleetOptions {
+            policy: PartialPolicy { min_hosts: Some(3) },
+            ..RemoteFleetOptions::default()
+        };
+        let fleet = RemoteFleet::connect(&inv, &tolerant)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fleet.endpoints().len(), 3);
+        assert_eq!(
+            fleet
+                .missing()
+                .iter()
+                .map(|m| m.host.as_str())
+                .collect::<Vec<_>>(),
+            ["no-node"]
+        );
+        fleet.shutdown().await.expect("shutdown");
     }
 }
