@@ -49,7 +49,19 @@ enum Command {
 fn main() -> ExitCode {
     // rustls needs a process-wide crypto provider before any TLS (reqwest, quinn) is used.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    // clap's own exit code for bad arguments is 2, which the table reserves for UNKNOWN:
+    // map its errors to 64 (usage); `--help` / `--version` still exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                Exit::Go.into()
+            };
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

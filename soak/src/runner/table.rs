@@ -92,8 +92,11 @@ pub fn windows_table(verdict: &Verdict, observations: &Observations) -> Table {
 }
 
 fn value(bar: &BarResult) -> String {
-    bar.value
-        .map_or_else(|| "n/a".to_owned(), |v| format!("{v}"))
+    match bar.value {
+        None => "n/a".to_owned(),
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+        Some(v) => format!("{v:.4}"),
+    }
 }
 
 /// The bars that are not GO, window level then soak level; `None` when every bar holds.
@@ -169,4 +172,115 @@ pub fn render(
         proof_dir.display()
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use soak_gates::model::{
+        NodeRef, PairOutcome, PhaseAResult, RunInfo, Sample, SampleData, SampleOutcome,
+        WindowRecord,
+    };
+
+    use super::*;
+
+    /// Three nodes, two windows of 10 s, samples every second; node-2 goes silent in window 1
+    /// and one pair into it is lost.
+    fn observations() -> Observations {
+        let names = ["node-0", "node-1", "node-2"];
+        let mut samples = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let series: Vec<Sample> = (0..=20u64)
+                .map(|t| {
+                    let at_ms = 1_000_000 + t * 1_000;
+                    let outcome = if i == 2 && t > 12 {
+                        SampleOutcome::Missing {
+                            error: "connection refused".into(),
+                        }
+                    } else {
+                        SampleOutcome::Ok(SampleData {
+                            instance_id: format!("inst-{i}"),
+                            counters: [
+                                ("dispatcher_completed_total".to_owned(), 10 * t),
+                                ("dispatcher_timeouts_total".to_owned(), 0),
+                                ("recv_pump_dropped_full_total".to_owned(), 0),
+                                ("peer_send_timeouts_total".to_owned(), 0),
+                                ("outbound_high_water_total".to_owned(), 0),
+                            ]
+                            .into_iter()
+                            .collect(),
+                            gauges: [
+                                ("suppressed_topic_peers".to_owned(), 0.0),
+                                ("known_topic_peers".to_owned(), 2.0),
+                            ]
+                            .into_iter()
+                            .collect(),
+                        })
+                    };
+                    Sample { at_ms, outcome }
+                })
+                .collect();
+            samples.insert((*name).to_owned(), series);
+        }
+        let window = |index: u32, lose: bool| {
+            let mut pairs = Vec::new();
+            for from in names {
+                for to in names {
+                    if from == to {
+                        continue;
+                    }
+                    let lost = lose && to == "node-2";
+                    pairs.push(PairOutcome {
+                        from: from.into(),
+                        to: to.into(),
+                        outcome: if lost { "timeout" } else { "acked" }.into(),
+                        delivered: !lost,
+                        latency_us: (!lost).then_some(1_500),
+                        attempts: 1,
+                        error: lost.then(|| "no ack".to_owned()),
+                    });
+                }
+            }
+            WindowRecord {
+                index,
+                start_ms: 1_000_000 + u64::from(index) * 10_000,
+                end_ms: 1_000_000 + u64::from(index + 1) * 10_000,
+                warmup: index == 0,
+                phase_a: Some(PhaseAResult { pairs }),
+                fanout: None,
+                scenarios: Vec::new(),
+            }
+        };
+        Observations {
+            run: RunInfo {
+                run_id: "20260101T000000Z-snap".into(),
+                sample_interval_ms: 1_000,
+                nodes: names
+                    .iter()
+                    .map(|n| NodeRef {
+                        name: (*n).to_owned(),
+                        peer_id: String::new(),
+                    })
+                    .collect(),
+            },
+            samples,
+            windows: vec![window(0, false), window(1, true)],
+        }
+    }
+
+    #[test]
+    fn end_of_run_tables_snapshot() {
+        let observations = observations();
+        let profile = soak_gates::Profile::builtin("broad-launch").expect("built-in gate");
+        let verdict = soak_gates::evaluate(&observations, &profile);
+        let rendered = render(
+            &verdict,
+            &observations,
+            Path::new("proofs/20260101T000000Z-snap"),
+            RunStatus::Completed,
+        );
+        assert!(rendered.contains("verdict: NO-GO"), "{rendered}");
+        insta::assert_snapshot!(rendered);
+    }
 }
