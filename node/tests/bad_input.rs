@@ -6,13 +6,19 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{eventually, spawn};
+use common::{eventually, spawn, spawn_with_env};
 use soak_api::{ApiError, DmOutcome, DmPath, counters as c, gauges as g};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_rejects_bad_requests_with_json_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let n = spawn(&dir.path().join("n"), &["--max-payload-bytes", "1024"]).await;
+    // The payload limit comes from the environment, proving the SOAK_NODE_* wiring.
+    let n = spawn_with_env(
+        &dir.path().join("n"),
+        &[],
+        &[("SOAK_NODE_MAX_PAYLOAD_BYTES", "1024")],
+    )
+    .await;
 
     // Malformed JSON → 400 with a JSON error.
     let r = n.post_raw("/v1/dm", "{not json").await;

@@ -32,6 +32,11 @@ impl Drop for NodeProc {
 
 /// Start `soak-node run --data-dir DIR ARGS...` and wait (polling) for its node.json.
 pub async fn spawn(dir: &Path, args: &[&str]) -> NodeProc {
+    spawn_with_env(dir, args, &[]).await
+}
+
+/// Like [`spawn`], with extra environment variables (e.g. `SOAK_NODE_*` settings).
+pub async fn spawn_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> NodeProc {
     std::fs::create_dir_all(dir).expect("create data dir");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -44,6 +49,7 @@ pub async fn spawn(dir: &Path, args: &[&str]) -> NodeProc {
         .arg(dir)
         .args(args)
         .env("SOAK_NODE_LOG", "debug")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -1,0 +1,103 @@
+//! Node-level impairments through the admin API on real processes: delay and partition take
+//! effect on the node's own UDP path, are listed in diagnostics, expire by themselves, and
+//! can be cleared.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, spawn};
+use soak_api::{ApiError, DmOutcome, Impairment};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impairments_take_effect_expire_and_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn(&dir.path().join("a"), &[]).await;
+    let b = spawn(&dir.path().join("b"), &["--bootstrap", &a.info.quic_addr]).await;
+    assert!(eventually(Duration::from_secs(5), || b.ready()).await);
+    let r = a.dm(&b.info.peer_id, b"warm", None).await;
+    assert_eq!(r.outcome, DmOutcome::Acked);
+    let baseline = r.elapsed_us;
+
+    // Refused: no expiry, loss out of range, bad JSON.
+    for body in [
+        r#"{"delay_ms": 10}"#,
+        r#"{"loss": 2.0, "expires_in_ms": 1000}"#,
+        r#"{"expires_in_ms": 0}"#,
+        "nope",
+    ] {
+        let r = a.post_raw("/v1/impairments", body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let _: ApiError = r.json().await.unwrap();
+    }
+
+    // Delay on A's datagrams to B: the DM round trip grows by at least the delay.
+    let delay = Impairment {
+        peer: Some(b.info.peer_id.clone()),
+        delay_ms: 150,
+        jitter_ms: 0,
+        loss: 0.0,
+        partition: false,
+        expires_in_ms: 10_000,
+    };
+    let r = a
+        .post_raw("/v1/impairments", serde_json::to_vec(&delay).unwrap())
+        .await;
+    assert_eq!(r.status(), 200);
+    let listed: Vec<Impairment> = r.json().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let r = a.dm(&b.info.peer_id, b"slow", None).await;
+    assert_eq!(r.outcome, DmOutcome::Acked, "{r:?}");
+    assert!(
+        r.elapsed_us >= 150_000,
+        "delay not applied: {} us (baseline {baseline} us)",
+        r.elapsed_us
+    );
+    assert_eq!(a.diagnostics().await.impairments.len(), 1);
+    let r = a
+        .http
+        .delete(a.url("/v1/impairments"))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(a.diagnostics().await.impairments.is_empty());
+
+    // A short partition: DMs time out while it lasts, and it lapses by itself.
+    let partition = Impairment {
+        peer: None,
+        delay_ms: 0,
+        jitter_ms: 0,
+        loss: 0.0,
+        partition: true,
+        expires_in_ms: 1_500,
+    };
+    let r = a
+        .post_raw("/v1/impairments", serde_json::to_vec(&partition).unwrap())
+        .await;
+    assert_eq!(r.status(), 200);
+    let req = serde_json::json!({
+        "to": b.info.peer_id,
+        "payload_b64": "cA==",
+        "timeout_ms": 200,
+    });
+    let r: soak_api::DmResponse = a
+        .post_raw("/v1/dm", serde_json::to_vec(&req).unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, DmOutcome::Timeout, "{r:?}");
+    assert_eq!(r.attempts, 2);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            a.diagnostics().await.impairments.is_empty()
+        })
+        .await,
+        "impairment did not expire"
+    );
+    // After expiry the (still open) connection carries DMs again.
+    let r = a.dm(&b.info.peer_id, b"healed", None).await;
+    assert_eq!(r.outcome, DmOutcome::Acked, "{r:?}");
+}
