@@ -92,7 +92,12 @@ async fn two_nodes(dir: &std::path::Path) -> (Node, Node) {
         .await
         .expect("node b");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while a.shared().established.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+    while a
+        .shared()
+        .established
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
         assert!(Instant::now() < deadline, "nodes did not connect");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -102,7 +107,12 @@ async fn two_nodes(dir: &std::path::Path) -> (Node, Node) {
 async fn node_rtt(a: &Node, b: &Node, payload: &[u8]) -> Duration {
     let t = Instant::now();
     let r = a
-        .dm(b.peer_id, rand::random(), payload.to_vec(), Duration::from_secs(2))
+        .dm(
+            b.peer_id,
+            rand::random(),
+            payload.to_vec(),
+            Duration::from_secs(2),
+        )
         .await;
     assert_eq!(r.outcome, DmOutcome::Acked, "{r:?}");
     t.elapsed()
@@ -186,10 +196,23 @@ fn main() {
     let (n50, n99) = (percentile(&node, 0.50), percentile(&node, 0.99));
     let ratio50 = n50.as_secs_f64() / r50.as_secs_f64().max(1e-9);
     let ratio99 = n99.as_secs_f64() / r99.as_secs_f64().max(1e-9);
-    println!("dm_rtt: {} samples each, {PAYLOAD}-byte payload, loopback", raw.len());
-    println!("  raw quinn bi-stream echo   p50 {:>8.1} us   p99 {:>8.1} us", us(r50), us(r99));
-    println!("  soak-node DM + ACK         p50 {:>8.1} us   p99 {:>8.1} us", us(n50), us(n99));
-    println!("  ratio node/raw             p50 {ratio50:>8.2}      p99 {ratio99:>8.2}   (target <= 2.0)");
+    println!(
+        "dm_rtt: {} samples each, {PAYLOAD}-byte payload, loopback",
+        raw.len()
+    );
+    println!(
+        "  raw quinn bi-stream echo   p50 {:>8.1} us   p99 {:>8.1} us",
+        us(r50),
+        us(r99)
+    );
+    println!(
+        "  soak-node DM + ACK         p50 {:>8.1} us   p99 {:>8.1} us",
+        us(n50),
+        us(n99)
+    );
+    println!(
+        "  ratio node/raw             p50 {ratio50:>8.2}      p99 {ratio99:>8.2}   (target <= 2.0)"
+    );
     match idle_rss() {
         Some(kib) => println!(
             "idle_rss: {:.1} MB ({kib} KiB VmRSS, one node, no peers)   (target <= 20 MB)",
