@@ -101,3 +101,59 @@ async fn impairments_take_effect_expire_and_clear() {
     let r = a.dm(&b.info.peer_id, b"healed", None).await;
     assert_eq!(r.outcome, DmOutcome::Acked, "{r:?}");
 }
+
+/// The receiver's ACK arrives after the sender's ACK timeout: the sender retries with the same
+/// request id, the receiver re-ACKs the duplicate, and the message is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_ack_triggers_a_duplicate_safe_retry_that_is_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn(&dir.path().join("a"), &[]).await;
+    let b = spawn(&dir.path().join("b"), &["--bootstrap", &a.info.quic_addr]).await;
+    assert!(eventually(Duration::from_secs(5), || b.ready()).await);
+    let r = a.dm(&b.info.peer_id, b"warm", None).await;
+    assert_eq!(r.outcome, DmOutcome::Acked);
+
+    // B's datagrams to A are held back 750 ms; A waits 500 ms per attempt. So the first ACK
+    // lands at ~750 ms: after attempt 1's deadline (500 ms), before attempt 2's (1000 ms).
+    let slow_acks = Impairment {
+        peer: Some(a.info.peer_id.clone()),
+        delay_ms: 750,
+        jitter_ms: 0,
+        loss: 0.0,
+        partition: false,
+        expires_in_ms: 20_000,
+    };
+    let r = b
+        .post_raw("/v1/impairments", serde_json::to_vec(&slow_acks).unwrap())
+        .await;
+    assert_eq!(r.status(), 200);
+    let rid = "0123456789abcdef0123456789abcdef";
+    let req = serde_json::json!({
+        "to": b.info.peer_id,
+        "payload_b64": "bGF0ZQ==",
+        "request_id": rid,
+        "timeout_ms": 500,
+    });
+    let r: soak_api::DmResponse = a
+        .post_raw("/v1/dm", serde_json::to_vec(&req).unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((r.outcome, r.attempts), (DmOutcome::Acked, 2), "{r:?}");
+    let d = a.diagnostics().await;
+    assert_eq!(d.counters[soak_api::counters::DM_RETRIES], 1);
+    assert_eq!(d.counters[soak_api::counters::DM_ACK_TIMEOUTS], 1);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.counter(soak_api::counters::DM_DUPLICATES).await == 1
+        })
+        .await
+    );
+    let inbox = b.inbox_all().await;
+    assert_eq!(
+        inbox.items.iter().filter(|i| i.request_id == rid).count(),
+        1,
+        "delivered more than once"
+    );
+}
