@@ -223,32 +223,62 @@ fn has_systemd_test() -> &'static str {
     "[ \"$(cat /proc/1/comm 2>/dev/null)\" = systemd ] && command -v systemctl >/dev/null 2>&1"
 }
 
-/// One round trip before deploying: creates the layout and reports what is there.
-pub fn probe_script(host: &Host) -> String {
+/// Marker lines around `node.json` in script output.
+const NODE_JSON_BEGIN: &str = "--- node.json";
+const NODE_JSON_END: &str = "--- end node.json";
+
+/// Prints `node.json` between marker lines when it exists.
+fn print_node_json(l: &NodeLayout) -> String {
+    format!(
+        "if [ -s {info} ]; then echo '{NODE_JSON_BEGIN}'; cat {info}; echo; echo '{NODE_JSON_END}'; fi\n",
+        info = sh_quote(&l.node_info())
+    )
+}
+
+/// One round trip that reports everything deploy, status and the remote fleet need: hashes
+/// of the installed binary and config, the admin token, whether systemd runs, the running
+/// node's pid and the sha256 of *its* executable (the installed file's hash when it still runs
+/// that file, else a hash of `/proc/PID/exe`), and `node.json`. With `create`, it also makes
+/// the install dir layout (deploy); without, it changes nothing on the host.
+pub fn probe_script(host: &Host, create: bool) -> String {
     let l = NodeLayout::new(host);
     let unit = sh_quote(&unit_name(host));
+    let mkdir = if create {
+        format!(
+            "umask 022; mkdir -p {} {} {} {} || exit 3\n",
+            sh_quote(&format!("{}/bin", l.dir)),
+            sh_quote(&l.data_dir()),
+            sh_quote(&format!("{}/log", l.dir)),
+            sh_quote(&format!("{}/run", l.dir)),
+        )
+    } else {
+        String::new()
+    };
     format!(
         "command -v sha256sum >/dev/null 2>&1 || {{ echo 'sha256sum is not installed on the host' >&2; exit 3; }}\n\
-         umask 022; mkdir -p {bin_dir} {data} {log_dir} {run_dir} || exit 3\n\
-         {pidfn}\
-         echo \"binary_sha256=$(sha256sum {bin} 2>/dev/null | cut -d' ' -f1)\"\n\
+         {mkdir}{pidfn}\
+         bin_sha=$(sha256sum {bin} 2>/dev/null | cut -d' ' -f1)\n\
+         echo \"binary_sha256=$bin_sha\"\n\
          echo \"config_sha256=$(sha256sum {config} 2>/dev/null | cut -d' ' -f1)\"\n\
-         if [ -s {token} ]; then echo token=yes; else echo token=no; fi\n\
+         if [ -s {token} ]; then echo \"token=$(head -n 1 {token})\"; fi\n\
+         pid=\n\
          if {systemd}; then echo systemd=yes; \
-           if systemctl is-active --quiet {unit}; then echo \"running=$(systemctl show -p MainPID --value {unit})\"; fi; \
+           if systemctl is-active --quiet {unit}; then pid=$(systemctl show -p MainPID --value {unit}); fi; \
          else echo systemd=no; fi\n\
-         if p=$(soak_pid); then echo \"running=$p\"; fi\n\
-         echo \"arch=$(uname -m)\"\n",
-        bin_dir = sh_quote(&format!("{}/bin", l.dir)),
-        data = sh_quote(&l.data_dir()),
-        log_dir = sh_quote(&format!("{}/log", l.dir)),
-        run_dir = sh_quote(&format!("{}/run", l.dir)),
+         if [ -z \"$pid\" ] || [ \"$pid\" = 0 ]; then pid=$(soak_pid) || pid=; fi\n\
+         if [ -n \"$pid\" ] && exe=$(readlink \"/proc/$pid/exe\" 2>/dev/null); then\n\
+           echo \"running=$pid\"\n\
+           if [ \"$exe\" = {bin} ] && [ -n \"$bin_sha\" ]; then echo \"running_sha256=$bin_sha\"; \
+           else echo \"running_sha256=$(sha256sum \"/proc/$pid/exe\" | cut -d' ' -f1)\"; fi\n\
+         fi\n\
+         echo \"arch=$(uname -m)\"\n\
+         {node_json}",
         pidfn = pid_function(&l),
         bin = sh_quote(&l.binary()),
         config = sh_quote(&l.config()),
         token = sh_quote(&l.token()),
         systemd = has_systemd_test(),
-        unit = unit,
+        node_json = print_node_json(&l),
     )
 }
 
@@ -259,40 +289,147 @@ pub struct Probe {
     pub binary_sha256: Option<String>,
     /// sha256 of the installed config, if any.
     pub config_sha256: Option<String>,
-    /// Whether an admin token exists.
-    pub token_present: bool,
+    /// The admin token, when one exists.
+    pub token: Option<String>,
     /// Whether the host runs systemd as PID 1 with systemctl.
     pub systemd: bool,
     /// Pid of the running node, if one runs.
     pub running_pid: Option<u32>,
+    /// sha256 of the running node's executable.
+    pub running_sha256: Option<String>,
     /// `uname -m`.
     pub arch: String,
+    /// Contents of `node.json`, if present.
+    pub node_json: Option<String>,
+}
+
+/// Splits script output into `key=value` lines and the `node.json` block.
+fn split_output(stdout: &str) -> (Vec<(&str, &str)>, Option<String>) {
+    let mut pairs = Vec::new();
+    let mut json: Option<String> = None;
+    let mut in_json = false;
+    for line in stdout.lines() {
+        if line == NODE_JSON_BEGIN {
+            in_json = true;
+            json = Some(String::new());
+        } else if line == NODE_JSON_END {
+            in_json = false;
+        } else if in_json {
+            if let Some(j) = json.as_mut() {
+                j.push_str(line);
+                j.push('\n');
+            }
+        } else if let Some((k, v)) = line.split_once('=') {
+            pairs.push((k, v.trim()));
+        }
+    }
+    (pairs, json)
 }
 
 impl Probe {
-    /// Parses the `key=value` lines of [`probe_script`].
+    /// Parses the output of [`probe_script`].
     pub fn parse(stdout: &str) -> Probe {
         let mut p = Probe::default();
-        for line in stdout.lines() {
-            let Some((k, v)) = line.split_once('=') else {
-                continue;
-            };
-            let v = v.trim();
+        let (pairs, json) = split_output(stdout);
+        for (k, v) in pairs {
             let some = |v: &str| (!v.is_empty()).then(|| v.to_string());
             match k {
                 "binary_sha256" => p.binary_sha256 = some(v),
                 "config_sha256" => p.config_sha256 = some(v),
-                "token" => p.token_present = v == "yes",
+                "token" => p.token = some(v),
                 "systemd" => p.systemd = v == "yes",
-                "running" => {
-                    p.running_pid = p.running_pid.or(v.parse().ok().filter(|pid| *pid > 0))
-                }
+                "running" => p.running_pid = v.parse().ok().filter(|pid| *pid > 0),
+                "running_sha256" => p.running_sha256 = some(v),
                 "arch" => p.arch = v.to_string(),
                 _ => {}
             }
         }
+        p.node_json = json;
         p
     }
+}
+
+/// What [`apply_script`] changes on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Apply<'a> {
+    /// sha256 and length of a binary sent on standard input, to install atomically after
+    /// checking both (a cut connection must never leave a truncated binary in place).
+    pub binary: Option<(&'a str, usize)>,
+    /// Config text to install.
+    pub config: Option<&'a str>,
+    /// Admin token to write (0600).
+    pub token: Option<&'a str>,
+    /// (Re)start the node in this mode.
+    pub start: Option<RunMode>,
+    /// After starting, wait up to this many seconds for `node.json` and print it.
+    pub wait_secs: u64,
+}
+
+fn heredoc_write(path: &str, text: &str, mode: &str, marker: &str) -> String {
+    format!(
+        "tmp={dest}.soak-tmp.$$\ncat > \"$tmp\" <<'{marker}'\n{text}{nl}{marker}\n\
+         chmod {mode} \"$tmp\" && mv -f \"$tmp\" {dest} || {{ rm -f \"$tmp\"; echo 'cannot write '{dest} >&2; exit 11; }}\n",
+        dest = sh_quote(path),
+        nl = if text.ends_with('\n') { "" } else { "\n" },
+    )
+}
+
+/// One round trip that installs what changed and (re)starts the node: the binary from
+/// standard input (verified by length and sha256, then `mv`), config, token, then the start
+/// script; then waits for the new `node.json` and prints it (`pid=PID` first).
+pub fn apply_script(host: &Host, config: &NodeConfig, apply: &Apply<'_>) -> Result<String, String> {
+    let l = NodeLayout::new(host);
+    let mut script = String::from("umask 022\n");
+    if let Some((sha, len)) = apply.binary {
+        script.push_str(&format!(
+            "tmp={bin}.soak-tmp.$$\n\
+             cat > \"$tmp\" || {{ rm -f \"$tmp\"; echo 'receiving the binary failed' >&2; exit 10; }}\n\
+             got_len=$(wc -c < \"$tmp\" | tr -d ' '); got_sha=$(sha256sum \"$tmp\" | cut -d' ' -f1)\n\
+             if [ \"$got_len\" != {len} ] || [ \"$got_sha\" != {sha} ]; then rm -f \"$tmp\"; \
+               echo \"the binary arrived damaged ($got_len bytes, sha256 $got_sha; expected {len} bytes, {sha})\" >&2; exit 10; fi\n\
+             chmod 755 \"$tmp\" && mv -f \"$tmp\" {bin} || {{ rm -f \"$tmp\"; exit 10; }}\n",
+            bin = sh_quote(&l.binary()),
+            sha = sh_quote(sha),
+        ));
+    }
+    for (text, what) in [(apply.config, "config"), (apply.token, "token")] {
+        if let Some(text) = text
+            && text.lines().any(|line| line == "SOAK_FILE_EOF")
+        {
+            return Err(format!("the {what} contains a line `SOAK_FILE_EOF`"));
+        }
+    }
+    if let Some(text) = apply.config {
+        script.push_str(&heredoc_write(&l.config(), text, "644", "SOAK_FILE_EOF"));
+    }
+    if let Some(token) = apply.token {
+        script.push_str("umask 077\n");
+        script.push_str(&heredoc_write(&l.token(), token, "600", "SOAK_FILE_EOF"));
+        script.push_str("umask 022\n");
+    }
+    if let Some(mode) = apply.start {
+        script.push_str(&start_script(host, config, mode));
+        script.push_str(&format!(
+            "i=0; while [ $i -lt {ticks} ]; do [ -s {info} ] && break; \
+             if [ -n \"$started\" ] && ! readlink \"/proc/$started/exe\" >/dev/null 2>&1; then break; fi; \
+             sleep 0.05; i=$((i+1)); done\n",
+            ticks = apply.wait_secs.saturating_mul(20).max(1),
+            info = sh_quote(&l.node_info()),
+        ));
+    }
+    script.push_str(&print_node_json(&l));
+    Ok(script)
+}
+
+/// What [`apply_script`] printed: the started pid and `node.json`.
+pub fn parse_apply(stdout: &str) -> (Option<u32>, Option<String>) {
+    let (pairs, json) = split_output(stdout);
+    let pid = pairs
+        .iter()
+        .filter(|(k, _)| *k == "pid")
+        .filter_map(|(_, v)| v.parse().ok())
+        .next_back();
+    (pid, json)
 }
 
 /// Stops the node (systemd unit if installed, and the background process if its pid file
@@ -363,8 +500,9 @@ pub fn start_script(host: &Host, config: &NodeConfig, mode: RunMode) -> String {
                 "{stop}{clear}cd {dir} || exit 5\n\
                  if command -v setsid >/dev/null 2>&1; then S=setsid; else S=; fi\n\
                  $S nohup {cmd} >> {log} 2>&1 < /dev/null &\n\
-                 echo $! > {pidfile}\n\
-                 echo \"pid=$!\"\n",
+                 started=$!\n\
+                 echo \"$started\" > {pidfile}\n\
+                 echo \"pid=$started\"\n",
                 dir = sh_quote(&l.dir),
                 cmd = cmd.join(" "),
                 log = sh_quote(&l.log()),
@@ -378,7 +516,8 @@ pub fn start_script(host: &Host, config: &NodeConfig, mode: RunMode) -> String {
                  cat > /etc/systemd/system/{unit_q}.soak-tmp <<'SOAK_UNIT_EOF'\n{unit_text}SOAK_UNIT_EOF\n\
                  mv -f /etc/systemd/system/{unit_q}.soak-tmp /etc/systemd/system/{unit_q} && \
                  systemctl daemon-reload && systemctl enable {unit_q} >/dev/null 2>&1 && systemctl restart {unit_q} || exit 7\n\
-                 echo \"pid=$(systemctl show -p MainPID --value {unit_q})\"\n",
+                 started=$(systemctl show -p MainPID --value {unit_q})\n\
+                 echo \"pid=$started\"\n",
                 unit_q = sh_quote(&unit),
                 unit_text = unit_file(host, config),
             )
@@ -439,11 +578,15 @@ pub struct DeployRecord {
 }
 
 /// Runs [`probe_script`] on `remote`.
-pub async fn probe(remote: &dyn Remote, timeout: Duration) -> Result<Probe, RemoteError> {
+pub async fn probe(
+    remote: &dyn Remote,
+    create: bool,
+    timeout: Duration,
+) -> Result<Probe, RemoteError> {
     let out = remote
         .run(
             "probing the install dir",
-            &probe_script(remote.host()),
+            &probe_script(remote.host(), create),
             timeout,
         )
         .await?;
@@ -510,12 +653,20 @@ mod tests {
     #[test]
     fn probe_output_parses() {
         let p = Probe::parse(
-            "binary_sha256=abc\nconfig_sha256=\ntoken=yes\nsystemd=no\nrunning=42\narch=x86_64\n",
+            "binary_sha256=abc\nconfig_sha256=\ntoken=f00d\nsystemd=no\nrunning=42\nrunning_sha256=abc\narch=x86_64\n\
+             --- node.json\n{\"pid\": 42}\n\n--- end node.json\n",
         );
         assert_eq!(p.binary_sha256.as_deref(), Some("abc"));
         assert_eq!(p.config_sha256, None);
-        assert!(p.token_present && !p.systemd);
+        assert_eq!(p.token.as_deref(), Some("f00d"));
+        assert!(!p.systemd);
         assert_eq!(p.running_pid, Some(42));
+        assert_eq!(p.running_sha256.as_deref(), Some("abc"));
+        assert_eq!(p.node_json.as_deref().map(str::trim), Some("{\"pid\": 42}"));
+        assert_eq!(
+            parse_apply("pid=7\n--- node.json\n{}\n--- end node.json\n"),
+            (Some(7), Some("{}\n".to_string()))
+        );
     }
 
     #[test]
@@ -551,8 +702,17 @@ mod tests {
     fn scripts_are_valid_sh() {
         let f = fleet();
         let c = NodeConfig::for_host(&f[0], &f);
+        let apply = Apply {
+            binary: Some(("abc", 3)),
+            config: Some("listen = \"x\"\n"),
+            token: Some("t"),
+            start: Some(RunMode::Background),
+            wait_secs: 5,
+        };
         for script in [
-            probe_script(&f[0]),
+            probe_script(&f[0], true),
+            probe_script(&f[0], false),
+            apply_script(&f[0], &c, &apply).expect("script"),
             stop_script(&f[0]),
             start_script(&f[0], &c, RunMode::Background),
             start_script(&f[0], &c, RunMode::Systemd),

@@ -234,7 +234,8 @@ impl dyn Remote + '_ {
     }
 
     /// Writes `data` to `path` on the host atomically (a temp file in the same directory,
-    /// then `mv`), with permission bits `mode` (e.g. `0o600`). Creates the parent directory.
+    /// checked for its full length, then `mv`), with permission bits `mode` (e.g. `0o600`).
+    /// Creates the parent directory.
     pub async fn upload(
         &self,
         data: &[u8],
@@ -248,8 +249,10 @@ impl dyn Remote + '_ {
             None => ".",
         };
         let script = format!(
-            "umask 077; mkdir -p {dir} && tmp={dest}.soak-tmp.$$ && cat > \"$tmp\" && chmod {mode:o} \"$tmp\" && mv -f \"$tmp\" {dest} \
-             || {{ rc=$?; rm -f \"$tmp\"; exit $rc; }}",
+            "umask 077; mkdir -p {dir} && tmp={dest}.soak-tmp.$$ && cat > \"$tmp\" \
+             && [ \"$(wc -c < \"$tmp\" | tr -d ' ')\" = {len} ] && chmod {mode:o} \"$tmp\" && mv -f \"$tmp\" {dest} \
+             || {{ rc=$?; rm -f \"$tmp\"; echo 'incomplete or failed write' >&2; exit $rc; }}",
+            len = data.len(),
             dir = sh_quote(dir),
             dest = sh_quote(path),
         );

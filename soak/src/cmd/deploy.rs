@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use clap::Args;
 use comfy_table::{Table, presets};
-use soak_inventory::node::{self, DeployRecord, NodeConfig, NodeLayout, Probe, RunMode};
+use soak_api::NodeInfo;
+use soak_inventory::node::{self, Apply, DeployRecord, NodeConfig, NodeLayout, Probe, RunMode};
 use soak_inventory::remote::{self, ConnectOptions, Remote};
 use soak_inventory::{Host, Inventory};
 use soak_scenarios::NodeApi;
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::fleet::remote::{
     COMMAND_TIMEOUT, DEFAULT_PARALLEL, HostFailure, PartialPolicy, for_each_host, forward_admin,
-    host_error, load_inventory, log_tail, read_node_info, running_binary_sha256, wait_ready,
+    host_error, load_inventory, log_tail, wait_ready,
 };
 
 /// Options shared by every fleet command.
@@ -377,95 +378,106 @@ async fn deploy_on(
     let host = remote.host().clone();
     let layout = NodeLayout::new(&host);
     let e = |err: soak_inventory::remote::RemoteError| err.to_string();
-    let probe: Probe = node::probe(remote, COMMAND_TIMEOUT).await.map_err(e)?;
+    // Round trip 1: what is there.
+    let probe: Probe = node::probe(remote, true, COMMAND_TIMEOUT)
+        .await
+        .map_err(e)?;
     let mode = RunMode::resolve(host.service, probe.systemd).map_err(|m| host_error(&host, m))?;
 
-    // The binary: only when it differs (a 10 MB upload per host is most of a deploy).
+    // The binary only when it differs (a 10-20 MB upload per host is most of a deploy).
     let uploaded = probe.binary_sha256.as_deref() != Some(payload.sha256.as_str());
-    if uploaded {
-        let limit = COMMAND_TIMEOUT + Duration::from_secs((payload.bytes.len() / 1_000_000) as u64);
-        remote
-            .upload(&payload.bytes, &layout.binary(), 0o755, limit)
-            .await
-            .map_err(e)?;
-    }
     let config = NodeConfig::for_host(&host, fleet);
     let config_text = config.to_toml();
     let config_changed =
         probe.config_sha256.as_deref() != Some(node::sha256_hex(config_text.as_bytes()).as_str());
-    if config_changed {
-        remote
-            .upload(
-                config_text.as_bytes(),
-                &layout.config(),
-                0o644,
-                COMMAND_TIMEOUT,
-            )
-            .await
-            .map_err(e)?;
-    }
-    let token = if probe.token_present {
-        node::read_token(remote, COMMAND_TIMEOUT).await.map_err(e)?
-    } else {
-        let token = node::new_admin_token()
-            .map_err(|err| host_error(&host, format!("cannot generate a token: {err}")))?;
-        remote
-            .upload(
-                format!("{token}\n").as_bytes(),
-                &layout.token(),
-                0o600,
-                COMMAND_TIMEOUT,
-            )
-            .await
-            .map_err(e)?;
-        token
+    let (token, new_token) = match &probe.token {
+        Some(token) => (token.clone(), false),
+        None => (
+            node::new_admin_token()
+                .map_err(|err| host_error(&host, format!("cannot generate a token: {err}")))?,
+            true,
+        ),
     };
+    // Restart when anything changed, when nothing runs, or when what runs is not the
+    // installed file (it was replaced behind our back).
+    let stale_process = probe.running_sha256.as_deref() != Some(payload.sha256.as_str());
+    let restarted = settings.restart
+        || uploaded
+        || config_changed
+        || new_token
+        || probe.running_pid.is_none()
+        || stale_process;
 
-    let restarted = settings.restart || uploaded || config_changed || probe.running_pid.is_none();
-    let mut started_pid = probe.running_pid;
-    if restarted {
-        let out = remote
-            .run(
-                "starting soak-node",
-                &node::start_script(&host, &config, mode),
-                COMMAND_TIMEOUT,
-            )
-            .await
-            .map_err(e)?;
-        started_pid = out
-            .stdout_text()
-            .lines()
-            .filter_map(|l| l.strip_prefix("pid="))
-            .filter_map(|p| p.trim().parse::<u32>().ok())
-            .next_back();
-    }
-
-    // node.json appears once the node listens; it names the peer id the API must answer as.
-    let deadline = Instant::now() + settings.ready_timeout;
-    let info = loop {
-        match read_node_info(remote).await? {
-            Some(info)
-                if !restarted
-                    || started_pid.is_none_or(|p| p == info.pid)
-                    || mode == RunMode::Systemd =>
-            {
-                break info;
-            }
-            _ => {}
-        }
-        if Instant::now() >= deadline {
+    let info_text = if restarted {
+        // Round trip 2: install what changed, (re)start, wait for the new node.json.
+        let apply = Apply {
+            binary: uploaded.then_some((payload.sha256.as_str(), payload.bytes.len())),
+            config: config_changed.then_some(config_text.as_str()),
+            token: new_token.then_some(token.as_str()),
+            start: Some(mode),
+            wait_secs: settings.ready_timeout.as_secs().max(1),
+        };
+        let script =
+            node::apply_script(&host, &config, &apply).map_err(|m| host_error(&host, m))?;
+        let input: &[u8] = if uploaded { &payload.bytes } else { &[] };
+        let limit = COMMAND_TIMEOUT
+            + settings.ready_timeout
+            + Duration::from_secs((payload.bytes.len() / 1_000_000) as u64);
+        let out = remote.exec(&script, input, limit).await.map_err(e)?;
+        if !out.success() {
             let tail = log_tail(remote, 20).await;
             return Err(host_error(
                 &host,
                 format!(
-                    "the node wrote no node.json within {}s; last log lines:\n{}",
-                    settings.ready_timeout.as_secs(),
+                    "installing and starting soak-node failed ({}): {}; last log lines:\n{}",
+                    out.status
+                        .map_or_else(|| "signal".to_string(), |c| format!("exit {c}")),
+                    out.stderr_tail(),
                     tail.trim_end()
                 ),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (pid, json) = node::parse_apply(&out.stdout_text());
+        match (pid, json) {
+            (_, None) => {
+                let tail = log_tail(remote, 20).await;
+                return Err(host_error(
+                    &host,
+                    format!(
+                        "the node wrote no node.json within {}s; last log lines:\n{}",
+                        settings.ready_timeout.as_secs(),
+                        tail.trim_end()
+                    ),
+                ));
+            }
+            (_, Some(json)) => json,
+        }
+    } else {
+        probe.node_json.clone().ok_or_else(|| {
+            host_error(
+                &host,
+                "soak-node runs but its node.json is missing; rerun with --restart",
+            )
+        })?
     };
+    let info: NodeInfo = serde_json::from_str(&info_text).map_err(|err| {
+        host_error(
+            &host,
+            format!("{} is not valid node.json: {err}", layout.node_info()),
+        )
+    })?;
+    if !restarted && Some(info.pid) != probe.running_pid {
+        return Err(host_error(
+            &host,
+            format!(
+                "node.json names pid {} but pid {:?} runs; rerun with --restart",
+                info.pid, probe.running_pid
+            ),
+        ));
+    }
+
+    // Readiness and version through an SSH local port-forward: the admin API is loopback-only.
+    let deadline = Instant::now() + settings.ready_timeout;
     let forwarded = forward_admin(remote, &token, &info.peer_id, Duration::from_secs(5))
         .await
         .map_err(e)?;
@@ -494,22 +506,12 @@ async fn deploy_on(
             ),
         ));
     }
-    let running_sha = running_binary_sha256(remote, info.pid, Some(&payload.sha256)).await?;
-    if running_sha != payload.sha256 {
-        return Err(host_error(
-            &host,
-            format!(
-                "the running node (pid {}) is binary {} but {} was deployed; rerun with --restart",
-                info.pid,
-                short(&running_sha),
-                short(&payload.sha256)
-            ),
-        ));
-    }
+    // The running process was started from the verified file (restart) or already runs the
+    // installed file whose hash the probe took (`/proc/PID/exe` not replaced).
     let record = DeployRecord {
         host: host.name.clone(),
         address: host.address.clone(),
-        binary_sha256: running_sha,
+        binary_sha256: payload.sha256.clone(),
         version: version.version,
         git: version.git,
         peer_id: info.peer_id,
@@ -520,6 +522,7 @@ async fn deploy_on(
         restarted,
         deployed_at_ms: now_ms(),
     };
+    // Round trip 3: the record.
     let json = serde_json::to_vec_pretty(&record).map_err(|err| host_error(&host, err))?;
     remote
         .upload(&json, &layout.record(), 0o644, COMMAND_TIMEOUT)
@@ -637,7 +640,7 @@ async fn host_status(host: Host, connect: &ConnectOptions) -> HostStatus {
 
 async fn status_on(remote: &dyn Remote, s: &mut HostStatus) -> Result<(), String> {
     let host = remote.host().clone();
-    let probe = node::probe(remote, COMMAND_TIMEOUT)
+    let probe = node::probe(remote, false, COMMAND_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let Some(pid) = probe.running_pid else {
@@ -645,13 +648,16 @@ async fn status_on(remote: &dyn Remote, s: &mut HostStatus) -> Result<(), String
     };
     s.running = true;
     s.pid = Some(pid);
-    s.binary_sha256 =
-        Some(running_binary_sha256(remote, pid, probe.binary_sha256.as_deref()).await?);
-    let token = node::read_token(remote, COMMAND_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    let info = read_node_info(remote).await?;
-    let peer_id = info.map(|i| i.peer_id).unwrap_or_default();
+    s.binary_sha256 = probe.running_sha256.clone();
+    let token = probe
+        .token
+        .ok_or_else(|| host_error(&host, "no admin token on the host"))?;
+    let peer_id = probe
+        .node_json
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<NodeInfo>(j).ok())
+        .map(|i| i.peer_id)
+        .unwrap_or_default();
     let forwarded = forward_admin(remote, &token, &peer_id, Duration::from_secs(5))
         .await
         .map_err(|e| e.to_string())?;

@@ -18,10 +18,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use soak_api::NodeInfo;
-use soak_inventory::node::{self, NodeLayout};
-use soak_inventory::remote::{
-    self, ConnectOptions, Remote, RemoteError, RemoteErrorKind, sh_quote,
-};
+use soak_inventory::node;
+use soak_inventory::remote::{self, ConnectOptions, Remote, RemoteError, RemoteErrorKind};
 use soak_inventory::{Host, Inventory};
 use soak_scenarios::{HttpNode, NodeApi, NodeEndpoint, http_client};
 use tokio::time::Instant;
@@ -177,56 +175,6 @@ pub async fn wait_ready(api: &HttpNode, deadline: Instant) -> Result<(), String>
             return Err(last);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Reads and parses `node.json` of the host's node.
-pub async fn read_node_info(remote: &dyn Remote) -> Result<Option<NodeInfo>, String> {
-    let path = NodeLayout::new(remote.host()).node_info();
-    match remote.download(&path, COMMAND_TIMEOUT).await {
-        Err(e) => Err(e.to_string()),
-        Ok(None) => Ok(None),
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| host_error(remote.host(), format!("{path} is not valid node.json: {e}"))),
-    }
-}
-
-/// sha256 of the executable of process `pid` on the host — the running build, even if the
-/// file was replaced since. When the process still runs the installed file (its `/proc/PID/exe`
-/// is not "(deleted)") and that file's hash is already known (`installed_sha256`), that hash is
-/// the answer and nothing is re-read.
-pub async fn running_binary_sha256(
-    remote: &dyn Remote,
-    pid: u32,
-    installed_sha256: Option<&str>,
-) -> Result<String, String> {
-    let binary = sh_quote(&NodeLayout::new(remote.host()).binary());
-    let script = format!(
-        "exe=$(readlink /proc/{pid}/exe) || {{ echo 'process {pid} is gone' >&2; exit 3; }}\n\
-         if [ \"$exe\" = {binary} ] && [ {known} = yes ]; then echo same; \
-         else sha256sum /proc/{pid}/exe | cut -d' ' -f1; fi",
-        known = if installed_sha256.is_some() {
-            "yes"
-        } else {
-            "no"
-        },
-    );
-    let out = remote
-        .run("hashing the running binary", &script, COMMAND_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    let text = out.stdout_text().trim().to_string();
-    if let (true, Some(known)) = (text == "same", installed_sha256) {
-        return Ok(known.to_string());
-    }
-    if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(text)
-    } else {
-        Err(host_error(
-            remote.host(),
-            format!("unexpected sha256sum output `{text}`"),
-        ))
     }
 }
 
@@ -399,15 +347,39 @@ async fn attach_on(
     options: &RemoteFleetOptions,
 ) -> Result<(NodeEndpoint, HostBuild), String> {
     let host = remote.host().clone();
-    let token = node::read_token(remote, COMMAND_TIMEOUT)
+    // One round trip: token, node.json and the hash of the running executable.
+    let probe = node::probe(remote, false, COMMAND_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
-    let info = read_node_info(remote).await?.ok_or_else(|| {
-        host_error(
+    let not_deployed = |what: &str| host_error(&host, format!("{what}; run `soak deploy` first"));
+    let pid = probe
+        .running_pid
+        .ok_or_else(|| not_deployed("soak-node is not running"))?;
+    let token = probe
+        .token
+        .clone()
+        .ok_or_else(|| not_deployed("no admin token"))?;
+    let info: NodeInfo = probe
+        .node_json
+        .as_deref()
+        .ok_or_else(|| not_deployed("no node.json"))
+        .and_then(|j| {
+            serde_json::from_str(j)
+                .map_err(|e| host_error(&host, format!("node.json is not valid: {e}")))
+        })?;
+    if info.pid != pid {
+        return Err(host_error(
             &host,
-            "no node.json: the node is not running; run `soak deploy` first",
-        )
-    })?;
+            format!(
+                "node.json names pid {} but pid {pid} runs; redeploy with --restart",
+                info.pid
+            ),
+        ));
+    }
+    let sha = probe
+        .running_sha256
+        .clone()
+        .ok_or_else(|| host_error(&host, "cannot hash the running binary"))?;
     let forwarded = forward_admin(remote, &token, &info.peer_id, options.request_timeout)
         .await
         .map_err(|e| e.to_string())?;
@@ -428,7 +400,6 @@ async fn attach_on(
             ),
         ));
     }
-    let sha = running_binary_sha256(remote, info.pid, None).await?;
     let endpoint = forwarded.api.endpoint().clone();
     let build = HostBuild {
         host: host.name.clone(),
