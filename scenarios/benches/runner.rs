@@ -152,6 +152,31 @@ async fn single_dm(nodes: &[HttpNode], reps: usize) -> Duration {
     median(times)
 }
 
+/// The same N·(N−1) DMs with the same concurrency, sent raw: no inbox confirmation, no
+/// bookkeeping. Phase A over this is the cost of the workload's own logic.
+async fn raw_dm_burst(nodes: &[HttpNode], concurrency: usize) -> Duration {
+    use futures::StreamExt;
+    let pairs = soak_scenarios::phase_a::pair_order(nodes.len());
+    let start = Instant::now();
+    futures::stream::iter(pairs)
+        .map(|(from, to)| {
+            let id: [u8; 16] = rand::random();
+            let request = DmRequest {
+                to: nodes[to].peer_id().to_owned(),
+                payload_b64: base64::engine::general_purpose::STANDARD.encode([7u8; 64]),
+                request_id: Some(hex::encode(id)),
+                timeout_ms: Some(2_000),
+            };
+            async move {
+                let _ = nodes[from].send_dm(&request).await;
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<()>>()
+        .await;
+    start.elapsed()
+}
+
 async fn bench_phase_a(n: usize, client: &reqwest::Client, reps: usize) {
     let mesh = match Mesh::start(n, client).await {
         Ok(mesh) => mesh,
@@ -174,16 +199,24 @@ async fn bench_phase_a(n: usize, client: &reqwest::Client, reps: usize) {
         delivered = result.pairs.iter().filter(|p| p.delivered).count();
     }
     let wall = median(walls);
+    let mut raws = Vec::new();
+    for _ in 0..reps {
+        raws.push(raw_dm_burst(&mesh.nodes, config.concurrency).await);
+    }
+    let raw = median(raws);
     let dm = single_dm(&mesh.nodes, 20).await;
     let reference = dm.mul_f64(pairs as f64 / config.concurrency.min(pairs) as f64);
     println!(
         "phase_a/{n}: {pairs} pairs, {delivered} delivered, wall {:.1} ms (median of {reps}); \
-         reference single DM {:.2} ms × {pairs}/{} = {:.1} ms; ratio {:.2}",
+         reference single DM {:.2} ms × {pairs}/{} = {:.1} ms; ratio {:.2}; \
+         raw DM burst (same pairs, no confirmation) {:.1} ms; ratio {:.2}",
         wall.as_secs_f64() * 1e3,
         dm.as_secs_f64() * 1e3,
         config.concurrency.min(pairs),
         reference.as_secs_f64() * 1e3,
         wall.as_secs_f64() / reference.as_secs_f64().max(1e-9),
+        raw.as_secs_f64() * 1e3,
+        wall.as_secs_f64() / raw.as_secs_f64().max(1e-9),
     );
     if n >= 50 {
         bench_sampler(&mesh.nodes, client).await;
