@@ -298,10 +298,12 @@ pub async fn run<A: NodeApi + 'static>(
                         window: index,
                         result: outcome.result.clone(),
                     });
+                    // A burst that never published targeted nobody.
+                    let targets = if outcome.result.is_some() { publishers } else { Vec::new() };
                     let record = ScenarioRecord {
                         name: Workload::FanoutBurst.name().to_owned(),
                         status: outcome.status,
-                        targets: publishers,
+                        targets,
                         exemptions: Vec::new(),
                         recovery: None,
                     };
