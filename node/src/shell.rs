@@ -286,6 +286,8 @@ impl Node {
             ops: HashMap::new(),
             next_op: 1,
             high_water: (t.outbound_queue as usize * 3 / 4).max(1),
+            drain_grace: Duration::from_millis(t.send_deadline_ms).max(Duration::from_secs(1)),
+            draining: std::collections::VecDeque::new(),
         };
         tokio::spawn(actor.run(cmd_rx, net_rx));
         info!(peer_id = %identity.peer_id, quic = %bound.local, "node started");
@@ -581,14 +583,21 @@ async fn writer(
     while let Some(buf) = rx.recv().await {
         match tokio::time::timeout(deadline, send.write_all(&buf)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => break,
+            Ok(Err(_)) => return,
             Err(_) => {
                 shared.metrics.inc(c::PEER_SEND_TIMEOUTS);
                 connection.close(CLOSE_STALLED.into(), b"send stalled");
-                break;
+                return;
             }
         }
     }
+    // The actor dropped the queue (connection replaced, idle or gone): end the stream cleanly
+    // and hold the connection open until the peer has every queued byte, so a connection that
+    // lost a tie-break drains instead of dropping frames in flight.
+    if send.finish().is_ok() {
+        let _ = tokio::time::timeout(deadline, send.stopped()).await;
+    }
+    drop(connection);
 }
 
 async fn reader(
@@ -623,7 +632,9 @@ async fn reader(
             Err(FrameReadError::Read(_)) => break,
         }
     }
-    connection.close(0u32.into(), b"stream ended");
+    // No close here: at a clean end of stream the peer is draining this connection, and our
+    // own writer may still be flushing; the connection closes once both sides let go.
+    drop(connection);
     let _ = ctx.net_tx.send(NetEvent::Down { peer, conn }).await;
 }
 
@@ -672,6 +683,8 @@ struct Actor {
     ops: HashMap<OpId, oneshot::Sender<DmDone>>,
     next_op: OpId,
     high_water: usize,
+    drain_grace: Duration,
+    draining: std::collections::VecDeque<(Instant, ConnId)>,
 }
 
 impl Actor {
@@ -733,7 +746,10 @@ impl Actor {
                 }
             }
             NetEvent::Down { peer, conn } => {
-                self.conns.remove(&conn);
+                // Keep the writer for a grace period: frames of this connection may still sit
+                // in the recv pump (Down overtakes them), and their answers fall back to the
+                // connection they came on when the peer has no other one yet.
+                self.draining.push_back((now + self.drain_grace, conn));
                 Input::ConnectionDown { peer, conn }
             }
             NetEvent::DialFailed { peer, addr } => Input::DialFailed { peer, addr },
@@ -798,6 +814,14 @@ impl Actor {
     }
 
     fn drain(&mut self) {
+        let now = Instant::now();
+        while let Some((at, conn)) = self.draining.front().copied() {
+            if at > now {
+                break;
+            }
+            self.draining.pop_front();
+            self.conns.remove(&conn);
+        }
         let metrics = &self.ctx.shared.metrics;
         while let Some(out) = self.core.poll_output() {
             match out {
@@ -825,12 +849,27 @@ impl Actor {
                 Output::Close { conn, reason } => {
                     if let Some(entry) = self.conns.remove(&conn) {
                         use crate::proto::core::CloseReason as R;
-                        let (code, why): (u32, &[u8]) = match reason {
+                        let (code, why): (u32, &'static [u8]) = match reason {
                             R::Replaced => (CLOSE_REPLACED, b"replaced by a newer connection"),
                             R::Idle => (CLOSE_IDLE, b"idle"),
                             R::SelfConnection => (CLOSE_SELF, b"self connection"),
                         };
-                        entry.connection.close(code.into(), why);
+                        if reason == R::SelfConnection {
+                            entry.connection.close(code.into(), why);
+                        } else {
+                            // Drain instead of cutting: dropping the queue's sender lets the
+                            // writer flush what is queued and finish its stream; the peer's
+                            // reader then sees the end and closes. Frames already in flight on
+                            // a connection that lost a tie-break are therefore not lost. The
+                            // timer is the backstop for a peer that never reads.
+                            let ConnEntry { connection, out } = entry;
+                            drop(out);
+                            let grace = self.drain_grace;
+                            tokio::spawn(async move {
+                                tokio::time::sleep(grace).await;
+                                connection.close(code.into(), why);
+                            });
+                        }
                     }
                 }
                 Output::DmDone(done) => {

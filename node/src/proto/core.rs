@@ -683,7 +683,14 @@ impl Core {
         }
     }
 
-    fn frame(&mut self, peer: PeerId, conn: ConnId, frame: Frame, now: Instant) {
+    fn frame(&mut self, peer: PeerId, arrived_on: ConnId, frame: Frame, now: Instant) {
+        // Answers go on the peer's current connection: a frame may arrive on a connection that
+        // just lost a tie-break and is draining, and would be closed under the answer.
+        let conn = self
+            .peers
+            .get(&peer)
+            .and_then(|p| p.conn)
+            .map_or(arrived_on, |c| c.id);
         if let Some(p) = self.peers.get_mut(&peer) {
             p.last_recv = Some(now);
         } else if !matches!(frame, Frame::Gossip(_)) {
