@@ -612,19 +612,28 @@ impl Builder {
                 .collect();
             hosts.push(overlay.into_host(&draft.name, groups));
         }
-        // Two hosts with the same address and ports would fight over the same sockets.
+        // Two hosts reached at the same address and SSH port are one machine: they must not
+        // share an install dir or a port.
         for (i, a) in hosts.iter().enumerate() {
             for b in &hosts[..i] {
-                if a.address == b.address
-                    && a.install_dir == b.install_dir
-                    && a.ssh.port == b.ssh.port
-                {
-                    let line = self.hosts[i].line;
+                if a.address != b.address || a.ssh.port != b.ssh.port {
+                    continue;
+                }
+                let clash = if a.install_dir == b.install_dir {
+                    Some(format!("install_dir {}", a.install_dir))
+                } else if a.api_port == b.api_port {
+                    Some(format!("api_port {}", a.api_port))
+                } else if a.gossip_port == b.gossip_port {
+                    Some(format!("gossip_port {}", a.gossip_port))
+                } else {
+                    None
+                };
+                if let Some(clash) = clash {
                     return Err(self.err(
-                        line,
+                        self.hosts[i].line,
                         format!(
-                            "hosts `{}` and `{}` share address {} and install_dir {}; give one its own install_dir",
-                            b.name, a.name, a.address, a.install_dir
+                            "hosts `{}` and `{}` are the same machine ({}, ssh port {}) and share {clash}; give each its own",
+                            b.name, a.name, a.address, a.ssh.port
                         ),
                     ));
                 }
@@ -746,6 +755,26 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(o.ssh_key, Some(PathBuf::from("/inv/keys/id")));
+    }
+
+    #[test]
+    fn one_machine_hosts_must_not_share_ports_or_dirs() {
+        let text = "[[hosts]]\nname = \"a\"\naddress = \"127.0.0.1\"\ninstall_dir = \"/x/a\"\n\
+                    [[hosts]]\nname = \"b\"\naddress = \"127.0.0.1\"\ninstall_dir = \"/x/b\"\n";
+        let err = crate::native::parse(Path::new("f.toml"), text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("f.toml:6: ") && err.contains("api_port 7100"),
+            "{err}"
+        );
+        let ok = text.replacen(
+            "install_dir = \"/x/b\"",
+            "install_dir = \"/x/b\"\napi_port = 1\ngossip_port = 2",
+            1,
+        );
+        assert!(crate::native::parse(Path::new("f.toml"), &ok).is_ok());
     }
 
     #[test]
