@@ -306,10 +306,24 @@ impl Remote for SshRemote {
             let SshRemote {
                 host,
                 session,
+                forwards,
                 _control_dir,
-                ..
             } = *self;
-            // Closing the master ends its forwards too.
+            // The master only stops listening for new clients and exits once its channels are
+            // gone (an HTTP keep-alive through a forward can hold it); close the forwards'
+            // listeners explicitly so the local ports are released now.
+            let forwards = forwards
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (local, remote_port) in forwards {
+                let _ = session
+                    .close_port_forward(
+                        ForwardType::Local,
+                        SocketAddr::from((Ipv4Addr::LOCALHOST, local)),
+                        Socket::new("127.0.0.1", remote_port),
+                    )
+                    .await;
+            }
             let result = session.close().await.map_err(|e| {
                 RemoteError::new(
                     &host.name,
