@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -19,14 +19,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use soak_api::{
-    API_VERSION, ApiError, DmRequest, DmResponse, Impairment, PageQuery, Readiness, VersionInfo,
-    counters as c,
+    API_VERSION, ApiError, DmRequest, DmResponse, Impairment, PageQuery, PublishRequest,
+    PublishResponse, Readiness, VersionInfo, counters as c,
 };
+use soak_gossip::TopicId;
 use tracing::info;
 
 use crate::metrics::extra;
 use crate::proto::{PeerId, parse_request_id};
-use crate::shell::{GIT, Node, VERSION};
+use crate::shell::{GIT, Node, TopicError, VERSION};
 
 /// Largest `limit` of an inbox page.
 pub const MAX_PAGE: usize = 1000;
@@ -283,6 +284,181 @@ async fn impairments_clear(State(st): State<AppState>) -> Response {
     Json(st.node.shared().impair.list(Instant::now())).into_response()
 }
 
+/// Body of `POST /v1/topics/{topic}/stall`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StallRequest {
+    /// How long the topic's delivery path blocks, ms (0 lifts a stall; at most 60 000).
+    for_ms: u64,
+}
+
+fn topic_of(
+    st: &AppState,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<TopicId, Box<Response>> {
+    let Path(name) =
+        path.map_err(|e| Box::new(bad_request(st, format!("invalid topic path: {e}"))))?;
+    TopicId::new(&name).map_err(|e| Box::new(bad_request(st, format!("invalid topic name: {e}"))))
+}
+
+fn topic_error(st: &AppState, e: TopicError) -> Response {
+    match e {
+        TopicError::NotSubscribed(_) => {
+            error(StatusCode::CONFLICT, "not_subscribed", e.to_string())
+        }
+        TopicError::TooManyTopics => error(StatusCode::CONFLICT, "too_many_topics", e.to_string()),
+        TopicError::PayloadTooLarge { .. } => too_large(st, e.to_string()),
+    }
+}
+
+fn topic_result<T: serde::Serialize>(
+    st: &AppState,
+    r: Result<Result<T, TopicError>, crate::shell::NotRunning>,
+) -> Response {
+    match r {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => topic_error(st, e),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn topic_subscribe(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let topic = match topic_of(&st, path) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let body = match body_or_error(&st, body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    // The body is optional; when present it must be a JSON object (no options yet).
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => return bad_request(&st, "body must be a JSON object (or empty)"),
+            Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
+        }
+    }
+    let name = topic.to_string();
+    topic_result(
+        &st,
+        st.node.subscribe(topic).await.map(|r| {
+            r.map(|new| serde_json::json!({"topic": name, "subscribed": true, "new": new}))
+        }),
+    )
+}
+
+async fn topic_unsubscribe(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let topic = match topic_of(&st, path) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let name = topic.to_string();
+    topic_result(
+        &st,
+        st.node
+            .unsubscribe(topic)
+            .await
+            .map(|r| r.map(|()| serde_json::json!({"topic": name, "subscribed": false}))),
+    )
+}
+
+async fn topic_publish(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let topic = match topic_of(&st, path) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let body = match body_or_error(&st, body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let req: PublishRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
+    };
+    let payload = match base64::engine::general_purpose::STANDARD.decode(&req.payload_b64) {
+        Ok(p) => p,
+        Err(e) => return bad_request(&st, format!("`payload_b64` is not standard base64: {e}")),
+    };
+    let max = st.node.shared().settings.tuning.max_payload_bytes as usize;
+    if payload.len() > max {
+        return too_large(
+            &st,
+            format!("payload of {} bytes exceeds {max} bytes", payload.len()),
+        );
+    }
+    topic_result(
+        &st,
+        st.node
+            .publish(topic, payload)
+            .await
+            .map(|r| r.map(|msg_id| PublishResponse { msg_id })),
+    )
+}
+
+async fn topic_received(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let topic = match topic_of(&st, path) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return bad_request(&st, format!("invalid query: {e}")),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
+    topic_result(
+        &st,
+        st.node.received(topic, q.after.unwrap_or(0), limit).await,
+    )
+}
+
+async fn topic_stall(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let topic = match topic_of(&st, path) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let body = match body_or_error(&st, body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let req: StallRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
+    };
+    let max = crate::pubsub::MAX_STALL.as_millis() as u64;
+    if req.for_ms > max {
+        return bad_request(&st, format!("`for_ms` must be at most {max}"));
+    }
+    let name = topic.to_string();
+    info!(topic = %name, for_ms = req.for_ms, "stall requested");
+    topic_result(
+        &st,
+        st.node
+            .stall(topic, Duration::from_millis(req.for_ms))
+            .await
+            .map(|r| r.map(|()| serde_json::json!({"topic": name, "stalled_for_ms": req.for_ms}))),
+    )
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
@@ -303,6 +479,11 @@ pub fn router(node: Node, token: String) -> Router {
         .route("/v1/diagnostics", get(diagnostics))
         .route("/v1/dm", post(dm))
         .route("/v1/dm/inbox", get(inbox))
+        .route("/v1/topics/{topic}/subscribe", post(topic_subscribe))
+        .route("/v1/topics/{topic}/unsubscribe", post(topic_unsubscribe))
+        .route("/v1/topics/{topic}/publish", post(topic_publish))
+        .route("/v1/topics/{topic}/received", get(topic_received))
+        .route("/v1/topics/{topic}/stall", post(topic_stall))
         .route(
             "/v1/impairments",
             get(impairments_list)

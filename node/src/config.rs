@@ -137,6 +137,18 @@ tunables! {
     dispatcher_workers: "SOAK_NODE_DISPATCHER_WORKERS" = 2, 1, 64;
     /// Dispatcher per-task timeout, milliseconds.
     dispatcher_timeout_ms: "SOAK_NODE_DISPATCHER_TIMEOUT_MS" = 1_000, 1, 60_000;
+    /// Most dispatcher workers the adaptive pool may grow to (never below `dispatcher_workers`).
+    dispatcher_workers_max: "SOAK_NODE_DISPATCHER_WORKERS_MAX" = 8, 1, 64;
+    /// How long a connection reader waits for room in a full receive queue before dropping the
+    /// frame, milliseconds (0 = drop at once). Under sustained overload this paces reading, so
+    /// QUIC flow control pushes back on the sending peers.
+    recv_push_deadline_ms: "SOAK_NODE_RECV_PUSH_DEADLINE_MS" = 50, 0, 10_000;
+    /// QUIC per-stream receive window, bytes (how much a peer may have in flight to us).
+    stream_window_bytes: "SOAK_NODE_STREAM_WINDOW_BYTES" = 1_250_000, 16_384, 67_108_864;
+    /// Per-topic subscriber buffer capacity (messages) behind `GET /v1/topics/{t}/received`.
+    topic_buffer_capacity: "SOAK_NODE_TOPIC_BUFFER_CAPACITY" = 10_000, 1, 1_000_000;
+    /// Unconsumed subscriber-buffer items younger than this are never evicted, milliseconds.
+    topic_buffer_retention_ms: "SOAK_NODE_TOPIC_BUFFER_RETENTION_MS" = 600_000, 0, 86_400_000;
     /// Per-peer outbound queue capacity, frames.
     outbound_queue: "SOAK_NODE_OUTBOUND_QUEUE" = 1_024, 1, 1_000_000;
     /// Per-frame write deadline on a peer stream, milliseconds.

@@ -10,5 +10,6 @@ pub mod identity;
 pub mod impair;
 pub mod metrics;
 pub mod proto;
+pub mod pubsub;
 pub mod shell;
 pub mod transport;

@@ -13,8 +13,8 @@ pub mod extra {
     pub const DIAL_FAILURES: &str = "dial_failures_total";
     /// Inbound connection attempts refused because too many handshakes were in flight.
     pub const HANDSHAKES_REFUSED: &str = "handshakes_refused_total";
-    /// Gossip frames received while no pub/sub layer is plugged in.
-    pub const GOSSIP_FRAMES_UNHANDLED: &str = "gossip_frames_unhandled_total";
+    /// Gossip frames a stalled topic's delivery path held (`POST /v1/topics/{t}/stall`).
+    pub const GOSSIP_STALLED_FRAMES: &str = "gossip_stalled_frames_total";
     /// Frames sent to peers.
     pub const FRAMES_SENT: &str = "frames_sent_total";
     /// Admin API requests refused for a missing or wrong token.
@@ -31,6 +31,14 @@ pub mod extra_gauges {
     pub const DEDUPE_ENTRIES: &str = "dedupe_entries";
     /// Active impairments.
     pub const IMPAIRMENTS: &str = "impairments";
+    /// Topics subscribed.
+    pub const TOPICS: &str = "topics";
+    /// Messages held in subscriber buffers (all topics).
+    pub const TOPIC_BUFFERED: &str = "topic_buffered";
+    /// Gossip frames held while their peer is dialed.
+    pub const GOSSIP_PENDING: &str = "gossip_pending";
+    /// Topics whose delivery path is stalled right now.
+    pub const STALLED_TOPICS: &str = "stalled_topics";
 }
 
 const COUNTERS: &[&str] = &[
@@ -66,7 +74,7 @@ const COUNTERS: &[&str] = &[
     c::API_BAD_REQUESTS,
     extra::DIAL_FAILURES,
     extra::HANDSHAKES_REFUSED,
-    extra::GOSSIP_FRAMES_UNHANDLED,
+    extra::GOSSIP_STALLED_FRAMES,
     extra::FRAMES_SENT,
     extra::API_UNAUTHORIZED,
 ];
@@ -88,6 +96,10 @@ const GAUGES: &[&str] = &[
     extra_gauges::KNOWN_PEERS,
     extra_gauges::DEDUPE_ENTRIES,
     extra_gauges::IMPAIRMENTS,
+    extra_gauges::TOPICS,
+    extra_gauges::TOPIC_BUFFERED,
+    extra_gauges::GOSSIP_PENDING,
+    extra_gauges::STALLED_TOPICS,
 ];
 
 /// Registry errors (only at construction, with fixed valid names).
@@ -108,13 +120,20 @@ impl Metrics {
     pub fn new(version: &str, git: &str) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let mut counters = BTreeMap::new();
-        for name in COUNTERS {
+        // The gossip core's counters (`gossip_*_total`), mirrored at every snapshot.
+        let gossip = soak_gossip::Counters::default().named();
+        let names = COUNTERS
+            .iter()
+            .copied()
+            .chain(gossip.iter().map(|(n, _)| *n))
+            .collect::<std::collections::BTreeSet<&'static str>>();
+        for name in names {
             let counter = IntCounter::with_opts(Opts::new(
                 format!("{METRIC_PREFIX}{name}"),
                 format!("soak-node counter {name}"),
             ))?;
             registry.register(Box::new(counter.clone()))?;
-            counters.insert(*name, counter);
+            counters.insert(name, counter);
         }
         let mut gauges = BTreeMap::new();
         for name in GAUGES {

@@ -8,26 +8,36 @@
 //! (full → counted as a send timeout; the actor never awaits a bounded channel) → writer task
 //! (per-write deadline) → QUIC stream.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use soak_api::{
     API_VERSION, Diagnostics, Direction, DmOutcome, DmPath, InboxItem, InboxPage, PeerTransport,
-    ProcessIdentity, counters as c, gauges as g,
+    ProcessIdentity, ReceivedItem, ReceivedPage, counters as c, gauges as g,
 };
-use tokio::sync::{Mutex, mpsc, oneshot};
+use soak_gossip::{
+    CommandError, InEvent, OutEvent, SendOutcome, State as GossipState, Timer as GossipTimer,
+    TopicEvent, TopicId,
+};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::config::Settings;
 use crate::identity::{Identity, IdentityError};
 use crate::impair::Impairments;
 use crate::metrics::{Metrics, MetricsError, extra, extra_gauges};
-use crate::proto::core::{ConnId, Core, CoreConfig, DmDone, Input, OpId, Output};
+use crate::proto::core::{ConnId, Core, CoreConfig, DmDone, GossipRoute, Input, OpId, Output};
 use crate::proto::wire::{FRAME_OVERHEAD, Frame};
 use crate::proto::{PeerId, RequestId};
+use crate::pubsub::{
+    self, GossipMessage, GossipPeer, MAX_TOPICS, PENDING_PER_PEER, Stalls, Subscriber,
+};
 use crate::transport::{self, FrameReadError, TransportError};
 
 /// Crate version.
@@ -101,11 +111,44 @@ pub struct Shared {
     pub quic_listening: AtomicBool,
     /// Whether the admin API is listening.
     pub admin_listening: AtomicBool,
+    /// Topics whose delivery path is stalled (`POST /v1/topics/{topic}/stall`).
+    pub stalls: Stalls,
     invalid_datagrams: Arc<AtomicU64>,
     pump_max_depth: AtomicUsize,
     inbound_pending: AtomicUsize,
     dispatcher_inflight: AtomicUsize,
+    worker_target: AtomicUsize,
 }
+
+/// Why a topic operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// The node is not subscribed to the topic.
+    #[error("not subscribed to topic {0}")]
+    NotSubscribed(String),
+    /// Subscribing would exceed [`MAX_TOPICS`].
+    #[error("already subscribed to {MAX_TOPICS} topics")]
+    TooManyTopics,
+    /// Payload above the configured maximum.
+    #[error("payload of {len} bytes exceeds {max} bytes")]
+    PayloadTooLarge {
+        /// Payload length.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+}
+
+impl From<CommandError> for TopicError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::NotSubscribed(t) => TopicError::NotSubscribed(t.to_string()),
+            CommandError::PayloadTooLarge { len, max } => TopicError::PayloadTooLarge { len, max },
+        }
+    }
+}
+
+type TopicReply<T> = oneshot::Sender<Result<T, TopicError>>;
 
 enum Command {
     Dm {
@@ -126,6 +169,30 @@ enum Command {
     Alive {
         reply: oneshot::Sender<()>,
     },
+    Subscribe {
+        topic: TopicId,
+        reply: TopicReply<bool>,
+    },
+    Unsubscribe {
+        topic: TopicId,
+        reply: TopicReply<()>,
+    },
+    Publish {
+        topic: TopicId,
+        payload: Vec<u8>,
+        reply: TopicReply<String>,
+    },
+    Received {
+        topic: TopicId,
+        after: u64,
+        limit: usize,
+        reply: TopicReply<ReceivedPage>,
+    },
+    Stall {
+        topic: TopicId,
+        for_: Duration,
+        reply: TopicReply<()>,
+    },
     Shutdown,
 }
 
@@ -134,7 +201,7 @@ enum NetEvent {
         peer: PeerId,
         conn: ConnId,
         connection: quinn::Connection,
-        out: mpsc::Sender<Vec<u8>>,
+        out: mpsc::Sender<OutFrame>,
         addr: SocketAddr,
         direction: Direction,
         instance: u64,
@@ -152,6 +219,25 @@ enum NetEvent {
         conn: ConnId,
         frame: Frame,
     },
+    /// A decoded gossip message (decoded by a dispatcher worker, off the actor).
+    Gossip {
+        peer: PeerId,
+        msg: GossipMessage,
+    },
+    /// Gossip frames to `peer` that missed their send deadline (one entry per frame).
+    SendTimeouts {
+        peer: PeerId,
+        topics: Vec<TopicId>,
+    },
+}
+
+/// One frame on a per-peer outbound queue: the encoded bytes, the gossip topic it belongs to
+/// (for send outcomes) and the deadline by which it must be on the wire.
+#[derive(Debug)]
+pub struct OutFrame {
+    bytes: Vec<u8>,
+    topic: Option<TopicId>,
+    deadline: Instant,
 }
 
 /// Result of a DM operation, as the API reports it.
@@ -236,10 +322,12 @@ impl Node {
             established: AtomicUsize::new(0),
             quic_listening: AtomicBool::new(true),
             admin_listening: AtomicBool::new(false),
+            stalls: Stalls::default(),
             invalid_datagrams: bound.invalid_datagrams,
             pump_max_depth: AtomicUsize::new(0),
             inbound_pending: AtomicUsize::new(0),
             dispatcher_inflight: AtomicUsize::new(0),
+            worker_target: AtomicUsize::new(t.dispatcher_workers as usize),
             settings,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -255,16 +343,28 @@ impl Node {
             instance,
             unpinned: std::sync::Mutex::new(None),
         });
-        // Dispatcher pool.
+        // Dispatcher pool: `dispatcher_workers_max` workers exist, the first `worker_target`
+        // of them take work; the controller moves the target with the load.
         let pump_rx = Arc::new(Mutex::new(pump_rx));
-        for _ in 0..t.dispatcher_workers {
+        let (base, max) = worker_bounds(&t);
+        let wake = Arc::new(Notify::new());
+        for index in 0..max {
             tokio::spawn(dispatcher(
+                index,
                 pump_rx.clone(),
                 net_tx.clone(),
                 shared.clone(),
                 Duration::from_millis(t.dispatcher_timeout_ms),
+                wake.clone(),
             ));
         }
+        tokio::spawn(worker_controller(
+            shared.clone(),
+            pump_tx.clone(),
+            base,
+            max,
+            wake,
+        ));
         tokio::spawn(accept_loop(ctx.clone()));
         let bootstrap = shared
             .settings
@@ -279,8 +379,16 @@ impl Node {
             rand::random(),
             Instant::now(),
         );
+        let me = GossipPeer::new(identity.peer_id, Some(bound.local));
+        let gossip = GossipState::new(me, gossip_config(&t), StdRng::from_os_rng());
         let actor = Actor {
             core,
+            gossip,
+            gossip_timers: BinaryHeap::new(),
+            gossip_timer_seq: 0,
+            subscribers: BTreeMap::new(),
+            pending: HashMap::new(),
+            next_rejoin: Instant::now(),
             ctx,
             conns: HashMap::new(),
             ops: HashMap::new(),
@@ -388,6 +496,58 @@ impl Node {
         matches!(tokio::time::timeout(within, rx).await, Ok(Ok(())))
     }
 
+    /// Subscribe to `topic`; `Ok(true)` when newly subscribed, `Ok(false)` when already.
+    pub async fn subscribe(&self, topic: TopicId) -> Result<Result<bool, TopicError>, NotRunning> {
+        self.ask(|reply| Command::Subscribe { topic, reply }).await
+    }
+
+    /// Leave `topic`.
+    pub async fn unsubscribe(&self, topic: TopicId) -> Result<Result<(), TopicError>, NotRunning> {
+        self.ask(|reply| Command::Unsubscribe { topic, reply })
+            .await
+    }
+
+    /// Publish on `topic`; returns the message id.
+    pub async fn publish(
+        &self,
+        topic: TopicId,
+        payload: Vec<u8>,
+    ) -> Result<Result<String, TopicError>, NotRunning> {
+        self.ask(|reply| Command::Publish {
+            topic,
+            payload,
+            reply,
+        })
+        .await
+    }
+
+    /// A page of the topic's subscriber buffer (items with `seq > after`); marks everything
+    /// up to `after` consumed.
+    pub async fn received(
+        &self,
+        topic: TopicId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Result<ReceivedPage, TopicError>, NotRunning> {
+        self.ask(|reply| Command::Received {
+            topic,
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Stall the delivery path of `topic` for `for_` (zero lifts a stall).
+    pub async fn stall(
+        &self,
+        topic: TopicId,
+        for_: Duration,
+    ) -> Result<Result<(), TopicError>, NotRunning> {
+        self.ask(|reply| Command::Stall { topic, for_, reply })
+            .await
+    }
+
     /// Stop the main loop and close every connection.
     pub async fn shutdown(&self) {
         let _ = self.cmd.send(Command::Shutdown).await;
@@ -396,6 +556,60 @@ impl Node {
 
 /// One raw frame on the receive queue: sender, connection, undecoded body.
 type PumpItem = (PeerId, ConnId, Vec<u8>);
+
+/// The gossip core's configuration for this node: the protocol defaults, with the payload bound
+/// of the node and list bounds small enough that every gossip message fits in one frame.
+pub fn gossip_config(t: &crate::config::Tuning) -> soak_gossip::Config {
+    let mut cfg = soak_gossip::Config::default();
+    cfg.limits.max_payload = t.max_payload_bytes as usize;
+    cfg.limits.max_ihave_entries = 256;
+    cfg.limits.max_digest_entries = 64;
+    cfg.limits.max_digest_gaps = 32;
+    cfg
+}
+
+/// (base, max) of the adaptive dispatcher pool.
+fn worker_bounds(t: &crate::config::Tuning) -> (usize, usize) {
+    let base = (t.dispatcher_workers as usize).max(1);
+    (base, (t.dispatcher_workers_max as usize).max(base))
+}
+
+/// Adaptive worker target: every 100 ms, one more worker while frames wait in the receive
+/// queue and every active worker is busy; one fewer after a second of an idle queue with spare
+/// workers. Bounded by `[dispatcher_workers, dispatcher_workers_max]`.
+async fn worker_controller(
+    shared: Arc<Shared>,
+    pump_tx: mpsc::Sender<PumpItem>,
+    base: usize,
+    max: usize,
+    wake: Arc<Notify>,
+) {
+    let mut idle_ticks = 0u32;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pump_tx.is_closed() {
+            return;
+        }
+        let depth = pump_tx.max_capacity() - pump_tx.capacity();
+        let target = shared.worker_target.load(Ordering::Relaxed);
+        let inflight = shared.dispatcher_inflight.load(Ordering::Relaxed);
+        if depth > 0 && inflight >= target && target < max {
+            idle_ticks = 0;
+            shared.worker_target.store(target + 1, Ordering::Relaxed);
+            wake.notify_waiters();
+        } else if depth == 0 && inflight < target && target > base {
+            idle_ticks += 1;
+            if idle_ticks >= 10 {
+                idle_ticks = 0;
+                shared.worker_target.store(target - 1, Ordering::Relaxed);
+            }
+        } else {
+            idle_ticks = 0;
+        }
+    }
+}
 
 /// What connection tasks need.
 struct ConnCtx {
@@ -507,7 +721,8 @@ async fn establish(
         send,
         out_rx,
         deadline,
-        ctx.shared.clone(),
+        ctx.clone(),
+        peer,
         connection.clone(),
     ));
     tokio::spawn(reader(recv, peer, conn, ctx.clone(), connection));
@@ -575,20 +790,50 @@ async fn dial(ctx: Arc<ConnCtx>, peer: Option<PeerId>, addr: SocketAddr) {
 
 async fn writer(
     mut send: quinn::SendStream,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<OutFrame>,
     deadline: Duration,
-    shared: Arc<Shared>,
+    ctx: Arc<ConnCtx>,
+    peer: PeerId,
     connection: quinn::Connection,
 ) {
-    while let Some(buf) = rx.recv().await {
-        match tokio::time::timeout(deadline, send.write_all(&buf)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
-            Err(_) => {
-                shared.metrics.inc(c::PEER_SEND_TIMEOUTS);
-                connection.close(CLOSE_STALLED.into(), b"send stalled");
-                return;
+    let metrics = &ctx.shared.metrics;
+    while let Some(frame) = rx.recv().await {
+        let now = Instant::now();
+        // A gossip frame that waited in the queue past its deadline is dropped and reported
+        // (it drives the peer's score); control and DM frames are still written.
+        if frame.topic.is_some() && now > frame.deadline {
+            metrics.inc(c::PEER_SEND_TIMEOUTS);
+            let mut topics: Vec<TopicId> = frame.topic.into_iter().collect();
+            while let Ok(next) = rx.try_recv() {
+                if next.topic.is_some() && Instant::now() > next.deadline {
+                    metrics.inc(c::PEER_SEND_TIMEOUTS);
+                    topics.extend(next.topic);
+                } else {
+                    // Still in time: write it (order within the stream is kept).
+                    if !write_frame(&mut send, &next, deadline, &ctx, peer, &connection, &mut rx)
+                        .await
+                    {
+                        report_timeouts(&ctx, peer, topics).await;
+                        return;
+                    }
+                    break;
+                }
             }
+            report_timeouts(&ctx, peer, topics).await;
+            continue;
+        }
+        if !write_frame(
+            &mut send,
+            &frame,
+            deadline,
+            &ctx,
+            peer,
+            &connection,
+            &mut rx,
+        )
+        .await
+        {
+            return;
         }
     }
     // The actor dropped the queue (connection replaced, idle or gone): end the stream cleanly
@@ -600,6 +845,47 @@ async fn writer(
     drop(connection);
 }
 
+/// Writes one frame within the send deadline. On a stalled write the connection is closed and
+/// the stalled frame plus every gossip frame still queued are reported as timed out; returns
+/// false when the writer must stop.
+async fn write_frame(
+    send: &mut quinn::SendStream,
+    frame: &OutFrame,
+    deadline: Duration,
+    ctx: &Arc<ConnCtx>,
+    peer: PeerId,
+    connection: &quinn::Connection,
+    rx: &mut mpsc::Receiver<OutFrame>,
+) -> bool {
+    match tokio::time::timeout(deadline, send.write_all(&frame.bytes)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            ctx.shared.metrics.inc(c::PEER_SEND_TIMEOUTS);
+            connection.close(CLOSE_STALLED.into(), b"send stalled");
+            let mut topics: Vec<TopicId> = frame.topic.iter().cloned().collect();
+            rx.close();
+            while let Ok(next) = rx.try_recv() {
+                if let Some(t) = next.topic {
+                    ctx.shared.metrics.inc(c::PEER_SEND_TIMEOUTS);
+                    topics.push(t);
+                }
+            }
+            report_timeouts(ctx, peer, topics).await;
+            false
+        }
+    }
+}
+
+async fn report_timeouts(ctx: &Arc<ConnCtx>, peer: PeerId, topics: Vec<TopicId>) {
+    if !topics.is_empty() {
+        let _ = ctx
+            .net_tx
+            .send(NetEvent::SendTimeouts { peer, topics })
+            .await;
+    }
+}
+
 async fn reader(
     mut recv: quinn::RecvStream,
     peer: PeerId,
@@ -609,19 +895,38 @@ async fn reader(
 ) {
     let max = ctx.max_frame();
     let metrics = &ctx.shared.metrics;
+    let push_deadline = Duration::from_millis(ctx.shared.settings.tuning.recv_push_deadline_ms);
     loop {
         match transport::read_frame(&mut recv, max).await {
-            Ok(Some(body)) => match ctx.pump_tx.try_send((peer, conn, body)) {
-                Ok(()) => {
-                    metrics.inc(c::RECV_PUMP_PRODUCED);
-                    let depth = ctx.pump_tx.max_capacity() - ctx.pump_tx.capacity();
-                    ctx.shared
-                        .pump_max_depth
-                        .fetch_max(depth, Ordering::Relaxed);
+            Ok(Some(body)) => {
+                // Try-push with a deadline: a full queue gets `recv_push_deadline` to make room,
+                // then the frame is dropped and counted. The reader never waits longer, so one
+                // slow receive path cannot wedge the transport; under sustained overload the
+                // pacing lets QUIC flow control push back on the sender.
+                let pushed = match ctx.pump_tx.try_send((peer, conn, body)) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Full(item)) if !push_deadline.is_zero() => {
+                        match tokio::time::timeout(push_deadline, ctx.pump_tx.send(item)).await {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(_)) => Err(true),
+                            Err(_) => Err(false),
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => Err(false),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(true),
+                };
+                match pushed {
+                    Ok(()) => {
+                        metrics.inc(c::RECV_PUMP_PRODUCED);
+                        let depth = ctx.pump_tx.max_capacity() - ctx.pump_tx.capacity();
+                        ctx.shared
+                            .pump_max_depth
+                            .fetch_max(depth, Ordering::Relaxed);
+                    }
+                    Err(false) => metrics.inc(c::RECV_PUMP_DROPPED_FULL),
+                    Err(true) => break,
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => metrics.inc(c::RECV_PUMP_DROPPED_FULL),
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
-            },
+            }
             Ok(None) => break,
             Err(FrameReadError::TooLarge(n)) => {
                 metrics.inc(c::INVALID_FRAMES);
@@ -639,12 +944,19 @@ async fn reader(
 }
 
 async fn dispatcher(
+    index: usize,
     rx: Arc<Mutex<mpsc::Receiver<PumpItem>>>,
     net_tx: mpsc::Sender<NetEvent>,
     shared: Arc<Shared>,
     task_timeout: Duration,
+    wake: Arc<Notify>,
 ) {
     loop {
+        if index >= shared.worker_target.load(Ordering::Relaxed) {
+            // Parked above the target; re-check now and then (a missed wake costs ≤ 100 ms).
+            let _ = tokio::time::timeout(Duration::from_millis(100), wake.notified()).await;
+            continue;
+        }
         let item = rx.lock().await.recv().await;
         let Some((peer, conn, body)) = item else {
             return;
@@ -654,6 +966,21 @@ async fn dispatcher(
         shared.dispatcher_inflight.fetch_add(1, Ordering::Relaxed);
         let task = async {
             match Frame::decode(&body) {
+                Ok(Frame::Gossip(bytes)) => {
+                    let Some(msg) = pubsub::decode(&bytes) else {
+                        m.inc(c::INVALID_FRAMES);
+                        debug!(?peer, "undecodable gossip message");
+                        return;
+                    };
+                    // A stalled topic's delivery path blocks here, holding this worker, as a
+                    // subscriber callback that stopped returning would. Bounded by the per-task
+                    // timeout: past it the frame is given up (a dispatcher timeout).
+                    if let Some(until) = shared.stalls.until(&msg.topic, Instant::now()) {
+                        m.inc(extra::GOSSIP_STALLED_FRAMES);
+                        tokio::time::sleep_until(until.into()).await;
+                    }
+                    let _ = net_tx.send(NetEvent::Gossip { peer, msg }).await;
+                }
                 Ok(frame) => {
                     let _ = net_tx.send(NetEvent::Frame { peer, conn, frame }).await;
                 }
@@ -673,11 +1000,24 @@ async fn dispatcher(
 
 struct ConnEntry {
     connection: quinn::Connection,
-    out: mpsc::Sender<Vec<u8>>,
+    out: mpsc::Sender<OutFrame>,
 }
+
+/// Every this often, topics whose active view is empty are re-joined through current contacts
+/// (covers subscriptions that raced: a Join that reached a peer before it subscribed).
+const REJOIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Most follow-up rounds (send outcomes feeding the core) per gossip step; a safety bound.
+const GOSSIP_ROUNDS: usize = 64;
 
 struct Actor {
     core: Core,
+    gossip: GossipState<GossipPeer, StdRng>,
+    gossip_timers: BinaryHeap<Reverse<(Instant, u64, GossipTimer<GossipPeer>)>>,
+    gossip_timer_seq: u64,
+    subscribers: BTreeMap<TopicId, Subscriber>,
+    /// Gossip frames held while a connection to the peer is dialed (bounded per peer).
+    pending: HashMap<PeerId, VecDeque<(TopicId, Vec<u8>)>>,
+    next_rejoin: Instant,
     ctx: Arc<ConnCtx>,
     conns: HashMap<ConnId, ConnEntry>,
     ops: HashMap<OpId, oneshot::Sender<DmDone>>,
@@ -694,7 +1034,14 @@ impl Actor {
         mut net_rx: mpsc::Receiver<NetEvent>,
     ) {
         loop {
-            let deadline = self.core.next_timeout();
+            let deadline = [
+                self.core.next_timeout(),
+                self.gossip_timers.peek().map(|Reverse((at, _, _))| *at),
+                (!self.subscribers.is_empty()).then_some(self.next_rejoin),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -709,7 +1056,7 @@ impl Actor {
                     Some(Command::Shutdown) | None => break,
                     Some(cmd) => self.on_command(cmd),
                 },
-                () = sleep => self.core.handle_timeout(Instant::now()),
+                () = sleep => self.on_timeout(Instant::now()),
             }
             self.drain();
         }
@@ -722,6 +1069,259 @@ impl Actor {
             .quic_listening
             .store(false, Ordering::Relaxed);
         info!("node main loop stopped");
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        self.core.handle_timeout(now);
+        let mut due = Vec::new();
+        while let Some(Reverse((at, _, _))) = self.gossip_timers.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((_, _, timer))) = self.gossip_timers.pop() {
+                due.push(timer);
+            }
+        }
+        for timer in due {
+            self.gossip_step(InEvent::TimerExpired(timer), now);
+        }
+        if !self.subscribers.is_empty() && now >= self.next_rejoin {
+            self.next_rejoin = now + REJOIN_INTERVAL;
+            self.rejoin_empty_topics(now);
+        }
+    }
+
+    /// Monotonic time as the gossip core sees it.
+    fn gnow(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.ctx.shared.started)
+    }
+
+    fn gpeer(&self, peer: PeerId) -> GossipPeer {
+        GossipPeer::new(peer, self.core.addr_of(peer))
+    }
+
+    fn contacts(&mut self) -> Vec<GossipPeer> {
+        self.core
+            .contacts()
+            .into_iter()
+            .map(|(id, addr)| GossipPeer::new(id, addr))
+            .collect()
+    }
+
+    fn rejoin_empty_topics(&mut self, now: Instant) {
+        let empty: Vec<TopicId> = self
+            .subscribers
+            .keys()
+            .filter(|t| self.gossip.active_view(t).is_empty())
+            .cloned()
+            .collect();
+        if empty.is_empty() {
+            return;
+        }
+        let contacts = self.contacts();
+        if contacts.is_empty() {
+            return;
+        }
+        let gnow = self.gnow(now);
+        for topic in empty {
+            self.gossip.subscribe(topic, contacts.clone(), gnow);
+        }
+        let out: Vec<_> = self.gossip.drain().collect();
+        self.gossip_outputs(out, now);
+    }
+
+    /// Feeds one input to the gossip core and carries out what it asks for.
+    fn gossip_step(&mut self, input: InEvent<GossipPeer>, now: Instant) {
+        let gnow = self.gnow(now);
+        let out: Vec<_> = self.gossip.handle(input, gnow).collect();
+        self.gossip_outputs(out, now);
+    }
+
+    /// Carries out gossip outputs; send outcomes known at once (full queue, unreachable) are fed
+    /// back, in bounded rounds. Never awaits.
+    fn gossip_outputs(&mut self, out: Vec<OutEvent<GossipPeer>>, now: Instant) {
+        let gnow = self.gnow(now);
+        let mut batch = out;
+        for _ in 0..GOSSIP_ROUNDS {
+            let mut follow = Vec::new();
+            for ev in batch.drain(..) {
+                match ev {
+                    OutEvent::SendMessage(to, msg) => {
+                        let topic = msg.topic.clone();
+                        if let Some(outcome) = self.gossip_send(to, &msg, now) {
+                            follow.push(InEvent::SendOutcome(to, topic, outcome));
+                        }
+                    }
+                    OutEvent::ScheduleTimer(after, timer) => {
+                        self.gossip_timer_seq += 1;
+                        self.gossip_timers.push(Reverse((
+                            now + after,
+                            self.gossip_timer_seq,
+                            timer,
+                        )));
+                    }
+                    OutEvent::Deliver(topic, delivery) => {
+                        if let Some(sub) = self.subscribers.get_mut(&topic)
+                            && !sub.push(&delivery, unix_ms(), now)
+                        {
+                            self.ctx.shared.metrics.inc(c::GOSSIP_SUBSCRIBER_DROPPED);
+                        }
+                    }
+                    OutEvent::DisconnectPeer(peer) => {
+                        debug!(?peer, "gossip: peer in no topic's active view");
+                    }
+                    OutEvent::Event(topic, ev) => match ev {
+                        TopicEvent::Suppressed {
+                            peer,
+                            duration,
+                            strikes,
+                        } => info!(%topic, ?peer, ?duration, strikes, "gossip: peer suppressed"),
+                        TopicEvent::Recovered(peer) => {
+                            info!(%topic, ?peer, "gossip: peer recovered");
+                        }
+                        TopicEvent::Demoted(peer) => {
+                            info!(%topic, ?peer, "gossip: peer demoted to lazy");
+                        }
+                        TopicEvent::NeighborUp(peer) => {
+                            debug!(%topic, ?peer, "gossip: neighbor up")
+                        }
+                        TopicEvent::NeighborDown(peer) => {
+                            debug!(%topic, ?peer, "gossip: neighbor down");
+                        }
+                    },
+                }
+            }
+            if follow.is_empty() {
+                return;
+            }
+            for input in follow {
+                batch.extend(self.gossip.handle(input, gnow));
+            }
+        }
+        if !batch.is_empty() {
+            warn!(
+                left = batch.len(),
+                "gossip: follow-up bound reached; outputs dropped"
+            );
+        }
+    }
+
+    /// Sends one gossip message: try-push on the peer's outbound queue (full → `Timeout`),
+    /// held while the peer is dialed (overflow → `Timeout`), `Failed` when unreachable. `None`
+    /// when the outcome is not known yet.
+    fn gossip_send(
+        &mut self,
+        to: GossipPeer,
+        msg: &GossipMessage,
+        now: Instant,
+    ) -> Option<SendOutcome> {
+        let Some(body) = pubsub::encode(msg) else {
+            warn!(?to, "gossip: message could not be encoded");
+            return Some(SendOutcome::Failed);
+        };
+        let bytes = Frame::Gossip(body).encode();
+        if bytes.len() > self.ctx.max_frame() + crate::proto::wire::LEN_PREFIX {
+            warn!(
+                ?to,
+                len = bytes.len(),
+                "gossip: message larger than a frame; not sent"
+            );
+            return None;
+        }
+        match self.core.gossip_route(to.id, to.addr, now) {
+            GossipRoute::Conn(conn) => {
+                let entry = self.conns.get(&conn)?;
+                let frame = OutFrame {
+                    bytes,
+                    topic: Some(msg.topic.clone()),
+                    deadline: now + self.send_deadline(),
+                };
+                self.push_frame(conn, frame, entry.out.clone())
+            }
+            GossipRoute::Dialing => {
+                let q = self.pending.entry(to.id).or_default();
+                if q.len() >= PENDING_PER_PEER {
+                    self.ctx.shared.metrics.inc(c::PEER_SEND_TIMEOUTS);
+                    return Some(SendOutcome::Timeout);
+                }
+                q.push_back((msg.topic.clone(), bytes));
+                None
+            }
+            GossipRoute::Unreachable => Some(SendOutcome::Failed),
+        }
+    }
+
+    fn send_deadline(&self) -> Duration {
+        Duration::from_millis(self.ctx.shared.settings.tuning.send_deadline_ms)
+    }
+
+    /// Try-push one frame on a connection's outbound queue; the actor never waits. A full
+    /// queue is a send timeout.
+    fn push_frame(
+        &self,
+        _conn: ConnId,
+        frame: OutFrame,
+        out: mpsc::Sender<OutFrame>,
+    ) -> Option<SendOutcome> {
+        let metrics = &self.ctx.shared.metrics;
+        let gossip = frame.topic.is_some();
+        match out.try_send(frame) {
+            Ok(()) => {
+                metrics.inc(extra::FRAMES_SENT);
+                let depth = out.max_capacity() - out.capacity();
+                if depth == self.high_water {
+                    metrics.inc(c::OUTBOUND_HIGH_WATER);
+                }
+                None
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics.inc(c::PEER_SEND_TIMEOUTS);
+                gossip.then_some(SendOutcome::Timeout)
+            }
+            // The connection is going away; its Down follows and later sends redial.
+            Err(mpsc::error::TrySendError::Closed(_)) => None,
+        }
+    }
+
+    /// A connection came up (or a dial failed): release or fail the frames held for the peer.
+    fn flush_pending(&mut self, peer: PeerId, now: Instant) {
+        if !self.pending.contains_key(&peer) {
+            return;
+        }
+        if let Some(conn) = self.core.conn_of(peer) {
+            let Some(out) = self.conns.get(&conn).map(|e| e.out.clone()) else {
+                return;
+            };
+            let held = self.pending.remove(&peer).unwrap_or_default();
+            let mut outcomes = Vec::new();
+            for (topic, bytes) in held {
+                let frame = OutFrame {
+                    bytes,
+                    topic: Some(topic.clone()),
+                    deadline: now + self.send_deadline(),
+                };
+                if let Some(o) = self.push_frame(conn, frame, out.clone()) {
+                    outcomes.push((topic, o));
+                }
+            }
+            let gp = self.gpeer(peer);
+            for (topic, o) in outcomes {
+                self.gossip_step(InEvent::SendOutcome(gp, topic, o), now);
+            }
+        } else if !self.core.dialing(peer) {
+            let held = self.pending.remove(&peer).unwrap_or_default();
+            let topics: BTreeSet<TopicId> = held.into_iter().map(|(t, _)| t).collect();
+            let gp = self.gpeer(peer);
+            for topic in topics {
+                self.gossip_step(InEvent::SendOutcome(gp, topic, SendOutcome::Failed), now);
+            }
+        }
+    }
+
+    fn on_gossip_message(&mut self, peer: PeerId, msg: GossipMessage, now: Instant) {
+        self.core.note_gossip(peer, now);
+        let from = self.gpeer(peer);
+        self.gossip_step(InEvent::RecvMessage(from, msg), now);
     }
 
     fn on_net(&mut self, ev: NetEvent) {
@@ -754,8 +1354,27 @@ impl Actor {
             }
             NetEvent::DialFailed { peer, addr } => Input::DialFailed { peer, addr },
             NetEvent::Frame { peer, conn, frame } => Input::Frame { peer, conn, frame },
+            NetEvent::Gossip { peer, msg } => {
+                self.on_gossip_message(peer, msg, now);
+                return;
+            }
+            NetEvent::SendTimeouts { peer, topics } => {
+                let gp = self.gpeer(peer);
+                for topic in topics {
+                    self.gossip_step(InEvent::SendOutcome(gp, topic, SendOutcome::Timeout), now);
+                }
+                return;
+            }
+        };
+        let touched = match &input {
+            Input::ConnectionUp { peer, .. } => Some(*peer),
+            Input::DialFailed { peer, .. } => *peer,
+            _ => None,
         };
         self.core.handle(input, now);
+        if let Some(peer) = touched {
+            self.flush_pending(peer, now);
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -809,8 +1428,106 @@ impl Actor {
             Command::Alive { reply } => {
                 let _ = reply.send(());
             }
+            Command::Subscribe { topic, reply } => {
+                let _ = reply.send(self.subscribe(topic));
+            }
+            Command::Unsubscribe { topic, reply } => {
+                let result = if self.subscribers.remove(&topic).is_some() {
+                    let now = Instant::now();
+                    self.gossip.unsubscribe(&topic, self.gnow(now));
+                    let out: Vec<_> = self.gossip.drain().collect();
+                    self.gossip_outputs(out, now);
+                    info!(%topic, "unsubscribed");
+                    Ok(())
+                } else {
+                    Err(TopicError::NotSubscribed(topic.to_string()))
+                };
+                let _ = reply.send(result);
+            }
+            Command::Publish {
+                topic,
+                payload,
+                reply,
+            } => {
+                let now = Instant::now();
+                let result = if self.subscribers.contains_key(&topic) {
+                    let r = self
+                        .gossip
+                        .publish(&topic, payload, unix_ms(), self.gnow(now));
+                    let out: Vec<_> = self.gossip.drain().collect();
+                    self.gossip_outputs(out, now);
+                    r.map(|id| id.to_string()).map_err(TopicError::from)
+                } else {
+                    Err(TopicError::NotSubscribed(topic.to_string()))
+                };
+                let _ = reply.send(result);
+            }
+            Command::Received {
+                topic,
+                after,
+                limit,
+                reply,
+            } => {
+                let result = match self.subscribers.get_mut(&topic) {
+                    Some(sub) => {
+                        let (items, next) = sub.page(after, limit);
+                        let items = items
+                            .into_iter()
+                            .map(|r| ReceivedItem {
+                                seq: r.seq,
+                                msg_id: r.msg_id,
+                                origin: r.origin.to_string(),
+                                hops: u32::from(r.hops),
+                                size: r.size,
+                                published_at_ms: r.published_at_ms,
+                                received_at_ms: r.received_at_ms,
+                            })
+                            .collect();
+                        Ok(ReceivedPage { next, items })
+                    }
+                    None => Err(TopicError::NotSubscribed(topic.to_string())),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Stall { topic, for_, reply } => {
+                let result = if self.subscribers.contains_key(&topic) {
+                    self.ctx
+                        .shared
+                        .stalls
+                        .set(topic.clone(), for_, Instant::now());
+                    info!(%topic, ?for_, "topic delivery path stalled");
+                    Ok(())
+                } else {
+                    Err(TopicError::NotSubscribed(topic.to_string()))
+                };
+                let _ = reply.send(result);
+            }
             Command::Shutdown => {}
         }
+    }
+
+    fn subscribe(&mut self, topic: TopicId) -> Result<bool, TopicError> {
+        if self.subscribers.contains_key(&topic) {
+            return Ok(false);
+        }
+        if self.subscribers.len() >= MAX_TOPICS {
+            return Err(TopicError::TooManyTopics);
+        }
+        let t = &self.ctx.shared.settings.tuning;
+        self.subscribers.insert(
+            topic.clone(),
+            Subscriber::new(
+                t.topic_buffer_capacity as usize,
+                Duration::from_millis(t.topic_buffer_retention_ms),
+            ),
+        );
+        let now = Instant::now();
+        let contacts = self.contacts();
+        info!(%topic, contacts = contacts.len(), "subscribed");
+        self.gossip.subscribe(topic, contacts, self.gnow(now));
+        let out: Vec<_> = self.gossip.drain().collect();
+        self.gossip_outputs(out, now);
+        Ok(true)
     }
 
     fn drain(&mut self) {
@@ -822,26 +1539,20 @@ impl Actor {
             self.draining.pop_front();
             self.conns.remove(&conn);
         }
-        let metrics = &self.ctx.shared.metrics;
+        let shared = self.ctx.shared.clone();
+        let metrics = &shared.metrics;
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send { conn, frame } => {
                     let Some(entry) = self.conns.get(&conn) else {
                         continue;
                     };
-                    match entry.out.try_send(frame.encode()) {
-                        Ok(()) => {
-                            metrics.inc(extra::FRAMES_SENT);
-                            let depth = entry.out.max_capacity() - entry.out.capacity();
-                            if depth == self.high_water {
-                                metrics.inc(c::OUTBOUND_HIGH_WATER);
-                            }
-                        }
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            metrics.inc(c::PEER_SEND_TIMEOUTS);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {}
-                    }
+                    let frame = OutFrame {
+                        bytes: frame.encode(),
+                        topic: None,
+                        deadline: now + self.send_deadline(),
+                    };
+                    let _ = self.push_frame(conn, frame, entry.out.clone());
                 }
                 Output::Dial { peer, addr } => {
                     tokio::spawn(dial(self.ctx.clone(), peer, addr));
@@ -877,7 +1588,10 @@ impl Actor {
                         let _ = reply.send(done);
                     }
                 }
-                Output::Gossip { .. } => metrics.inc(extra::GOSSIP_FRAMES_UNHANDLED),
+                Output::Gossip { peer, bytes } => match pubsub::decode(&bytes) {
+                    Some(msg) => self.on_gossip_message(peer, msg, now),
+                    None => metrics.inc(c::INVALID_FRAMES),
+                },
             }
         }
         for (name, n) in self.core.drain_stats() {
@@ -907,7 +1621,10 @@ impl Actor {
             .unwrap_or(0);
         let pump_depth = self.ctx.pump_tx.max_capacity() - self.ctx.pump_tx.capacity();
         let impairments = shared.impair.list(now);
-        let t = &shared.settings.tuning;
+        let snapshots = self.gossip.snapshots(self.gnow(now));
+        for (name, v) in self.gossip.counters().named() {
+            m.raise_to(name, v);
+        }
         for (name, v) in [
             (g::PEERS_ESTABLISHED, k.established),
             (
@@ -923,13 +1640,32 @@ impl Actor {
             ),
             (g::INBOX_DEPTH, k.inbox),
             (g::OUTBOUND_QUEUE_MAX_DEPTH, outbound_max),
-            (g::DISPATCHER_WORKER_TARGET, t.dispatcher_workers as usize),
+            (
+                g::DISPATCHER_WORKER_TARGET,
+                shared.worker_target.load(Ordering::Relaxed),
+            ),
             (
                 g::DISPATCHER_INFLIGHT,
                 shared.dispatcher_inflight.load(Ordering::Relaxed),
             ),
-            (g::SUPPRESSED_TOPIC_PEERS, 0),
-            (g::KNOWN_TOPIC_PEERS, 0),
+            (
+                g::SUPPRESSED_TOPIC_PEERS,
+                snapshots.iter().map(|s| s.suppressed.len()).sum(),
+            ),
+            (
+                g::KNOWN_TOPIC_PEERS,
+                snapshots.iter().map(|s| s.known_peers).sum(),
+            ),
+            (extra_gauges::TOPICS, self.subscribers.len()),
+            (
+                extra_gauges::TOPIC_BUFFERED,
+                self.subscribers.values().map(Subscriber::len).sum(),
+            ),
+            (
+                extra_gauges::GOSSIP_PENDING,
+                self.pending.values().map(VecDeque::len).sum(),
+            ),
+            (extra_gauges::STALLED_TOPICS, shared.stalls.list(now).len()),
             (extra_gauges::DM_PENDING, k.pending_dms),
             (extra_gauges::KNOWN_PEERS, views.len()),
             (extra_gauges::DEDUPE_ENTRIES, k.dedupe),
@@ -970,7 +1706,10 @@ impl Actor {
             counters: m.counters(),
             gauges: m.gauges(),
             peers,
-            topics: Vec::new(),
+            topics: snapshots
+                .iter()
+                .map(|s| s.to_api(|p| p.id.to_string()))
+                .collect(),
             impairments,
         }
     }

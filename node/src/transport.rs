@@ -55,6 +55,9 @@ pub enum TransportError {
     /// quinn rejected the TLS configuration.
     #[error("failed to configure QUIC crypto: {0}")]
     Crypto(String),
+    /// A transport setting out of range.
+    #[error("invalid transport setting: {0}")]
+    Setting(String),
     /// Idle timeout out of range.
     #[error("invalid idle timeout: {0}")]
     Idle(String),
@@ -178,6 +181,10 @@ fn transport_config(t: &Tuning) -> Result<quinn::TransportConfig, TransportError
     cfg.keep_alive_interval(Some(Duration::from_millis(t.keep_alive_ms)));
     cfg.max_concurrent_bidi_streams(0u8.into());
     cfg.max_concurrent_uni_streams(16u8.into());
+    cfg.stream_receive_window(
+        quinn::VarInt::from_u64(t.stream_window_bytes)
+            .map_err(|e| TransportError::Setting(format!("stream window: {e}")))?,
+    );
     Ok(cfg)
 }
 

@@ -209,6 +209,17 @@ pub enum Output {
     },
 }
 
+/// Where a gossip frame can be sent (see [`Core::gossip_route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipRoute {
+    /// On this established connection.
+    Conn(ConnId),
+    /// A dial is under way: hold the frame until `ConnectionUp` or `DialFailed`.
+    Dialing,
+    /// No address known (or ourselves): the send fails.
+    Unreachable,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Tick,
@@ -457,6 +468,89 @@ impl Core {
                 conn: p.conn.map(|c| c.id),
             })
             .collect()
+    }
+
+    // ---- gossip routing (the pub/sub layer lives in the shell) ---------------------------
+
+    /// Where a gossip frame for `peer` can go right now. A known but unconnected peer (or an
+    /// unknown one with a usable address hint, added to the address book while it has room) is
+    /// dialed; the shell holds the frame until the connection is up or the dial fails.
+    pub fn gossip_route(
+        &mut self,
+        peer: PeerId,
+        hint: Option<SocketAddr>,
+        now: Instant,
+    ) -> GossipRoute {
+        if peer == self.me {
+            return GossipRoute::Unreachable;
+        }
+        let bound = self.cfg.active_view + self.cfg.passive_view;
+        let len = self.peers.len();
+        let burst = self.cfg.rate_burst;
+        let hint = hint.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+        match self.peers.get_mut(&peer) {
+            Some(p) => {
+                p.last_used = now;
+                if let Some(c) = p.conn {
+                    return GossipRoute::Conn(c.id);
+                }
+                if p.addr.is_none() {
+                    p.addr = hint;
+                }
+            }
+            None => match hint {
+                Some(addr) if len < bound => {
+                    self.peers.insert(peer, Peer::new(Some(addr), burst, now));
+                }
+                _ => return GossipRoute::Unreachable,
+            },
+        }
+        self.ensure_dial(peer);
+        match self.peers.get(&peer) {
+            Some(p) if p.dialing => GossipRoute::Dialing,
+            _ => GossipRoute::Unreachable,
+        }
+    }
+
+    /// A valid gossip message arrived from `peer`: the connection is in use.
+    pub fn note_gossip(&mut self, peer: PeerId, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.last_recv = Some(now);
+            p.last_used = now;
+        }
+    }
+
+    /// The current connection to `peer`, if any.
+    pub fn conn_of(&self, peer: PeerId) -> Option<ConnId> {
+        self.peers.get(&peer).and_then(|p| p.conn).map(|c| c.id)
+    }
+
+    /// Whether a dial to `peer` is under way.
+    pub fn dialing(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.dialing)
+    }
+
+    /// The listen address of `peer`, if known.
+    pub fn addr_of(&self, peer: PeerId) -> Option<SocketAddr> {
+        self.peers.get(&peer).and_then(|p| p.addr)
+    }
+
+    /// Connected peers first (in random order), then known unconnected ones with an address:
+    /// the contacts a new topic subscription joins through.
+    pub fn contacts(&mut self) -> Vec<(PeerId, Option<SocketAddr>)> {
+        let mut connected: Vec<(PeerId, Option<SocketAddr>)> = Vec::new();
+        let mut known: Vec<(PeerId, Option<SocketAddr>)> = Vec::new();
+        for (id, p) in &self.peers {
+            if p.conn.is_some() {
+                connected.push((*id, p.addr));
+            } else if p.addr.is_some() && p.failures < DEMOTE_AFTER_FAILURES {
+                known.push((*id, p.addr));
+            }
+        }
+        connected.shuffle(&mut self.rng);
+        known.shuffle(&mut self.rng);
+        connected.extend(known);
+        connected
     }
 
     fn count(&mut self, name: &'static str) {

@@ -1,0 +1,322 @@
+//! Glue between the node shell and the sans-IO gossip core (`soak-gossip`): the dialable gossip
+//! peer id, the wire codec of gossip messages, the bounded per-topic subscriber buffer behind
+//! `GET /v1/topics/{topic}/received`, and the stall table behind
+//! `POST /v1/topics/{topic}/stall`.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use soak_gossip::{Delivery, Message, TopicId};
+
+use crate::proto::PeerId;
+
+/// Most topics one node may be subscribed to at once (admin-driven, bounded anyway).
+pub const MAX_TOPICS: usize = 256;
+/// Longest accepted stall.
+pub const MAX_STALL: Duration = Duration::from_secs(60);
+/// Most gossip frames held per peer while a connection to it is being dialed.
+pub const PENDING_PER_PEER: usize = 256;
+
+/// A gossip peer: the node's peer id plus the QUIC address it advertised, so that peers learned
+/// through gossip shuffles (never met before) can be dialed. Equality and order use the id
+/// only: the same node seen with two addresses is one peer. The address is a hint; the node's
+/// own address book wins when it knows the peer.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub struct GossipPeer {
+    /// Peer id (sha256 of the identity key; the transport authenticates it).
+    pub id: PeerId,
+    /// Advertised QUIC listen address, if it is routable.
+    pub addr: Option<SocketAddr>,
+}
+
+impl GossipPeer {
+    /// A peer with an address hint (unspecified or port-0 addresses are dropped).
+    pub fn new(id: PeerId, addr: Option<SocketAddr>) -> GossipPeer {
+        GossipPeer {
+            id,
+            addr: addr.filter(|a| usable(*a)),
+        }
+    }
+}
+
+/// Whether an address can be dialed at all.
+pub fn usable(a: SocketAddr) -> bool {
+    !a.ip().is_unspecified() && a.port() != 0
+}
+
+impl PartialEq for GossipPeer {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+impl Eq for GossipPeer {}
+impl PartialOrd for GossipPeer {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for GossipPeer {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.id.cmp(&other.id)
+    }
+}
+impl fmt::Debug for GossipPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.id)
+    }
+}
+impl fmt::Display for GossipPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.id)
+    }
+}
+
+/// A gossip message as the node sends it.
+pub type GossipMessage = Message<GossipPeer>;
+
+/// Encode a gossip message for `Frame::Gossip`.
+pub fn encode(msg: &GossipMessage) -> Option<Vec<u8>> {
+    postcard::to_stdvec(msg).ok()
+}
+
+/// Decode the body of a `Frame::Gossip` (never panics; trailing bytes are refused).
+pub fn decode(bytes: &[u8]) -> Option<GossipMessage> {
+    match postcard::take_from_bytes::<GossipMessage>(bytes) {
+        Ok((msg, [])) => Some(msg),
+        _ => None,
+    }
+}
+
+/// One delivered message held for the local application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Sequence number within this topic and process instance (first is 1).
+    pub seq: u64,
+    /// Message id (`origin-epoch-seq`).
+    pub msg_id: String,
+    /// Publisher peer id.
+    pub origin: PeerId,
+    /// Hops travelled (0 = published here).
+    pub hops: u16,
+    /// Payload size.
+    pub size: usize,
+    /// Origin's publish time, unix ms.
+    pub published_at_ms: u64,
+    /// Delivery time here, unix ms.
+    pub received_at_ms: u64,
+    /// Delivery time here, monotonic (for retention).
+    pub at: Instant,
+}
+
+/// The bounded buffer between the gossip core and the application of one topic.
+///
+/// Same retention rule as the DM inbox, plus a consume cursor: reading a page with
+/// `after = X` tells the node the application has everything up to `X`. When the buffer is full,
+/// its oldest item is evicted only if it was consumed or is older than the retention period;
+/// otherwise the new delivery is dropped and counted (`gossip_subscriber_dropped_total`). So an
+/// application that stops draining loses the newest messages, never ones it has not seen yet
+/// that are younger than the retention, and sequence numbers never have holes.
+#[derive(Debug)]
+pub struct Subscriber {
+    items: VecDeque<Received>,
+    capacity: usize,
+    retention: Duration,
+    last_seq: u64,
+    consumed: u64,
+    /// Deliveries dropped because the buffer was full.
+    pub dropped: u64,
+}
+
+impl Subscriber {
+    /// A new empty buffer.
+    pub fn new(capacity: usize, retention: Duration) -> Subscriber {
+        Subscriber {
+            items: VecDeque::new(),
+            capacity: capacity.max(1),
+            retention,
+            last_seq: 0,
+            consumed: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Store one delivery; false when it was dropped (buffer full of unconsumed, retained items).
+    pub fn push(&mut self, d: &Delivery<GossipPeer>, received_at_ms: u64, now: Instant) -> bool {
+        if self.items.len() >= self.capacity {
+            let evictable = self.items.front().is_some_and(|old| {
+                old.seq <= self.consumed || now.saturating_duration_since(old.at) >= self.retention
+            });
+            if !evictable {
+                self.dropped += 1;
+                return false;
+            }
+            self.items.pop_front();
+        }
+        self.last_seq += 1;
+        self.items.push_back(Received {
+            seq: self.last_seq,
+            msg_id: format!("{}", d.id),
+            origin: d.id.origin.id,
+            hops: d.hops,
+            size: d.payload.len(),
+            published_at_ms: d.published_at_ms,
+            received_at_ms,
+            at: now,
+        });
+        true
+    }
+
+    /// Items with `seq > after`, at most `limit`, and the `next` cursor. Marks everything up to
+    /// `after` as consumed.
+    pub fn page(&mut self, after: u64, limit: usize) -> (Vec<Received>, u64) {
+        self.consumed = self.consumed.max(after.min(self.last_seq));
+        let first_seq = self.items.front().map_or(self.last_seq + 1, |e| e.seq);
+        let skip = after.saturating_add(1).saturating_sub(first_seq) as usize;
+        let items: Vec<Received> = self.items.iter().skip(skip).take(limit).cloned().collect();
+        let next = items.last().map_or(after.min(self.last_seq), |e| e.seq);
+        (items, next)
+    }
+
+    /// Items held.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Topics whose delivery path is stalled until a deadline (`POST /v1/topics/{topic}/stall`).
+/// Read by the dispatcher workers for every gossip frame, written by the admin API.
+#[derive(Debug, Default)]
+pub struct Stalls {
+    map: Mutex<HashMap<TopicId, Instant>>,
+}
+
+impl Stalls {
+    /// Stall `topic` until `now + for_`; zero lifts a stall.
+    pub fn set(&self, topic: TopicId, for_: Duration, now: Instant) {
+        if let Ok(mut m) = self.map.lock() {
+            m.retain(|_, until| *until > now);
+            if for_.is_zero() {
+                m.remove(&topic);
+            } else if m.len() < MAX_TOPICS || m.contains_key(&topic) {
+                m.insert(topic, now + for_.min(MAX_STALL));
+            }
+        }
+    }
+
+    /// Until when `topic` is stalled, if it is.
+    pub fn until(&self, topic: &TopicId, now: Instant) -> Option<Instant> {
+        let m = self.map.lock().ok()?;
+        m.get(topic).copied().filter(|u| *u > now)
+    }
+
+    /// Remaining stall of every stalled topic.
+    pub fn list(&self, now: Instant) -> Vec<(TopicId, Duration)> {
+        self.map.lock().map_or_else(
+            |_| Vec::new(),
+            |m| {
+                m.iter()
+                    .filter(|(_, u)| **u > now)
+                    .map(|(t, u)| (t.clone(), u.saturating_duration_since(now)))
+                    .collect()
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use soak_gossip::MsgId;
+
+    fn delivery(seq: u64) -> Delivery<GossipPeer> {
+        let p = GossipPeer::new(PeerId([7; 32]), None);
+        Delivery {
+            id: MsgId {
+                origin: p,
+                epoch: 1,
+                seq,
+            },
+            from: None,
+            hops: 0,
+            published_at_ms: 0,
+            payload: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn peers_compare_by_id_only() {
+        let a = GossipPeer::new(PeerId([1; 32]), Some("127.0.0.1:5".parse().unwrap()));
+        let b = GossipPeer::new(PeerId([1; 32]), None);
+        assert_eq!(a, b);
+        assert!(
+            GossipPeer::new(PeerId([1; 32]), Some("0.0.0.0:5".parse().unwrap()))
+                .addr
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn codec_round_trips_and_refuses_garbage() {
+        let p = GossipPeer::new(PeerId([1; 32]), Some("127.0.0.1:5".parse().unwrap()));
+        let msg = GossipMessage {
+            topic: TopicId::new("t").unwrap(),
+            body: soak_gossip::Body::Shuffle {
+                origin: p,
+                peers: vec![p],
+                ttl: 3,
+            },
+        };
+        let bytes = encode(&msg).unwrap();
+        assert_eq!(decode(&bytes), Some(msg));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode(&longer), None);
+        for n in 0..bytes.len() {
+            let _ = decode(&bytes[..n]);
+        }
+    }
+
+    #[test]
+    fn full_buffer_drops_new_until_consumed_or_expired() {
+        let t0 = Instant::now();
+        let mut s = Subscriber::new(2, Duration::from_secs(10));
+        assert!(s.push(&delivery(1), 0, t0));
+        assert!(s.push(&delivery(2), 0, t0));
+        assert!(!s.push(&delivery(3), 0, t0), "full of unconsumed items");
+        assert_eq!(s.dropped, 1);
+        // Consuming seq 1 frees its slot.
+        let (items, next) = s.page(1, 10);
+        assert_eq!((items.len(), next), (1, 2));
+        assert!(s.push(&delivery(4), 0, t0));
+        assert_eq!(
+            s.page(0, 10).0.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        // Retention: old items are evictable even unconsumed.
+        assert!(s.push(&delivery(5), 0, t0 + Duration::from_secs(11)));
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn stalls_expire() {
+        let t0 = Instant::now();
+        let st = Stalls::default();
+        let t = TopicId::new("x").unwrap();
+        st.set(t.clone(), Duration::from_millis(100), t0);
+        assert!(st.until(&t, t0).is_some());
+        assert!(st.until(&t, t0 + Duration::from_millis(100)).is_none());
+        st.set(t.clone(), Duration::from_secs(3600), t0);
+        assert_eq!(st.list(t0)[0].1, MAX_STALL);
+        st.set(t.clone(), Duration::ZERO, t0);
+        assert!(st.until(&t, t0).is_none());
+    }
+}

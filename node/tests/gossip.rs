@@ -1,0 +1,496 @@
+//! Pub/sub on real `soak-node` processes on loopback: the topic API, a 6-node fanout delivered
+//! exactly once, a stalled subscriber cooled by its peers and recovered, and partition/heal
+//! repaired by anti-entropy. Every child is killed by `NodeProc`'s Drop.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{NodeProc, eventually, spawn};
+use soak_api::{PublishResponse, ReceivedItem, ReceivedPage, TopicDiagnostics, counters as c};
+
+const TOPIC: &str = "news";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn subscribe(n: &NodeProc, topic: &str) {
+    let r = n
+        .post_raw(&format!("/v1/topics/{topic}/subscribe"), "{}")
+        .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "subscribe {topic}: {}",
+        r.text().await.unwrap()
+    );
+}
+
+async fn publish(n: &NodeProc, topic: &str, payload: &[u8]) -> String {
+    let body = serde_json::json!({ "payload_b64": b64(payload) }).to_string();
+    let r = n
+        .post_raw(&format!("/v1/topics/{topic}/publish"), body)
+        .await;
+    assert_eq!(r.status(), 200, "publish: {}", r.text().await.unwrap());
+    r.json::<PublishResponse>().await.unwrap().msg_id
+}
+
+/// Every item currently in the node's subscriber buffer (paging from 0; does not consume).
+async fn received(n: &NodeProc, topic: &str) -> Vec<ReceivedItem> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: ReceivedPage = n
+            .get_json(&format!(
+                "/v1/topics/{topic}/received?after={after}&limit=1000"
+            ))
+            .await;
+        if page.items.is_empty() {
+            return out;
+        }
+        after = page.next;
+        out.extend(page.items);
+    }
+}
+
+fn topic_diag<'a>(d: &'a soak_api::Diagnostics, topic: &str) -> Option<&'a TopicDiagnostics> {
+    d.topics.iter().find(|t| t.topic == topic)
+}
+
+/// `n` nodes bootstrapping from the first, ready and knowing each other.
+async fn mesh(dir: &std::path::Path, n: usize, extra: &[&str]) -> Vec<NodeProc> {
+    let first = spawn(&dir.join("n0"), extra).await;
+    let boot = first.info.quic_addr.clone();
+    let mut nodes = vec![first];
+    for i in 1..n {
+        let mut args = vec!["--bootstrap", boot.as_str()];
+        args.extend_from_slice(extra);
+        nodes.push(spawn(&dir.join(format!("n{i}")), &args).await);
+    }
+    await_known(&nodes).await;
+    nodes
+}
+
+async fn await_known(nodes: &[NodeProc]) {
+    for n in nodes {
+        assert!(
+            eventually(Duration::from_secs(10), || n.ready()).await,
+            "not ready"
+        );
+        let others: Vec<&str> = nodes
+            .iter()
+            .filter(|m| m.info.peer_id != n.info.peer_id)
+            .map(|m| m.info.peer_id.as_str())
+            .collect();
+        let known = eventually(Duration::from_secs(10), || async {
+            let d = n.diagnostics().await;
+            others
+                .iter()
+                .all(|o| d.peers.iter().any(|p| p.peer_id == *o))
+        })
+        .await;
+        assert!(known, "{} did not learn every peer", n.info.peer_id);
+    }
+}
+
+/// Subscribe everyone, then wait until every node has a topic neighbor (eager or lazy) — the
+/// same check the runner's fanout_burst uses.
+async fn join_topic(nodes: &[NodeProc], topic: &str) {
+    for n in nodes {
+        subscribe(n, topic).await;
+    }
+    for n in nodes {
+        let joined = eventually(Duration::from_secs(10), || async {
+            let d = n.diagnostics().await;
+            topic_diag(&d, topic).is_some_and(|t| !t.eager.is_empty() || !t.lazy.is_empty())
+        })
+        .await;
+        assert!(joined, "{} has no topic neighbor", n.info.peer_id);
+    }
+}
+
+/// Waits until `n` holds every id of `want`; returns what it holds.
+async fn await_all(
+    n: &NodeProc,
+    topic: &str,
+    want: &BTreeSet<String>,
+    within: Duration,
+) -> Vec<ReceivedItem> {
+    let deadline = Instant::now() + within;
+    loop {
+        let items = received(n, topic).await;
+        let have: BTreeSet<&String> = items.iter().map(|i| &i.msg_id).collect();
+        if want.iter().all(|w| have.contains(w)) || Instant::now() > deadline {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_exactly_once(who: &str, items: &[ReceivedItem], want: &BTreeSet<String>) {
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in items {
+        *copies.entry(i.msg_id.as_str()).or_default() += 1;
+    }
+    let missing: Vec<&String> = want
+        .iter()
+        .filter(|w| !copies.contains_key(w.as_str()))
+        .collect();
+    let dups: Vec<(&&str, &usize)> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        missing.is_empty(),
+        "{who} misses {} of {}: {:?}",
+        missing.len(),
+        want.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(dups.is_empty(), "{who} has duplicates: {dups:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_node_mesh_every_subscriber_receives_200_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = mesh(dir.path(), 6, &[]).await;
+    join_topic(&nodes, TOPIC).await;
+
+    let publisher = &nodes[0];
+    let mut ids = BTreeSet::new();
+    for i in 0..200u32 {
+        // Identical payloads on purpose: ids must still be unique per publish.
+        let payload = if i % 2 == 0 {
+            b"same".to_vec()
+        } else {
+            i.to_be_bytes().to_vec()
+        };
+        assert!(
+            ids.insert(publish(publisher, TOPIC, &payload).await),
+            "id reused"
+        );
+    }
+    assert_eq!(ids.len(), 200);
+    for (k, n) in nodes.iter().enumerate() {
+        let items = await_all(n, TOPIC, &ids, Duration::from_secs(15)).await;
+        assert_exactly_once(&format!("node {k}"), &items, &ids);
+        assert_eq!(items.len(), 200, "node {k} holds other items");
+        for i in &items {
+            assert_eq!(i.origin, publisher.info.peer_id);
+            if k == 0 {
+                assert_eq!(i.hops, 0);
+            } else {
+                assert!(i.hops >= 1, "{i:?}");
+            }
+            assert!(
+                i.received_at_ms >= i.published_at_ms.saturating_sub(5),
+                "{i:?}"
+            );
+        }
+        let seqs: Vec<u64> = items.iter().map(|i| i.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+    // Counters agree: every node delivered 200, the publisher published 200, and the mesh
+    // used the tree (eager pushes) and lazy announcements.
+    let (mut payloads, mut duplicates) = (0, 0);
+    for (k, n) in nodes.iter().enumerate() {
+        let d = n.diagnostics().await;
+        assert_eq!(d.counters[c::GOSSIP_DELIVERED], 200, "node {k}");
+        assert_eq!(d.counters[c::GOSSIP_SUBSCRIBER_DROPPED], 0, "node {k}");
+        assert!(
+            d.gauges[soak_api::gauges::KNOWN_TOPIC_PEERS] >= 1.0,
+            "node {k}"
+        );
+        payloads += d.counters["gossip_eager_sent_total"]
+            + d.counters["gossip_repair_sent_total"]
+            + d.counters["gossip_ae_payload_sent_total"];
+        duplicates += d.counters[c::GOSSIP_DUPLICATES];
+        let t = topic_diag(&d, TOPIC).expect("topic diagnostics");
+        assert!(!t.scores.is_empty(), "node {k}: no scores");
+        assert!(
+            t.scores
+                .iter()
+                .all(|s| s.components.contains_key("send_health"))
+        );
+    }
+    assert_eq!(
+        nodes[0].diagnostics().await.counters[c::GOSSIP_PUBLISHED],
+        200
+    );
+    // Each of the 5 receivers got every message by some payload send; the copies beyond that
+    // are the duplicates the receivers counted (and pruned).
+    // (≥: a repair may still be in flight when the counters are read.)
+    assert!(
+        payloads >= 200 * 5 + duplicates,
+        "payloads sent {payloads} < deliveries 1000 + duplicates {duplicates}"
+    );
+    eprintln!("payload sends {payloads}, duplicates {duplicates}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_api_refuses_bad_input_with_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn(&dir.path().join("a"), &["--max-payload-bytes", "1000"]).await;
+    let code = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: soak_api::ApiError = r.json().await.expect("ApiError body");
+        (status, body.code)
+    };
+    // Not subscribed: 409 not_subscribed on publish, received, stall, unsubscribe.
+    let pubreq = serde_json::json!({"payload_b64": b64(b"x")}).to_string();
+    assert_eq!(
+        code(a.post_raw("/v1/topics/t/publish", pubreq.clone()).await).await,
+        (409, "not_subscribed".into())
+    );
+    assert_eq!(
+        code(a.get("/v1/topics/t/received").await).await,
+        (409, "not_subscribed".into())
+    );
+    assert_eq!(
+        code(a.post_raw("/v1/topics/t/stall", r#"{"for_ms":10}"#).await).await,
+        (409, "not_subscribed".into())
+    );
+    assert_eq!(
+        code(a.post_raw("/v1/topics/t/unsubscribe", "").await).await,
+        (409, "not_subscribed".into())
+    );
+    // Invalid topic name (control character, too long) and bodies: 400.
+    let long = "x".repeat(300);
+    assert_eq!(
+        code(a.post_raw("/v1/topics/a%07b/subscribe", "").await)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        code(
+            a.post_raw(&format!("/v1/topics/{long}/subscribe"), "")
+                .await
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        code(a.post_raw("/v1/topics/t/subscribe", "[1]").await)
+            .await
+            .0,
+        400
+    );
+    subscribe(&a, "t").await;
+    // Subscribing twice is fine (not new).
+    let r = a.post_raw("/v1/topics/t/subscribe", "").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["new"], false);
+    assert_eq!(
+        code(a.post_raw("/v1/topics/t/publish", "{").await).await,
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(
+            a.post_raw("/v1/topics/t/publish", r#"{"payload_b64":"!!"}"#)
+                .await
+        )
+        .await
+        .0,
+        400
+    );
+    let big = serde_json::json!({"payload_b64": b64(&[0u8; 1001])}).to_string();
+    assert_eq!(
+        code(a.post_raw("/v1/topics/t/publish", big).await).await,
+        (413, "payload_too_large".into())
+    );
+    assert_eq!(
+        code(a.get("/v1/topics/t/received?after=x").await).await.0,
+        400
+    );
+    assert_eq!(
+        code(
+            a.post_raw("/v1/topics/t/stall", r#"{"for_ms":600000}"#)
+                .await
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        code(a.post_raw("/v1/topics/t/stall", r#"{"for":1}"#).await)
+            .await
+            .0,
+        400
+    );
+    // A lone subscriber still delivers its own publish (hops 0), and ids differ for the same
+    // payload.
+    let id1 = publish(&a, "t", b"p").await;
+    let id2 = publish(&a, "t", b"p").await;
+    assert_ne!(id1, id2);
+    let items = received(&a, "t").await;
+    assert_eq!(
+        items.iter().map(|i| i.msg_id.clone()).collect::<Vec<_>>(),
+        [id1, id2]
+    );
+    assert!(items.iter().all(|i| i.hops == 0 && i.size == 1));
+    // Without the token: 401.
+    let r = a
+        .http
+        .post(a.url("/v1/topics/t/publish"))
+        .body(pubreq)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Unsubscribe, then the topic is gone.
+    let r = a.post_raw("/v1/topics/t/unsubscribe", "").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(code(a.get("/v1/topics/t/received").await).await.0, 409);
+    let d = a.diagnostics().await;
+    assert!(d.topics.is_empty());
+    assert!(d.counters[c::API_BAD_REQUESTS] >= 9);
+}
+
+/// Peers of `victim` that list it as suppressed on `topic` right now, and whether any demoted
+/// it (counted) — read from their diagnostics.
+async fn cooling_of(nodes: &[&NodeProc], victim: &str, topic: &str) -> usize {
+    let mut n = 0;
+    for p in nodes {
+        let d = p.diagnostics().await;
+        if topic_diag(&d, topic).is_some_and(|t| t.suppressed.iter().any(|s| s.peer_id == victim)) {
+            n += 1;
+        }
+    }
+    n
+}
+
+async fn sum_counter(nodes: &[&NodeProc], name: &str) -> u64 {
+    let mut total = 0;
+    for n in nodes {
+        total += n.counter(name).await;
+    }
+    total
+}
+
+/// The stalled subscriber: its delivery path for the topic blocks (`/stall`), so its dispatcher
+/// workers hang on the topic's frames until the per-task timeout, its small receive queue fills
+/// and its connection readers, pacing at the push deadline, drop frames
+/// (`recv_pump_dropped_full_total` — the real drop mechanism here) and stop returning QUIC flow
+/// control credit. The peers' outbound queues to it back up, frames miss their send deadline,
+/// the peers report `Timeout` to their gossip cores, and the cores cool it (suppression with
+/// backoff). The other subscribers are unaffected and receive everything. When the stall ends
+/// the node drains, the suppressions lapse, and it receives again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_subscriber_is_cooled_by_its_peers_and_recovered_after_it_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = mesh(dir.path(), 5, &[]).await;
+    let boot = nodes[0].info.quic_addr.clone();
+    // The slow consumer: a small receive queue (the simulator's slow nodes have 64) and a
+    // small QUIC stream window, so backpressure reaches its peers within a burst.
+    let slow = spawn(
+        &dir.path().join("slow"),
+        &[
+            "--bootstrap",
+            &boot,
+            "--recv-queue",
+            "32",
+            "--stream-window-bytes",
+            "16384",
+        ],
+    )
+    .await;
+    nodes.push(slow);
+    await_known(&nodes).await;
+    join_topic(&nodes, TOPIC).await;
+    let (healthy, slow) = nodes.split_at(5);
+    let slow = &slow[0];
+    let victim = slow.info.peer_id.clone();
+    let peers: Vec<&NodeProc> = healthy.iter().collect();
+    // Slow must be somebody's topic neighbor for cooling to be observable.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let mut any = false;
+            for p in &peers {
+                let d = p.diagnostics().await;
+                any |= topic_diag(&d, TOPIC)
+                    .is_some_and(|t| t.eager.contains(&victim) || t.lazy.contains(&victim));
+            }
+            any
+        })
+        .await,
+        "nobody has the slow node as topic neighbor"
+    );
+    let before_drops = slow.counter(c::RECV_PUMP_DROPPED_FULL).await;
+    let before_suppressions = sum_counter(&peers, c::GOSSIP_SUPPRESSIONS).await;
+
+    let r = slow
+        .post_raw(&format!("/v1/topics/{TOPIC}/stall"), r#"{"for_ms": 4000}"#)
+        .await;
+    assert_eq!(r.status(), 200);
+    let stalled_at = Instant::now();
+
+    let publisher = &healthy[0];
+    let payload = vec![7u8; 4096];
+    let mut burst = BTreeSet::new();
+    for _ in 0..100 {
+        burst.insert(publish(publisher, TOPIC, &payload).await);
+    }
+    // The healthy subscribers receive 100 % while the slow one is stalled.
+    for (k, n) in healthy.iter().enumerate() {
+        let items = await_all(n, TOPIC, &burst, Duration::from_secs(10)).await;
+        assert_exactly_once(&format!("healthy node {k}"), &items, &burst);
+    }
+    eprintln!(
+        "healthy nodes complete {:?} after the stall began",
+        stalled_at.elapsed()
+    );
+    // Its peers cool it: a suppressed entry for it shows in some peer's diagnostics.
+    let mut seen_cooled = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if cooling_of(&peers, &victim, TOPIC).await > 0 {
+            seen_cooled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let suppressions = sum_counter(&peers, c::GOSSIP_SUPPRESSIONS).await - before_suppressions;
+    let timeouts = sum_counter(&peers, "gossip_send_timeouts_total").await;
+    eprintln!("peers: suppressions {suppressions}, gossip send timeouts {timeouts}");
+    assert!(seen_cooled, "no peer listed the stalled node as suppressed");
+    assert!(suppressions >= 1);
+    assert!(timeouts >= 1);
+    // The stalled node's receive path dropped frames for real.
+    let d = slow.diagnostics().await;
+    let drops = d.counters[c::RECV_PUMP_DROPPED_FULL] - before_drops;
+    eprintln!(
+        "slow node: recv pump dropped {drops}, dispatcher timeouts {}, stalled frames {}, worker target {}",
+        d.counters[c::DISPATCHER_TIMEOUTS],
+        d.counters["gossip_stalled_frames_total"],
+        d.gauges[soak_api::gauges::DISPATCHER_WORKER_TARGET],
+    );
+    assert!(drops > 0, "the stalled node dropped nothing");
+    assert!(d.counters["gossip_stalled_frames_total"] > 0);
+
+    // After the stall: the node drains, the suppressions lapse, the peers count recoveries.
+    let recovered = eventually(Duration::from_secs(30), || async {
+        stalled_at.elapsed() > Duration::from_secs(4)
+            && cooling_of(&peers, &victim, TOPIC).await == 0
+    })
+    .await;
+    assert!(recovered, "the stalled node is still suppressed");
+    assert!(sum_counter(&peers, "gossip_recoveries_total").await >= 1);
+    eprintln!(
+        "no peer suppresses it {:?} after the stall began",
+        stalled_at.elapsed()
+    );
+    // It receives again: a new burst reaches everyone, the recovered node included.
+    let mut after = BTreeSet::new();
+    for _ in 0..20 {
+        after.insert(publish(publisher, TOPIC, b"after").await);
+    }
+    for (k, n) in nodes.iter().enumerate() {
+        let items = await_all(n, TOPIC, &after, Duration::from_secs(15)).await;
+        assert_exactly_once(&format!("node {k} after recovery"), &items, &after);
+    }
+    // And anti-entropy / repair brought it what it lost while stalled.
+    let items = await_all(slow, TOPIC, &burst, Duration::from_secs(15)).await;
+    assert_exactly_once("slow node (stalled burst)", &items, &burst);
+}
