@@ -38,7 +38,8 @@ async fn publish(n: &NodeProc, topic: &str, payload: &[u8]) -> String {
     r.json::<PublishResponse>().await.unwrap().msg_id
 }
 
-/// Every item currently in the node's subscriber buffer (paging from 0; does not consume).
+/// Every item currently in the node's subscriber buffer, paging from 0 (each further page's
+/// `after` marks the items before it consumed, as an application's reads would).
 async fn received(n: &NodeProc, topic: &str) -> Vec<ReceivedItem> {
     let mut out = Vec::new();
     let mut after = 0;
@@ -54,6 +55,13 @@ async fn received(n: &NodeProc, topic: &str) -> Vec<ReceivedItem> {
         after = page.next;
         out.extend(page.items);
     }
+}
+
+/// One page from 0: the buffer's content without consuming anything.
+async fn peek(n: &NodeProc, topic: &str) -> Vec<ReceivedItem> {
+    n.get_json::<ReceivedPage>(&format!("/v1/topics/{topic}/received?after=0&limit=1000"))
+        .await
+        .items
 }
 
 fn topic_diag<'a>(d: &'a soak_api::Diagnostics, topic: &str) -> Option<&'a TopicDiagnostics> {
@@ -345,6 +353,13 @@ async fn topic_api_refuses_bad_input_with_json_errors() {
     assert_eq!(code(a.get("/v1/topics/t/received").await).await.0, 409);
     let d = a.diagnostics().await;
     assert!(d.topics.is_empty());
+    // build.rs stamps the revision (or `unknown` outside a checkout).
+    let v: soak_api::VersionInfo = a.get_json("/v1/version").await;
+    assert!(
+        v.git == "unknown" || (v.git.len() >= 7 && v.git.chars().all(|c| c.is_ascii_hexdigit())),
+        "{}",
+        v.git
+    );
     assert!(d.counters[c::API_BAD_REQUESTS] >= 9);
 }
 
@@ -432,6 +447,10 @@ async fn stalled_subscriber_is_cooled_by_its_peers_and_recovered_after_it_drains
     for _ in 0..100 {
         burst.insert(publish(publisher, TOPIC, &payload).await);
     }
+    eprintln!(
+        "100 published {:?} after the stall began",
+        stalled_at.elapsed()
+    );
     // The healthy subscribers receive 100 % while the slow one is stalled.
     for (k, n) in healthy.iter().enumerate() {
         let items = await_all(n, TOPIC, &burst, Duration::from_secs(10)).await;
@@ -493,4 +512,131 @@ async fn stalled_subscriber_is_cooled_by_its_peers_and_recovered_after_it_drains
     // And anti-entropy / repair brought it what it lost while stalled.
     let items = await_all(slow, TOPIC, &burst, Duration::from_secs(15)).await;
     assert_exactly_once("slow node (stalled burst)", &items, &burst);
+}
+
+/// Partition/heal at process level: one node is cut off with the node's own impairment API
+/// (`partition`, expiring by itself). It runs with a 1 s QUIC idle timeout, so its connections
+/// die during the partition and nothing sent then can arrive later by QUIC retransmission.
+/// Messages published during the partition reach every connected node at once and the
+/// partitioned node only after the heal — through anti-entropy (its
+/// `gossip_ae_recovered_total` counts them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_published_during_a_partition_reach_the_cut_node_after_heal_via_anti_entropy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = mesh(dir.path(), 3, &[]).await;
+    let boot = nodes[0].info.quic_addr.clone();
+    let cut = spawn(
+        &dir.path().join("cut"),
+        &[
+            "--bootstrap",
+            &boot,
+            "--idle-timeout-ms",
+            "1000",
+            "--keep-alive-ms",
+            "250",
+            "--auth-timeout-ms",
+            "1000",
+        ],
+    )
+    .await;
+    nodes.push(cut);
+    await_known(&nodes).await;
+    join_topic(&nodes, TOPIC).await;
+    let (connected, cut) = nodes.split_at(3);
+    let cut = &cut[0];
+    let publisher = &connected[0];
+
+    let mut before = BTreeSet::new();
+    for _ in 0..5 {
+        before.insert(publish(publisher, TOPIC, b"before").await);
+    }
+    for n in &nodes {
+        let items = await_all(n, TOPIC, &before, Duration::from_secs(10)).await;
+        assert_exactly_once("before the partition", &items, &before);
+    }
+    let recovered_before = cut.counter("gossip_ae_recovered_total").await;
+
+    let partition = soak_api::Impairment {
+        peer: None,
+        delay_ms: 0,
+        jitter_ms: 0,
+        loss: 0.0,
+        partition: true,
+        expires_in_ms: 4_000,
+    };
+    let r = cut
+        .post_raw("/v1/impairments", serde_json::to_vec(&partition).unwrap())
+        .await;
+    assert_eq!(r.status(), 200);
+    let cut_at = Instant::now();
+    let mut during = BTreeSet::new();
+    for i in 0..30u32 {
+        during.insert(publish(publisher, TOPIC, &i.to_be_bytes()).await);
+    }
+    for (k, n) in connected.iter().enumerate() {
+        let items = await_all(n, TOPIC, &during, Duration::from_secs(10)).await;
+        assert_exactly_once(&format!("connected node {k}"), &items, &during);
+    }
+    // Still partitioned: the cut node has none of them.
+    let held = received(cut, TOPIC).await;
+    assert!(
+        cut_at.elapsed() < Duration::from_millis(3_500),
+        "publishing took too long to check the partition ({:?})",
+        cut_at.elapsed()
+    );
+    assert!(
+        held.iter().all(|i| !during.contains(&i.msg_id)),
+        "a message crossed the partition"
+    );
+
+    // Heal (the impairment expires): anti-entropy brings every partition-time message.
+    let items = await_all(cut, TOPIC, &during, Duration::from_secs(30)).await;
+    assert_exactly_once("cut node after heal", &items, &during);
+    let healed = cut_at.elapsed();
+    let d = cut.diagnostics().await;
+    assert!(d.impairments.is_empty(), "the partition did not expire");
+    let via_ae = d.counters["gossip_ae_recovered_total"] - recovered_before;
+    eprintln!(
+        "cut node complete {healed:?} after the cut (partition 4 s); {via_ae} of 30 via anti-entropy"
+    );
+    assert_eq!(
+        via_ae, 30,
+        "partition-time messages not recovered by anti-entropy"
+    );
+    assert_eq!(items.len(), 35);
+}
+
+/// The subscriber buffer is bounded like the DM inbox: an application that does not drain
+/// loses the newest deliveries (counted in `gossip_subscriber_dropped_total`), never items it
+/// has not read yet; reading with `after = X` consumes up to X and frees room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undrained_subscriber_buffer_drops_new_deliveries_with_a_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn(&dir.path().join("a"), &["--topic-buffer-capacity", "5"]).await;
+    subscribe(&a, "t").await;
+    let mut ids = Vec::new();
+    for i in 0..8u8 {
+        ids.push(publish(&a, "t", &[i]).await);
+    }
+    // A single page from 0 consumes nothing.
+    let items = peek(&a, "t").await;
+    assert_eq!(
+        items.iter().map(|i| i.msg_id.clone()).collect::<Vec<_>>(),
+        ids[..5],
+        "the oldest five stay"
+    );
+    assert_eq!(a.counter(c::GOSSIP_SUBSCRIBER_DROPPED).await, 3);
+    assert_eq!(a.counter(c::GOSSIP_DELIVERED).await, 8);
+    // Consume two (after = 2), then two new deliveries fit.
+    let page: ReceivedPage = a.get_json("/v1/topics/t/received?after=2&limit=1").await;
+    assert_eq!(page.items[0].seq, 3);
+    let x = publish(&a, "t", b"x").await;
+    let y = publish(&a, "t", b"y").await;
+    let _z = publish(&a, "t", b"z").await;
+    let items = peek(&a, "t").await;
+    let held: Vec<&str> = items.iter().map(|i| i.msg_id.as_str()).collect();
+    assert_eq!(held, [&ids[2], &ids[3], &ids[4], &x, &y]);
+    assert_eq!(a.counter(c::GOSSIP_SUBSCRIBER_DROPPED).await, 4);
+    let d = a.diagnostics().await;
+    assert_eq!(d.gauges["topic_buffered"], 5.0);
 }
