@@ -1685,4 +1685,59 @@ mod tests {
             Some(&1)
         );
     }
+
+    #[test]
+    fn gossip_route_uses_the_connection_dials_known_and_hinted_peers_and_refuses_the_rest() {
+        let now = Instant::now();
+        let mut core = Core::new(A, cfg(), vec![], 1, now);
+        let c = PeerId([3; 32]);
+        // Ourselves and an unknown peer without an address: unreachable.
+        assert_eq!(
+            core.gossip_route(A, Some(addr(1)), now),
+            GossipRoute::Unreachable
+        );
+        assert_eq!(core.gossip_route(c, None, now), GossipRoute::Unreachable);
+        assert_eq!(
+            core.gossip_route(c, Some("0.0.0.0:9".parse().unwrap()), now),
+            GossipRoute::Unreachable
+        );
+        // An unknown peer with a usable hint is added and dialed (once).
+        assert_eq!(
+            core.gossip_route(c, Some(addr(9)), now),
+            GossipRoute::Dialing
+        );
+        assert_eq!(
+            core.gossip_route(c, Some(addr(9)), now),
+            GossipRoute::Dialing
+        );
+        let dials: Vec<Output> = std::iter::from_fn(|| core.poll_output())
+            .filter(|o| matches!(o, Output::Dial { .. }))
+            .collect();
+        assert_eq!(
+            dials,
+            [Output::Dial {
+                peer: Some(c),
+                addr: addr(9)
+            }]
+        );
+        assert!(core.dialing(c));
+        // Connected: the connection; the address book's address wins over a hint.
+        core.handle(
+            Input::ConnectionUp {
+                peer: c,
+                conn: 7,
+                addr: addr(10),
+                direction: Direction::Outbound,
+                instance: 1,
+            },
+            now,
+        );
+        assert_eq!(
+            core.gossip_route(c, Some(addr(11)), now),
+            GossipRoute::Conn(7)
+        );
+        assert_eq!(core.conn_of(c), Some(7));
+        assert_eq!(core.addr_of(c), Some(addr(10)));
+        assert_eq!(core.contacts().first().map(|p| p.0), Some(c));
+    }
 }
