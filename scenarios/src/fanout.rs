@@ -162,6 +162,21 @@ pub async fn run_fanout<A: NodeApi>(
     }
 }
 
+/// Whether one node's view of `topic` is formed: every neighbour in its active view (at most
+/// N−1) is classified as an eager or lazy peer of the topic.
+fn topic_joined(diagnostics: &soak_api::Diagnostics, topic: &str, fleet: usize) -> bool {
+    let neighbours = diagnostics
+        .gauges
+        .get(soak_api::gauges::ACTIVE_VIEW)
+        .map(|v| *v as usize)
+        .unwrap_or(1)
+        .clamp(1, fleet.saturating_sub(1).max(1));
+    diagnostics
+        .topics
+        .iter()
+        .any(|t| t.topic == topic && t.eager.len() + t.lazy.len() >= neighbours)
+}
+
 async fn wait_for_topic_mesh<A: NodeApi>(nodes: &[A], topic: &str, config: &FanoutConfig) -> bool {
     if nodes.len() < 2 {
         return true;
@@ -170,10 +185,7 @@ async fn wait_for_topic_mesh<A: NodeApi>(nodes: &[A], topic: &str, config: &Fano
     loop {
         let diagnostics = futures::future::join_all(nodes.iter().map(|n| n.diagnostics())).await;
         let all_joined = diagnostics.iter().all(|d| match d {
-            Ok(d) => d
-                .topics
-                .iter()
-                .any(|t| t.topic == topic && (!t.eager.is_empty() || !t.lazy.is_empty())),
+            Ok(d) => topic_joined(d, topic, nodes.len()),
             Err(_) => false,
         });
         if all_joined {
@@ -342,6 +354,46 @@ mod tests {
         assert_eq!(percentile(&values, 100.0), Some(100));
         assert_eq!(percentile(&[7], 99.0), Some(7));
         assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    fn diagnostics(active_view: f64, eager: usize, lazy: usize) -> soak_api::Diagnostics {
+        let peers = |n: usize| (0..n).map(|i| format!("p{i}")).collect::<Vec<_>>();
+        soak_api::Diagnostics {
+            api_version: 1,
+            identity: soak_api::ProcessIdentity {
+                instance_id: "i".into(),
+                peer_id: "me".into(),
+                pid: 1,
+                started_at_ms: 0,
+            },
+            version: "t".into(),
+            taken_at_ms: 0,
+            uptime_ms: 0,
+            counters: Default::default(),
+            gauges: [(soak_api::gauges::ACTIVE_VIEW.to_owned(), active_view)]
+                .into_iter()
+                .collect(),
+            peers: Vec::new(),
+            topics: vec![soak_api::TopicDiagnostics {
+                topic: "t1".into(),
+                eager: peers(eager),
+                lazy: peers(lazy),
+                scores: Vec::new(),
+                suppressed: Vec::new(),
+            }],
+            impairments: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_topic_is_joined_once_every_neighbour_is_classified() {
+        assert!(!topic_joined(&diagnostics(5.0, 1, 0), "t1", 6));
+        assert!(topic_joined(&diagnostics(5.0, 3, 2), "t1", 6));
+        // The active view is bounded: a 50-node fleet needs only the node's neighbours.
+        assert!(topic_joined(&diagnostics(6.0, 2, 4), "t1", 50));
+        // Never more than N−1, whatever the gauge says.
+        assert!(topic_joined(&diagnostics(9.0, 2, 0), "t1", 3));
+        assert!(!topic_joined(&diagnostics(5.0, 5, 0), "other", 6));
     }
 
     #[tokio::test]
