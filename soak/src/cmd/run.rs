@@ -397,8 +397,12 @@ pub async fn execute(args: RunArgs) -> CliResult {
         nodes: Vec::new(),
         config: serde_json::to_value(&plan).unwrap_or(serde_json::Value::Null),
     };
-    let writer =
-        ProofWriter::create(&proof_dir, meta).map_err(|err| CliError::usage(format!("{err}")))?;
+    let writer = ProofWriter::create(&proof_dir, meta).map_err(|err| match err.kind {
+        // The directory could not be written (permissions, disk): infrastructure.
+        soak_proofs::ErrorKind::Io(_) => CliError::unavailable(format!("{err}: {}", err.kind)),
+        // It exists and is not empty, or similar: the user picked the wrong place.
+        _ => CliError::usage(format!("{err}: {}", err.kind)),
+    })?;
     let proof_path = writer.dir().to_owned();
 
     let progress = Progress::new();
