@@ -52,6 +52,16 @@ pub struct RunArgs {
     /// TOML configuration file (same keys as the long flags, with underscores).
     #[arg(long, env = "SOAK_NODE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Shut down cleanly when process PID is gone (checked every 250 ms by pid and start
+    /// time, and by our parent pid when PID is the parent). `soak run` passes its own pid, so
+    /// local nodes never outlive a SIGKILLed `soak`. Not a config-file key: it names a process.
+    #[arg(
+        long,
+        env = "SOAK_NODE_EXIT_WITH_PARENT",
+        value_name = "PID",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub exit_with_parent: Option<u32>,
     /// Tunables.
     #[command(flatten)]
     pub tune: Tunables,
@@ -397,6 +407,31 @@ mod tests {
         std::fs::write(&path, "ack_timout_ms = 300\n").unwrap();
         let err = Settings::resolve(&args(&["--config", path.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("ack_timout_ms"), "{err}");
+    }
+
+    #[test]
+    fn exit_with_parent_takes_a_positive_pid_from_flag_or_env() {
+        assert_eq!(args(&[]).exit_with_parent, None);
+        assert_eq!(
+            args(&["--exit-with-parent", "4242"]).exit_with_parent,
+            Some(4242)
+        );
+        for bad in ["0", "-1", "abc", "99999999999"] {
+            let argv = [
+                "soak-node",
+                "run",
+                "--data-dir",
+                "/tmp/x",
+                "--exit-with-parent",
+                bad,
+            ];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad} must be refused");
+        }
+        // A pid is not a config-file key: the file cannot set it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "exit_with_parent = 1\n").unwrap();
+        assert!(Settings::resolve(&args(&["--config", path.to_str().unwrap()])).is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `soak-node run`: start the node, the admin API, write `node.json`, run until SIGINT/SIGTERM.
 //!
-//! Exit codes: 0 clean shutdown, 1 runtime failure (bind, identity, data dir), 2 usage or
-//! configuration error.
+//! Exit codes: 0 clean shutdown (also when the process named by `--exit-with-parent` is gone),
+//! 1 runtime failure (bind, identity, data dir), 2 usage or configuration error (including an
+//! `--exit-with-parent` process that does not exist at start-up).
+
+mod watchdog;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,6 +36,19 @@ fn main() -> ExitCode {
     for w in warnings {
         warn!("config: {w}");
     }
+    // Identify the watched process (pid + start time) before anything starts, so a parent
+    // that dies during start-up is still noticed at the first check.
+    let watched = match args
+        .exit_with_parent
+        .map(watchdog::Watched::new)
+        .transpose()
+    {
+        Ok(w) => w,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,7 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, watched)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -53,7 +69,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+async fn run(settings: Settings, watched: Option<watchdog::Watched>) -> anyhow::Result<()> {
     let data_dir = settings.data_dir.clone();
     let admin_addr = settings.admin;
     let node = Node::start(settings).await?;
@@ -77,7 +93,20 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         admin = %info.admin_addr,
         "listening; node.json written"
     );
-    wait_for_signal().await;
+    match &watched {
+        Some(watched) => {
+            info!(
+                pid = watched.pid(),
+                "exiting with process {} (--exit-with-parent)",
+                watched.pid()
+            );
+            tokio::select! {
+                () = wait_for_signal() => {}
+                reason = watched.gone() => info!("{reason} (--exit-with-parent)"),
+            }
+        }
+        None => wait_for_signal().await,
+    }
     info!("shutting down");
     node.shutdown().await;
     identity::remove_node_info(&data_dir);
