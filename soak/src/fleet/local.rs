@@ -5,7 +5,9 @@
 //! then until every node's diagnostics list all N−1 other peers, each step polled with a
 //! deadline. Nodes run in their own process group (a Ctrl-C on the terminal reaches `soak`,
 //! which then takes final samples and stops them in order), are killed on drop, and are
-//! stopped explicitly by [`LocalMesh::shutdown`]: SIGTERM, a grace period, then SIGKILL.
+//! stopped explicitly by [`LocalMesh::shutdown`]: SIGTERM, a grace period, then SIGKILL. If
+//! `soak` dies without running any of that (SIGKILL, a hard crash), each node notices on its
+//! own: it is started with `--exit-with-parent <soak's pid>` and shuts down within ~250 ms.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -185,6 +187,11 @@ impl LocalMesh {
             "--admin",
             "127.0.0.1:0",
         ]);
+        // The node shuts itself down once this process is gone, so nodes never outlive a
+        // SIGKILLed or crashed `soak` (kill-on-drop and the signal handlers cannot run then).
+        command
+            .arg("--exit-with-parent")
+            .arg(std::process::id().to_string());
         if !bootstrap.is_empty() {
             command.arg("--bootstrap").arg(bootstrap.join(","));
         }
