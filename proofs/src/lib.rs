@@ -19,7 +19,7 @@ mod writer;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::{CURRENT as FORMAT_VERSION, FormatVersion};
-pub use meta::{FileEntry, Manifest, NodeBuild, RunMeta, RunStatus};
+pub use meta::{FileEntry, FleetCoverage, Manifest, MissingHost, NodeBuild, RunMeta, RunStatus};
 pub use reader::{Proof, read};
 pub use runid::{run_id, utc_rfc3339};
 pub use verify::{VerifyReport, verify};

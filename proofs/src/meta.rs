@@ -42,6 +42,52 @@ pub struct RunMeta {
     /// Resolved run config; secrets are redacted before it is written.
     #[serde(default)]
     pub config: serde_json::Value,
+    /// For inventory runs: how many inventory hosts the run covered and which were left out
+    /// (partial-fleet policy, `--min-hosts`). `None` for a local mesh and in older proofs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<FleetCoverage>,
+}
+
+/// How much of the inventory a run covered. A verdict judged on fewer hosts than the inventory
+/// lists says nothing about the missing ones; renderers show `N of M hosts` and name them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetCoverage {
+    /// Hosts the inventory lists.
+    pub inventory_hosts: usize,
+    /// Hosts the run reached and drove.
+    pub reached: usize,
+    /// Hosts left out, with why.
+    #[serde(default)]
+    pub missing: Vec<MissingHost>,
+}
+
+impl FleetCoverage {
+    /// Whether some inventory host was left out.
+    pub fn is_partial(&self) -> bool {
+        !self.missing.is_empty() || self.reached < self.inventory_hosts
+    }
+
+    /// `2 of 3 inventory hosts (missing: h3)`, or `3 of 3 inventory hosts`.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{} of {} inventory hosts",
+            self.reached, self.inventory_hosts
+        );
+        if !self.missing.is_empty() {
+            let names: Vec<&str> = self.missing.iter().map(|m| m.host.as_str()).collect();
+            text.push_str(&format!(" (missing: {})", names.join(", ")));
+        }
+        text
+    }
+}
+
+/// An inventory host a run left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingHost {
+    /// Host name, as in the inventory.
+    pub host: String,
+    /// Why it was left out (the connect/probe error, naming the host).
+    pub error: String,
 }
 
 /// The node binary running on one host.
@@ -123,4 +169,43 @@ pub struct FileEntry {
     pub sha256: String,
     /// Size in bytes.
     pub bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coverage_describes_n_of_m_and_names_the_missing_hosts() {
+        let partial = FleetCoverage {
+            inventory_hosts: 3,
+            reached: 2,
+            missing: vec![MissingHost {
+                host: "h3".into(),
+                error: "host `h3`: cannot connect".into(),
+            }],
+        };
+        assert!(partial.is_partial());
+        assert_eq!(partial.describe(), "2 of 3 inventory hosts (missing: h3)");
+        let full = FleetCoverage {
+            inventory_hosts: 3,
+            reached: 3,
+            missing: Vec::new(),
+        };
+        assert!(!full.is_partial());
+        assert_eq!(full.describe(), "3 of 3 inventory hosts");
+    }
+
+    #[test]
+    fn run_meta_without_coverage_still_reads() {
+        // A run.json meta written before `coverage` existed.
+        let old = serde_json::json!({
+            "run_id": "20260101T000000Z-old", "label": "old", "started_at_ms": 1,
+            "tool_version": "0.1.0", "gate": "broad-launch", "sample_interval_ms": 1000
+        });
+        let meta: RunMeta = serde_json::from_value(old).expect("old meta reads");
+        assert_eq!(meta.coverage, None);
+        let text = serde_json::to_string(&meta).expect("serializes");
+        assert!(!text.contains("coverage"), "absent stays absent: {text}");
+    }
 }

@@ -188,7 +188,20 @@ fn md_cell(text: &str) -> String {
 /// `summary.md`: the verdict for humans.
 pub fn summary_md(meta: &RunMeta, status: RunStatus, verdict: &Verdict) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# Soak {}: {}\n", meta.run_id, verdict.verdict);
+    let partial = meta.coverage.as_ref().filter(|c| c.is_partial());
+    match partial {
+        // A verdict on part of the inventory must not read like one on all of it.
+        Some(c) => {
+            let _ = writeln!(
+                md,
+                "# Soak {}: {} — partial fleet, {} of {} inventory hosts\n",
+                meta.run_id, verdict.verdict, c.reached, c.inventory_hosts
+            );
+        }
+        None => {
+            let _ = writeln!(md, "# Soak {}: {}\n", meta.run_id, verdict.verdict);
+        }
+    }
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(md, "| verdict | **{}** |", verdict.verdict);
     let _ = writeln!(md, "| gate | `{}` |", md_cell(&verdict.gate));
@@ -197,6 +210,9 @@ pub fn summary_md(meta: &RunMeta, status: RunStatus, verdict: &Verdict) -> Strin
     let _ = writeln!(md, "| started | {} |", utc_rfc3339(meta.started_at_ms));
     let _ = writeln!(md, "| tool | soak {} |", md_cell(&meta.tool_version));
     let _ = writeln!(md, "| nodes | {} |", verdict.nodes);
+    if let Some(coverage) = &meta.coverage {
+        let _ = writeln!(md, "| hosts | {} |", md_cell(&coverage.describe()));
+    }
     let _ = writeln!(md, "| windows | {} |", verdict.windows.len());
     let _ = writeln!(
         md,
@@ -221,6 +237,17 @@ pub fn summary_md(meta: &RunMeta, status: RunStatus, verdict: &Verdict) -> Strin
                 md_cell(&b.git),
                 md_cell(short)
             );
+        }
+    }
+
+    if let Some(coverage) = partial {
+        let _ = writeln!(
+            md,
+            "\n## Hosts left out\n\nThe verdict covers {}; it says nothing about these hosts.\n\n| host | why |\n|---|---|",
+            md_cell(&coverage.describe())
+        );
+        for m in &coverage.missing {
+            let _ = writeln!(md, "| {} | {} |", md_cell(&m.host), md_cell(&m.error));
         }
     }
 

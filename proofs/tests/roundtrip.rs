@@ -42,6 +42,7 @@ fn meta(obs: &Observations) -> RunMeta {
             "ssh": {"user": "soak", "private_key_path": "/home/soak/.ssh/id", "port": 22},
             "hosts": [{"name": "a", "password": "hunter2"}]
         }),
+        coverage: None,
     }
 }
 

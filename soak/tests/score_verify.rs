@@ -45,6 +45,7 @@ fn write_proof(dir: &Path, obs: &Observations, gate: &str, finish: bool) -> soak
         sample_interval_ms: obs.run.sample_interval_ms,
         nodes: obs.run.nodes.clone(),
         config: serde_json::json!({"nodes": 3}),
+        coverage: None,
     };
     let mut writer = ProofWriter::create(dir, meta).unwrap();
     for (node, samples) in &obs.samples {

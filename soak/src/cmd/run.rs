@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::Digest;
 use soak_gates::Profile;
 use soak_gates::model::{NodeRef, Observations, RunInfo};
-use soak_proofs::{ProofWriter, RunMeta};
+use soak_proofs::{MissingHost, ProofWriter, RunMeta};
 use soak_scenarios::fanout::FanoutConfig;
 use soak_scenarios::phase_a::PhaseAConfig;
 use soak_scenarios::{HttpNode, http_client};
@@ -21,7 +21,7 @@ use soak_scenarios::{HttpNode, http_client};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::fleet::Fleet;
 use crate::fleet::local::{LocalMesh, LocalMeshConfig};
-use crate::fleet::remote::{RemoteFleet, RemoteFleetOptions};
+use crate::fleet::remote::{PartialPolicy, RemoteFleet, RemoteFleetOptions};
 use crate::runner::event::{FleetNode, RunEvent, RunStatus, now_ms};
 use crate::runner::proof::{ProofOutcome, ProofReporter};
 use crate::runner::reporter::{Dispatch, JsonLines, Progress};
@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// Nodes of the local mesh [default: 6].
     #[arg(long, value_name = "N")]
     pub nodes: Option<usize>,
+    /// With --inventory: go on when at least N hosts (2 or more) are reached; the hosts left
+    /// out are named in the proof and the output. By default every host must be reached.
+    #[arg(long, value_name = "N")]
+    pub min_hosts: Option<usize>,
     /// Total soak time, rounded down to whole windows (at least one).
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub duration: Duration,
@@ -126,6 +130,8 @@ pub struct RunPlan {
     pub inventory: Option<PathBuf>,
     /// Local mesh size (ignored with an inventory).
     pub nodes: usize,
+    /// Fewest inventory hosts to go on with (`None`: every host).
+    pub min_hosts: Option<usize>,
     /// Windows to run.
     pub windows: u32,
     /// Leading warm-up windows.
@@ -185,6 +191,19 @@ impl RunArgs {
             return Err(CliError::usage(
                 "--nodes sizes the local mesh; with --inventory the fleet is the inventory's hosts",
             ));
+        }
+        match (self.min_hosts, &self.inventory) {
+            (Some(_), None) => {
+                return Err(CliError::usage(
+                    "--min-hosts applies to an inventory fleet (-i); a local mesh has no hosts to leave out",
+                ));
+            }
+            (Some(min), Some(_)) if min < 2 => {
+                return Err(CliError::usage(format!(
+                    "--min-hosts must be at least 2 (Phase A needs at least one pair), got {min}"
+                )));
+            }
+            _ => {}
         }
         let nodes = self.nodes.unwrap_or(DEFAULT_NODES);
         if self.inventory.is_none() && !(2..=MAX_LOCAL_NODES).contains(&nodes) {
@@ -282,6 +301,7 @@ impl RunArgs {
         Ok(RunPlan {
             inventory: self.inventory.clone(),
             nodes,
+            min_hosts: self.min_hosts,
             windows,
             warmup_windows,
             interval_ms: millis(self.interval),
@@ -396,6 +416,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
         sample_interval_ms: plan.sample_interval_ms,
         nodes: Vec::new(),
         config: serde_json::to_value(&plan).unwrap_or(serde_json::Value::Null),
+        coverage: None,
     };
     let writer = ProofWriter::create(&proof_dir, meta).map_err(|err| match err.kind {
         // The directory could not be written (permissions, disk): infrastructure.
@@ -426,6 +447,9 @@ pub async fn execute(args: RunArgs) -> CliResult {
             let options = RemoteFleetOptions {
                 request_timeout: Duration::from_millis(plan.request_timeout_ms),
                 ready_timeout: Duration::from_millis(plan.start_timeout_ms),
+                policy: PartialPolicy {
+                    min_hosts: plan.min_hosts,
+                },
                 ..RemoteFleetOptions::default()
             };
             progress.line(&format!("connecting to the fleet of {}", path.display()));
@@ -481,13 +505,27 @@ pub async fn execute(args: RunArgs) -> CliResult {
         }
     };
 
-    if let Fleet::Remote(remote) = &fleet
-        && let Some(warning) = remote.warning()
-    {
-        // Hosts left out under the partial-fleet policy are named in the proof.
-        dispatch.emit(&RunEvent::Error {
-            message: warning.to_owned(),
-        });
+    // Inventory runs record how much of the inventory they reach; hosts left out under the
+    // partial-fleet policy (--min-hosts) are named in the proof (run.json, summary.md), on
+    // stderr now and again at the end.
+    let coverage_event = match &fleet {
+        Fleet::Remote(remote) => Some(coverage_event(
+            remote.endpoints().len(),
+            remote.warning().map(str::to_owned),
+            remote
+                .missing()
+                .iter()
+                .map(|m| MissingHost {
+                    host: m.host.clone(),
+                    error: m.error.clone(),
+                })
+                .collect(),
+        )),
+        Fleet::Local(_) => None,
+    };
+    let coverage = coverage_event.as_ref().and_then(RunEvent::coverage);
+    if let Some(event) = &coverage_event {
+        dispatch.emit(event);
     }
     let endpoints = fleet.endpoints();
     let processes = fleet.processes();
@@ -556,13 +594,22 @@ pub async fn execute(args: RunArgs) -> CliResult {
     .await?;
     let _ = std::fs::remove_dir_all(&data_root);
 
-    let rendered = table::render(&verdict, &report.observations, &proof_path, report.status);
+    let rendered = table::render(
+        &verdict,
+        &report.observations,
+        &proof_path,
+        report.status,
+        coverage.as_ref(),
+    );
     // A closed stdout/stderr (e.g. piped into `head`) must not turn a judged run into a panic.
     let _ = if table_to_stderr {
         writeln!(std::io::stderr(), "{rendered}")
     } else {
         writeln!(std::io::stdout(), "{rendered}")
     };
+    if let Some(warning) = table::partial_fleet_warning(coverage.as_ref()) {
+        let _ = writeln!(std::io::stderr(), "{warning}");
+    }
     if report.status == RunStatus::Interrupted {
         return Ok(Exit::Interrupted);
     }
@@ -571,6 +618,17 @@ pub async fn execute(args: RunArgs) -> CliResult {
         soak_gates::Outcome::NoGo => Exit::NoGo,
         soak_gates::Outcome::Unknown => Exit::Unknown,
     })
+}
+
+/// The `FleetCoverage` event of an inventory run that reached `reached` hosts and left out
+/// `missing` (every inventory host is one or the other); `message` is the policy's warning.
+fn coverage_event(reached: usize, message: Option<String>, missing: Vec<MissingHost>) -> RunEvent {
+    RunEvent::FleetCoverage {
+        inventory_hosts: reached + missing.len(),
+        reached,
+        missing,
+        message,
+    }
 }
 
 fn empty_observations(run_id: &str, sample_interval_ms: u64, nodes: &[NodeRef]) -> Observations {
@@ -689,6 +747,8 @@ mod tests {
             &["--duration", "banana"],
             &["--events", "xml"],
             &["-i", "hosts.toml", "--nodes", "3"],
+            &["--min-hosts", "2"],
+            &["-i", "hosts.toml", "--min-hosts", "1"],
             &["--label", " "],
         ] {
             let err = plan(args).expect_err(&format!("{args:?} must be rejected"));

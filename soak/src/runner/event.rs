@@ -5,6 +5,8 @@ use serde::Serialize;
 use soak_gates::Verdict;
 use soak_gates::model::{FanoutResult, NodeRef, Sample, ScenarioRecord, WindowRecord};
 
+use soak_proofs::{FleetCoverage, MissingHost};
+
 use crate::fleet::HostBuild;
 
 /// Why a run stopped.
@@ -68,6 +70,20 @@ pub struct FleetNode {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
+    /// How much of the inventory the run reached (inventory runs only; emitted before
+    /// `FleetReady`). With `--min-hosts`, hosts may be left out: they are named here, in the
+    /// proof's `run.json` (`coverage`), in `summary.md` and in the end-of-run output.
+    FleetCoverage {
+        /// Hosts the inventory lists.
+        inventory_hosts: usize,
+        /// Hosts reached and driven.
+        reached: usize,
+        /// Hosts left out, with why.
+        missing: Vec<MissingHost>,
+        /// The partial-fleet policy's message naming them, when any was left out.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     /// The fleet is up: every node ready and meshed.
     FleetReady {
         /// Every node.
@@ -173,4 +189,23 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+impl RunEvent {
+    /// The coverage a `FleetCoverage` event carries.
+    pub fn coverage(&self) -> Option<FleetCoverage> {
+        match self {
+            RunEvent::FleetCoverage {
+                inventory_hosts,
+                reached,
+                missing,
+                ..
+            } => Some(FleetCoverage {
+                inventory_hosts: *inventory_hosts,
+                reached: *reached,
+                missing: missing.clone(),
+            }),
+            _ => None,
+        }
+    }
 }

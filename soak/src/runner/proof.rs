@@ -54,6 +54,14 @@ impl ProofReporter {
             .append_event(&json_line(event))
             .map_err(|e| e.to_string())?;
         match event {
+            RunEvent::FleetCoverage { .. } => {
+                // In run.json (covered by the manifest) and so in summary.md: a verdict on
+                // part of the inventory must say so.
+                let coverage = event.coverage();
+                writer
+                    .update_meta(|meta| meta.coverage = coverage)
+                    .map_err(|e| e.to_string())?;
+            }
             RunEvent::FleetReady { nodes, builds, .. } => {
                 writer
                     .update_meta(|meta| {
@@ -118,5 +126,109 @@ impl Reporter for ProofReporter {
 
     fn report(&mut self, event: &RunEvent) -> Result<(), String> {
         self.write(event).map_err(|err| self.fail(err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use soak_gates::model::{Observations, RunInfo};
+    use soak_proofs::{MissingHost, RunMeta};
+
+    use super::*;
+
+    fn meta() -> RunMeta {
+        RunMeta {
+            run_id: "20260101T000000Z-partial".into(),
+            label: "partial".into(),
+            started_at_ms: 1_767_225_600_000,
+            tool_version: "0.0.0".into(),
+            node_builds: Vec::new(),
+            inventory_digest: Some("ab".repeat(32)),
+            gate: "broad-launch".into(),
+            gate_source: None,
+            scenarios: vec!["baseline".into()],
+            sample_interval_ms: 1_000,
+            nodes: Vec::new(),
+            config: serde_json::json!({}),
+            coverage: None,
+        }
+    }
+
+    /// A fake fleet's event stream, as `soak run -i INV --min-hosts 2` emits it when one of
+    /// three hosts is unreachable: the left-out host must land in `run.json` (covered by the
+    /// manifest), `events.jsonl` and `summary.md`, and the proof must still verify.
+    #[tokio::test]
+    async fn left_out_hosts_are_recorded_in_the_sealed_proof() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let proof_dir = dir.path().join("proof");
+        let writer = ProofWriter::create(&proof_dir, meta()).expect("create");
+        let (mut reporter, outcome) = ProofReporter::new(writer);
+        let missing = MissingHost {
+            host: "h3".into(),
+            error: "host `h3`: cannot connect to root@192.0.2.13:22: timed out".into(),
+        };
+        let events = [
+            RunEvent::FleetCoverage {
+                inventory_hosts: 3,
+                reached: 2,
+                missing: vec![missing.clone()],
+                message: Some("connecting to the fleet failed on 1 of 3 hosts (h3)".into()),
+            },
+            RunEvent::FleetReady {
+                nodes: Vec::new(),
+                builds: Vec::new(),
+                took_ms: 5,
+            },
+        ];
+        for event in &events {
+            reporter.report(event).expect("written");
+        }
+        let observations = Observations {
+            run: RunInfo {
+                run_id: "20260101T000000Z-partial".into(),
+                sample_interval_ms: 1_000,
+                nodes: Vec::new(),
+            },
+            samples: Default::default(),
+            windows: Vec::new(),
+        };
+        let profile = soak_gates::Profile::builtin("broad-launch").expect("gate");
+        let verdict = soak_gates::evaluate(&observations, &profile);
+        reporter
+            .report(&RunEvent::RunFinished {
+                status: RunStatus::Completed,
+                verdict: verdict.verdict.as_str().to_owned(),
+                at_ms: 1_767_225_700_000,
+                judged: Some(Box::new(verdict)),
+            })
+            .expect("sealed");
+        outcome.await.expect("outcome").expect("proof written");
+
+        let proof = soak_proofs::read(&proof_dir).expect("readable");
+        let coverage = proof.meta.coverage.expect("coverage recorded in run.json");
+        assert_eq!(
+            (coverage.inventory_hosts, coverage.reached),
+            (3, 2),
+            "{coverage:?}"
+        );
+        assert_eq!(coverage.missing, vec![missing]);
+        assert!(
+            proof
+                .events
+                .first()
+                .is_some_and(|e| e["event"] == "fleet_coverage" && e["missing"][0]["host"] == "h3"),
+            "{:?}",
+            proof.events
+        );
+        let summary = std::fs::read_to_string(proof_dir.join("summary.md")).expect("summary.md");
+        assert!(
+            summary.contains("partial fleet, 2 of 3 inventory hosts")
+                && summary.contains("| hosts | 2 of 3 inventory hosts (missing: h3) |")
+                && summary.contains("## Hosts left out")
+                && summary.contains("| h3 | host `h3`: cannot connect"),
+            "{summary}"
+        );
+        let report = soak_proofs::verify(&proof_dir);
+        assert!(report.is_ok(), "{report:?}");
     }
 }

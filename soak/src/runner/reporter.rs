@@ -80,6 +80,23 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
             nodes.len(),
             humantime::format_duration(Duration::from_millis(*interval_ms)),
         )],
+        RunEvent::FleetCoverage { message, .. } => match event.coverage() {
+            Some(coverage) if coverage.is_partial() => {
+                let mut lines = vec![format!(
+                    "warning: partial fleet: running on {}; the verdict will say nothing about the missing hosts",
+                    coverage.describe()
+                )];
+                match message {
+                    // The policy's message: every left-out host with its error, and why the
+                    // run goes on.
+                    Some(message) => lines.extend(message.lines().map(|l| format!("  {l}"))),
+                    None => lines.extend(coverage.missing.iter().map(|m| format!("  {}", m.error))),
+                }
+                lines
+            }
+            Some(coverage) => vec![format!("fleet: {}", coverage.describe())],
+            None => Vec::new(),
+        },
         RunEvent::FleetReady { nodes, took_ms, .. } => vec![format!(
             "fleet ready: {} nodes up, ready and meshed in {took_ms} ms",
             nodes.len()

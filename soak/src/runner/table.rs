@@ -7,6 +7,7 @@ use std::path::Path;
 use comfy_table::{Table, presets};
 use soak_gates::model::Observations;
 use soak_gates::{BarResult, Outcome, Verdict};
+use soak_proofs::FleetCoverage;
 
 use super::event::RunStatus;
 
@@ -136,12 +137,15 @@ pub fn bars_table(verdict: &Verdict) -> Option<Table> {
     Some(table)
 }
 
-/// Everything printed at the end of a run.
+/// Everything printed at the end of a run. `coverage` is the inventory coverage of an
+/// inventory run (`None` for a local mesh): a partial fleet is named before the verdict and in
+/// the verdict line, so a GO on part of the inventory never reads like one on all of it.
 pub fn render(
     verdict: &Verdict,
     observations: &Observations,
     proof_dir: &Path,
     status: RunStatus,
+    coverage: Option<&FleetCoverage>,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", windows_table(verdict, observations));
@@ -162,9 +166,20 @@ pub fn render(
             gap.window
         );
     }
+    if let Some(c) = coverage.filter(|c| c.is_partial()) {
+        let _ = writeln!(
+            out,
+            "\nPARTIAL FLEET: the verdict covers {}; it says nothing about the hosts left out:",
+            c.describe()
+        );
+        for m in &c.missing {
+            let _ = writeln!(out, "  {}", m.error);
+        }
+    }
+    let hosts = coverage.map_or_else(String::new, |c| format!(", {}", c.describe()));
     let _ = write!(
         out,
-        "\nverdict: {} (run {}, gate {}, {} nodes)\nproof: {}",
+        "\nverdict: {} (run {}, gate {}, {} nodes{hosts})\nproof: {}",
         verdict.verdict,
         status.as_str(),
         verdict.gate,
@@ -172,6 +187,22 @@ pub fn render(
         proof_dir.display()
     );
     out
+}
+
+/// The stderr warning at the end of a partial-fleet run (`None` when nothing was left out).
+pub fn partial_fleet_warning(coverage: Option<&FleetCoverage>) -> Option<String> {
+    let c = coverage.filter(|c| c.is_partial())?;
+    let names: Vec<&str> = c.missing.iter().map(|m| m.host.as_str()).collect();
+    Some(format!(
+        "soak: warning: partial fleet: the verdict covers {} of {} inventory hosts; left out: {}",
+        c.reached,
+        c.inventory_hosts,
+        if names.is_empty() {
+            "(unnamed)".to_owned()
+        } else {
+            names.join(", ")
+        }
+    ))
 }
 
 #[cfg(test)]
@@ -279,8 +310,64 @@ mod tests {
             &observations,
             Path::new("proofs/20260101T000000Z-snap"),
             RunStatus::Completed,
+            None,
         );
         assert!(rendered.contains("verdict: NO-GO"), "{rendered}");
         insta::assert_snapshot!(rendered);
+    }
+
+    #[test]
+    fn partial_fleet_is_named_before_and_in_the_verdict_line() {
+        let observations = observations();
+        let profile = soak_gates::Profile::builtin("broad-launch").expect("built-in gate");
+        let verdict = soak_gates::evaluate(&observations, &profile);
+        let partial = FleetCoverage {
+            inventory_hosts: 4,
+            reached: 3,
+            missing: vec![soak_proofs::MissingHost {
+                host: "h4".into(),
+                error: "host `h4`: soak-node is not running; run `soak deploy` first".into(),
+            }],
+        };
+        let proof = Path::new("proofs/x");
+        let rendered = render(
+            &verdict,
+            &observations,
+            proof,
+            RunStatus::Completed,
+            Some(&partial),
+        );
+        assert!(
+            rendered
+                .contains("PARTIAL FLEET: the verdict covers 3 of 4 inventory hosts (missing: h4)")
+                && rendered.contains("  host `h4`: soak-node is not running"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("3 nodes, 3 of 4 inventory hosts (missing: h4))"),
+            "{rendered}"
+        );
+        assert_eq!(
+            partial_fleet_warning(Some(&partial)).as_deref(),
+            Some(
+                "soak: warning: partial fleet: the verdict covers 3 of 4 inventory hosts; left out: h4"
+            )
+        );
+        let full = FleetCoverage {
+            inventory_hosts: 3,
+            reached: 3,
+            missing: Vec::new(),
+        };
+        let rendered = render(
+            &verdict,
+            &observations,
+            proof,
+            RunStatus::Completed,
+            Some(&full),
+        );
+        assert!(!rendered.contains("PARTIAL"), "{rendered}");
+        assert!(rendered.contains("3 of 3 inventory hosts)"), "{rendered}");
+        assert_eq!(partial_fleet_warning(Some(&full)), None);
+        assert_eq!(partial_fleet_warning(None), None);
     }
 }
