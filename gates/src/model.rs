@@ -132,6 +132,23 @@ pub struct FanoutResult {
     pub subscribers: Vec<SubscriberResult>,
 }
 
+impl FanoutResult {
+    /// The lowest per-subscriber delivery ratio (received / expected; a subscriber expecting
+    /// nothing counts as 0), or `None` when there are no subscribers.
+    pub fn min_delivery_ratio(&self) -> Option<f64> {
+        self.subscribers
+            .iter()
+            .map(|s| {
+                if s.expected == 0 {
+                    0.0
+                } else {
+                    s.received as f64 / s.expected as f64
+                }
+            })
+            .reduce(f64::min)
+    }
+}
+
 /// What one subscriber received in a fanout burst.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubscriberResult {

@@ -52,7 +52,7 @@ pub const SAMPLES_EXT: &str = ".jsonl";
 
 /// The format version this build writes. Bump `minor` for additive changes (new optional
 /// fields or files), `major` for anything an older reader would misread.
-pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 0 };
+pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 1 };
 
 /// Directory name of window `index` under `windows/`: zero-padded to three digits.
 pub fn window_dir_name(index: u32) -> String {

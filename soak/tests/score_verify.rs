@@ -97,7 +97,9 @@ fn score_reproduces_the_stored_verdict_exactly() {
         stdout(&out)
     );
     assert!(
-        stdout(&out).contains("outbound_high_water NO-GO"),
+        stdout(&out)
+            .lines()
+            .any(|l| l.contains("outbound_high_water") && l.contains("NO-GO")),
         "{}",
         stdout(&out)
     );

@@ -8,11 +8,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use soak_gates::{Outcome, Profile, Verdict, evaluate};
 use soak_proofs::{Proof, render};
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::runner::table;
 
 /// Arguments of `soak score`.
 #[derive(Debug, Args)]
@@ -98,6 +98,8 @@ fn stored_gate(proof: &Proof) -> Result<Profile, CliError> {
     }
 }
 
+/// The same tables `soak run` prints at its end (one renderer for both), under a header naming
+/// the proof.
 fn print_tables(proof: &Proof, verdict: &Verdict) {
     let status = if proof.is_complete() {
         proof.status().as_str().to_string()
@@ -114,57 +116,17 @@ fn print_tables(proof: &Proof, verdict: &Verdict) {
     for warning in &proof.warnings {
         println!("note: {warning}");
     }
-    let mut windows = Table::new();
-    windows
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec![
-            "window",
-            "verdict",
-            "Phase A",
-            "scenarios",
-            "bars not GO",
-        ]);
-    for w in &verdict.windows {
-        let phase_a = w
-            .phase_a
-            .as_ref()
-            .map_or("-".to_string(), |p| format!("{}/{}", p.delivered, p.pairs));
-        let scenarios = w
-            .scenarios
-            .iter()
-            .map(|s| format!("{} {}", s.name, s.status))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let bars = w
-            .bars
-            .iter()
-            .filter(|b| b.verdict != Outcome::Go)
-            .map(|b| format!("{} {}: {}", b.bar, b.verdict, b.reason))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let label = if w.warmup {
-            format!("{} (warm-up)", w.index)
-        } else {
-            w.index.to_string()
-        };
-        windows.add_row(vec![label, w.verdict.to_string(), phase_a, scenarios, bars]);
+    println!("{}", table::windows_table(verdict, &proof.observations));
+    match table::bars_table(verdict) {
+        Some(bars) => println!("\n{bars}"),
+        None => println!("\nevery bar holds"),
     }
-    println!("{windows}");
-    let mut soak = Table::new();
-    soak.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec!["soak bar", "verdict", "value", "threshold", "reason"]);
-    for b in &verdict.soak_bars {
-        soak.add_row(vec![
-            b.title.clone(),
-            b.verdict.to_string(),
-            render::show_value(b.value),
-            b.threshold.clone(),
-            b.reason.clone(),
-        ]);
+    if let Some(coverage) = proof.meta.coverage.as_ref().filter(|c| c.is_partial()) {
+        println!(
+            "PARTIAL FLEET: the verdict covers {}; it says nothing about the hosts left out",
+            coverage.describe()
+        );
     }
-    println!("{soak}");
     if let Some(stored) = &proof.verdict
         && stored.gate == verdict.gate
         && stored != verdict

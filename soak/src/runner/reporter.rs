@@ -121,17 +121,7 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
             window,
             result: Some(result),
         } => {
-            let min_ratio = result
-                .subscribers
-                .iter()
-                .map(|s| {
-                    if s.expected == 0 {
-                        0.0
-                    } else {
-                        s.received as f64 / s.expected as f64
-                    }
-                })
-                .fold(f64::INFINITY, f64::min);
+            let min_ratio = result.min_delivery_ratio().unwrap_or(0.0);
             let dups: u64 = result.subscribers.iter().map(|s| s.duplicates).sum();
             let p99 = result.subscribers.iter().filter_map(|s| s.p99_us).max();
             vec![format!(
@@ -139,11 +129,7 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
                 result.messages,
                 result.bytes,
                 result.subscribers.len(),
-                if min_ratio.is_finite() {
-                    min_ratio * 100.0
-                } else {
-                    0.0
-                },
+                min_ratio * 100.0,
                 ms(p99)
             )]
         }

@@ -46,24 +46,8 @@ pub fn windows_table(verdict: &Verdict, observations: &Observations) -> Table {
             .iter()
             .find(|w| w.index == window.index)
             .and_then(|w| w.fanout.as_ref())
-            .map(|f| {
-                let min = f
-                    .subscribers
-                    .iter()
-                    .map(|s| {
-                        if s.expected == 0 {
-                            0.0
-                        } else {
-                            s.received as f64 / s.expected as f64
-                        }
-                    })
-                    .fold(f64::INFINITY, f64::min);
-                if min.is_finite() {
-                    format!("{:.1}%", min * 100.0)
-                } else {
-                    "-".to_owned()
-                }
-            })
+            .and_then(|f| f.min_delivery_ratio())
+            .map(|min| format!("{:.1}%", min * 100.0))
             .unwrap_or_else(|| "-".to_owned());
         let failing: Vec<&str> = window
             .bars
