@@ -31,6 +31,7 @@ pub fn evaluate(observations: &Observations, profile: &Profile) -> Verdict {
         evidence_bar(&facts, profile),
         phase_a_aggregate(profile, &windows),
     ];
+    soak_bars.extend(coverage_bar(observations));
     if let Some(policy) = &profile.adaptive {
         soak_bars.push(adaptive(&facts, policy, &mut windows));
     }
@@ -1404,6 +1405,35 @@ fn evidence_bar(facts: &Facts<'_>, profile: &Profile) -> BarResult {
             reason,
         },
     )
+}
+
+/// Inventory runs only: a verdict on part of the inventory says nothing about the hosts left
+/// out, so a partial fleet is UNKNOWN (missing evidence), never GO.
+fn coverage_bar(observations: &Observations) -> Option<BarResult> {
+    let listed = observations.run.inventory_hosts?;
+    let reached = observations.run.nodes.len();
+    let (verdict, reason) = if reached >= listed {
+        (Outcome::Go, format!("all {listed} inventory hosts ran"))
+    } else {
+        (
+            Outcome::Unknown,
+            format!(
+                "partial fleet: {reached} of {listed} inventory hosts ran; the hosts left out were not judged"
+            ),
+        )
+    };
+    Some(soak_bar(
+        "coverage",
+        "inventory hosts covered",
+        Judged {
+            verdict,
+            statistic: "hosts run / hosts in the inventory".into(),
+            value: Some(reached as f64),
+            threshold: format!("== {listed}"),
+            nodes: Vec::new(),
+            reason,
+        },
+    ))
 }
 
 fn phase_a_aggregate(profile: &Profile, windows: &[WindowVerdict]) -> BarResult {

@@ -27,6 +27,10 @@ pub struct RunInfo {
     pub sample_interval_ms: u64,
     /// Every node of the fleet, by name.
     pub nodes: Vec<NodeRef>,
+    /// Hosts the inventory lists, for inventory runs; more than `nodes.len()` means a partial
+    /// fleet (hosts left out under `--min-hosts`), which the `coverage` soak bar never passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory_hosts: Option<usize>,
 }
 
 /// One node of the fleet.

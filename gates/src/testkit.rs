@@ -152,6 +152,7 @@ impl FleetBuilder {
             run: RunInfo {
                 run_id: "20261122T010946Z-fixture".into(),
                 sample_interval_ms: self.interval_ms,
+                inventory_hosts: None,
                 nodes: names
                     .iter()
                     .enumerate()

@@ -111,6 +111,7 @@ fn observations(samples: Vec<Sample>) -> Observations {
         run: RunInfo {
             run_id: "prop".into(),
             sample_interval_ms: INTERVAL,
+            inventory_hosts: None,
             nodes: vec![NodeRef {
                 name: "n".into(),
                 peer_id: String::new(),

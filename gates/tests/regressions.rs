@@ -132,3 +132,30 @@ fn skipped_scenario_is_not_pass() {
         assert_ne!(v.verdict, Outcome::Go, "{name}");
     }
 }
+
+#[test]
+fn partial_fleet_is_never_go() {
+    let broad = Profile::builtin("broad-launch").unwrap();
+    let mut obs = FleetBuilder::new(3, 2).build();
+    // A healthy run over every inventory host passes, with a coverage bar saying so.
+    obs.run.inventory_hosts = Some(3);
+    let full = evaluate(&obs, &broad);
+    assert_eq!(full.verdict, Outcome::Go);
+    let coverage = full.soak_bars.iter().find(|b| b.bar == "coverage").unwrap();
+    assert_eq!(coverage.verdict, Outcome::Go);
+    // The same evidence from 3 of 4 inventory hosts (one left out under --min-hosts) is not.
+    obs.run.inventory_hosts = Some(4);
+    let partial = evaluate(&obs, &broad);
+    assert_eq!(partial.verdict, Outcome::Unknown);
+    let coverage = partial
+        .soak_bars
+        .iter()
+        .find(|b| b.bar == "coverage")
+        .unwrap();
+    assert_eq!(coverage.verdict, Outcome::Unknown);
+    assert!(coverage.reason.contains("3 of 4"), "{}", coverage.reason);
+    // A local mesh has no inventory: no coverage bar at all.
+    obs.run.inventory_hosts = None;
+    let local = evaluate(&obs, &broad);
+    assert!(local.soak_bars.iter().all(|b| b.bar != "coverage"));
+}

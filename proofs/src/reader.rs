@@ -108,6 +108,7 @@ pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
             run_id: meta.run_id.clone(),
             sample_interval_ms: meta.sample_interval_ms,
             nodes: meta.nodes.clone(),
+            inventory_hosts: meta.coverage.as_ref().map(|c| c.inventory_hosts),
         },
         samples,
         windows,

@@ -87,9 +87,10 @@ fn left_out_host_is_named_in_proof_and_output() {
     let (out, proof) = run("proof-partial", &["--min-hosts", "2"]);
     let (stdout, stderr) = texts(&out);
     let code = out.status.code();
+    // A verdict on part of the inventory is never GO: the `coverage` soak bar is UNKNOWN.
     assert!(
-        matches!(code, Some(0..=2)),
-        "judged run expected, got {code:?}: {stderr}"
+        matches!(code, Some(1 | 2)),
+        "a judged, never-GO run expected, got {code:?}: {stderr}"
     );
     // The event stream: fleet_coverage before fleet_ready.
     let events: Vec<serde_json::Value> = stdout
@@ -153,4 +154,20 @@ fn left_out_host_is_named_in_proof_and_output() {
     assert!(manifest.files.contains_key("run.json"), "{manifest:?}");
     let verify = soak(&["verify", &proof.to_string_lossy()]);
     assert!(verify.status.success(), "verify: {}", texts(&verify).1);
+    let verdict: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(proof.join("verdict.json")).expect("verdict.json"),
+    )
+    .expect("verdict.json is JSON");
+    let bar = verdict["soak_bars"]
+        .as_array()
+        .and_then(|bars| bars.iter().find(|b| b["bar"] == "coverage"))
+        .unwrap_or_else(|| panic!("no coverage bar: {verdict}"));
+    assert_eq!(bar["verdict"], "UNKNOWN", "{bar}");
+    assert!(
+        bar["reason"].as_str().is_some_and(|r| r.contains("2 of 3")),
+        "{bar}"
+    );
+    // Re-scoring the stored proof sees the same partial fleet (coverage comes from run.json).
+    let score = soak(&["score", &proof.to_string_lossy()]);
+    assert_eq!(score.status.code(), code, "score: {}", texts(&score).0);
 }

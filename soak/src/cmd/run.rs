@@ -572,6 +572,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
         },
         burst_publishers: plan.burst_publishers,
         seed: plan.seed,
+        inventory_hosts: coverage.as_ref().map(|c| c.inventory_hosts),
     };
     let report = crate::runner::run(config, nodes, &mut dispatch, &mut signals).await;
 
@@ -637,6 +638,7 @@ fn empty_observations(run_id: &str, sample_interval_ms: u64, nodes: &[NodeRef]) 
             run_id: run_id.to_owned(),
             sample_interval_ms,
             nodes: nodes.to_vec(),
+            inventory_hosts: None,
         },
         samples: nodes.iter().map(|n| (n.name.clone(), Vec::new())).collect(),
         windows: Vec::new(),

@@ -90,6 +90,8 @@ pub struct RunnerConfig {
     pub burst_publishers: usize,
     /// Seed for the run's random choices (which nodes publish).
     pub seed: u64,
+    /// Hosts the inventory lists (inventory runs only): lets the gates see a partial fleet.
+    pub inventory_hosts: Option<usize>,
 }
 
 /// What a run produced.
@@ -213,6 +215,7 @@ pub async fn run<A: NodeApi + 'static>(
             sample_interval_ms: u64::try_from(config.sample_interval.as_millis())
                 .unwrap_or(u64::MAX),
             nodes: node_refs.clone(),
+            inventory_hosts: config.inventory_hosts,
         },
         samples: node_refs
             .iter()
@@ -562,6 +565,7 @@ mod tests {
             },
             burst_publishers: 2,
             seed: 7,
+            inventory_hosts: None,
         }
     }
 

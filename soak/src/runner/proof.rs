@@ -188,6 +188,7 @@ mod tests {
                 run_id: "20260101T000000Z-partial".into(),
                 sample_interval_ms: 1_000,
                 nodes: Vec::new(),
+                inventory_hosts: None,
             },
             samples: Default::default(),
             windows: Vec::new(),

@@ -271,6 +271,7 @@ mod tests {
             run: RunInfo {
                 run_id: "20260101T000000Z-snap".into(),
                 sample_interval_ms: 1_000,
+                inventory_hosts: None,
                 nodes: names
                     .iter()
                     .map(|n| NodeRef {
