@@ -72,8 +72,16 @@ pub struct Config {
     pub ihave_interval: Duration,
     /// Wait this long after the first IHAVE of a missing message before grafting.
     pub graft_timeout_1: Duration,
-    /// Wait this long for a grafted peer to deliver before asking the next announcer.
+    /// Wait at least this long for a grafted / IWANTed peer to deliver before asking the next
+    /// announcer. The actual wait is adaptive per peer: `srtt + 4·rttvar` of the peer's measured
+    /// repair round trips (TCP's RTO), never below this floor.
     pub graft_timeout_2: Duration,
+    /// Cap of the adaptive repair wait (see `graft_timeout_2`).
+    pub repair_timeout_max: Duration,
+    /// A peer asked for a message (GRAFT / IWANT) has broken its promise when its copy has not
+    /// reached us this long after the request (or twice its adaptive repair wait, if longer).
+    /// Only scoring waits this long; the next announcer is asked after the repair wait.
+    pub promise_timeout: Duration,
     /// When a lazy peer announces a message in this many fewer hops than it reached us
     /// eagerly, swap the two links (PlumTree's tree optimisation). 0 disables.
     pub optimization_threshold: u16,
@@ -105,6 +113,14 @@ pub struct Config {
     // --- scoring and cooling ---
     /// Half-life of score components.
     pub score_half_life: Duration,
+    /// Broken promises of one peer within this span are one piece of evidence against it
+    /// (they usually share one cause, e.g. one burst of IWANTs that all went unanswered), so
+    /// cooling a peer needs misbehaviour repeated over several such spans.
+    pub promise_episode: Duration,
+    /// Longest a repair wait's end is put off because of the node's own inbound backlog
+    /// ([`crate::InEvent::InboundBacklog`]); past it the promise is judged whatever the backlog
+    /// (keeps every missing entry's life bounded).
+    pub backlog_defer_max: Duration,
     /// Below this score an eager peer is demoted to lazy.
     pub demote_below: f64,
     /// Below this score a peer is suppressed (cooled).
@@ -138,6 +154,8 @@ impl Default for Config {
             ihave_interval: Duration::from_millis(10),
             graft_timeout_1: Duration::from_millis(80),
             graft_timeout_2: Duration::from_millis(60),
+            repair_timeout_max: Duration::from_secs(1),
+            promise_timeout: Duration::from_secs(1),
             optimization_threshold: 4,
             missing_cap: 1024,
             cache_ttl: Duration::from_secs(120),
@@ -149,6 +167,8 @@ impl Default for Config {
             ae_min_age: Duration::from_secs(1),
             ae_max_push: 32,
             score_half_life: Duration::from_secs(10),
+            promise_episode: Duration::from_millis(500),
+            backlog_defer_max: Duration::from_secs(5),
             demote_below: 0.5,
             suppress_below: -1.0,
             suppress_base: Duration::from_secs(1),

@@ -29,6 +29,8 @@ pub struct Sizes {
     pub suppressions: usize,
     /// Queued IHAVE entries.
     pub ihave_queued: usize,
+    /// Outstanding GRAFT / IWANT requests kept for round-trip samples (≤ 2 · `missing_cap`).
+    pub requests: usize,
 }
 
 /// Score of one peer on one topic.

@@ -26,6 +26,9 @@ pub struct Score {
     pub inbound: f64,
     #[serde(skip)]
     updated: Duration,
+    /// Start of the current broken-promise episode (see [`Config::promise_episode`]).
+    #[serde(skip)]
+    episode: Option<Duration>,
 }
 
 /// Weight of inbound traffic per message, and the cap of its contribution.
@@ -40,6 +43,7 @@ impl Score {
             broken_promises: 0.0,
             inbound: 0.0,
             updated: now,
+            episode: None,
         }
     }
 
@@ -74,8 +78,19 @@ impl Score {
         self.send_health += 0.1 * (1.0 - self.send_health);
     }
 
-    pub(crate) fn on_broken_promise(&mut self) {
+    /// A promise broken at `now`. Promises broken within `episode` of the first one of an
+    /// episode share a cause (one burst of requests, one stall) and count once; returns
+    /// whether this one counted.
+    pub(crate) fn on_broken_promise(&mut self, now: Duration, episode: Duration) -> bool {
+        if self
+            .episode
+            .is_some_and(|start| now < start.saturating_add(episode))
+        {
+            return false;
+        }
+        self.episode = Some(now);
         self.broken_promises += 1.0;
+        true
     }
 
     pub(crate) fn on_inbound(&mut self) {
@@ -88,6 +103,7 @@ impl Score {
     pub(crate) fn reset_after_suppression(&mut self) {
         self.timeouts = 0.0;
         self.broken_promises = 0.0;
+        self.episode = None;
         self.send_health = self.send_health.max(0.5);
     }
 
@@ -99,6 +115,42 @@ impl Score {
             ("broken_promises", self.broken_promises),
             ("inbound", self.inbound),
         ]
+    }
+}
+
+/// Round-trip estimate of one peer's repair answers (GRAFT / IWANT → payload), Jacobson and
+/// Karels as in TCP: `srtt`, `rttvar`, timeout `srtt + 4·rttvar`. Samples are taken from the
+/// time the answer *reached the node*, so the node's own inbound backlog is not in them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Rtt {
+    srtt: f64,
+    rttvar: f64,
+}
+
+impl Rtt {
+    pub(crate) fn first(sample: Duration) -> Self {
+        let s = sample.as_secs_f64();
+        Self {
+            srtt: s,
+            rttvar: s / 2.0,
+        }
+    }
+
+    pub(crate) fn sample(&mut self, sample: Duration) {
+        let s = sample.as_secs_f64();
+        self.rttvar = 0.75 * self.rttvar + 0.25 * (self.srtt - s).abs();
+        self.srtt = 0.875 * self.srtt + 0.125 * s;
+    }
+
+    /// `srtt + 4·rttvar`, within `[floor, cap]`.
+    pub(crate) fn timeout(&self, floor: Duration, cap: Duration) -> Duration {
+        let rto = self.srtt + 4.0 * self.rttvar;
+        let rto = if rto.is_finite() && rto > 0.0 {
+            Duration::from_secs_f64(rto.min(cap.as_secs_f64()))
+        } else {
+            floor
+        };
+        rto.clamp(floor, cap.max(floor))
     }
 }
 
@@ -156,6 +208,37 @@ mod tests {
         assert!(s.timeouts < 0.01);
         assert!(s.send_health > 0.99);
         assert!(s.value() > 1.9);
+    }
+
+    #[test]
+    fn broken_promises_of_one_episode_count_once() {
+        let ep = Duration::from_millis(500);
+        let mut s = Score::new(Duration::ZERO);
+        let at = |ms| Duration::from_millis(ms);
+        assert!(s.on_broken_promise(at(100), ep));
+        for t in [100, 150, 599] {
+            assert!(!s.on_broken_promise(at(t), ep), "same episode at {t} ms");
+        }
+        assert_eq!(s.broken_promises, 1.0);
+        assert!(s.on_broken_promise(at(600), ep), "a new episode");
+        assert_eq!(s.broken_promises, 2.0);
+    }
+
+    #[test]
+    fn rtt_timeout_follows_samples_within_floor_and_cap() {
+        let ms = Duration::from_millis;
+        let (floor, cap) = (ms(60), ms(1000));
+        let mut r = Rtt::first(ms(10));
+        assert_eq!(r.timeout(floor, cap), floor, "fast peer: the floor");
+        for _ in 0..20 {
+            r.sample(ms(150));
+        }
+        let t = r.timeout(floor, cap);
+        assert!(t > ms(150) && t < ms(400), "{t:?}");
+        let mut r = Rtt::first(ms(5_000));
+        assert_eq!(r.timeout(floor, cap), cap);
+        r.sample(ms(1));
+        assert!(r.timeout(floor, cap) <= cap);
     }
 
     #[test]

@@ -14,9 +14,35 @@ use crate::{
     config::Config,
     diag::TopicSnapshot,
     proto::{Body, Message, MsgId, TopicId},
+    score::Rtt,
     stats::Counters,
     topic::{Ctx, Topic},
 };
+
+/// The node's own inbound backlog as the node reports it ([`InEvent::InboundBacklog`]): the
+/// arrival time of the oldest message still queued, `None` when nothing is queued.
+#[derive(Debug, Clone, Copy, Default)]
+struct Backlog {
+    queued_since: Option<Duration>,
+    /// Queueing delay of the latest message handed to the core.
+    lag: Duration,
+}
+
+impl Backlog {
+    /// A message that reached the node at `arrived` was handed to the core. The inbound path is
+    /// first in, first out, so whatever is still queued arrived no earlier.
+    fn note(&mut self, arrived: Duration, now: Duration) {
+        self.lag = now.saturating_sub(arrived);
+        if let Some(q) = &mut self.queued_since {
+            *q = (*q).max(arrived);
+        }
+    }
+
+    /// Everything that reached the node before the returned time has been handed to the core.
+    fn watermark(&self, now: Duration) -> Duration {
+        self.queued_since.map_or(now, |q| q.min(now))
+    }
+}
 
 /// What a peer id must be: ordered (deterministic iteration), cloneable, printable and
 /// serializable (it travels inside messages). The node uses a dialable id — e.g. a struct of
@@ -29,6 +55,17 @@ impl<T: Ord + Clone + Debug + Serialize + for<'de> Deserialize<'de>> PeerId for 
 pub enum InEvent<PI> {
     /// A decoded message arrived from a peer (the transport authenticated `from`).
     RecvMessage(PI, Message<PI>),
+    /// Like `RecvMessage`, for a message that reached the node at the given time (≤ `now`,
+    /// same clock) and then waited in the node's own inbound path (receive queue, decoder,
+    /// actor). The difference is local backlog: the core keeps it out of the peers' round
+    /// trips and does not judge a peer's promise while an answer may still be queued here.
+    RecvMessageAt(PI, Message<PI>, Duration),
+    /// The node's inbound path right now: `Some(t)` — messages are still queued there (received
+    /// but not handed to the core yet), the oldest reached the node at `t`; `None` — nothing is
+    /// queued. A repair wait that ended after `t` is not judged (no promise broken, nobody asked
+    /// again) until the backlog has moved past its end — the awaited copy may be in the queue.
+    /// Report it before expired timers; a node that never reports it has no backlog.
+    InboundBacklog(Option<Duration>),
     /// A local command for a topic.
     Command(TopicId, Command<PI>),
     /// A timer asked for with [`OutEvent::ScheduleTimer`] expired.
@@ -87,6 +124,8 @@ pub(crate) enum TimerKind<PI> {
     AntiEntropy,
     FlushIHave,
     Missing(MsgId<PI>),
+    /// The promise of a peer asked for a message (GRAFT / IWANT) is due.
+    Promise(MsgId<PI>, PI),
 }
 
 /// A message handed to the local subscriber (first copy only).
@@ -166,6 +205,9 @@ pub struct State<PI, R> {
     config: Config,
     rng: R,
     topics: BTreeMap<TopicId, Topic<PI>>,
+    /// Repair round-trip estimates per peer (bounded in `topic::rtt_sample`).
+    rtts: BTreeMap<PI, Rtt>,
+    backlog: Backlog,
     /// Counters of topics we left, plus node-level rejects, so totals stay monotonic.
     retired: Counters,
     out: Vec<OutEvent<PI>>,
@@ -183,6 +225,8 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
             config,
             rng,
             topics: BTreeMap::new(),
+            rtts: BTreeMap::new(),
+            backlog: Backlog::default(),
             retired: Counters::default(),
             out: Vec::new(),
             dropped: Vec::new(),
@@ -212,7 +256,13 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
         now: Duration,
     ) -> std::vec::Drain<'_, OutEvent<PI>> {
         match event {
-            InEvent::RecvMessage(from, message) => self.recv(from, message, now),
+            InEvent::RecvMessage(from, message) => self.recv(from, message, now, now),
+            InEvent::RecvMessageAt(from, message, arrived) => {
+                self.recv(from, message, arrived.min(now), now);
+            }
+            InEvent::InboundBacklog(queued_since) => {
+                self.backlog.queued_since = queued_since;
+            }
             InEvent::Command(topic, command) => match command {
                 Command::Subscribe(bootstrap) => self.subscribe(topic, bootstrap, now),
                 Command::Unsubscribe => self.unsubscribe(&topic, now),
@@ -230,6 +280,7 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
                 self.with_topic(&topic_id, now, |t, ctx| t.on_timer(ctx, timer.kind));
             }
             InEvent::PeerDown(peer) => {
+                self.rtts.remove(&peer);
                 let ids: Vec<TopicId> = self.topics.keys().cloned().collect();
                 for id in ids {
                     self.with_topic(&id, now, |t, ctx| t.on_peer_down(ctx, &peer));
@@ -291,7 +342,8 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
         .ok_or_else(|| CommandError::NotSubscribed(topic.clone()))
     }
 
-    fn recv(&mut self, from: PI, message: Message<PI>, now: Duration) {
+    fn recv(&mut self, from: PI, message: Message<PI>, arrived: Duration, now: Duration) {
+        self.backlog.note(arrived, now);
         if from == self.me {
             self.retired.invalid_messages += 1;
             return;
@@ -319,12 +371,24 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
             }
             return;
         }
-        self.with_topic(&topic, now, |t, ctx| t.on_message(ctx, from, body));
+        self.with_topic_at(&topic, arrived, now, |t, ctx| {
+            t.on_message(ctx, from, body);
+        });
     }
 
     fn with_topic<T>(
         &mut self,
         topic: &TopicId,
+        now: Duration,
+        f: impl FnOnce(&mut Topic<PI>, &mut Ctx<'_, PI, R>) -> T,
+    ) -> Option<T> {
+        self.with_topic_at(topic, now, now, f)
+    }
+
+    fn with_topic_at<T>(
+        &mut self,
+        topic: &TopicId,
+        arrived: Duration,
         now: Duration,
         f: impl FnOnce(&mut Topic<PI>, &mut Ctx<'_, PI, R>) -> T,
     ) -> Option<T> {
@@ -334,6 +398,10 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
             epoch: self.epoch,
             now,
             config: &self.config,
+            arrived,
+            watermark: self.backlog.watermark(now),
+            lag: self.backlog.lag,
+            rtts: &mut self.rtts,
             rng: &mut self.rng,
             out: &mut self.out,
             dropped: &mut self.dropped,

@@ -80,6 +80,9 @@ pub struct Counters {
     pub invalid_messages: u64,
     /// Received messages for a topic we are not subscribed to.
     pub unknown_topic: u64,
+    /// Repair waits extended because the node had not yet processed what reached it before
+    /// the wait ended (its own inbound backlog), instead of asking again or judging a promise.
+    pub backlog_deferrals: u64,
 }
 
 impl Counters {
@@ -176,6 +179,7 @@ impl Counters {
             recoveries,
             invalid_messages,
             unknown_topic,
+            backlog_deferrals,
         } = o;
         self.published += published;
         self.delivered += delivered;
@@ -213,6 +217,7 @@ impl Counters {
         self.recoveries += recoveries;
         self.invalid_messages += invalid_messages;
         self.unknown_topic += unknown_topic;
+        self.backlog_deferrals += backlog_deferrals;
     }
 
     /// Every counter as `(metric name, value)`, names as the node exports them (without the
@@ -257,6 +262,7 @@ impl Counters {
             ("gossip_recoveries_total", self.recoveries),
             ("gossip_invalid_messages_total", self.invalid_messages),
             ("gossip_unknown_topic_total", self.unknown_topic),
+            ("gossip_backlog_deferrals_total", self.backlog_deferrals),
         ]
     }
 }

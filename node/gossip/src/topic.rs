@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     diag::{PeerScoreSnapshot, Sizes, SuppressionSnapshot, TopicSnapshot},
     proto::{AeEntry, Body, Gossip, IHaveEntry, Message, MsgId, PushKind, TopicId},
-    score::{Score, Suppression},
+    score::{Rtt, Score, Suppression},
     state::{Delivery, OutEvent, PeerId, SendOutcome, Timer, TimerKind, TopicEvent},
     stats::Counters,
     store::{Cache, Cached, Streams},
@@ -25,6 +25,16 @@ pub(crate) struct Ctx<'a, PI, R> {
     pub epoch: u64,
     pub now: Duration,
     pub config: &'a Config,
+    /// When the input being handled reached the node (`now` unless the node reported an
+    /// earlier arrival with [`crate::InEvent::RecvMessageAt`]).
+    pub arrived: Duration,
+    /// Everything that reached the node before this time has been handed to the core (`now`
+    /// when the node reports no inbound backlog).
+    pub watermark: Duration,
+    /// Queueing delay of the latest message the node handed to the core.
+    pub lag: Duration,
+    /// Repair round-trip estimates per peer (node-wide: a property of the peer, not the topic).
+    pub rtts: &'a mut BTreeMap<PI, Rtt>,
     pub rng: &'a mut R,
     pub out: &'a mut Vec<OutEvent<PI>>,
     /// Peers removed from an active view in this step (for `DisconnectPeer`).
@@ -38,7 +48,26 @@ struct Missing<PI> {
     announcers: Vec<(PI, u16)>,
     /// The announcer we grafted / IWANTed last and are waiting for.
     asked: Option<PI>,
+    /// When the current wait ends: `graft_timeout_1` after the first IHAVE, then the asked
+    /// peer's repair timeout after each request.
+    due: Duration,
 }
+
+/// Shortest re-check while a missing message's timer waits for the local backlog.
+const MIN_RECHECK: Duration = Duration::from_millis(10);
+/// A GRAFT / IWANT sent and not answered yet.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    asked_at: Duration,
+    /// Unanswered by then (and with our own backlog past it), the promise is broken.
+    deadline: Duration,
+}
+
+/// Outstanding requests kept per tracked missing message (see `Topic::requests`).
+const REQUESTS_PER_MISSING: usize = 2;
+/// Most peers with a repair round-trip estimate before the estimates of peers in no active
+/// view are dropped.
+const RTT_CAP: usize = 1024;
 
 /// Most neighbor requests started per maintenance tick (bounds request storms after churn).
 const REFILL_ATTEMPTS_PER_TICK: u32 = 4;
@@ -59,6 +88,10 @@ pub(crate) struct Topic<PI> {
     ihave_queue: BTreeMap<PI, Vec<IHaveEntry<PI>>>,
     ihave_scheduled: bool,
     missing: BTreeMap<MsgId<PI>, Missing<PI>>,
+    /// Outstanding GRAFT / IWANT requests — promises — by (message, peer): kept past the
+    /// repair wait, until the peer's copy comes (a round-trip sample, late ones included) or
+    /// its promise timer judges it broken. Bounded by [`REQUESTS_PER_MISSING`] · `missing_cap`.
+    requests: BTreeMap<(MsgId<PI>, PI), Request>,
     cache: Cache<PI>,
     streams: Streams<PI>,
     next_seq: u64,
@@ -74,6 +107,73 @@ fn is_suppressed<PI: Ord>(
     now: Duration,
 ) -> bool {
     suppressions.get(peer).is_some_and(|s| s.is_active(now))
+}
+
+/// How long to wait for `peer` to answer a GRAFT / IWANT: its measured repair round trip
+/// (`srtt + 4·rttvar`) within `[graft_timeout_2, repair_timeout_max]`.
+fn repair_timeout<PI: PeerId, R>(ctx: &Ctx<'_, PI, R>, peer: &PI) -> Duration {
+    let (floor, cap) = (ctx.config.graft_timeout_2, ctx.config.repair_timeout_max);
+    ctx.rtts.get(peer).map_or(floor, |r| r.timeout(floor, cap))
+}
+
+fn rtt_sample<PI: PeerId, R>(ctx: &mut Ctx<'_, PI, R>, peer: &PI, sample: Duration) {
+    match ctx.rtts.get_mut(peer) {
+        Some(r) => r.sample(sample),
+        None => {
+            if ctx.rtts.len() >= RTT_CAP {
+                // Bounded: drop an arbitrary (smallest id) estimate; it is rebuilt from the
+                // next answer.
+                ctx.rtts.pop_first();
+            }
+            ctx.rtts.insert(peer.clone(), Rtt::first(sample));
+        }
+    }
+}
+
+fn requests_insert<PI: PeerId>(
+    requests: &mut BTreeMap<(MsgId<PI>, PI), Request>,
+    key: (MsgId<PI>, PI),
+    request: Request,
+    config: &Config,
+) {
+    let cap = config.missing_cap.max(1) * REQUESTS_PER_MISSING;
+    while requests.len() >= cap {
+        // Full: forget the oldest request (unjudged; its timer then finds nothing).
+        let Some(oldest) = requests
+            .iter()
+            .min_by_key(|(_, r)| r.asked_at)
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        requests.remove(&oldest);
+    }
+    requests.insert(key, request);
+}
+
+/// Whether a wait that ended at `due` must be put off because the node has not yet handed
+/// the core what reached it before `due` — the awaited copy may be sitting in our own inbound
+/// queue, and that is no fault of the peer. `Some(when to look again)`; `None` to go ahead.
+/// Never past `due + backlog_defer_max`.
+fn backlog_wait<PI, R>(ctx: &Ctx<'_, PI, R>, due: Duration) -> Option<Duration> {
+    let now = ctx.now;
+    if now < due {
+        return Some(due.saturating_sub(now).max(MIN_RECHECK));
+    }
+    let give_up = due.saturating_add(ctx.config.backlog_defer_max);
+    if ctx.watermark >= due || now >= give_up {
+        return None;
+    }
+    // Look again once what is queued now has likely been handed over (the latest queueing
+    // delay).
+    let behind = due.saturating_sub(ctx.watermark);
+    Some(
+        behind
+            .min(ctx.lag)
+            .max(MIN_RECHECK)
+            .min(give_up.saturating_sub(now))
+            .max(MIN_RECHECK),
+    )
 }
 
 fn jitter<R: Rng>(rng: &mut R, d: Duration) -> Duration {
@@ -95,6 +195,7 @@ impl<PI: PeerId> Topic<PI> {
             ihave_queue: BTreeMap::new(),
             ihave_scheduled: false,
             missing: BTreeMap::new(),
+            requests: BTreeMap::new(),
             cache: Cache::new(),
             streams: Streams::new(),
             next_seq: 0,
@@ -402,6 +503,8 @@ impl<PI: PeerId> Topic<PI> {
         if alive {
             self.add_passive(ctx, from);
         } else {
+            // It left the topic: what we asked of it will not come, and that is no offence.
+            self.requests.retain(|(_, p), _| *p != from);
             self.passive.remove(&from);
             self.bootstrap.remove(&from);
         }
@@ -421,6 +524,7 @@ impl<PI: PeerId> Topic<PI> {
         let was_active = self.remove_active(ctx, peer, false);
         self.passive.remove(peer);
         self.scores.remove(peer);
+        self.requests.retain(|(_, p), _| p != peer);
         for m in self.missing.values_mut() {
             m.announcers.retain(|(p, _)| p != peer);
         }
@@ -637,6 +741,7 @@ impl<PI: PeerId> Topic<PI> {
                 .streams
                 .insert(&id, ctx.now, c.streams_cap, c.stream_window);
         if !new {
+            self.answered(ctx, &id, &from, kind);
             self.counters.duplicates += 1;
             if kind == PushKind::Eager {
                 // A redundant tree edge: both sides go lazy. Prune even when the sender is
@@ -649,6 +754,7 @@ impl<PI: PeerId> Topic<PI> {
         if kind == PushKind::AntiEntropy {
             self.counters.ae_recovered += 1;
         }
+        self.answered(ctx, &id, &from, kind);
         if let Some(m) = self.missing.remove(&id)
             && m.asked.as_ref() == Some(&from)
             && let Some(s) = self.scores.get_mut(&from)
@@ -702,9 +808,12 @@ impl<PI: PeerId> Topic<PI> {
             }
             match self.missing.get_mut(&e.id) {
                 Some(m) => {
+                    // One request per peer and message: a peer already asked is not queued
+                    // again.
                     if m.announcers.len() < announcer_cap
                         && !m.announcers.iter().any(|(p, _)| *p == from)
                         && m.asked.as_ref() != Some(&from)
+                        && !self.requests.contains_key(&(e.id.clone(), from.clone()))
                     {
                         m.announcers.push((from.clone(), e.hops));
                     }
@@ -716,6 +825,7 @@ impl<PI: PeerId> Topic<PI> {
                             Missing {
                                 announcers: vec![(from.clone(), e.hops)],
                                 asked: None,
+                                due: ctx.now.saturating_add(ctx.config.graft_timeout_1),
                             },
                         );
                         self.timer(ctx, ctx.config.graft_timeout_1, TimerKind::Missing(e.id));
@@ -759,6 +869,44 @@ impl<PI: PeerId> Topic<PI> {
         self.cache.update_path(&e.id, from.clone(), via_lazy);
     }
 
+    /// A copy of `id` from `from`: if we had asked `from` for it, the round trip is a sample of
+    /// its repair timeout — measured to when the copy reached the node (the node's own inbound
+    /// backlog is not the peer's doing), late answers included (a late peer must teach us to
+    /// wait longer). Anti-entropy pushes are not answers.
+    fn answered<R: Rng>(
+        &mut self,
+        ctx: &mut Ctx<'_, PI, R>,
+        id: &MsgId<PI>,
+        from: &PI,
+        kind: PushKind,
+    ) {
+        if kind == PushKind::AntiEntropy || self.requests.is_empty() {
+            return;
+        }
+        if let Some(r) = self.requests.remove(&(id.clone(), from.clone())) {
+            rtt_sample(ctx, from, ctx.arrived.saturating_sub(r.asked_at));
+        }
+    }
+
+    /// The promise of `peer` to send `id` is due: broken unless its copy came — judged only
+    /// once our own inbound backlog has moved past the deadline.
+    fn on_promise_timer<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>, id: MsgId<PI>, peer: PI) {
+        let key = (id, peer);
+        let Some(r) = self.requests.get(&key).copied() else {
+            return; // answered (or forgotten)
+        };
+        if let Some(wait) = backlog_wait(ctx, r.deadline) {
+            if ctx.now >= r.deadline {
+                self.counters.backlog_deferrals += 1;
+            }
+            let (id, peer) = key;
+            self.timer(ctx, wait, TimerKind::Promise(id, peer));
+            return;
+        }
+        self.requests.remove(&key);
+        self.broken_promise(ctx, &key.1);
+    }
+
     fn on_missing_timer<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>, id: MsgId<PI>) {
         if self.streams.contains(&id) {
             self.missing.remove(&id);
@@ -768,7 +916,17 @@ impl<PI: PeerId> Topic<PI> {
         let Some(m) = self.missing.get_mut(&id) else {
             return;
         };
-        let broken = m.asked.take();
+        // Ask anew only once the node has processed what reached it before the wait ended:
+        // the copy we wait for may be sitting in our own inbound queue (asking elsewhere would
+        // only add load). The asked peer's promise is judged on its own timer.
+        if let Some(wait) = backlog_wait(ctx, m.due) {
+            if now >= m.due {
+                self.counters.backlog_deferrals += 1;
+            }
+            self.timer(ctx, wait, TimerKind::Missing(id));
+            return;
+        }
+        m.asked = None;
         // Best announcer: not suppressed first, then fewest hops, then first come.
         let choice = m
             .announcers
@@ -776,12 +934,14 @@ impl<PI: PeerId> Topic<PI> {
             .enumerate()
             .min_by_key(|(i, (p, hops))| (is_suppressed(&self.suppressions, p, now), *hops, *i))
             .map(|(i, (p, _))| (i, p.clone()));
+        let rto = choice
+            .as_ref()
+            .map(|(_, p)| repair_timeout(ctx, p))
+            .unwrap_or(ctx.config.graft_timeout_2);
         if let Some((i, p)) = &choice {
             m.announcers.remove(*i);
             m.asked = Some(p.clone());
-        }
-        if let Some(b) = broken {
-            self.broken_promise(ctx, &b);
+            m.due = now.saturating_add(rto);
         }
         let Some((_, peer)) = choice else {
             self.missing.remove(&id);
@@ -795,15 +955,24 @@ impl<PI: PeerId> Topic<PI> {
             self.make_eager(&peer, now);
             self.send(
                 ctx,
-                peer,
+                peer.clone(),
                 Body::Graft {
                     id: Some(id.clone()),
                 },
             );
         } else {
-            self.send(ctx, peer, Body::IWant(vec![id.clone()]));
+            self.send(ctx, peer.clone(), Body::IWant(vec![id.clone()]));
         }
-        self.timer(ctx, ctx.config.graft_timeout_2, TimerKind::Missing(id));
+        // The promise: its copy within `promise_timeout` (at least twice its repair wait).
+        let patience = ctx.config.promise_timeout.max(rto.saturating_mul(2));
+        let request = Request {
+            asked_at: now,
+            deadline: now.saturating_add(patience),
+        };
+        let key = (id.clone(), peer.clone());
+        requests_insert(&mut self.requests, key, request, ctx.config);
+        self.timer(ctx, patience, TimerKind::Promise(id.clone(), peer));
+        self.timer(ctx, rto, TimerKind::Missing(id));
     }
 
     fn answer<R: Rng>(
@@ -1019,8 +1188,9 @@ impl<PI: PeerId> Topic<PI> {
         self.counters.broken_promises += 1;
         if let Some(s) = self.scores.get_mut(peer) {
             s.decay(ctx.now, ctx.config.score_half_life);
-            s.on_broken_promise();
-            self.evaluate(ctx, peer);
+            if s.on_broken_promise(ctx.now, ctx.config.promise_episode) {
+                self.evaluate(ctx, peer);
+            }
         }
     }
 
@@ -1124,6 +1294,7 @@ impl<PI: PeerId> Topic<PI> {
             TimerKind::AntiEntropy => self.on_ae_timer(ctx),
             TimerKind::FlushIHave => self.flush_ihave(ctx),
             TimerKind::Missing(id) => self.on_missing_timer(ctx, id),
+            TimerKind::Promise(id, peer) => self.on_promise_timer(ctx, id, peer),
         }
     }
 
@@ -1225,6 +1396,7 @@ impl<PI: PeerId> Topic<PI> {
             scores: self.scores.len(),
             suppressions: self.suppressions.len(),
             ihave_queued: self.ihave_queue.values().map(Vec::len).sum(),
+            requests: self.requests.len(),
         }
     }
 

@@ -651,6 +651,7 @@ impl Runner {
                 state_max.scores = state_max.scores.max(s.scores);
                 state_max.suppressions = state_max.suppressions.max(s.suppressions);
                 state_max.ihave_queued = state_max.ihave_queued.max(s.ihave_queued);
+                state_max.requests = state_max.requests.max(s.requests);
             }
         }
         let measured: Vec<&RoundReport> = self
