@@ -223,6 +223,8 @@ enum NetEvent {
     Gossip {
         peer: PeerId,
         msg: GossipMessage,
+        /// When the reader took the frame off the connection.
+        arrived: Instant,
     },
     /// Gossip frames to `peer` that missed their send deadline (one entry per frame).
     SendTimeouts {
@@ -389,6 +391,7 @@ impl Node {
             subscribers: BTreeMap::new(),
             pending: HashMap::new(),
             next_rejoin: Instant::now(),
+            last_arrived: Instant::now(),
             ctx,
             conns: HashMap::new(),
             ops: HashMap::new(),
@@ -555,7 +558,7 @@ impl Node {
 }
 
 /// One raw frame on the receive queue: sender, connection, undecoded body.
-type PumpItem = (PeerId, ConnId, Vec<u8>);
+type PumpItem = (PeerId, ConnId, Vec<u8>, Instant);
 
 /// The gossip core's configuration for this node: the protocol defaults, with the payload bound
 /// of the node and list bounds small enough that every gossip message fits in one frame.
@@ -903,7 +906,7 @@ async fn reader(
                 // then the frame is dropped and counted. The reader never waits longer, so one
                 // slow receive path cannot wedge the transport; under sustained overload the
                 // pacing lets QUIC flow control push back on the sender.
-                let pushed = match ctx.pump_tx.try_send((peer, conn, body)) {
+                let pushed = match ctx.pump_tx.try_send((peer, conn, body, Instant::now())) {
                     Ok(()) => Ok(()),
                     Err(mpsc::error::TrySendError::Full(item)) if !push_deadline.is_zero() => {
                         match tokio::time::timeout(push_deadline, ctx.pump_tx.send(item)).await {
@@ -958,7 +961,7 @@ async fn dispatcher(
             continue;
         }
         let item = rx.lock().await.recv().await;
-        let Some((peer, conn, body)) = item else {
+        let Some((peer, conn, body, arrived)) = item else {
             return;
         };
         let m = &shared.metrics;
@@ -979,7 +982,7 @@ async fn dispatcher(
                         m.inc(extra::GOSSIP_STALLED_FRAMES);
                         tokio::time::sleep_until(until.into()).await;
                     }
-                    let _ = net_tx.send(NetEvent::Gossip { peer, msg }).await;
+                    let _ = net_tx.send(NetEvent::Gossip { peer, msg, arrived }).await;
                 }
                 Ok(frame) => {
                     let _ = net_tx.send(NetEvent::Frame { peer, conn, frame }).await;
@@ -1018,6 +1021,8 @@ struct Actor {
     /// Gossip frames held while a connection to the peer is dialed (bounded per peer).
     pending: HashMap<PeerId, VecDeque<(TopicId, Vec<u8>)>>,
     next_rejoin: Instant,
+    /// When the latest gossip frame handed to the core reached this node.
+    last_arrived: Instant,
     ctx: Arc<ConnCtx>,
     conns: HashMap<ConnId, ConnEntry>,
     ops: HashMap<OpId, oneshot::Sender<DmDone>>,
@@ -1056,7 +1061,7 @@ impl Actor {
                     Some(Command::Shutdown) | None => break,
                     Some(cmd) => self.on_command(cmd),
                 },
-                () = sleep => self.on_timeout(Instant::now()),
+                () = sleep => self.on_timeout(Instant::now(), net_rx.len()),
             }
             self.drain();
         }
@@ -1071,7 +1076,7 @@ impl Actor {
         info!("node main loop stopped");
     }
 
-    fn on_timeout(&mut self, now: Instant) {
+    fn on_timeout(&mut self, now: Instant, net_queued: usize) {
         self.core.handle_timeout(now);
         let mut due = Vec::new();
         while let Some(Reverse((at, _, _))) = self.gossip_timers.peek() {
@@ -1081,6 +1086,9 @@ impl Actor {
             if let Some(Reverse((_, _, timer))) = self.gossip_timers.pop() {
                 due.push(timer);
             }
+        }
+        if !due.is_empty() {
+            self.report_backlog(net_queued, now);
         }
         for timer in due {
             self.gossip_step(InEvent::TimerExpired(timer), now);
@@ -1318,10 +1326,36 @@ impl Actor {
         }
     }
 
-    fn on_gossip_message(&mut self, peer: PeerId, msg: GossipMessage, now: Instant) {
+    /// A gossip message for the core; `arrived` is when the reader took its frame off the
+    /// connection (the time since is our own inbound backlog, which the core keeps out of its
+    /// judgement of the peer).
+    fn on_gossip_message(
+        &mut self,
+        peer: PeerId,
+        msg: GossipMessage,
+        arrived: Option<Instant>,
+        now: Instant,
+    ) {
         self.core.note_gossip(peer, now);
         let from = self.gpeer(peer);
-        self.gossip_step(InEvent::RecvMessage(from, msg), now);
+        let input = match arrived {
+            Some(at) => InEvent::RecvMessageAt(from, msg, self.gnow(at)),
+            None => InEvent::RecvMessage(from, msg),
+        };
+        self.gossip_step(input, now);
+    }
+
+    /// Tells the gossip core whether frames still wait in our inbound path (receive queue,
+    /// dispatcher workers, the channel to this actor; `net_queued` is the latter's length) —
+    /// and so whether a repair answer may be sitting here while its wait runs out. The path is
+    /// first in, first out: what is queued arrived no earlier than the last frame handed over.
+    fn report_backlog(&mut self, net_queued: usize, now: Instant) {
+        let shared = &self.ctx.shared;
+        let pump = self.ctx.pump_tx.max_capacity() - self.ctx.pump_tx.capacity();
+        let busy =
+            pump > 0 || net_queued > 0 || shared.dispatcher_inflight.load(Ordering::Relaxed) > 0;
+        let since = busy.then(|| self.gnow(self.last_arrived));
+        self.gossip_step(InEvent::InboundBacklog(since), now);
     }
 
     fn on_net(&mut self, ev: NetEvent) {
@@ -1354,8 +1388,9 @@ impl Actor {
             }
             NetEvent::DialFailed { peer, addr } => Input::DialFailed { peer, addr },
             NetEvent::Frame { peer, conn, frame } => Input::Frame { peer, conn, frame },
-            NetEvent::Gossip { peer, msg } => {
-                self.on_gossip_message(peer, msg, now);
+            NetEvent::Gossip { peer, msg, arrived } => {
+                self.last_arrived = self.last_arrived.max(arrived);
+                self.on_gossip_message(peer, msg, Some(arrived), now);
                 return;
             }
             NetEvent::SendTimeouts { peer, topics } => {
@@ -1589,7 +1624,7 @@ impl Actor {
                     }
                 }
                 Output::Gossip { peer, bytes } => match pubsub::decode(&bytes) {
-                    Some(msg) => self.on_gossip_message(peer, msg, now),
+                    Some(msg) => self.on_gossip_message(peer, msg, None, now),
                     None => metrics.inc(c::INVALID_FRAMES),
                 },
             }
