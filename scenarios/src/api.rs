@@ -106,6 +106,9 @@ pub trait NodeApi: Send + Sync {
     fn inbox(&self, query: PageQuery) -> impl Future<Output = ApiResult<InboxPage>> + Send;
     /// `POST /v1/topics/{topic}/subscribe`.
     fn subscribe(&self, topic: &str) -> impl Future<Output = ApiResult<()>> + Send;
+    /// `POST /v1/topics/{topic}/unsubscribe` (409 `not_subscribed` when the node holds no such
+    /// topic).
+    fn unsubscribe(&self, topic: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// `POST /v1/topics/{topic}/publish`.
     fn publish(
         &self,
@@ -315,6 +318,20 @@ impl NodeApi for HttpNode {
             .await
             .map_err(|err| self.transport_error(&path, err))?;
         // The body of a successful subscribe carries nothing the workload needs.
+        self.decode::<serde_json::Value>(&path, response, &[])
+            .await
+            .map(|_| ())
+    }
+
+    async fn unsubscribe(&self, topic: &str) -> ApiResult<()> {
+        let path = self.topic_path(topic, "unsubscribe")?;
+        let response = self
+            .client
+            .post(self.url(&path))
+            .bearer_auth(&self.endpoint.token)
+            .send()
+            .await
+            .map_err(|err| self.transport_error(&path, err))?;
         self.decode::<serde_json::Value>(&path, response, &[])
             .await
             .map(|_| ())

@@ -27,6 +27,8 @@ pub enum Fault {
     GossipTwice,
     /// Receives no gossip.
     GossipDeaf,
+    /// Answers 500 on publish (a burst that fails mid-way).
+    PublishFails,
 }
 
 #[derive(Default)]
@@ -34,7 +36,9 @@ struct NodeState {
     fault: Option<Fault>,
     instance: u32,
     inbox: Vec<InboxItem>,
+    /// Subscribed topics (as the node tracks them) with their received lists.
     topics: HashMap<String, Vec<ReceivedItem>>,
+    unsubscribes: usize,
     reads_from_zero: usize,
 }
 
@@ -104,6 +108,20 @@ impl FakeMesh {
         });
     }
 
+    /// Topics node `index` is subscribed to right now, sorted.
+    pub fn subscriptions(&self, index: usize) -> Vec<String> {
+        self.with(|state| {
+            let mut topics: Vec<String> = state.nodes[index].topics.keys().cloned().collect();
+            topics.sort();
+            topics
+        })
+    }
+
+    /// Successful unsubscribe calls node `index` answered.
+    pub fn unsubscribes(&self, index: usize) -> usize {
+        self.with(|state| state.nodes[index].unsubscribes)
+    }
+
     /// Total inbox reads that started from sequence 0.
     pub fn inbox_reads_from_zero(&self) -> usize {
         self.with(|state| state.nodes.iter().map(|n| n.reads_from_zero).sum())
@@ -150,6 +168,30 @@ impl FakeNode {
             });
         }
         Ok(())
+    }
+
+    fn status_error(&self, path: &str, status: u16, code: &str) -> NodeApiError {
+        NodeApiError {
+            node: self.name.clone(),
+            kind: NodeApiErrorKind::Status {
+                path: path.to_owned(),
+                status,
+                code: Some(code.to_owned()),
+                message: code.to_owned(),
+            },
+        }
+    }
+
+    /// 409 `not_subscribed`, as the node answers for a topic it does not hold.
+    fn check_subscribed(&self, topic: &str, path: &str) -> ApiResult<()> {
+        let subscribed = self
+            .mesh
+            .with(|s| s.nodes[self.index].topics.contains_key(topic));
+        if subscribed {
+            Ok(())
+        } else {
+            Err(self.status_error(path, 409, "not_subscribed"))
+        }
     }
 }
 
@@ -280,8 +322,25 @@ impl NodeApi for FakeNode {
         Ok(())
     }
 
+    async fn unsubscribe(&self, topic: &str) -> ApiResult<()> {
+        let path = "/v1/topics/unsubscribe";
+        self.check_pubsub(path)?;
+        self.check_subscribed(topic, path)?;
+        self.mesh.with(|state| {
+            let node = &mut state.nodes[self.index];
+            node.topics.remove(topic);
+            node.unsubscribes += 1;
+        });
+        Ok(())
+    }
+
     async fn publish(&self, topic: &str, _request: &PublishRequest) -> ApiResult<PublishResponse> {
-        self.check_pubsub("/v1/topics/publish")?;
+        let path = "/v1/topics/publish";
+        self.check_pubsub(path)?;
+        self.check_subscribed(topic, path)?;
+        if self.fault() == Some(Fault::PublishFails) {
+            return Err(self.status_error(path, 500, "internal"));
+        }
         let origin = self.peer_id.clone();
         let origin_index = self.index;
         let msg_id = self.mesh.with(|state| {
@@ -316,7 +375,9 @@ impl NodeApi for FakeNode {
     }
 
     async fn received(&self, topic: &str, query: PageQuery) -> ApiResult<ReceivedPage> {
-        self.check_pubsub("/v1/topics/received")?;
+        let path = "/v1/topics/received";
+        self.check_pubsub(path)?;
+        self.check_subscribed(topic, path)?;
         let after = query.after.unwrap_or(0);
         let limit = query.limit.unwrap_or(100).min(100);
         Ok(self.mesh.with(|state| {

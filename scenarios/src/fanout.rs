@@ -5,6 +5,11 @@
 //! A node that answers 404 on the topic routes has no pub/sub: the scenario is recorded as
 //! SKIPPED with that reason — never as a pass. Waiting is by polling with deadlines, never by a
 //! fixed sleep.
+//!
+//! Every node that subscribed is unsubscribed from the burst's topic once the results are
+//! collected, and also when the burst stops early: a node holds at most 256 topics and every
+//! live topic keeps costing it anti-entropy and shuffles, so a soak of many windows must not
+//! pile them up.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -81,19 +86,19 @@ pub async fn run_fanout<A: NodeApi>(
     }
 
     // 1. Subscribe everyone.
-    let subscribed: Vec<_> =
-        futures::future::join_all(nodes.iter().map(|n| n.subscribe(topic))).await;
+    let results: Vec<_> = futures::future::join_all(nodes.iter().map(|n| n.subscribe(topic))).await;
+    let mut subscribed = Vec::new();
     let mut not_found = Vec::new();
     let mut errors = Vec::new();
-    for (node, result) in nodes.iter().zip(subscribed) {
+    for (node, result) in nodes.iter().zip(results) {
         match result {
-            Ok(()) => {}
+            Ok(()) => subscribed.push(node),
             Err(err) if err.is_not_found() => not_found.push(node.name().to_owned()),
             Err(err) => errors.push(err.to_string()),
         }
     }
-    if !not_found.is_empty() {
-        return FanoutOutcome {
+    let outcome = if !not_found.is_empty() {
+        FanoutOutcome {
             result: None,
             status: ScenarioStatus::Skipped {
                 reason: format!(
@@ -101,17 +106,30 @@ pub async fn run_fanout<A: NodeApi>(
                     not_found.join(", ")
                 ),
             },
-        };
-    }
-    if !errors.is_empty() {
-        return FanoutOutcome {
+        }
+    } else if !errors.is_empty() {
+        FanoutOutcome {
             result: None,
             status: ScenarioStatus::Failed {
                 error: format!("subscribe failed: {}", errors.join("; ")),
             },
-        };
-    }
+        }
+    } else {
+        burst(nodes, topic, publishers, publisher_names, config).await
+    };
+    // 5. Leave the topic everywhere it was joined, whatever became of the burst.
+    unsubscribe_all(&subscribed, topic).await;
+    outcome
+}
 
+/// Steps 2–4 of [`run_fanout`], once every node subscribed.
+async fn burst<A: NodeApi>(
+    nodes: &[A],
+    topic: &str,
+    publishers: &[usize],
+    publisher_names: Vec<String>,
+    config: &FanoutConfig,
+) -> FanoutOutcome {
     // 2. Wait (by polling, bounded) until every node sees at least one topic peer.
     let joined = wait_for_topic_mesh(nodes, topic, config).await;
 
@@ -159,6 +177,17 @@ pub async fn run_fanout<A: NodeApi>(
             subscribers,
         }),
         status,
+    }
+}
+
+/// Unsubscribes `nodes` from `topic`, concurrently. Best effort: a failure is logged (the
+/// burst's record stands; a node that is gone or restarted holds no topic anyway).
+async fn unsubscribe_all<A: NodeApi>(nodes: &[&A], topic: &str) {
+    let results = futures::future::join_all(nodes.iter().map(|n| n.unsubscribe(topic))).await;
+    for (node, result) in nodes.iter().zip(results) {
+        if let Err(err) = result {
+            tracing::warn!(node = node.name(), topic, error = %err, "unsubscribe after the burst failed");
+        }
     }
 }
 
@@ -407,6 +436,51 @@ mod tests {
             assert_eq!((sub.expected, sub.received, sub.duplicates), (20, 20, 0));
             assert_eq!(sub.p50_us, Some(2_000));
         }
+        assert_no_topic_left(&mesh, 4);
+    }
+
+    /// Every node holds no topic any more and was unsubscribed exactly once per burst.
+    fn assert_no_topic_left(mesh: &FakeMesh, n: usize) {
+        for i in 0..n {
+            assert!(
+                mesh.subscriptions(i).is_empty(),
+                "node-{i} still holds {:?}",
+                mesh.subscriptions(i)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn topics_do_not_pile_up_over_many_bursts() {
+        let mesh = FakeMesh::new(3);
+        for window in 0..5 {
+            let topic = format!("fanout-w{window}");
+            let out = run_fanout(&mesh.nodes(), &topic, &[window % 3], &fast()).await;
+            assert_eq!(out.status, ScenarioStatus::Completed);
+            assert_no_topic_left(&mesh, 3);
+        }
+        for i in 0..3 {
+            assert_eq!(
+                mesh.unsubscribes(i),
+                5,
+                "node-{i}: one unsubscribe per burst"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_that_fails_mid_way_still_unsubscribes_everyone() {
+        let mesh = FakeMesh::new(3);
+        mesh.set_fault(0, Fault::PublishFails);
+        let out = run_fanout(&mesh.nodes(), "t1", &[0], &fast()).await;
+        match &out.status {
+            ScenarioStatus::Failed { error } => {
+                assert!(error.contains("publishes failed"), "{error}")
+            }
+            other => panic!("expected failed, got {other:?}"),
+        }
+        assert_no_topic_left(&mesh, 3);
+        assert_eq!(mesh.unsubscribes(1), 1);
     }
 
     #[tokio::test]
@@ -419,6 +493,9 @@ mod tests {
             ScenarioStatus::Skipped { reason } => assert!(reason.contains("node-1"), "{reason}"),
             other => panic!("expected skipped, got {other:?}"),
         }
+        // The nodes that did subscribe left the topic again.
+        assert_eq!((mesh.unsubscribes(0), mesh.unsubscribes(2)), (1, 1));
+        assert_no_topic_left(&mesh, 3);
     }
 
     #[tokio::test]
@@ -445,6 +522,9 @@ mod tests {
         mesh.set_fault(2, Fault::Dead);
         let out = run_fanout(&mesh.nodes(), "t1", &[0], &fast()).await;
         assert!(matches!(out.status, ScenarioStatus::Failed { .. }));
+        // Subscribing failed at node-2: the others were unsubscribed before giving up.
+        assert_eq!((mesh.unsubscribes(0), mesh.unsubscribes(1)), (1, 1));
+        assert_no_topic_left(&mesh, 2);
     }
 
     #[tokio::test]
