@@ -3,7 +3,7 @@
 //! `GET /v1/topics/{topic}/received`, and the stall table behind
 //! `POST /v1/topics/{topic}/stall`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use soak_gossip::{Delivery, Message, TopicId};
 
 use crate::proto::PeerId;
+use crate::proto::ring::{SeqRing, Sequenced};
 
 /// Most topics one node may be subscribed to at once (admin-driven, bounded anyway).
 pub const MAX_TOPICS: usize = 256;
@@ -122,43 +123,33 @@ pub struct Received {
 /// that are younger than the retention, and sequence numbers never have holes.
 #[derive(Debug)]
 pub struct Subscriber {
-    items: VecDeque<Received>,
-    capacity: usize,
-    retention: Duration,
-    last_seq: u64,
-    consumed: u64,
+    ring: SeqRing<Received>,
     /// Deliveries dropped because the buffer was full.
     pub dropped: u64,
+}
+
+impl Sequenced for Received {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn stored_at(&self) -> Instant {
+        self.at
+    }
 }
 
 impl Subscriber {
     /// A new empty buffer.
     pub fn new(capacity: usize, retention: Duration) -> Subscriber {
         Subscriber {
-            items: VecDeque::new(),
-            capacity: capacity.max(1),
-            retention,
-            last_seq: 0,
-            consumed: 0,
+            ring: SeqRing::new(capacity, retention),
             dropped: 0,
         }
     }
 
     /// Store one delivery; false when it was dropped (buffer full of unconsumed, retained items).
     pub fn push(&mut self, d: &Delivery<GossipPeer>, received_at_ms: u64, now: Instant) -> bool {
-        if self.items.len() >= self.capacity {
-            let evictable = self.items.front().is_some_and(|old| {
-                old.seq <= self.consumed || now.saturating_duration_since(old.at) >= self.retention
-            });
-            if !evictable {
-                self.dropped += 1;
-                return false;
-            }
-            self.items.pop_front();
-        }
-        self.last_seq += 1;
-        self.items.push_back(Received {
-            seq: self.last_seq,
+        let stored = self.ring.push_with(now, |seq| Received {
+            seq,
             msg_id: format!("{}", d.id),
             origin: d.id.origin.id,
             hops: d.hops,
@@ -167,28 +158,27 @@ impl Subscriber {
             received_at_ms,
             at: now,
         });
-        true
+        if stored.is_none() {
+            self.dropped += 1;
+        }
+        stored.is_some()
     }
 
     /// Items with `seq > after`, at most `limit`, and the `next` cursor. Marks everything up to
     /// `after` as consumed.
     pub fn page(&mut self, after: u64, limit: usize) -> (Vec<Received>, u64) {
-        self.consumed = self.consumed.max(after.min(self.last_seq));
-        let first_seq = self.items.front().map_or(self.last_seq + 1, |e| e.seq);
-        let skip = after.saturating_add(1).saturating_sub(first_seq) as usize;
-        let items: Vec<Received> = self.items.iter().skip(skip).take(limit).cloned().collect();
-        let next = items.last().map_or(after.min(self.last_seq), |e| e.seq);
-        (items, next)
+        self.ring.consume_through(after);
+        self.ring.page(after, limit)
     }
 
     /// Items held.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.ring.len()
     }
 
     /// Whether empty.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.ring.is_empty()
     }
 }
 

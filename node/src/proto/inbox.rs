@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::ring::{SeqRing, Sequenced};
 use super::{PeerId, RequestId};
 
 /// One stored direct message.
@@ -21,27 +22,31 @@ pub struct InboxEntry {
     pub at: Instant,
 }
 
+impl Sequenced for InboxEntry {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn stored_at(&self) -> Instant {
+        self.at
+    }
+}
+
 /// Bounded ring of delivered DMs with monotonically increasing sequence numbers.
 ///
 /// When full, the oldest item is evicted only if it is older than the retention period;
 /// otherwise the push is refused (the sender hears "busy"), so a reader that has not caught up
-/// yet never silently loses messages younger than the retention.
+/// yet never silently loses messages younger than the retention. (Reading never consumes: any
+/// number of readers may page the inbox.)
 #[derive(Debug)]
 pub struct Inbox {
-    items: VecDeque<InboxEntry>,
-    capacity: usize,
-    retention: Duration,
-    last_seq: u64,
+    ring: SeqRing<InboxEntry>,
 }
 
 impl Inbox {
     /// A new empty inbox.
     pub fn new(capacity: usize, retention: Duration) -> Inbox {
         Inbox {
-            items: VecDeque::new(),
-            capacity: capacity.max(1),
-            retention,
-            last_seq: 0,
+            ring: SeqRing::new(capacity, retention),
         }
     }
 
@@ -53,45 +58,28 @@ impl Inbox {
         size: usize,
         now: Instant,
     ) -> Option<u64> {
-        if self.items.len() >= self.capacity {
-            let evictable = self
-                .items
-                .front()
-                .is_some_and(|old| now.saturating_duration_since(old.at) >= self.retention);
-            if !evictable {
-                return None;
-            }
-            self.items.pop_front();
-        }
-        self.last_seq += 1;
-        self.items.push_back(InboxEntry {
-            seq: self.last_seq,
+        self.ring.push_with(now, |seq| InboxEntry {
+            seq,
             from,
             request_id,
             size,
             at: now,
-        });
-        Some(self.last_seq)
+        })
     }
 
     /// Items with `seq > after`, at most `limit`; returns them and the `next` cursor.
     pub fn page(&self, after: u64, limit: usize) -> (Vec<InboxEntry>, u64) {
-        // seqs are contiguous in the ring: index of the first item with seq > after.
-        let first_seq = self.items.front().map_or(self.last_seq + 1, |e| e.seq);
-        let skip = after.saturating_add(1).saturating_sub(first_seq) as usize;
-        let items: Vec<InboxEntry> = self.items.iter().skip(skip).take(limit).cloned().collect();
-        let next = items.last().map_or(after.min(self.last_seq), |e| e.seq);
-        (items, next)
+        self.ring.page(after, limit)
     }
 
     /// Messages currently stored.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.ring.len()
     }
 
     /// Whether empty.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.ring.is_empty()
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod core;
 pub mod inbox;
+pub mod ring;
 pub mod wire;
 
 use std::fmt;
