@@ -533,7 +533,10 @@ fn lab_deadman_switch_deletes_a_tagged_rule_when_renewals_stop() {
     };
 
     let switch = DeadmanSwitch::new(&install_dir.join("deadman"), "dmtest").unwrap();
-    let lease = Duration::from_secs(2);
+    // Each renewal is a fresh SSH login (about 1 s here, more when CI runs tests in parallel),
+    // so the lease leaves room for several slow renewals in a row; a lease shorter than a few
+    // renewal round trips would test the machine's load, not the switch.
+    let lease = Duration::from_secs(5);
     // Arm first, then apply the fault.
     let armed = remote(&switch.arm_script(&format!("iptables -w 5 -D {rule}"), lease));
     assert!(armed.status.success(), "arm: {}", text(&armed.stderr));
@@ -543,7 +546,7 @@ fn lab_deadman_switch_deletes_a_tagged_rule_when_renewals_stop() {
     assert!(rule_present());
 
     // Renewed past its lease, the rule stays.
-    let until = std::time::Instant::now() + Duration::from_millis(3500);
+    let until = std::time::Instant::now() + lease + Duration::from_secs(1);
     while std::time::Instant::now() < until {
         let renewed = remote(&switch.renew_script(lease));
         assert!(renewed.status.success(), "renew: {}", text(&renewed.stderr));
@@ -553,7 +556,7 @@ fn lab_deadman_switch_deletes_a_tagged_rule_when_renewals_stop() {
     assert!(pid_alive(sleeper));
 
     // The orchestrator goes silent: the host removes the rule by itself.
-    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    let deadline = std::time::Instant::now() + lease + Duration::from_secs(5);
     while rule_present() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
