@@ -187,30 +187,49 @@ fn body_or_error(
     })
 }
 
+/// The request body parsed as JSON `T`: 413 when too large, 400 when unreadable or malformed.
+fn json_body<T: serde::de::DeserializeOwned>(
+    st: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Box<Response>> {
+    let body = body_or_error(st, body)?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Box::new(bad_request(st, format!("invalid JSON: {e}"))))
+}
+
+/// A `payload_b64` field decoded: 400 when not standard base64, 413 over the payload limit.
+fn payload_of(st: &AppState, payload_b64: &str) -> Result<Vec<u8>, Box<Response>> {
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(payload_b64)
+        .map_err(|e| {
+            Box::new(bad_request(
+                st,
+                format!("`payload_b64` is not standard base64: {e}"),
+            ))
+        })?;
+    let max = st.node.shared().settings.tuning.max_payload_bytes as usize;
+    if payload.len() > max {
+        return Err(Box::new(too_large(
+            st,
+            format!("payload of {} bytes exceeds {max} bytes", payload.len()),
+        )));
+    }
+    Ok(payload)
+}
+
 async fn dm(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     let started = Instant::now();
-    let body = match body_or_error(&st, body) {
-        Ok(b) => b,
+    let req: DmRequest = match json_body(&st, body) {
+        Ok(v) => v,
         Err(r) => return *r,
-    };
-    let req: DmRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
     };
     let Ok(to) = req.to.parse::<PeerId>() else {
         return bad_request(&st, "`to` must be a peer id (64 hex characters)");
     };
-    let payload = match base64::engine::general_purpose::STANDARD.decode(&req.payload_b64) {
+    let payload = match payload_of(&st, &req.payload_b64) {
         Ok(p) => p,
-        Err(e) => return bad_request(&st, format!("`payload_b64` is not standard base64: {e}")),
+        Err(r) => return *r,
     };
-    let max = st.node.shared().settings.tuning.max_payload_bytes as usize;
-    if payload.len() > max {
-        return too_large(
-            &st,
-            format!("payload of {} bytes exceeds {max} bytes", payload.len()),
-        );
-    }
     let request_id = match &req.request_id {
         Some(s) => match parse_request_id(s) {
             Some(id) => id,
@@ -260,13 +279,9 @@ async fn impairments_add(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(&st, body) {
-        Ok(b) => b,
+    let imp: Impairment = match json_body(&st, body) {
+        Ok(v) => v,
         Err(r) => return *r,
-    };
-    let imp: Impairment = match serde_json::from_slice(&body) {
-        Ok(i) => i,
-        Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
     };
     let now = Instant::now();
     match st.node.shared().impair.add(&imp, now) {
@@ -379,25 +394,14 @@ async fn topic_publish(
         Ok(t) => t,
         Err(r) => return *r,
     };
-    let body = match body_or_error(&st, body) {
-        Ok(b) => b,
+    let req: PublishRequest = match json_body(&st, body) {
+        Ok(v) => v,
         Err(r) => return *r,
     };
-    let req: PublishRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
-    };
-    let payload = match base64::engine::general_purpose::STANDARD.decode(&req.payload_b64) {
+    let payload = match payload_of(&st, &req.payload_b64) {
         Ok(p) => p,
-        Err(e) => return bad_request(&st, format!("`payload_b64` is not standard base64: {e}")),
+        Err(r) => return *r,
     };
-    let max = st.node.shared().settings.tuning.max_payload_bytes as usize;
-    if payload.len() > max {
-        return too_large(
-            &st,
-            format!("payload of {} bytes exceeds {max} bytes", payload.len()),
-        );
-    }
     topic_result(
         &st,
         st.node
@@ -436,13 +440,9 @@ async fn topic_stall(
         Ok(t) => t,
         Err(r) => return *r,
     };
-    let body = match body_or_error(&st, body) {
-        Ok(b) => b,
+    let req: StallRequest = match json_body(&st, body) {
+        Ok(v) => v,
         Err(r) => return *r,
-    };
-    let req: StallRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
     };
     let max = crate::pubsub::MAX_STALL.as_millis() as u64;
     if req.for_ms > max {
