@@ -5,12 +5,12 @@
 //! Needs root, iproute2 (`ip netns`), openssh-server/client; skips with a printed reason
 //! otherwise. The lab has its own directory and name, and a Drop guard always runs `lab down`.
 
-mod deploy_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use deploy_support::{alive, deploy_json, deployable_node, sha256_file, soak_bin, texts};
+use support::{alive, deploy_json, deployable_node, sha256_file, soak_bin, texts};
 
 fn lab_unavailable() -> Option<String> {
     let root = std::fs::read_to_string("/proc/self/status")

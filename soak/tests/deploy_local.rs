@@ -2,15 +2,15 @@
 //! deployed from an inventory, idempotent re-deploy (nothing uploaded, nothing restarted), a
 //! dead node brought back by a re-deploy, admin APIs on loopback only, records on the hosts.
 
-mod deploy_support;
+mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use deploy_support::{
-    FleetGuard, alive, deploy_json, deployable_node, sha256_file, soak, texts, write_inventory,
-};
 use soak_inventory::testing::{free_port, free_udp_port};
 use soak_inventory::{Connection, Host, ServiceManager};
+use support::{
+    FleetGuard, alive, deploy_json, deployable_node, sha256_file, soak, texts, write_inventory,
+};
 
 fn local_hosts(root: &std::path::Path, n: usize) -> Vec<Host> {
     (0..n)

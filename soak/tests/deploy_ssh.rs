@@ -5,13 +5,13 @@
 //! exit 69 by default, exit 0 with a warning under --min-hosts), an idempotent second deploy,
 //! and a changed host key refused with a clear message naming the host.
 
-mod deploy_support;
+mod support;
 
-use deploy_support::{
-    FleetGuard, alive, deploy_json, deployable_node, sha256_file, soak, texts, write_inventory,
-};
 use soak_inventory::Host;
 use soak_inventory::testing::{TestSshd, free_port, free_udp_port, known_hosts_line};
+use support::{
+    FleetGuard, alive, deploy_json, deployable_node, sha256_file, soak, texts, write_inventory,
+};
 
 fn sshd() -> Option<TestSshd> {
     match TestSshd::start() {

@@ -4,11 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn soak_bin() -> PathBuf {
-    std::env::var_os("SOAK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_soak")))
-}
+mod support;
+use support::soak_bin;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

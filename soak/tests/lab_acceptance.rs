@@ -16,7 +16,7 @@
 //! has a deadline, and a Drop guard always runs `soak lab down`. About a minute: the run itself
 //! is 40 s.
 
-mod deploy_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use deploy_support::{deploy_json, deployable_node, node_bin, sha256_file, soak_bin, texts};
+use support::{deploy_json, deployable_node, node_bin, sha256_file, soak_bin, texts};
 
 /// Deadline of the lab and deploy commands.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);

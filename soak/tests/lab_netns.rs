@@ -12,14 +12,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod support;
+use support::soak_bin;
+
 /// Deadline of any one command these tests run.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn soak_bin() -> PathBuf {
-    std::env::var_os("SOAK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_soak")))
-}
 
 fn find(tool: &str) -> Option<PathBuf> {
     [

@@ -13,30 +13,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+mod support;
+use support::{node_bin, soak_bin};
+
 /// How long nodes get to notice that `soak` is gone (the watchdog checks every 250 ms).
 const EXIT_DEADLINE: Duration = Duration::from_secs(5);
-
-fn soak_bin() -> PathBuf {
-    std::env::var_os("SOAK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_soak")))
-}
-
-fn node_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("SOAK_NODE_BIN") {
-        return PathBuf::from(path);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("debug").join("soak-node");
-    assert!(
-        path.is_file(),
-        "soak-node not found at {} — build it first: cargo build -p soak-node (or set SOAK_NODE_BIN)",
-        path.display()
-    );
-    path
-}
 
 /// Whether `pid` is a live (non-zombie) process.
 fn alive(pid: i32) -> bool {

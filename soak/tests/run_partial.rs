@@ -4,11 +4,11 @@
 //! the left-out host is named in the `fleet_coverage` event, `run.json` (covered by the
 //! manifest), `summary.md` and the end-of-run output — "2 of 3 inventory hosts".
 
-mod deploy_support;
+mod support;
 
-use deploy_support::{FleetGuard, deployable_node, soak, texts, write_inventory};
 use soak_inventory::testing::{free_port, free_udp_port};
 use soak_inventory::{Connection, Host, ServiceManager};
+use support::{FleetGuard, deployable_node, soak, texts, write_inventory};
 
 fn local_host(root: &std::path::Path, name: &str) -> Host {
     let mut h = Host::with_defaults(name, "127.0.0.1");

@@ -16,11 +16,16 @@ pub fn soak_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_soak")))
 }
 
-/// The `soak-node` binary to deploy (`SOAK_NODE_BIN` or `target/debug/soak-node`).
+/// The real `soak-node` binary (`SOAK_NODE_BIN`, else `<target>/debug/soak-node`, honouring
+/// `CARGO_TARGET_DIR`); the test script builds every bin before the tests run.
 pub fn node_bin() -> PathBuf {
-    let path = std::env::var_os("SOAK_NODE_BIN")
+    if let Some(path) = std::env::var_os("SOAK_NODE_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/soak-node"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join("soak-node");
     assert!(
         path.is_file(),
         "soak-node not found at {}: build it first (`cargo build -p soak-node`) or set SOAK_NODE_BIN",
