@@ -15,7 +15,7 @@
 
 pub mod deadman;
 pub mod layout;
-mod sys;
+pub(crate) mod sys;
 
 use std::collections::BTreeSet;
 use std::fs;
