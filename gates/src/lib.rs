@@ -8,6 +8,7 @@
 
 mod error;
 mod evaluate;
+mod metrics;
 pub mod model;
 mod names;
 mod outcome;

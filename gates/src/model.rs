@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::metrics::{MetricNames, Metrics};
+
 /// Everything a run observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observations {
@@ -70,9 +72,9 @@ pub struct SampleData {
     /// Process instance id; a change means the node restarted (new counter epoch).
     pub instance_id: String,
     /// Monotonic counters by name (see `soak_api::counters`).
-    pub counters: BTreeMap<String, u64>,
+    pub counters: Metrics<u64>,
     /// Gauges by name (see `soak_api::gauges`).
-    pub gauges: BTreeMap<String, f64>,
+    pub gauges: Metrics<f64>,
 }
 
 /// One judged time window.

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    FanoutResult, NodeRef, Observations, PairOutcome, PhaseAResult, RunInfo, Sample, SampleData,
-    SampleOutcome, ScenarioRecord, ScenarioStatus, SubscriberResult, WindowRecord,
+    FanoutResult, MetricNames, Metrics, NodeRef, Observations, PairOutcome, PhaseAResult, RunInfo,
+    Sample, SampleData, SampleOutcome, ScenarioRecord, ScenarioStatus, SubscriberResult,
+    WindowRecord,
 };
 
 /// Every counter a healthy node reports and its increase per sample interval.
@@ -88,16 +89,23 @@ impl FleetBuilder {
         let names: Vec<String> = (0..self.nodes).map(Self::node).collect();
         let end = self.start_ms + self.windows as u64 * self.window_ms;
         let mut samples = BTreeMap::new();
+        // One shared name list for every sample's counters and one for the gauges, as a proof
+        // reader builds them.
+        let per_interval: Metrics<u64> = HEALTHY_COUNTERS.iter().copied().collect();
+        let mut gauge_names = None;
         for (i, name) in names.iter().enumerate() {
             let mut series = Vec::new();
             let mut at = self.start_ms - self.interval_ms;
             let mut k = 0u64;
             while at <= end + self.interval_ms {
                 // Lifetime offset: counters did not start at zero with the run.
-                let counters = HEALTHY_COUNTERS
+                let counters = per_interval
+                    .values()
                     .iter()
-                    .map(|(name, per)| (name.to_string(), 1_000 * per + (k + 1) * per))
+                    .map(|per| 1_000 * per + (k + 1) * per)
                     .collect();
+                let counters =
+                    Metrics::from_parts(per_interval.names().clone(), counters).unwrap_or_default();
                 let peers = self.nodes.saturating_sub(1) as f64;
                 let gauges = BTreeMap::from([
                     ("peers_established".to_string(), peers),
@@ -118,7 +126,12 @@ impl FleetBuilder {
                     outcome: SampleOutcome::Ok(SampleData {
                         instance_id: format!("inst-{i}-a"),
                         counters,
-                        gauges,
+                        gauges: {
+                            let names = gauge_names
+                                .get_or_insert_with(|| MetricNames::new(gauges.keys().cloned()));
+                            Metrics::from_parts(names.clone(), gauges.into_values().collect())
+                                .unwrap_or_default()
+                        },
                     }),
                 });
                 at += self.interval_ms;
@@ -237,7 +250,12 @@ pub fn bump(obs: &mut Observations, node: &str, counter: &str, at_ms: u64, amoun
         if sample.at_ms >= at_ms
             && let Some(data) = data_mut(sample)
         {
-            *data.counters.entry(counter.to_string()).or_insert(0) += amount;
+            match data.counters.get_mut(counter) {
+                Some(value) => *value += amount,
+                None => {
+                    data.counters.insert(counter.to_string(), amount);
+                }
+            }
         }
     }
 }
@@ -278,7 +296,7 @@ pub fn restart(obs: &mut Observations, node: &str, at_ms: u64, instance: &str) {
     let Some(series) = obs.samples.get_mut(node) else {
         return;
     };
-    let base: BTreeMap<String, u64> = series
+    let base: Metrics<u64> = series
         .iter()
         .filter(|s| s.at_ms < at_ms)
         .filter_map(|s| match &s.outcome {

@@ -24,8 +24,8 @@ pub struct SampleRound {
 pub fn sample_data(diagnostics: Diagnostics) -> SampleData {
     SampleData {
         instance_id: diagnostics.identity.instance_id,
-        counters: diagnostics.counters,
-        gauges: diagnostics.gauges,
+        counters: diagnostics.counters.into(),
+        gauges: diagnostics.gauges.into(),
     }
 }
 
