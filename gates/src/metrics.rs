@@ -167,6 +167,16 @@ impl<V> Metrics<V> {
         }
     }
 
+    /// Shares `last`'s name list when it has the same names (and otherwise makes this list
+    /// the new `last`): consecutive samples of one node then hold one list between them.
+    pub fn share_names(&mut self, last: &mut Option<MetricNames>) {
+        match last {
+            Some(names) if names.same_list(&self.names) => {}
+            Some(names) if *names == self.names => self.names = names.clone(),
+            _ => *last = Some(self.names.clone()),
+        }
+    }
+
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<V> {
         let i = self.names.position(name)?;

@@ -9,7 +9,8 @@
 //!   config.json            resolved run config, secrets redacted
 //!   gate.toml              the gate profile the run was judged with (when known)
 //!   events.jsonl           run events, append-only
-//!   samples/<node>.jsonl   continuous samples per node, append-only
+//!   samples/<node>.smp     continuous samples per node, append-only, compact (1.2; see
+//!                          `samples`); proofs of format ≤ 1.1 have samples/<node>.jsonl
 //!   windows/NNN/window.json    the window's record (Phase A, fanout, scenarios)
 //!   windows/NNN/verdict.json   the window's verdict (written at finish)
 //!   verdict.json summary.md summary.csv timeline.csv   (written at finish)
@@ -47,12 +48,28 @@ pub const SUMMARY_CSV: &str = "summary.csv";
 pub const TIMELINE_CSV: &str = "timeline.csv";
 /// Prefix of temporary files (atomic writes); never part of a finished proof.
 pub const TEMP_PREFIX: &str = ".tmp-";
-/// Extension of the per-node sample files.
-pub const SAMPLES_EXT: &str = ".jsonl";
+/// Extension of the per-node sample files this build writes (the compact encoding of
+/// [`crate::samples`]).
+pub const SAMPLES_EXT: &str = ".smp";
+/// Extension of the per-node sample files of formats 1.0 and 1.1 (one JSON sample per line);
+/// still read.
+pub const LEGACY_SAMPLES_EXT: &str = ".jsonl";
+
+/// How a sample file is encoded, by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleEncoding {
+    /// `.smp`: [`crate::samples`] (format 1.2).
+    Compact,
+    /// `.jsonl`: one `model::Sample` JSON object per line (formats 1.0 and 1.1).
+    JsonLines,
+}
 
 /// The format version this build writes. Bump `minor` for additive changes (new optional
 /// fields or files), `major` for anything an older reader would misread.
-pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 1 };
+///
+/// 1.1 added the optional `coverage` in `run.json`; 1.2 stores samples compactly in
+/// `samples/<node>.smp` (older proofs' `.jsonl` sample files are still read).
+pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 2 };
 
 /// Directory name of window `index` under `windows/`: zero-padded to three digits.
 pub fn window_dir_name(index: u32) -> String {
@@ -76,9 +93,26 @@ pub fn sample_file_name(node: &str) -> String {
     out
 }
 
-/// The node name of a sample file name (inverse of [`sample_file_name`]).
+/// The node name of a sample file name (inverse of [`sample_file_name`], also for the
+/// `.jsonl` files of older proofs).
 pub fn node_of_sample_file(file_name: &str) -> Option<String> {
-    let stem = file_name.strip_suffix(SAMPLES_EXT)?;
+    sample_file(file_name).map(|(node, _)| node)
+}
+
+/// The node name and encoding of a sample file name.
+pub fn sample_file(file_name: &str) -> Option<(String, SampleEncoding)> {
+    let (stem, encoding) = match file_name.strip_suffix(SAMPLES_EXT) {
+        Some(stem) => (stem, SampleEncoding::Compact),
+        None => (
+            file_name.strip_suffix(LEGACY_SAMPLES_EXT)?,
+            SampleEncoding::JsonLines,
+        ),
+    };
+    let node = decode_node_name(stem)?;
+    Some((node, encoding))
+}
+
+fn decode_node_name(stem: &str) -> Option<String> {
     let bytes = stem.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -157,8 +191,16 @@ mod tests {
             assert!(!file.contains('/') && !file.starts_with('.'), "{file}");
             assert_eq!(node_of_sample_file(&file).as_deref(), Some(name));
         }
-        assert_eq!(sample_file_name("node-0"), "node-0.jsonl");
+        assert_eq!(sample_file_name("node-0"), "node-0.smp");
         assert_eq!(node_of_sample_file("x.json"), None);
         assert_eq!(node_of_sample_file("%zz.jsonl"), None);
+        assert_eq!(
+            sample_file("node-0.jsonl"),
+            Some(("node-0".to_string(), SampleEncoding::JsonLines))
+        );
+        assert_eq!(
+            sample_file("node-0.smp"),
+            Some(("node-0".to_string(), SampleEncoding::Compact))
+        );
     }
 }

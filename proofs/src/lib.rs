@@ -14,6 +14,7 @@ mod meta;
 mod reader;
 pub mod render;
 mod runid;
+pub mod samples;
 mod verify;
 mod writer;
 

@@ -5,10 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use soak_gates::Verdict;
-use soak_gates::model::{Observations, RunInfo, Sample, WindowRecord};
+use soak_gates::model::{Observations, RunInfo, Sample, SampleOutcome, WindowRecord};
 
 use crate::error::{Error, Result};
-use crate::format::{self, CURRENT};
+use crate::format::{self, CURRENT, SampleEncoding};
 use crate::fsio::{read_json, read_jsonl};
 use crate::meta::{Manifest, RunMeta, RunStatus};
 use crate::writer::RunFile;
@@ -125,23 +125,63 @@ pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
 }
 
 fn read_samples(dir: &Path, warnings: &mut Vec<String>) -> Result<BTreeMap<String, Vec<Sample>>> {
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
     if !dir.is_dir() {
         return Ok(out);
     }
+    let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
         if file_name.starts_with(format::TEMP_PREFIX) {
             continue;
         }
-        let Some(node) = format::node_of_sample_file(&file_name) else {
+        let Some((node, encoding)) = format::sample_file(&file_name) else {
             warnings.push(format!("ignored unexpected file samples/{file_name}"));
             continue;
         };
-        out.insert(node, read_jsonl(&entry.path(), warnings)?);
+        files.push((node, encoding, entry.path()));
+    }
+    // Older JSON lines first, so a proof continued by a newer writer reads in order.
+    files.sort_by_key(|(node, encoding, _)| (node.clone(), *encoding != SampleEncoding::JsonLines));
+    for (node, encoding, path) in files {
+        let samples = match encoding {
+            SampleEncoding::JsonLines => read_jsonl(&path, warnings)?,
+            SampleEncoding::Compact => read_compact(&path, warnings)?,
+        };
+        out.entry(node).or_default().extend(samples);
+    }
+    for samples in out.values_mut() {
+        share_names(samples);
     }
     Ok(out)
+}
+
+/// Decodes a compact sample file; a torn last record is dropped with a warning.
+pub(crate) fn read_compact(path: &Path, warnings: &mut Vec<String>) -> Result<Vec<Sample>> {
+    let bytes = fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let decoded = crate::samples::decode(&bytes)
+        .map_err(|e| Error::invalid(format!("failed to read {}", path.display()), e.to_string()))?;
+    if decoded.torn_bytes > 0 {
+        warnings.push(format!(
+            "{}: ignored a torn last record ({} bytes)",
+            path.display(),
+            decoded.torn_bytes
+        ));
+    }
+    Ok(decoded.samples)
+}
+
+/// Lets consecutive samples with equal metric names share one name list (samples parsed from
+/// JSON each got their own), so the evaluator matches each list once and memory holds one copy.
+fn share_names(samples: &mut [Sample]) {
+    let (mut counters, mut gauges) = (None, None);
+    for sample in samples {
+        if let SampleOutcome::Ok(data) = &mut sample.outcome {
+            data.counters.share_names(&mut counters);
+            data.gauges.share_names(&mut gauges);
+        }
+    }
 }
 
 fn read_windows(dir: &Path) -> Result<Vec<WindowRecord>> {

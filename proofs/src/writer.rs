@@ -16,6 +16,14 @@ use crate::format::{self, CURRENT, FormatVersion};
 use crate::fsio::{hash_tree, write_atomic, write_json_atomic};
 use crate::meta::{Manifest, RunMeta, RunStatus};
 use crate::render;
+use crate::samples::SampleEncoder;
+
+/// One node's open sample file and its encoder state.
+#[derive(Debug)]
+struct SampleFile {
+    file: File,
+    encoder: SampleEncoder,
+}
 
 /// Contents of `run.json`: the format version beside the metadata, so an incomplete proof (no
 /// manifest yet) still says how to read it.
@@ -31,7 +39,8 @@ pub struct ProofWriter {
     dir: PathBuf,
     meta: RunMeta,
     events: File,
-    samples: BTreeMap<String, File>,
+    samples: BTreeMap<String, SampleFile>,
+    buffer: Vec<u8>,
     windows: BTreeSet<u32>,
 }
 
@@ -61,6 +70,7 @@ impl ProofWriter {
             meta,
             events,
             samples: BTreeMap::new(),
+            buffer: Vec::new(),
             windows: BTreeSet::new(),
         };
         writer.write_meta()?;
@@ -91,7 +101,9 @@ impl ProofWriter {
         append_line(&mut self.events, &path, event)
     }
 
-    /// Appends one sample of `node` as a line of `samples/<node>.jsonl`.
+    /// Appends one sample of `node` to `samples/<node>.smp` (the compact encoding of
+    /// [`crate::samples`]): its records in one `write_all`, so a writer killed mid-append leaves
+    /// whole samples and at most one torn record, which the reader drops.
     pub fn append_sample(&mut self, node: &str, sample: &Sample) -> Result<()> {
         if node.is_empty() {
             return Err(Error::invalid(
@@ -105,10 +117,26 @@ impl ProofWriter {
             .join(format::sample_file_name(node));
         if !self.samples.contains_key(node) {
             let file = open_append(&path)?;
-            self.samples.insert(node.to_string(), file);
+            // A file that already holds samples (a writer reopened on the same proof) gets a
+            // reset record first, never a second magic.
+            let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let encoder = if existing == 0 {
+                SampleEncoder::new()
+            } else {
+                drop_torn_tail(&path, &file)?;
+                SampleEncoder::continuing()
+            };
+            self.samples
+                .insert(node.to_string(), SampleFile { file, encoder });
         }
         match self.samples.get_mut(node) {
-            Some(file) => append_line(file, &path, sample),
+            Some(open) => {
+                self.buffer.clear();
+                open.encoder.encode(sample, &mut self.buffer);
+                open.file
+                    .write_all(&self.buffer)
+                    .map_err(|e| Error::io("append to", &path, e))
+            }
             // Inserted just above.
             None => Err(Error::invalid(
                 "failed to append a sample",
@@ -139,8 +167,9 @@ impl ProofWriter {
         self.events
             .sync_all()
             .map_err(|e| Error::io("sync", &self.dir.join(format::EVENTS), e))?;
-        for (node, file) in &self.samples {
-            file.sync_all()
+        for (node, open) in &self.samples {
+            open.file
+                .sync_all()
                 .map_err(|e| Error::io("sync samples of", Path::new(node), e))?;
         }
         for window in &verdict.windows {
@@ -211,6 +240,23 @@ fn open_append(path: &Path) -> Result<File> {
         .append(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))
+}
+
+/// Cuts a torn last record (a writer killed mid-append) off an existing sample file before more
+/// samples are appended to it; a file that does not decode is refused.
+fn drop_torn_tail(path: &Path, file: &File) -> Result<()> {
+    let bytes = fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let decoded = crate::samples::decode(&bytes).map_err(|e| {
+        Error::invalid(
+            format!("failed to append to {}", path.display()),
+            e.to_string(),
+        )
+    })?;
+    if decoded.torn_bytes > 0 {
+        file.set_len((bytes.len() - decoded.torn_bytes) as u64)
+            .map_err(|e| Error::io("truncate the torn tail of", path, e))?;
+    }
+    Ok(())
 }
 
 /// One JSON value plus newline in a single `write_all` on an append-mode file, so concurrent

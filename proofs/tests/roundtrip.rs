@@ -96,7 +96,7 @@ fn observations_and_verdict_round_trip_exactly() {
     let manifest = proof.manifest.unwrap();
     assert_eq!(manifest.format, FORMAT_VERSION);
     assert_eq!(manifest.verdict, Some(verdict.verdict));
-    assert!(manifest.files.contains_key("samples/node-0.jsonl"));
+    assert!(manifest.files.contains_key("samples/node-0.smp"));
     assert!(manifest.files.contains_key("windows/002/window.json"));
     assert!(manifest.files.contains_key("windows/002/verdict.json"));
     // Re-scoring the read observations reproduces the stored verdict.
@@ -133,12 +133,12 @@ fn an_interrupted_run_is_readable_and_incomplete() {
         writer.write_window(&obs.windows[0]).unwrap();
         // Dropped without finish: as if killed.
     }
-    // A torn last line, as from a kill mid-append.
+    // A torn last record, as from a kill mid-append: a length of 48 bytes, two of them there.
     let mut f = fs::OpenOptions::new()
         .append(true)
-        .open(dir.join("samples/node-0.jsonl"))
+        .open(dir.join("samples/node-0.smp"))
         .unwrap();
-    f.write_all(b"{\"at_ms\":17953").unwrap();
+    f.write_all(&[48, 3, 0]).unwrap();
     let proof = read(&dir).unwrap();
     assert!(!proof.is_complete());
     assert_eq!(proof.status(), RunStatus::Running);
@@ -153,21 +153,102 @@ fn an_interrupted_run_is_readable_and_incomplete() {
 }
 
 #[test]
-fn a_torn_line_in_the_middle_is_an_error() {
+fn a_corrupt_record_in_the_middle_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let obs = eventful();
     let mut writer = ProofWriter::create(&dir, meta(&obs)).unwrap();
-    writer
-        .append_sample("node-0", &obs.samples["node-0"][0])
-        .unwrap();
+    for sample in &obs.samples["node-0"][..3] {
+        writer.append_sample("node-0", sample).unwrap();
+    }
     drop(writer);
+    let path = dir.join("samples/node-0.smp");
+    let mut bytes = fs::read(&path).unwrap();
+    // The first record's kind byte (after the magic and a one-byte length).
+    bytes[soak_proofs::samples::MAGIC.len() + 1] = 0xee;
+    fs::write(&path, bytes).unwrap();
+    let err = read(&dir)
+        .err()
+        .map(|e| format!("{e}: {}", e.kind))
+        .unwrap_or_default();
+    assert!(
+        err.contains("node-0.smp") && err.contains("byte 8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_torn_json_line_in_the_middle_of_a_1_1_proof_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("old");
+    copy_dir(&fixture_1_1(), &dir);
     let path = dir.join("samples/node-0.jsonl");
     let mut text = fs::read_to_string(&path).unwrap();
     text.insert_str(0, "{broken\n");
     fs::write(&path, text).unwrap();
     let err = read(&dir).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("line 1"), "{err}");
+}
+
+/// A proof written by the format-1.1 code (samples as JSON lines), checked in.
+fn fixture_1_1() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proof-1.1")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_1_1_proof_with_json_line_samples_reads_verifies_and_rescores() {
+    let dir = fixture_1_1();
+    let report = verify(&dir);
+    assert!(report.is_ok(), "{report:#?}");
+    assert_eq!(
+        report.format,
+        Some(soak_proofs::FormatVersion { major: 1, minor: 1 })
+    );
+    let proof = read(&dir).unwrap();
+    assert!(proof.is_complete());
+    assert!(proof.warnings.is_empty(), "{:?}", proof.warnings);
+    // The same observations the 1.1 code wrote (the generator is this file's `eventful`).
+    assert_eq!(proof.observations, eventful());
+    let verdict = evaluate(
+        &proof.observations,
+        &Profile::builtin("broad-launch").unwrap(),
+    );
+    assert_eq!(proof.verdict.as_ref(), Some(&verdict));
+}
+
+#[test]
+fn a_1_1_proof_read_and_rewritten_as_1_2_gives_the_same_observations() {
+    let old = read(fixture_1_1()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new");
+    let verdict = write_proof(&dir, &old.observations);
+    let new = read(&dir).unwrap();
+    assert_eq!(new.observations, old.observations);
+    assert_eq!(old.verdict.as_ref(), Some(&verdict));
+    let size = |d: &Path| -> u64 {
+        fs::read_dir(d.join("samples"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let (before, after) = (size(&fixture_1_1()), size(&dir));
+    assert!(
+        after * 10 < before,
+        "compact samples {after} B vs JSON lines {before} B"
+    );
 }
 
 #[test]

@@ -1,0 +1,766 @@
+//! The compact sample encoding of format 1.2: `samples/<node>.smp` (see
+//! `docs/proof-format.md`, "Sample files").
+//!
+//! A file is the 8-byte magic `SOAKSMP1` followed by records, each `varint(len) payload[len]`
+//! whose first payload byte is the record kind. Names (metric name lists) and strings (instance
+//! ids, error texts) are interned in tables defined by records before their first use; a sample
+//! stores its time as a delta from the previous record's, its counters as zig-zag varint deltas
+//! from the previous sample with the same name list, and its gauges as "unchanged", a small
+//! integer, or raw `f64` bits. Decoding is exact: every sample reads back bit for bit.
+//!
+//! It stays appendable: the writer appends each sample's records with one `write_all`, so a
+//! writer killed mid-append leaves whole records plus a torn last one, which [`decode`] drops
+//! with a note. A `RESET` record clears the tables and deltas (the encoder emits one when its
+//! tables fill up, and a writer reopening a file for more samples starts with one).
+//!
+//! Decoding untrusted bytes never panics and its memory is bounded by a fixed multiple of the
+//! input size (every table and string has a limit, and a decode budget caps what small records
+//! may expand to).
+
+use std::collections::HashMap;
+
+use soak_gates::model::{MetricNames, Metrics, Sample, SampleData, SampleOutcome};
+
+/// First bytes of every sample file.
+pub const MAGIC: &[u8; 8] = b"SOAKSMP1";
+
+const KIND_NAMES: u8 = 1;
+const KIND_STRING: u8 = 2;
+const KIND_OK: u8 = 3;
+const KIND_MISSING: u8 = 4;
+const KIND_RESET: u8 = 5;
+
+/// Largest record payload.
+pub const MAX_RECORD: usize = 1 << 20;
+/// Most names in one name list.
+pub const MAX_NAMES: usize = 4096;
+/// Most entries in each table (name lists, strings) before a reset.
+pub const MAX_TABLE: usize = 4096;
+/// Longest interned string (instance id, error text) or metric name, bytes.
+pub const MAX_STRING: usize = 4096;
+
+/// Gauge tag: same bits as the previous sample's value (or `0.0` without one).
+const GAUGE_SAME: u64 = 0;
+/// Gauge tag: raw `f64` bits follow (8 bytes, little endian).
+const GAUGE_RAW: u64 = 2;
+
+/// Encodes one node's samples, record by record, keeping the tables and the previous values.
+#[derive(Debug, Default)]
+pub struct SampleEncoder {
+    header_written: bool,
+    reset_pending: bool,
+    prev_at: u64,
+    lists: Vec<MetricNames>,
+    strings: HashMap<String, u64>,
+    counters: Option<(u64, Vec<u64>)>,
+    gauges: Option<(u64, Vec<u64>)>,
+    scratch: Vec<u8>,
+}
+
+impl SampleEncoder {
+    /// An encoder for a new, empty file (its first bytes are the magic).
+    pub fn new() -> SampleEncoder {
+        SampleEncoder::default()
+    }
+
+    /// An encoder that appends to an existing file holding whole records: it starts with a
+    /// `RESET` record instead of the magic.
+    pub fn continuing() -> SampleEncoder {
+        // The reset is written with the first sample, so `continuing()` itself writes nothing.
+        SampleEncoder {
+            header_written: true,
+            reset_pending: true,
+            ..SampleEncoder::default()
+        }
+    }
+
+    /// Appends the bytes for `sample` (table records, then the sample record) to `out`.
+    pub fn encode(&mut self, sample: &Sample, out: &mut Vec<u8>) {
+        if !self.header_written {
+            out.extend_from_slice(MAGIC);
+            self.header_written = true;
+        }
+        if self.reset_pending {
+            record(out, &[KIND_RESET]);
+            self.reset_pending = false;
+        }
+        if self.lists.len() + 2 > MAX_TABLE || self.strings.len() + 2 > MAX_TABLE {
+            record(out, &[KIND_RESET]);
+            *self = SampleEncoder {
+                header_written: true,
+                scratch: std::mem::take(&mut self.scratch),
+                ..SampleEncoder::default()
+            };
+        }
+        let dt = zigzag(sample.at_ms.wrapping_sub(self.prev_at) as i64);
+        self.prev_at = sample.at_ms;
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        let unrecordable;
+        let outcome = match &sample.outcome {
+            SampleOutcome::Ok(data) => match unrecordable_why(data) {
+                Some(why) => {
+                    unrecordable = SampleOutcome::Missing { error: why };
+                    &unrecordable
+                }
+                None => &sample.outcome,
+            },
+            missing => missing,
+        };
+        match outcome {
+            SampleOutcome::Ok(data) => {
+                let instance = self.string_id(&data.instance_id, out);
+                let counters = self.list_id(data.counters.names(), out);
+                let gauges = self.list_id(data.gauges.names(), out);
+                payload.push(KIND_OK);
+                varint(&mut payload, dt);
+                varint(&mut payload, instance);
+                varint(&mut payload, counters);
+                varint(&mut payload, gauges);
+                let base = base_for(&self.counters, counters);
+                for (i, value) in data.counters.values().iter().enumerate() {
+                    let prev = base.map_or(0, |b| b[i]);
+                    varint(&mut payload, zigzag(value.wrapping_sub(prev) as i64));
+                }
+                let bits: Vec<u64> = data.gauges.values().iter().map(|g| g.to_bits()).collect();
+                let base = base_for(&self.gauges, gauges);
+                for (i, &value) in bits.iter().enumerate() {
+                    let prev = base.map_or(0, |b| b[i]);
+                    gauge(&mut payload, value, prev);
+                }
+                self.counters = Some((counters, data.counters.values().to_vec()));
+                self.gauges = Some((gauges, bits));
+            }
+            SampleOutcome::Missing { error } => {
+                let error = self.string_id(clip(error), out);
+                payload.push(KIND_MISSING);
+                varint(&mut payload, dt);
+                varint(&mut payload, error);
+            }
+        }
+        record(out, &payload);
+        self.scratch = payload;
+    }
+
+    fn string_id(&mut self, text: &str, out: &mut Vec<u8>) -> u64 {
+        if let Some(&id) = self.strings.get(text) {
+            return id;
+        }
+        let id = self.strings.len() as u64;
+        let mut payload = vec![KIND_STRING];
+        bytes(&mut payload, text.as_bytes());
+        record(out, &payload);
+        self.strings.insert(text.to_string(), id);
+        id
+    }
+
+    fn list_id(&mut self, names: &MetricNames, out: &mut Vec<u8>) -> u64 {
+        // The last list used is by far the most likely; then any earlier one.
+        let found = self
+            .lists
+            .iter()
+            .rposition(|l| l.same_list(names) || l == names);
+        if let Some(id) = found {
+            return id as u64;
+        }
+        let id = self.lists.len() as u64;
+        let mut payload = vec![KIND_NAMES];
+        varint(&mut payload, names.len() as u64);
+        for name in names.iter() {
+            bytes(&mut payload, name.as_bytes());
+        }
+        record(out, &payload);
+        self.lists.push(names.clone());
+        id
+    }
+}
+
+/// Why a good sample cannot be stored faithfully (a name or instance id over [`MAX_STRING`]
+/// bytes, more than [`MAX_NAMES`] metrics): it is then stored as a failed attempt saying so —
+/// an evidence gap, never a silently altered sample.
+fn unrecordable_why(data: &SampleData) -> Option<String> {
+    let too_long = |s: &str| s.len() > MAX_STRING;
+    if too_long(&data.instance_id) {
+        return Some(format!(
+            "sample not recordable: instance id longer than {MAX_STRING} bytes"
+        ));
+    }
+    for (what, names) in [
+        ("counters", data.counters.names()),
+        ("gauges", data.gauges.names()),
+    ] {
+        if names.len() > MAX_NAMES {
+            return Some(format!(
+                "sample not recordable: more than {MAX_NAMES} {what}"
+            ));
+        }
+        if names.iter().any(too_long) {
+            return Some(format!(
+                "sample not recordable: a {what} name longer than {MAX_STRING} bytes"
+            ));
+        }
+    }
+    None
+}
+
+/// A string cut to [`MAX_STRING`] bytes at a character boundary (an error text longer than
+/// that is truncated).
+fn clip(text: &str) -> &str {
+    if text.len() <= MAX_STRING {
+        return text;
+    }
+    let mut end = MAX_STRING;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn base_for(prev: &Option<(u64, Vec<u64>)>, list: u64) -> Option<&[u64]> {
+    match prev {
+        Some((id, values)) if *id == list => Some(values),
+        _ => None,
+    }
+}
+
+fn gauge(out: &mut Vec<u8>, bits: u64, prev: u64) {
+    if bits == prev {
+        varint(out, GAUGE_SAME);
+        return;
+    }
+    let value = f64::from_bits(bits);
+    let int = value as i64;
+    // Exactly an integer of at most 53 bits (and not -0.0): a small odd tag.
+    if (int as f64).to_bits() == bits && int.unsigned_abs() < (1 << 53) {
+        varint(out, (zigzag(int) << 1) | 1);
+    } else {
+        varint(out, GAUGE_RAW);
+        out.extend_from_slice(&bits.to_le_bytes());
+    }
+}
+
+fn record(out: &mut Vec<u8>, payload: &[u8]) {
+    varint(out, payload.len() as u64);
+    out.extend_from_slice(payload);
+}
+
+fn bytes(out: &mut Vec<u8>, data: &[u8]) {
+    varint(out, data.len() as u64);
+    out.extend_from_slice(data);
+}
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+/// What [`decode`] read.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// Every whole sample, in file order.
+    pub samples: Vec<Sample>,
+    /// Bytes of a torn last record that were ignored (a writer killed mid-append).
+    pub torn_bytes: usize,
+}
+
+/// A sample file could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid sample record at byte {offset}: {why}")]
+pub struct DecodeError {
+    /// Byte offset of the record in the file.
+    pub offset: usize,
+    /// What is wrong.
+    pub why: String,
+}
+
+/// Whether `bytes` starts like a sample file (or is a torn start of one).
+pub fn looks_like_samples(bytes: &[u8]) -> bool {
+    let n = bytes.len().min(MAGIC.len());
+    bytes[..n] == MAGIC[..n]
+}
+
+/// Decodes a whole sample file. A torn **last** record is dropped (counted in
+/// [`Decoded::torn_bytes`]); anything else malformed is an error naming its offset.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let mut out = Decoded::default();
+    if bytes.len() < MAGIC.len() {
+        if looks_like_samples(bytes) {
+            out.torn_bytes = bytes.len();
+            return Ok(out);
+        }
+        return Err(DecodeError {
+            offset: 0,
+            why: "not a soak sample file (bad magic)".into(),
+        });
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err(DecodeError {
+            offset: 0,
+            why: "not a soak sample file (bad magic)".into(),
+        });
+    }
+    let mut state = DecodeState::default();
+    // What small records may expand to in memory: a fixed multiple of the input, so a crafted
+    // file cannot make the reader allocate without bound.
+    let mut budget = bytes.len().saturating_mul(64).saturating_add(1 << 20);
+    let mut pos = MAGIC.len();
+    while pos < bytes.len() {
+        let start = pos;
+        let mut cursor = Cursor {
+            bytes: &bytes[pos..],
+            pos: 0,
+        };
+        let Some(len) = cursor.varint() else {
+            // The length itself is cut off: only possible at the end.
+            out.torn_bytes = bytes.len() - start;
+            break;
+        };
+        if len > MAX_RECORD as u64 || len == 0 {
+            return Err(DecodeError {
+                offset: start,
+                why: format!("record length {len} outside 1..={MAX_RECORD}"),
+            });
+        }
+        let body_start = pos + cursor.pos;
+        let len = len as usize;
+        if bytes.len() - body_start < len {
+            out.torn_bytes = bytes.len() - start;
+            break;
+        }
+        let payload = &bytes[body_start..body_start + len];
+        pos = body_start + len;
+        state
+            .record(payload, &mut out.samples, &mut budget)
+            .map_err(|why| DecodeError { offset: start, why })?;
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Default)]
+struct DecodeState {
+    prev_at: u64,
+    lists: Vec<MetricNames>,
+    strings: Vec<String>,
+    counters: Option<(u64, Vec<u64>)>,
+    gauges: Option<(u64, Vec<u64>)>,
+}
+
+impl DecodeState {
+    fn record(
+        &mut self,
+        payload: &[u8],
+        samples: &mut Vec<Sample>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        let mut c = Cursor {
+            bytes: payload,
+            pos: 0,
+        };
+        let kind = c.byte().ok_or("empty record")?;
+        match kind {
+            KIND_RESET => *self = DecodeState::default(),
+            KIND_STRING => {
+                if self.strings.len() >= MAX_TABLE {
+                    return Err(format!("more than {MAX_TABLE} strings"));
+                }
+                let text = c.string()?;
+                self.strings.push(text);
+            }
+            KIND_NAMES => {
+                if self.lists.len() >= MAX_TABLE {
+                    return Err(format!("more than {MAX_TABLE} name lists"));
+                }
+                let n = c.count(MAX_NAMES)?;
+                let mut names = Vec::with_capacity(n);
+                for _ in 0..n {
+                    names.push(c.string()?.into_boxed_str());
+                }
+                let list = MetricNames::from_sorted(names)
+                    .ok_or("metric names not strictly increasing")?;
+                self.lists.push(list);
+            }
+            KIND_OK => {
+                let at = self.time(&mut c)?;
+                let instance = self.string(c.varint().ok_or("truncated instance")?)?;
+                let counter_id = c.varint().ok_or("truncated counter list")?;
+                let gauge_id = c.varint().ok_or("truncated gauge list")?;
+                let counter_names = self.list(counter_id)?;
+                let gauge_names = self.list(gauge_id)?;
+                let cost = 64 + instance.len() + 8 * (counter_names.len() + gauge_names.len()) * 2;
+                spend(budget, cost)?;
+                let base = base_for(&self.counters, counter_id);
+                let mut counters = Vec::with_capacity(counter_names.len());
+                for i in 0..counter_names.len() {
+                    let delta = unzigzag(c.varint().ok_or("truncated counter")?);
+                    let prev = base.map_or(0, |b| b[i]);
+                    counters.push(prev.wrapping_add(delta as u64));
+                }
+                let base = base_for(&self.gauges, gauge_id);
+                let mut bits = Vec::with_capacity(gauge_names.len());
+                for i in 0..gauge_names.len() {
+                    let prev = base.map_or(0, |b| b[i]);
+                    bits.push(match c.varint().ok_or("truncated gauge")? {
+                        GAUGE_SAME => prev,
+                        GAUGE_RAW => c.u64_le().ok_or("truncated gauge bits")?,
+                        tag if tag & 1 == 1 => (unzigzag(tag >> 1) as f64).to_bits(),
+                        tag => return Err(format!("unknown gauge tag {tag}")),
+                    });
+                }
+                let gauges = bits.iter().map(|b| f64::from_bits(*b)).collect();
+                let data = SampleData {
+                    instance_id: instance.to_string(),
+                    counters: Metrics::from_parts(counter_names.clone(), counters.clone())
+                        .ok_or("counter count mismatch")?,
+                    gauges: Metrics::from_parts(gauge_names.clone(), gauges)
+                        .ok_or("gauge count mismatch")?,
+                };
+                self.counters = Some((counter_id, counters));
+                self.gauges = Some((gauge_id, bits));
+                c.finish()?;
+                samples.push(Sample {
+                    at_ms: at,
+                    outcome: SampleOutcome::Ok(data),
+                });
+                return Ok(());
+            }
+            KIND_MISSING => {
+                let at = self.time(&mut c)?;
+                let error = self.string(c.varint().ok_or("truncated error")?)?;
+                spend(budget, 64 + error.len())?;
+                let error = error.to_string();
+                c.finish()?;
+                samples.push(Sample {
+                    at_ms: at,
+                    outcome: SampleOutcome::Missing { error },
+                });
+                return Ok(());
+            }
+            other => return Err(format!("unknown record kind {other}")),
+        }
+        c.finish()
+    }
+
+    fn time(&mut self, c: &mut Cursor<'_>) -> Result<u64, String> {
+        let dt = unzigzag(c.varint().ok_or("truncated time")?);
+        self.prev_at = self.prev_at.wrapping_add(dt as u64);
+        Ok(self.prev_at)
+    }
+
+    fn string(&self, id: u64) -> Result<&str, String> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.strings.get(i))
+            .map(String::as_str)
+            .ok_or_else(|| format!("string {id} used before it was defined"))
+    }
+
+    fn list(&self, id: u64) -> Result<&MetricNames, String> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.lists.get(i))
+            .ok_or_else(|| format!("name list {id} used before it was defined"))
+    }
+}
+
+fn spend(budget: &mut usize, cost: usize) -> Result<(), String> {
+    *budget = budget
+        .checked_sub(cost)
+        .ok_or("records expand beyond the decode budget (a crafted file?)")?;
+    Ok(())
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let part = u64::from(b & 0x7f);
+            if shift == 63 && part > 1 {
+                return None;
+            }
+            value |= part << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    fn u64_le(&mut self) -> Option<u64> {
+        let raw = self.bytes.get(self.pos..self.pos + 8)?;
+        self.pos += 8;
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(raw);
+        Some(u64::from_le_bytes(buf))
+    }
+
+    fn count(&mut self, max: usize) -> Result<usize, String> {
+        let n = self.varint().ok_or("truncated count")?;
+        usize::try_from(n)
+            .ok()
+            .filter(|n| *n <= max && *n <= self.bytes.len() - self.pos)
+            .ok_or_else(|| format!("count {n} too large"))
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let len = self.count(MAX_STRING)?;
+        let raw = &self.bytes[self.pos..self.pos + len];
+        self.pos += len;
+        String::from_utf8(raw.to_vec()).map_err(|_| "string is not UTF-8".to_string())
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        if self.pos == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} trailing bytes in a record",
+                self.bytes.len() - self.pos
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(at: u64, instance: &str, counters: &[(&str, u64)], gauges: &[(&str, f64)]) -> Sample {
+        Sample {
+            at_ms: at,
+            outcome: SampleOutcome::Ok(SampleData {
+                instance_id: instance.into(),
+                counters: counters.iter().copied().collect(),
+                gauges: gauges.iter().copied().collect(),
+            }),
+        }
+    }
+
+    fn missing(at: u64, error: &str) -> Sample {
+        Sample {
+            at_ms: at,
+            outcome: SampleOutcome::Missing {
+                error: error.into(),
+            },
+        }
+    }
+
+    fn encode_all(samples: &[Sample]) -> Vec<u8> {
+        let mut enc = SampleEncoder::new();
+        let mut out = Vec::new();
+        for s in samples {
+            enc.encode(s, &mut out);
+        }
+        out
+    }
+
+    fn awkward() -> Vec<Sample> {
+        vec![
+            ok(1_000, "a", &[("x", 5), ("y", u64::MAX)], &[("g", 1.0)]),
+            ok(11_000, "a", &[("x", 7), ("y", 0)], &[("g", 1.0)]),
+            missing(21_000, "timeout"),
+            // Time going backwards, a restart, a decrease, odd gauges.
+            ok(
+                15_000,
+                "b",
+                &[("x", 1), ("y", 3)],
+                &[("g", -0.0), ("h", f64::NAN)],
+            ),
+            ok(
+                31_000,
+                "b",
+                &[("x", 2), ("y", 4)],
+                &[("g", 0.1), ("h", f64::INFINITY)],
+            ),
+            ok(
+                41_000,
+                "b",
+                &[],
+                &[("g", -3.0), ("h", 9.007_199_254_740_993e15)],
+            ),
+            missing(0, "timeout"),
+            missing(u64::MAX, "connection refused"),
+            ok(51_000, "a", &[("x", 9), ("y", 1)], &[("g", 1.0)]),
+        ]
+    }
+
+    fn same(a: &[Sample], b: &[Sample]) {
+        // Bit-exact, NaN included.
+        let text = |s: &[Sample]| format!("{s:?}");
+        assert_eq!(a.len(), b.len());
+        assert_eq!(text(a), text(b));
+        for (x, y) in a.iter().zip(b) {
+            if let (SampleOutcome::Ok(p), SampleOutcome::Ok(q)) = (&x.outcome, &y.outcome) {
+                let bits = |m: &Metrics<f64>| -> Vec<u64> {
+                    m.values().iter().map(|v| v.to_bits()).collect()
+                };
+                assert_eq!(bits(&p.gauges), bits(&q.gauges));
+            }
+        }
+    }
+
+    #[test]
+    fn samples_round_trip_bit_for_bit() {
+        let samples = awkward();
+        let bytes = encode_all(&samples);
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.torn_bytes, 0);
+        same(&samples, &back.samples);
+    }
+
+    #[test]
+    fn every_prefix_decodes_to_whole_samples_and_a_torn_tail() {
+        let samples = awkward();
+        let mut enc = SampleEncoder::new();
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for s in &samples {
+            enc.encode(s, &mut bytes);
+            ends.push(bytes.len());
+        }
+        for cut in 0..=bytes.len() {
+            let back = decode(&bytes[..cut]).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+            let whole = ends.iter().filter(|&&e| e <= cut).count();
+            assert_eq!(back.samples.len(), whole, "cut at {cut}");
+            same(&samples[..whole], &back.samples);
+        }
+    }
+
+    #[test]
+    fn a_continuing_encoder_appends_after_a_reset() {
+        let samples = awkward();
+        let mut bytes = encode_all(&samples[..4]);
+        let mut enc = SampleEncoder::continuing();
+        for s in &samples[4..] {
+            enc.encode(s, &mut bytes);
+        }
+        same(&samples, &decode(&bytes).unwrap().samples);
+    }
+
+    #[test]
+    fn full_tables_reset_and_keep_decoding() {
+        let samples: Vec<Sample> = (0..(MAX_TABLE as u64 * 2 + 10))
+            .map(|i| ok(i * 10, &format!("inst-{i}"), &[("c", i)], &[("g", 0.5)]))
+            .collect();
+        let bytes = encode_all(&samples);
+        same(&samples, &decode(&bytes).unwrap().samples);
+    }
+
+    #[test]
+    fn a_shared_name_list_is_encoded_once_and_shared_when_read() {
+        let samples: Vec<Sample> = (0..100)
+            .map(|i| ok(i * 10_000, "a", &[("c", i * 5), ("d", 1)], &[("g", 2.0)]))
+            .collect();
+        let bytes = encode_all(&samples);
+        // Header, two name lists, one string, then ~9 bytes per sample.
+        assert!(bytes.len() < 100 * 12, "{} bytes", bytes.len());
+        let back = decode(&bytes).unwrap().samples;
+        let names = |s: &Sample| match &s.outcome {
+            SampleOutcome::Ok(d) => d.counters.names().clone(),
+            SampleOutcome::Missing { .. } => unreachable!(),
+        };
+        assert!(names(&back[0]).same_list(&names(&back[99])));
+    }
+
+    #[test]
+    fn garbage_is_an_error_with_an_offset() {
+        assert!(decode(b"{\"at_ms\":1}\n").is_err());
+        let mut bytes = encode_all(&awkward());
+        // Corrupt the kind of the first record after the magic (a complete record).
+        bytes[MAGIC.len() + 1] = 99;
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(err.offset, MAGIC.len());
+        assert!(err.why.contains("unknown record kind"), "{err}");
+        // A use before definition.
+        let mut bytes = MAGIC.to_vec();
+        record(&mut bytes, &[KIND_MISSING, 0, 7]);
+        assert!(
+            decode(&bytes)
+                .unwrap_err()
+                .why
+                .contains("before it was defined")
+        );
+    }
+
+    #[test]
+    fn a_record_amplification_bomb_hits_the_budget() {
+        // One long string, then many tiny records that each copy it.
+        let mut bytes = MAGIC.to_vec();
+        let mut p = vec![KIND_STRING];
+        bytes_of(&mut p, &[b'x'; MAX_STRING]);
+        record(&mut bytes, &p);
+        for _ in 0..200_000 {
+            record(&mut bytes, &[KIND_MISSING, 0, 0]);
+        }
+        let err = decode(&bytes).unwrap_err();
+        assert!(err.why.contains("budget"), "{err}");
+    }
+
+    fn bytes_of(out: &mut Vec<u8>, data: &[u8]) {
+        bytes(out, data);
+    }
+
+    #[test]
+    fn an_unrecordable_sample_is_stored_as_a_gap_not_altered() {
+        let long = "n".repeat(MAX_STRING + 1);
+        let samples = [
+            ok(1, &long, &[("c", 1)], &[]),
+            ok(2, "a", &[(long.as_str(), 1)], &[]),
+            missing(3, &"e".repeat(3 * MAX_STRING)),
+        ];
+        let back = decode(&encode_all(&samples)).unwrap().samples;
+        for (i, s) in back.iter().enumerate() {
+            match &s.outcome {
+                SampleOutcome::Missing { error } if i < 2 => {
+                    assert!(error.contains("not recordable"), "{error}")
+                }
+                SampleOutcome::Missing { error } => assert_eq!(error.len(), MAX_STRING),
+                other => panic!("sample {i} read back as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn varints_and_zigzag_round_trip_at_the_edges() {
+        for v in [0, 1, 127, 128, 300, u64::MAX / 2, u64::MAX] {
+            let mut out = Vec::new();
+            varint(&mut out, v);
+            let mut c = Cursor {
+                bytes: &out,
+                pos: 0,
+            };
+            assert_eq!(c.varint(), Some(v));
+        }
+        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        // An 11-byte varint is refused, not wrapped.
+        let mut c = Cursor {
+            bytes: &[0xff; 11],
+            pos: 0,
+        };
+        assert_eq!(c.varint(), None);
+    }
+}
