@@ -352,8 +352,8 @@ struct DecodeState {
     prev_at: u64,
     lists: Vec<MetricNames>,
     strings: Vec<String>,
-    counters: Option<(u64, Vec<u64>)>,
-    gauges: Option<(u64, Vec<u64>)>,
+    /// Index (in the output) of the last good sample since the last reset: the delta base.
+    last_ok: Option<usize>,
 }
 
 impl DecodeState {
@@ -399,34 +399,42 @@ impl DecodeState {
                 let gauge_names = self.list(gauge_id)?;
                 let cost = 64 + instance.len() + 8 * (counter_names.len() + gauge_names.len()) * 2;
                 spend(budget, cost)?;
-                let base = base_for(&self.counters, counter_id);
+                // The previous good sample is the delta base when it used the same list.
+                let prev = self.last_ok.and_then(|i| match &samples.get(i)?.outcome {
+                    SampleOutcome::Ok(d) => Some(d),
+                    SampleOutcome::Missing { .. } => None,
+                });
+                let base = prev
+                    .filter(|d| d.counters.names().same_list(counter_names))
+                    .map(|d| d.counters.values());
                 let mut counters = Vec::with_capacity(counter_names.len());
                 for i in 0..counter_names.len() {
                     let delta = unzigzag(c.varint().ok_or("truncated counter")?);
                     let prev = base.map_or(0, |b| b[i]);
                     counters.push(prev.wrapping_add(delta as u64));
                 }
-                let base = base_for(&self.gauges, gauge_id);
-                let mut bits = Vec::with_capacity(gauge_names.len());
+                let base = prev
+                    .filter(|d| d.gauges.names().same_list(gauge_names))
+                    .map(|d| d.gauges.values());
+                let mut gauges = Vec::with_capacity(gauge_names.len());
                 for i in 0..gauge_names.len() {
-                    let prev = base.map_or(0, |b| b[i]);
-                    bits.push(match c.varint().ok_or("truncated gauge")? {
+                    let prev = base.map_or(0, |b| b[i].to_bits());
+                    let bits = match c.varint().ok_or("truncated gauge")? {
                         GAUGE_SAME => prev,
                         GAUGE_RAW => c.u64_le().ok_or("truncated gauge bits")?,
                         tag if tag & 1 == 1 => (unzigzag(tag >> 1) as f64).to_bits(),
                         tag => return Err(format!("unknown gauge tag {tag}")),
-                    });
+                    };
+                    gauges.push(f64::from_bits(bits));
                 }
-                let gauges = bits.iter().map(|b| f64::from_bits(*b)).collect();
                 let data = SampleData {
                     instance_id: instance.to_string(),
-                    counters: Metrics::from_parts(counter_names.clone(), counters.clone())
+                    counters: Metrics::from_parts(counter_names.clone(), counters)
                         .ok_or("counter count mismatch")?,
                     gauges: Metrics::from_parts(gauge_names.clone(), gauges)
                         .ok_or("gauge count mismatch")?,
                 };
-                self.counters = Some((counter_id, counters));
-                self.gauges = Some((gauge_id, bits));
+                self.last_ok = Some(samples.len());
                 c.finish()?;
                 samples.push(Sample {
                     at_ms: at,

@@ -34,6 +34,8 @@ enum Command {
     Score(cmd::score::ScoreArgs),
     /// Check a proof directory's manifest hashes and format version.
     Verify(cmd::verify::VerifyArgs),
+    /// Print a proof's stored samples as JSON lines.
+    Samples(cmd::samples::SamplesArgs),
     /// Deploy the bundled node to every host of an inventory.
     Deploy(cmd::deploy::DeployArgs),
     /// Show the node status of every host of an inventory.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
             Command::Run(args) => cmd::run::execute(*args).await,
             Command::Score(args) => cmd::score::execute(args).await,
             Command::Verify(args) => cmd::verify::execute(args).await,
+            Command::Samples(args) => cmd::samples::execute(args).await,
             Command::Deploy(args) => cmd::deploy::deploy(args).await,
             Command::Status(args) => cmd::deploy::status(args).await,
             Command::Stop(args) => cmd::deploy::stop(args).await,

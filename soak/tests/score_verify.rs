@@ -239,3 +239,30 @@ fn verify_detects_modified_missing_and_added_files() {
     let out = run(soak().arg("verify").arg(tmp.path().join("nowhere")));
     assert_eq!(code(&out), 64);
 }
+
+#[test]
+fn samples_prints_every_stored_sample_as_a_json_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let obs = observations();
+    let out = run(soak().arg("samples").arg(&dir));
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let total: usize = obs.samples.values().map(Vec::len).sum();
+    assert_eq!(lines.len(), total);
+    let first = &obs.samples["node-0"][0];
+    assert_eq!(lines[0]["node"], "node-0");
+    assert_eq!(lines[0]["at_ms"], first.at_ms);
+    assert_eq!(
+        lines[0]["outcome"],
+        serde_json::to_value(&first.outcome).unwrap()
+    );
+
+    let out = run(soak().arg("samples").arg(&dir).args(["--node", "node-2"]));
+    assert_eq!(stdout(&out).lines().count(), obs.samples["node-2"].len());
+    let out = run(soak().arg("samples").arg(&dir).args(["--node", "nope"]));
+    assert_eq!(code(&out), 64);
+}

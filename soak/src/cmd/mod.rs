@@ -3,5 +3,6 @@
 pub mod deploy;
 pub mod lab;
 pub mod run;
+pub mod samples;
 pub mod score;
 pub mod verify;
