@@ -116,8 +116,8 @@ fuzz_target!(|data: &[u8]| {
         "{uri}: {status}"
     );
     if status.is_client_error() {
-        let error: serde_json::Value =
-            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{uri}: {status} without JSON: {e}"));
+        let error: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{uri}: {status} without JSON: {e}"));
         assert!(error["error"].is_string(), "{uri}: {status}: {error}");
     }
 });

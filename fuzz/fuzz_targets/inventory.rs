@@ -33,7 +33,9 @@ fuzz_target!(|data: &[u8]| {
     for host in &inventory.hosts {
         for (what, value) in [("name", &host.name), ("address", &host.address)] {
             assert!(
-                !value.is_empty() && !value.starts_with('-') && !value.contains(char::is_whitespace),
+                !value.is_empty()
+                    && !value.starts_with('-')
+                    && !value.contains(char::is_whitespace),
                 "{what} `{value}` would reach ssh as is"
             );
         }
