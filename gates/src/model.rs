@@ -242,11 +242,11 @@ pub struct Exemption {
     pub nodes: Vec<String>,
     /// Why.
     pub reason: String,
-    /// Links: on every other node, what it sees of these peers is left out of the bar (e.g. a
+    /// Links `(node, peer)`: on `node`, what it sees of `peer` is left out of the bar (e.g. a
     /// node's suppressions of a deliberately slowed peer). Honoured by the bars that can
     /// attribute to a peer (per-peer sample data); elsewhere such a bar judges the node whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub links: Vec<String>,
+    pub links: Vec<(String, String)>,
     /// Phase A: ordered pairs `(from, to)` expected to fail while the fault holds (e.g. across
     /// a partition); they are shown as "expected to fail", not required.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -230,7 +230,10 @@ fn a_link_exemption_leaves_out_only_the_exempt_peer() {
             bar: "suppression_ratio".into(),
             nodes: vec!["node-1".into()],
             reason: "slowed on purpose".into(),
-            links: vec!["node-1".into()],
+            links: ["node-0", "node-2", "node-3"]
+                .iter()
+                .map(|n| (n.to_string(), "node-1".to_string()))
+                .collect(),
             pairs: Vec::new(),
         }];
         obs.windows[1].scenarios.push(sc);

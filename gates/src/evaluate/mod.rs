@@ -116,8 +116,8 @@ pub(super) fn exempt_pairs(record: &WindowRecord, bar: &str) -> BTreeSet<(String
         .collect()
 }
 
-/// Peers whose links scenarios which ran in the window exempt from `bar`.
-pub(super) fn exempt_links(record: &WindowRecord, bar: &str) -> BTreeSet<String> {
+/// Links `(node, peer)` that scenarios which ran in the window exempt from `bar`.
+pub(super) fn exempt_links(record: &WindowRecord, bar: &str) -> BTreeSet<(String, String)> {
     record
         .scenarios
         .iter()

@@ -425,14 +425,20 @@ pub(super) fn judge_gauge_ratio(
     scope: Scope,
     max: f64,
     exempt: &BTreeSet<String>,
-    links: &BTreeSet<String>,
+    links: &BTreeSet<(String, String)>,
 ) -> Judged {
     let (tally, statistic) = match scope {
         Scope::Node if !links.is_empty() => (
             judge_ratio_without_links(facts, w, numerator, denominator, max, exempt, links),
             format!(
-                "largest per-node {numerator} / {denominator} sampled in the window, links to {} left out",
-                list(&links.iter().cloned().collect::<Vec<_>>(), 5)
+                "largest per-node {numerator} / {denominator} sampled in the window, exempt links left out ({})",
+                list(
+                    &links
+                        .iter()
+                        .map(|(node, peer)| format!("{node}→{peer}"))
+                        .collect::<Vec<_>>(),
+                    4
+                )
             ),
         ),
         Scope::Node => (
@@ -475,7 +481,7 @@ pub(super) fn judge_ratio_without_links(
     denominator: &str,
     max: f64,
     exempt: &BTreeSet<String>,
-    links: &BTreeSet<String>,
+    links: &BTreeSet<(String, String)>,
 ) -> Tally {
     let mut tally = Tally::new();
     let record = &facts.obs.windows[w];
@@ -505,8 +511,8 @@ pub(super) fn judge_ratio_without_links(
                 Some(
                     links
                         .iter()
-                        .filter(|peer| *peer != name)
-                        .filter_map(|peer| per_peer.get(peer))
+                        .filter(|(node, _)| node == name)
+                        .filter_map(|(_, peer)| per_peer.get(peer))
                         .sum(),
                 )
             };
