@@ -34,6 +34,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Like [`write_atomic`], with the contents streamed by `fill` into a buffered temporary file
+/// (for files too large to build in memory). On any error the temporary file is removed.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| {
+        Error::invalid(format!("failed to write {}", path.display()), "no parent")
+    })?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::invalid(format!("failed to write {}", path.display()), "bad name"))?;
+    let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
+    let result = (|| {
+        let file = File::create(&tmp).map_err(|e| Error::io("write", path, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        fill(&mut out)?;
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io("write", path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io("write", path, e))?;
+        fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Serializes `value` as pretty JSON (with a final newline) and writes it atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text =

@@ -46,6 +46,8 @@ fn write_proof(dir: &Path, obs: &Observations, gate: &str, finish: bool) -> soak
         nodes: obs.run.nodes.clone(),
         config: serde_json::json!({"nodes": 3}),
         coverage: None,
+        command: Some(["soak", "run", "--nodes", "3"].map(String::from).to_vec()),
+        seed: Some(7),
     };
     let mut writer = ProofWriter::create(dir, meta).unwrap();
     for (node, samples) in &obs.samples {
@@ -109,7 +111,14 @@ fn score_reproduces_the_stored_verdict_exactly() {
         stored, rescored,
         "re-scored verdict.json differs from the stored one"
     );
-    for name in ["summary.md", "summary.csv", "timeline.csv"] {
+    for name in [
+        "summary.md",
+        "summary.csv",
+        "windows.csv",
+        "timeline.csv",
+        "junit.xml",
+        "report.html",
+    ] {
         assert_eq!(
             fs::read(dir.join(name)).unwrap(),
             fs::read(out_dir.join(name)).unwrap(),

@@ -151,6 +151,8 @@ mod tests {
             nodes: Vec::new(),
             config: serde_json::json!({}),
             coverage: None,
+            command: None,
+            seed: None,
         }
     }
 
