@@ -15,6 +15,8 @@
   var SHADE = { fault: "rgba(207,34,46,0.16)", restart: "rgba(191,135,0,0.30)", gap: "rgba(110,119,129,0.22)" };
   var VERDICT = { "GO": "rgba(26,127,55,0.07)", "UNKNOWN": "rgba(154,103,0,0.09)", "NO-GO": "rgba(207,34,46,0.08)" };
 
+  // Window indices are whole numbers: no fractional ticks.
+  var WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
   function colour(i) { return "hsl(" + Math.round((i * 137.508) % 360) + ",65%,42%)"; }
   function width(el) { return Math.max(320, Math.floor(el.getBoundingClientRect().width || 900)); }
 
@@ -76,7 +78,7 @@
       width: width(lat), height: 220,
       series: [{ label: "window" }].concat(names.map(function (n, j) { return { label: n, stroke: tones[j], width: 1.5 }; })),
       scales: { x: { time: false } },
-      axes: [{ label: "window" }, { label: "ms", size: 60 }]
+      axes: [{ label: "window", incrs: WHOLE }, { label: "ms", size: 60 }]
     }, [idx].concat(names.map(col)));
     charts += 1;
   }
@@ -91,7 +93,7 @@
       })),
       legend: { show: data.fanout.subscribers.length <= 24 },
       scales: { x: { time: false } },
-      axes: [{ label: "window" }, { label: pair[0] === "ratio" ? "ratio" : "ms", size: 60 }]
+      axes: [{ label: "window", incrs: WHOLE }, { label: pair[0] === "ratio" ? "ratio" : "ms", size: 60 }]
     }, [data.fanout.windows].concat(pair[1]));
     charts += 1;
   });

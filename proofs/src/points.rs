@@ -242,4 +242,58 @@ mod tests {
         );
         assert!(restarts(&points).is_empty());
     }
+
+    proptest::proptest! {
+        /// Random streams with failed attempts, restarts, counter resets and reordering: a rate
+        /// exists only between two consecutive good attempts of one instance within the step
+        /// limit, and it is exactly their increase over their distance.
+        #[test]
+        fn a_rate_never_spans_a_restart_a_gap_or_a_decrease(
+            steps in proptest::collection::vec((0u8..10, 1u64..4_000, 0u64..50), 1..60),
+            shuffle in proptest::collection::vec(0usize..60, 0..10),
+        ) {
+            let mut samples = Vec::new();
+            let (mut at, mut instance, mut value) = (1_000u64, 0u32, 0u64);
+            for (kind, dt, inc) in &steps {
+                at += dt;
+                match kind {
+                    0 | 1 => samples.push(missing(at)),
+                    2 => {
+                        instance += 1;
+                        value = *inc;
+                        samples.push(good(at, &format!("i{instance}"), value));
+                    }
+                    3 => {
+                        value = value.saturating_sub(*inc);
+                        samples.push(good(at, &format!("i{instance}"), value));
+                    }
+                    _ => {
+                        value += inc;
+                        samples.push(good(at, &format!("i{instance}"), value));
+                    }
+                }
+            }
+            for i in shuffle {
+                let n = samples.len();
+                samples.swap(i % n, (i * 7 + 3) % n);
+            }
+            let points = points(&samples, 1_000);
+            proptest::prop_assert!(points.windows(2).all(|w| w[0].at <= w[1].at));
+            for (i, p) in points.iter().enumerate() {
+                let Some(rate) = p.rate(C) else { continue };
+                proptest::prop_assert!(i > 0);
+                let before = &points[i - 1];
+                let (Some(now), Some(prev)) = (p.data, before.data) else {
+                    return Err(proptest::test_runner::TestCaseError::fail("a rate next to a failed attempt"));
+                };
+                proptest::prop_assert_eq!(&now.instance_id, &prev.instance_id);
+                proptest::prop_assert_eq!(p.epoch, before.epoch);
+                let dt = p.at - before.at;
+                proptest::prop_assert!(dt > 0 && dt <= 2_500);
+                let (a, b) = (prev.counters[C], now.counters[C]);
+                proptest::prop_assert!(b >= a);
+                proptest::prop_assert!((rate - (b - a) as f64 * 1000.0 / dt as f64).abs() < 1e-9);
+            }
+        }
+    }
 }

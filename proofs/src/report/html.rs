@@ -332,8 +332,12 @@ fn heat_colour(v: u64, lo: u64, hi: u64) -> String {
     } else {
         0.0
     };
-    // Green (fast) to red (slow).
-    format!("hsl({:.0},70%,{:.0}%)", 120.0 * (1.0 - t), 78.0 - 20.0 * t)
+    // Green (fast) to orange (slow); red is kept for failed pairs.
+    format!(
+        "hsl({:.0},70%,{:.0}%)",
+        30.0 + 90.0 * (1.0 - t),
+        80.0 - 18.0 * t
+    )
 }
 
 fn phase_a(h: &mut String, input: &ReportInput<'_>, data: &ReportData) {
@@ -385,7 +389,7 @@ fn phase_a(h: &mut String, input: &ReportInput<'_>, data: &ReportData) {
     let small = names.len() <= 12;
     let _ = writeln!(
         h,
-        "<h3>Latency heat map (sender × receiver)</h3>\n<p class=\"legend\">median send-to-ACK latency of each ordered pair over {} matrices, {} (green) to {} (red); <span class=\"sw failcell\"></span> a pair that failed in some window; <span class=\"sw nonecell\"></span> never attempted</p>",
+        "<h3>Latency heat map (sender × receiver)</h3>\n<p class=\"legend\">median send-to-ACK latency of each ordered pair over {} matrices, {} (green) to {} (orange); <span class=\"sw failcell\"></span> a pair that failed in some window; <span class=\"sw nonecell\"></span> never attempted</p>",
         matrices.len(),
         ms(Some(lo)),
         ms(Some(hi))

@@ -293,7 +293,7 @@ fn names_from_the_network_cannot_break_out_of_the_page() {
 
 #[test]
 fn a_day_long_run_is_bucketed_and_keeps_its_spikes() {
-    let mut builder = FleetBuilder::new(4, 48);
+    let mut builder = FleetBuilder::new(2, 48);
     builder.window_ms = 30 * 60 * 1000;
     builder.interval_ms = 10_000;
     builder.workloads = false;
@@ -301,7 +301,7 @@ fn a_day_long_run_is_bucketed_and_keeps_its_spikes() {
     let (s, _) = span(&obs, 20);
     bump(
         &mut obs,
-        "node-3",
+        "node-1",
         "dispatcher_timeouts_total",
         s + 600_000,
         5,
@@ -318,9 +318,9 @@ fn a_day_long_run_is_bucketed_and_keeps_its_spikes() {
                 .find(|c| c["id"] == "rate:dispatcher_timeouts_total")
         })
         .expect("chart");
-    let peak = timeouts["values"][3]
+    let peak = timeouts["values"][1]
         .as_array()
-        .expect("node-3")
+        .expect("node-1")
         .iter()
         .filter_map(|v| v.as_f64())
         .fold(0.0, f64::max);
@@ -328,6 +328,6 @@ fn a_day_long_run_is_bucketed_and_keeps_its_spikes() {
         peak, 0.5,
         "5 timeouts in one 10 s step survive bucketing as its max"
     );
-    // About 12 kB per node-day beyond the fixed parts: 100 nodes stay far below 10 MB.
-    assert!(html.len() < 600_000, "{} bytes for 4 nodes", html.len());
+    // Bucketing bounds the page by points, not samples (the 100-node size is in the bench).
+    assert!(html.len() < 400_000, "{} bytes for 2 nodes", html.len());
 }
