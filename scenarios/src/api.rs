@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use soak_api::{
-    ApiError, Diagnostics, DmRequest, DmResponse, InboxPage, PageQuery, PublishRequest,
+    ApiError, Diagnostics, DmRequest, DmResponse, Impairment, InboxPage, PageQuery, PublishRequest,
     PublishResponse, Readiness, ReceivedPage, VersionInfo,
 };
 
@@ -121,6 +121,18 @@ pub trait NodeApi: Send + Sync {
         topic: &str,
         query: PageQuery,
     ) -> impl Future<Output = ApiResult<ReceivedPage>> + Send;
+    /// `GET /v1/impairments`: the impairments the node holds now.
+    fn impairments(&self) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send;
+    /// `POST /v1/impairments`: add one, or renew (replace) the one with the same id.
+    fn add_impairment(
+        &self,
+        impairment: &Impairment,
+    ) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send;
+    /// `DELETE /v1/impairments/{id}` (404 `not_found` when the node holds no such id).
+    fn remove_impairment(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send;
 }
 
 /// Topic names travel in URL paths; keep them to a safe alphabet.
@@ -345,6 +357,37 @@ impl NodeApi for HttpNode {
     async fn received(&self, topic: &str, query: PageQuery) -> ApiResult<ReceivedPage> {
         let path = self.topic_path(topic, "received")?;
         self.get(&path, Some(query)).await
+    }
+
+    async fn impairments(&self) -> ApiResult<Vec<Impairment>> {
+        self.get("/v1/impairments", None).await
+    }
+
+    async fn add_impairment(&self, impairment: &Impairment) -> ApiResult<Vec<Impairment>> {
+        self.post("/v1/impairments", impairment).await
+    }
+
+    async fn remove_impairment(&self, id: &str) -> ApiResult<Vec<Impairment>> {
+        let safe = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+        if !safe {
+            return Err(NodeApiError::new(
+                &self.endpoint.name,
+                NodeApiErrorKind::Invalid(format!("impairment id {id:?} is not URL-safe")),
+            ));
+        }
+        let path = format!("/v1/impairments/{id}");
+        let response = self
+            .client
+            .delete(self.url(&path))
+            .bearer_auth(&self.endpoint.token)
+            .send()
+            .await
+            .map_err(|err| self.transport_error(&path, err))?;
+        self.decode(&path, response, &[]).await
     }
 }
 
