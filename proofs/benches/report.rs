@@ -109,6 +109,22 @@ fn main() {
             .map(Vec::len)
             .sum::<usize>()
     );
+    let memory = Evidence {
+        meta: &proof.meta,
+        status: RunStatus::Complete,
+        windows: &proof.observations.windows,
+        samples: SampleSource::Memory(&proof.observations.samples),
+        faults: &FaultJournal::default(),
+        notes: &[],
+    };
+    let t = Instant::now();
+    let html = render::report_html(&memory, Some(&verdict)).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "report.html from samples in memory     {:>8.2} s  {:.2} MB",
+        t.elapsed().as_secs_f64(),
+        html.len() as f64 / 1e6
+    );
+    drop(html);
     drop(proof);
 
     let head = read_head(&dir).unwrap_or_else(|e| panic!("{e}"));

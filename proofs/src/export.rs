@@ -14,7 +14,7 @@
 //! its timestamp (seconds), series are in time order, and the text ends with `# EOF`, so
 //! `promtool tsdb create-blocks-from openmetrics` can backfill it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
 
 use soak_gates::model::{Sample, SampleOutcome};
@@ -39,6 +39,35 @@ fn rate_text(v: f64) -> String {
     float_text((v * 1e6).round() / 1e6)
 }
 
+/// Writes `v` in decimal (no allocation, no formatting machinery: this runs once per row).
+fn write_u64<W: Write + ?Sized>(out: &mut W, mut v: u64) -> io::Result<()> {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.write_all(&buf[i..])
+}
+
+/// One row: the sample's `ts_ms,node,` prefix, the (already quoted) metric, the value text.
+fn row<W: Write + ?Sized>(
+    out: &mut W,
+    prefix: &[u8],
+    metric: &str,
+    value: &[u8],
+) -> io::Result<()> {
+    out.write_all(prefix)?;
+    out.write_all(metric.as_bytes())?;
+    out.write_all(b",")?;
+    out.write_all(value)?;
+    out.write_all(b"\n")
+}
+
 /// Writes the `timeline.csv` rows of one node (no header).
 pub fn write_timeline_rows<W: Write + ?Sized>(
     out: &mut W,
@@ -47,25 +76,45 @@ pub fn write_timeline_rows<W: Write + ?Sized>(
     sample_interval_ms: u64,
 ) -> io::Result<()> {
     let node = csv_field(node);
+    // Quoted metric names (and their rate names), built once per node, not once per row.
+    let mut names: HashMap<&str, (String, String)> = HashMap::new();
+    let mut prefix: Vec<u8> = Vec::with_capacity(64);
     for point in points(samples, sample_interval_ms) {
+        prefix.clear();
+        write_u64(&mut prefix, point.at)?;
+        prefix.push(b',');
+        prefix.extend_from_slice(node.as_bytes());
+        prefix.push(b',');
         let Some(data) = point.data else {
-            writeln!(out, "{},{node},sample_ok,0.0", point.at)?;
+            row(out, &prefix, "sample_ok", b"0.0")?;
             continue;
         };
-        writeln!(out, "{},{node},sample_ok,1.0", point.at)?;
-        writeln!(out, "{},{node},process_epoch,{}.0", point.at, point.epoch)?;
+        row(out, &prefix, "sample_ok", b"1.0")?;
+        row(
+            out,
+            &prefix,
+            "process_epoch",
+            format!("{}.0", point.epoch).as_bytes(),
+        )?;
         for (name, value) in &data.counters {
-            let metric = csv_field(name);
-            writeln!(out, "{},{node},{metric},{value}.0", point.at)?;
+            let (metric, rate_metric) = names
+                .entry(name.as_str())
+                .or_insert_with(|| (csv_field(name), csv_field(&format!("{name}{RATE_SUFFIX}"))));
+            out.write_all(&prefix)?;
+            out.write_all(metric.as_bytes())?;
+            out.write_all(b",")?;
+            write_u64(out, *value)?;
+            out.write_all(b".0\n")?;
             if let Some(rate) = point.rate(name) {
-                let metric = csv_field(&format!("{name}{RATE_SUFFIX}"));
-                writeln!(out, "{},{node},{metric},{}", point.at, rate_text(rate))?;
+                row(out, &prefix, rate_metric, rate_text(rate).as_bytes())?;
             }
         }
         for (name, value) in &data.gauges {
             if value.is_finite() {
-                let metric = csv_field(name);
-                writeln!(out, "{},{node},{metric},{}", point.at, float_text(*value))?;
+                let (metric, _) = names
+                    .entry(name.as_str())
+                    .or_insert_with(|| (csv_field(name), String::new()));
+                row(out, &prefix, metric, float_text(*value).as_bytes())?;
             }
         }
     }
@@ -253,6 +302,7 @@ mod tests {
                 instance_id: instance.into(),
                 counters: BTreeMap::from([("dispatcher_completed_total".to_string(), completed)]),
                 gauges: BTreeMap::from([("recv_pump_depth".to_string(), depth)]),
+                by_peer: BTreeMap::new(),
             }),
         }
     }
@@ -346,6 +396,7 @@ mod tests {
                         ("a.b_total".to_string(), 2),
                     ]),
                     gauges: BTreeMap::new(),
+                    by_peer: BTreeMap::new(),
                 }),
             }],
         );

@@ -85,11 +85,13 @@ impl Totals {
             return;
         };
         let series = NodeSeries::new(samples);
-        for (name, total) in self.counters.iter_mut() {
-            let delta =
-                series
-                    .counter(name, self.tolerance_ms)
-                    .window_delta(start, end, self.tolerance_ms);
+        // `counters` is a BTreeMap: its keys are sorted and distinct, as `columns` needs.
+        let names: Vec<&str> = self.counters.keys().copied().collect();
+        let columns = series.columns(&names, &[]);
+        for ((name, total), column) in self.counters.iter_mut().zip(&columns.counters) {
+            let delta = series
+                .counter_from_column(name, column, self.tolerance_ms)
+                .window_delta(start, end, self.tolerance_ms);
             *total = total.plus(delta);
         }
     }

@@ -445,6 +445,7 @@ fn junit_round_trips_and_maps_unknown_to_failure_and_skipped_to_skipped() {
             targets: vec!["node-1".into()],
             exemptions: Vec::new(),
             recovery: None,
+            fault: None,
         });
     let verdict = evaluate(&obs, &Profile::builtin("broad-launch").unwrap());
     let tmp = tempfile::tempdir().unwrap();

@@ -16,6 +16,7 @@ mod html;
 mod svg;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use serde::Serialize;
 use soak_gates::Verdict;
@@ -24,8 +25,12 @@ use soak_gates::profile::{Profile, Rule};
 
 use crate::faults::{FaultJournal, FaultPeriod};
 use crate::meta::{RunMeta, RunStatus};
-use crate::points::{Span, gaps, points, restarts};
+use crate::points::{Point, Span, columns, gaps, points, rate_at, restarts};
 use crate::summary::EndSummary;
+
+/// Sampled metrics with this prefix (RSS, CPU, open FDs, …) get a chart when a node reports
+/// them.
+pub const PROCESS_PREFIX: &str = "process_";
 
 /// Most points per time series before samples are bucketed for display.
 pub const MAX_POINTS: u64 = 600;
@@ -77,22 +82,57 @@ impl Source {
         }
     }
 
-    fn value(&self, point: &crate::points::Point<'_>) -> Option<f64> {
-        let data = point.data?;
+    /// The spec's values at every attempt of one node, from its attempt columns.
+    fn values(&self, at: &Columns<'_, '_>) -> Vec<Option<f64>> {
+        let n = at.points.len();
         match self {
-            Source::Rate(c) => point.rate(c),
-            Source::Gauge(g) => data.gauges.get(g).copied().filter(|v| v.is_finite()),
-            Source::Ratio(n, d) => {
-                let (n, d) = (*data.gauges.get(n)?, *data.gauges.get(d)?);
-                if d > 0.0 {
-                    Some(n / d).filter(|v| v.is_finite())
-                } else if n == 0.0 {
-                    Some(0.0)
-                } else {
-                    None
-                }
-            }
+            Source::Rate(c) => match at.counter(c) {
+                Some(column) => (0..n).map(|i| rate_at(at.points, column, i)).collect(),
+                None => vec![None; n],
+            },
+            Source::Gauge(g) => match at.gauge(g) {
+                Some(column) => column.iter().map(|v| v.filter(|v| v.is_finite())).collect(),
+                None => vec![None; n],
+            },
+            Source::Ratio(num, den) => match (at.gauge(num), at.gauge(den)) {
+                (Some(num), Some(den)) => num
+                    .iter()
+                    .zip(den)
+                    .map(|(n, d)| {
+                        let (n, d) = ((*n)?, (*d)?);
+                        if d > 0.0 {
+                            Some(n / d).filter(|v| v.is_finite())
+                        } else if n == 0.0 {
+                            Some(0.0)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect(),
+                _ => vec![None; n],
+            },
         }
+    }
+}
+
+/// One node's attempts with the columns every chart reads.
+struct Columns<'p, 'a> {
+    points: &'p [Point<'a>],
+    counter_names: Vec<&'p str>,
+    gauge_names: Vec<&'p str>,
+    counters: Vec<Vec<Option<u64>>>,
+    gauges: Vec<Vec<Option<f64>>>,
+}
+
+impl Columns<'_, '_> {
+    fn counter(&self, name: &str) -> Option<&[Option<u64>]> {
+        let k = self.counter_names.binary_search(&name).ok()?;
+        Some(&self.counters[k])
+    }
+
+    fn gauge(&self, name: &str) -> Option<&[Option<f64>]> {
+        let k = self.gauge_names.binary_search(&name).ok()?;
+        Some(&self.gauges[k])
     }
 }
 
@@ -279,10 +319,23 @@ impl ReportBuilder {
         let mut found = BTreeSet::new();
         for sample in samples {
             if let soak_gates::model::SampleOutcome::Ok(data) = &sample.outcome {
-                for name in data.counters.keys().filter(|k| k.starts_with("process_")) {
+                // Sorted maps: only the keys from `process_` on can match.
+                for (name, _) in data
+                    .counters
+                    .range::<str, _>((Bound::Included(PROCESS_PREFIX), Bound::Unbounded))
+                {
+                    if !name.starts_with(PROCESS_PREFIX) {
+                        break;
+                    }
                     found.insert(Source::Rate(name.clone()));
                 }
-                for name in data.gauges.keys().filter(|k| k.starts_with("process_")) {
+                for (name, _) in data
+                    .gauges
+                    .range::<str, _>((Bound::Included(PROCESS_PREFIX), Bound::Unbounded))
+                {
+                    if !name.starts_with(PROCESS_PREFIX) {
+                        break;
+                    }
                     found.insert(Source::Gauge(name.clone()));
                 }
             }
@@ -304,10 +357,31 @@ impl ReportBuilder {
         self.sampled.insert(node.to_string());
         self.discover(samples);
         let points = points(samples, self.interval_ms);
+        let mut counter_names: Vec<&str> = Vec::new();
+        let mut gauge_names: Vec<&str> = Vec::new();
+        for spec in &self.specs {
+            match &spec.source {
+                Source::Rate(c) => counter_names.push(c),
+                Source::Gauge(g) => gauge_names.push(g),
+                Source::Ratio(n, d) => gauge_names.extend([n.as_str(), d.as_str()]),
+            }
+        }
+        counter_names.sort_unstable();
+        counter_names.dedup();
+        gauge_names.sort_unstable();
+        gauge_names.dedup();
+        let (counters, gauges) = columns(&points, &counter_names, &gauge_names);
+        let at = Columns {
+            points: &points,
+            counter_names,
+            gauge_names,
+            counters,
+            gauges,
+        };
         for (spec, series) in self.specs.iter().zip(self.series.iter_mut()) {
             let mut buckets: BTreeMap<u64, f64> = BTreeMap::new();
-            for point in &points {
-                if let Some(v) = spec.source.value(point) {
+            for (point, v) in points.iter().zip(spec.source.values(&at)) {
+                if let Some(v) = v {
                     let slot = buckets.entry(self.axis.key(point.at)).or_insert(v);
                     *slot = slot.max(v);
                 }

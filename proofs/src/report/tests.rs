@@ -1,5 +1,5 @@
 use soak_gates::model::Observations;
-use soak_gates::testkit::{FleetBuilder, bump, drop_samples, restart, span};
+use soak_gates::testkit::{FleetBuilder, bump, drop_samples, restart, set_gauge, span};
 use soak_gates::{Profile, evaluate};
 
 use super::*;
@@ -52,6 +52,15 @@ fn eventful() -> (Observations, FaultJournal) {
     restart(&mut obs, "node-2", s1 + 30_000, "inst-2-b");
     let (s2, _) = span(&obs, 2);
     drop_samples(&mut obs, "node-0", s2 + 10_000, s2 + 50_000);
+    // One node reports its resident memory: it gets a chart.
+    set_gauge(
+        &mut obs,
+        "node-1",
+        "process_resident_memory_bytes",
+        0,
+        u64::MAX,
+        5.0e7,
+    );
     let step = |fault: &str, window: u32, step: &str, at: u64| {
         serde_json::json!({"fault": fault, "window": window, "targets": ["node-1"],
             "step": step, "at_ms": at, "evidence": null})
@@ -224,6 +233,7 @@ fn charts_shade_fault_periods_restarts_and_gaps_from_the_evidence() {
         "ratio:suppressed_topic_peers/known_topic_peers",
         "gauge:outbound_queue_max_depth",
         "gauge:recv_pump_depth",
+        "gauge:process_resident_memory_bytes",
     ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
