@@ -14,23 +14,9 @@ use crate::meta::FileEntry;
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
 /// A reader sees the old contents or the new, never a torn file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| {
-        Error::invalid(format!("failed to write {}", path.display()), "no parent")
-    })?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::invalid(format!("failed to write {}", path.display()), "bad name"))?;
-    let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|err| {
-        let _ = fs::remove_file(&tmp);
-        Error::io("write", path, err)
+    write_atomic_with(path, |out| {
+        out.write_all(bytes)
+            .map_err(|e| Error::io("write", path, e))
     })
 }
 

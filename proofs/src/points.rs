@@ -7,6 +7,7 @@
 //! ever computed across a restart, a failed attempt or a long silence.
 
 use soak_gates::model::{Sample, SampleData, SampleOutcome};
+use soak_gates::series::merge_row;
 
 /// A step between two good samples longer than this many sample intervals is an evidence gap
 /// (the built-in gate profiles' `gap_factor`; fixed here so renderings never depend on a gate).
@@ -76,37 +77,12 @@ pub(crate) fn columns(points: &[Point<'_>], counters: &[&str], gauges: &[&str]) 
                 gc.iter_mut().for_each(|c| c.push(None));
             }
             Some(data) => {
-                merge(data.counters.iter(), counters, &mut cc);
-                merge(data.gauges.iter(), gauges, &mut gc);
+                merge_row(data.counters.iter(), counters, &mut cc, |v| *v);
+                merge_row(data.gauges.iter(), gauges, &mut gc, |v| *v);
             }
         }
     }
     (cc, gc)
-}
-
-fn merge<'m, V: Copy + 'm>(
-    entries: impl Iterator<Item = (&'m String, &'m V)>,
-    wanted: &[&str],
-    columns: &mut [Vec<Option<V>>],
-) {
-    let mut entries = entries.peekable();
-    for (name, column) in wanted.iter().zip(columns.iter_mut()) {
-        let mut found = None;
-        while let Some((key, value)) = entries.peek() {
-            match key.as_str().cmp(name) {
-                std::cmp::Ordering::Less => {
-                    entries.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    found = Some(**value);
-                    entries.next();
-                    break;
-                }
-                std::cmp::Ordering::Greater => break,
-            }
-        }
-        column.push(found);
-    }
 }
 
 /// A restart or an evidence gap, as a span to shade.

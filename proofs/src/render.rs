@@ -168,6 +168,39 @@ pub fn report_html(evidence: &Evidence<'_>, verdict: Option<&Verdict>) -> Result
     Ok(html_of(pass, evidence, verdict).0)
 }
 
+/// A proof's `report.html` rendered from its directory alone, with what it was read from.
+#[derive(Debug)]
+pub struct StoredReport {
+    /// The page.
+    pub html: String,
+    /// The proof as read (without samples: they were streamed).
+    pub proof: crate::Proof,
+    /// Its fault journal (with any problems found reading it).
+    pub faults: FaultJournal,
+}
+
+/// Renders `report.html` from the proof directory `dir` only — its samples, windows, stored
+/// verdict (none for an incomplete proof) and fault journal — as `soak report` does; the result
+/// equals the page the run wrote at finish.
+pub fn stored_report(dir: &Path) -> Result<StoredReport> {
+    let proof = crate::reader::read_head(dir)?;
+    let faults = FaultJournal::read(dir);
+    let evidence = Evidence {
+        meta: &proof.meta,
+        status: proof.status(),
+        windows: &proof.observations.windows,
+        samples: SampleSource::Dir(dir),
+        faults: &faults,
+        notes: &[],
+    };
+    let html = report_html(&evidence, proof.verdict.as_ref())?;
+    Ok(StoredReport {
+        html,
+        proof,
+        faults,
+    })
+}
+
 /// Writes every rendered file into `dir` atomically — `verdict.json`, `summary.md`,
 /// `summary.csv`, `windows.csv`, `timeline.csv`, `junit.xml`, `report.html` — and returns the
 /// end summary.

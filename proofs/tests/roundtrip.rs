@@ -8,12 +8,10 @@ use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 use soak_gates::model::Observations;
 use soak_gates::testkit::{FleetBuilder, bump, drop_samples, restart, span};
 use soak_gates::{Profile, evaluate};
-use soak_proofs::faults::FaultJournal;
-use soak_proofs::render::{Evidence, SampleSource};
 use soak_proofs::summary::{EndSummary, Totals};
 use soak_proofs::{
     FORMAT_VERSION, NodeBuild, ProofWriter, REDACTED, RunMeta, RunStatus, export, junit, read,
-    read_head, render, run_id, verify,
+    render, run_id, verify,
 };
 
 fn meta(obs: &Observations) -> RunMeta {
@@ -374,17 +372,7 @@ fn every_rendered_file_is_written_and_covered_by_the_manifest() {
 }
 
 fn stored_evidence_report(dir: &Path) -> String {
-    let proof = read_head(dir).unwrap();
-    let faults = FaultJournal::read(dir);
-    let evidence = Evidence {
-        meta: &proof.meta,
-        status: proof.status(),
-        windows: &proof.observations.windows,
-        samples: SampleSource::Dir(dir),
-        faults: &faults,
-        notes: &[],
-    };
-    render::report_html(&evidence, proof.verdict.as_ref()).unwrap()
+    render::stored_report(dir).unwrap().html
 }
 
 #[test]

@@ -223,6 +223,14 @@ fn profile_specs(profile: &Profile) -> Vec<ChartSpec> {
     out
 }
 
+/// The keys of a sorted map that start with [`PROCESS_PREFIX`].
+fn process_keys<V>(map: &BTreeMap<String, V>) -> impl Iterator<Item = String> + '_ {
+    map.range::<str, _>((Bound::Included(PROCESS_PREFIX), Bound::Unbounded))
+        .map(|(k, _)| k)
+        .take_while(|k| k.starts_with(PROCESS_PREFIX))
+        .cloned()
+}
+
 /// How sample times map to chart points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 struct Axis {
@@ -320,24 +328,8 @@ impl ReportBuilder {
         for sample in samples {
             if let soak_gates::model::SampleOutcome::Ok(data) = &sample.outcome {
                 // Sorted maps: only the keys from `process_` on can match.
-                for (name, _) in data
-                    .counters
-                    .range::<str, _>((Bound::Included(PROCESS_PREFIX), Bound::Unbounded))
-                {
-                    if !name.starts_with(PROCESS_PREFIX) {
-                        break;
-                    }
-                    found.insert(Source::Rate(name.clone()));
-                }
-                for (name, _) in data
-                    .gauges
-                    .range::<str, _>((Bound::Included(PROCESS_PREFIX), Bound::Unbounded))
-                {
-                    if !name.starts_with(PROCESS_PREFIX) {
-                        break;
-                    }
-                    found.insert(Source::Gauge(name.clone()));
-                }
+                found.extend(process_keys(&data.counters).map(Source::Rate));
+                found.extend(process_keys(&data.gauges).map(Source::Gauge));
             }
         }
         for source in found {

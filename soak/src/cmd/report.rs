@@ -12,9 +12,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use sha2::Digest;
-use soak_proofs::faults::FaultJournal;
 use soak_proofs::format;
-use soak_proofs::render::{self, Evidence, SampleSource};
+use soak_proofs::render;
 
 use crate::exit::{CliError, CliResult, Exit};
 
@@ -31,22 +30,15 @@ pub struct ReportArgs {
 /// Runs `soak report`.
 pub async fn execute(args: ReportArgs) -> CliResult {
     let dir = &args.proof_dir;
-    let proof = soak_proofs::read_head(dir)
+    let render::StoredReport {
+        html,
+        proof,
+        faults,
+    } = render::stored_report(dir)
         .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
-    let faults = FaultJournal::read(dir);
     for problem in &faults.problems {
         eprintln!("soak: note: {problem}");
     }
-    let evidence = Evidence {
-        meta: &proof.meta,
-        status: proof.status(),
-        windows: &proof.observations.windows,
-        samples: SampleSource::Dir(dir),
-        faults: &faults,
-        notes: &[],
-    };
-    let html = render::report_html(&evidence, proof.verdict.as_ref())
-        .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
     let (target, note) = match &args.out {
         Some(path) => (path.clone(), None),
         None => {
