@@ -173,7 +173,8 @@ fn bars(h: &mut String, input: &ReportInput<'_>) {
     h.push_str("<h3>Per window</h3>\n<table class=\"bars\">\n<tr><th>bar</th><th>threshold</th><th>worst</th><th>GO</th><th>UNKNOWN</th><th>NO-GO</th><th>worst window</th><th>why</th></tr>\n");
     for id in order {
         let results = &by_bar[id];
-        let Some(worst) = results.iter().max_by_key(|b| b.verdict) else {
+        // The first window with the worst verdict (`max_by_key` keeps the last of equals).
+        let Some(worst) = results.iter().rev().max_by_key(|b| b.verdict) else {
             continue;
         };
         let count = |o: Outcome| results.iter().filter(|b| b.verdict == o).count();
@@ -187,7 +188,10 @@ fn bars(h: &mut String, input: &ReportInput<'_>) {
             count(Outcome::Go),
             count(Outcome::Unknown),
             count(Outcome::NoGo),
-            worst.window.map_or("-".to_string(), |w| w.to_string()),
+            worst
+                .window
+                .filter(|_| worst.verdict != Outcome::Go)
+                .map_or("-".to_string(), |w| w.to_string()),
             esc(&worst.reason)
         );
     }
