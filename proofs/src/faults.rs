@@ -2,8 +2,12 @@
 //! fault periods they imply.
 //!
 //! The nemesis writes one JSON object per line with at least `fault` (the fault instance or
-//! kind), `window`, `targets` (node names), `step` (`planned`, `applied`, `effective`,
-//! `reverted`, `clean`, `skipped`, `failed`), `at_ms` (unix ms) and `evidence`. This module only
+//! kind), `window`, `targets` (node names), `step`, `at_ms` (unix ms) and `evidence`; it
+//! journals each step's intent before it acts (`apply`, `verify_effective`, `revert`,
+//! `verify_clean`) and its result after (`applied`, `effective`, `reverted`, `clean`, or
+//! `failed` with `of` naming the step), and `planned` / `skipped` for faults that never ran.
+//! Other fields (`kind`, `scenario`, `backend`, `detail`, …) are kept where the report shows them
+//! or ignored. This module only
 //! reads it, tolerantly: a missing file is an empty journal, and a line that does not parse is
 //! reported (with its line number) and left out, never a crash. A fault **period** runs from
 //! an `applied` step to the next `reverted` step of the same (`fault`, `window`) pair, or — when
@@ -34,6 +38,15 @@ pub struct FaultStep {
     /// What the nemesis saw (free form).
     #[serde(default)]
     pub evidence: serde_json::Value,
+    /// Fault kind, when journaled.
+    #[serde(default)]
+    pub kind: String,
+    /// For `failed`: which step failed.
+    #[serde(default)]
+    pub of: Option<StepKind>,
+    /// One line for people (a skip's or failure's reason).
+    #[serde(default)]
+    pub detail: String,
 }
 
 /// The steps of a fault's life.
@@ -42,12 +55,20 @@ pub struct FaultStep {
 pub enum StepKind {
     /// Journaled before anything is touched.
     Planned,
+    /// About to apply.
+    Apply,
     /// The fault is in place.
     Applied,
+    /// About to check that it took effect.
+    VerifyEffective,
     /// Verified to take effect.
     Effective,
+    /// About to revert.
+    Revert,
     /// Rolled back.
     Reverted,
+    /// About to check the fleet is clean.
+    VerifyClean,
     /// Verified clean after the rollback.
     Clean,
     /// Not run (not allowed, unsupported).
@@ -61,9 +82,13 @@ impl StepKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Planned => "planned",
+            StepKind::Apply => "apply",
             StepKind::Applied => "applied",
+            StepKind::VerifyEffective => "verify_effective",
             StepKind::Effective => "effective",
+            StepKind::Revert => "revert",
             StepKind::Reverted => "reverted",
+            StepKind::VerifyClean => "verify_clean",
             StepKind::Clean => "clean",
             StepKind::Skipped => "skipped",
             StepKind::Failed => "failed",

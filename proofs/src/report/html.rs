@@ -10,6 +10,7 @@ use soak_gates::{BarResult, Outcome, Verdict};
 
 use super::svg::{Line, Shade, line_chart};
 use super::{ReportData, ReportInput};
+use crate::faults::StepKind;
 use crate::render::show_value;
 use crate::runid::utc_rfc3339;
 
@@ -651,9 +652,28 @@ fn events(h: &mut String, input: &ReportInput<'_>, data: &ReportData) {
                 .find(|s| !s.targets.is_empty())
                 .map(|s| s.targets.join(" "))
                 .unwrap_or_default();
+            // Results, not intents (`apply`, `revert`, … precede their results).
             let list = steps
                 .iter()
-                .map(|s| format!("{} {}", s.step, time_of_day(s.at_ms)))
+                .filter(|s| {
+                    !matches!(
+                        s.step,
+                        StepKind::Apply
+                            | StepKind::VerifyEffective
+                            | StepKind::Revert
+                            | StepKind::VerifyClean
+                    )
+                })
+                .map(|s| {
+                    let mut text = format!("{} {}", s.step, time_of_day(s.at_ms));
+                    if let Some(of) = s.of {
+                        text.push_str(&format!(" (of {of})"));
+                    }
+                    if !s.detail.is_empty() {
+                        text.push_str(&format!(": {}", s.detail));
+                    }
+                    text
+                })
                 .collect::<Vec<_>>()
                 .join(" → ");
             let _ = writeln!(

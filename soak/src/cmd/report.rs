@@ -73,3 +73,60 @@ pub async fn execute(args: ReportArgs) -> CliResult {
     println!("wrote {}", target.display());
     Ok(Exit::Go)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use soak_proofs::faults::{FaultJournal, PeriodEnd, StepKind};
+    use soak_scenarios::faults::journal::{JournalEntry, Step};
+
+    /// The report reads the journal the nemesis writes: every step it journals parses (none
+    /// is left out as malformed) and its applied → reverted span is the shaded period.
+    #[test]
+    fn the_report_reads_every_line_the_nemesis_journals() {
+        let entry = |step: Step, at_ms: u64, of: Option<Step>| JournalEntry {
+            fault: "high_rtt_peer@w1".into(),
+            scenario: "high_rtt_peer".into(),
+            kind: "delay".into(),
+            backend: "node".into(),
+            window: 1,
+            targets: vec!["node-2".into()],
+            step,
+            of,
+            at_ms,
+            evidence: serde_json::json!({"rtt_ms": 21.5}),
+            detail: String::new(),
+        };
+        let steps = [
+            entry(Step::Planned, 1_000, None),
+            entry(Step::Apply, 1_010, None),
+            entry(Step::Applied, 1_020, None),
+            entry(Step::VerifyEffective, 1_030, None),
+            entry(Step::Effective, 1_040, None),
+            entry(Step::Revert, 2_000, None),
+            entry(Step::Reverted, 2_010, None),
+            entry(Step::VerifyClean, 2_020, None),
+            entry(Step::Failed, 2_030, Some(Step::VerifyClean)),
+            entry(Step::Skipped, 2_040, None),
+        ];
+        let text: Vec<String> = steps
+            .iter()
+            .map(|e| serde_json::to_string(e).expect("serializes"))
+            .collect();
+        let journal = FaultJournal::parse(&text.join("\n"));
+        assert!(journal.problems.is_empty(), "{:?}", journal.problems);
+        assert_eq!(journal.steps.len(), steps.len());
+        for (read, written) in journal.steps.iter().zip(&steps) {
+            assert_eq!(read.step.as_str(), written.step.as_str());
+        }
+        assert_eq!(journal.steps[8].of, Some(StepKind::VerifyClean));
+        let periods = journal.periods(&BTreeMap::from([(1, (0, 3_000))]), 5_000);
+        assert_eq!(periods.len(), 1);
+        assert_eq!(
+            (periods[0].from_ms, periods[0].to_ms, periods[0].end),
+            (1_020, 2_010, PeriodEnd::Reverted)
+        );
+        assert_eq!(periods[0].targets, vec!["node-2".to_string()]);
+    }
+}
