@@ -513,7 +513,11 @@ pub async fn execute(args: RunArgs) -> CliResult {
         nodes: Vec::new(),
         config: serde_json::to_value(&plan).unwrap_or(serde_json::Value::Null),
         coverage: None,
+        command: Some(std::env::args().collect()),
+        seed: Some(plan.seed),
     };
+    // Kept for the end summary (the command line and seed); the writer owns the original.
+    let summary_meta = meta.clone();
     let writer = ProofWriter::create(&proof_dir, meta).map_err(|err| match err.kind {
         // The directory could not be written (permissions, disk): infrastructure.
         soak_proofs::ErrorKind::Io(_) => CliError::unavailable(format!("{err}: {}", err.kind)),
@@ -709,12 +713,14 @@ pub async fn execute(args: RunArgs) -> CliResult {
     .await?;
     let _ = std::fs::remove_dir_all(&data_root);
 
+    let summary = table::end_summary(&summary_meta, report.status, &verdict, &report.observations);
     let rendered = table::render(
         &verdict,
         &report.observations,
         &proof_path,
         report.status,
         coverage.as_ref(),
+        &summary,
     );
     // A closed stdout/stderr (e.g. piped into `head`) must not turn a judged run into a panic.
     let _ = if table_to_stderr {

@@ -182,6 +182,8 @@ mod tests {
             nodes: Vec::new(),
             config: serde_json::json!({}),
             coverage: None,
+            command: None,
+            seed: None,
         }
     }
 
