@@ -12,6 +12,7 @@ pub mod api;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod fanout;
+pub mod faults;
 pub mod phase_a;
 pub mod sampler;
 

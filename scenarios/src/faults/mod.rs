@@ -1,0 +1,2 @@
+//! Faults: the nemesis and its backends.
+pub mod host;
