@@ -1158,18 +1158,21 @@ async fn restart(ctx: &Ctx<'_>) -> Result<RestartEvidence, HostFaultError> {
     Ok(evidence)
 }
 
-/// Renews the fault's guard (call every lease/3 while the fault holds). A missing or fired guard
-/// is [`ErrorClass::GuardMissing`]: revert now and verify clean.
+/// Renews the fault's guard (call every lease/3 while the fault holds; the call itself gives up
+/// after lease/3 as [`ErrorClass::Unreachable`]). A missing or fired guard is
+/// [`ErrorClass::GuardMissing`]: revert now and verify clean.
 pub async fn renew_guard(
     remote: &dyn Remote,
     plan: &HostFaultPlan,
 ) -> Result<GuardRenewal, HostFaultError> {
     let ctx = Ctx::new(remote, format!("renew guard {}", plan.token));
+    // A renewal slower than lease/3 is useless: give up then (unreachable) rather than hang.
+    let limit = (plan.lease() / 3).clamp(Duration::from_secs(1), STEP_TIMEOUT);
     let out = ctx
         .root(
             &guard::renew_command(remote.host(), &plan.token, plan.lease()),
             &[],
-            STEP_TIMEOUT,
+            limit,
         )
         .await?;
     if out.status == Some(i32::from(soak_guard::cli::EXIT_GONE)) {
