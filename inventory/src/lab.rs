@@ -13,7 +13,6 @@
 //!
 //! Entry points: [`preflight`], then [`up`], [`status`], [`down`], [`exec_command`].
 
-pub mod deadman;
 pub mod layout;
 mod sys;
 
