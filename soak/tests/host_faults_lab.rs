@@ -323,30 +323,35 @@ async fn partition_case(
             .position(|n| n.host.name == name)
             .expect("host in fleet")
     };
-    let mut applied = Vec::new();
-    for (host, host_rules) in &rules {
+    // Every host's snapshot and apply at once (the orchestrator drives hosts in parallel too).
+    let applied: Vec<_> = futures::future::join_all(rules.iter().map(|(host, host_rules)| {
         let i = by_name(host);
-        let before = host::snapshot(nodes[i].remote.as_ref())
-            .await
-            .unwrap_or_else(|e| panic!("{label}: snapshot: {e}"));
-        assert!(
-            before.ours.is_empty(),
-            "{label}: dirty before: {:?}",
-            before.ours
-        );
-        let mut plan = HostFaultPlan::new(
-            "lab-run",
-            &token(&format!("{label}-{host}")),
-            HostFault::Partition {
-                rules: host_rules.clone(),
-            },
-        );
-        plan.firewall_backend = backend;
-        let a = host::apply(nodes[i].remote.as_ref(), &plan)
-            .await
-            .unwrap_or_else(|e| panic!("{label}: apply: {e}"));
-        applied.push((i, plan, a, before));
-    }
+        let remote = nodes[i].remote.as_ref();
+        async move {
+            let before = host::snapshot(remote)
+                .await
+                .unwrap_or_else(|e| panic!("{label}: snapshot: {e}"));
+            assert!(
+                before.ours.is_empty(),
+                "{label}: dirty before: {:?}",
+                before.ours
+            );
+            let mut plan = HostFaultPlan::new(
+                "lab-run",
+                &token(&format!("{label}-{host}")),
+                HostFault::Partition {
+                    rules: host_rules.clone(),
+                },
+            );
+            plan.firewall_backend = backend;
+            let a = host::apply(remote, &plan)
+                .await
+                .unwrap_or_else(|e| panic!("{label}: apply: {e}"));
+            (i, plan, a, before)
+        }
+    }))
+    .await;
+    let applied_in = started.elapsed();
     for &(from, to) in cut {
         let outcome = dm(&nodes[from], &nodes[to], 64, 800).await;
         assert_ne!(
@@ -369,27 +374,44 @@ async fn partition_case(
             nodes[to].host.name
         );
     }
+    // Effective on every host: its DROP counters rose. Packets hit them when the nodes send
+    // (the DMs above, keep-alives, reconnection attempts), so look for up to 10 s.
     let mut dropped_total = 0;
     for (i, plan, a, _) in &applied {
-        match host::verify_effective(nodes[*i].remote.as_ref(), plan, a).await {
-            Ok(host::Effective::Partition { dropped, .. }) => dropped_total += dropped,
-            Ok(other) => panic!("{label}: unexpected evidence {other:?}"),
-            // A host whose only rules face a peer that sent nothing (one-way's sender side
-            // drops its own outbound packets, which the DMs above produced) must still count.
-            Err(e) => panic!("{label}: {} not effective: {e}", nodes[*i].host.name),
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match host::verify_effective(nodes[*i].remote.as_ref(), plan, a).await {
+                Ok(host::Effective::Partition { dropped, .. }) => {
+                    dropped_total += dropped;
+                    break;
+                }
+                Ok(other) => panic!("{label}: unexpected evidence {other:?}"),
+                Err(e) if e.class() == ErrorClass::NotEffective && Instant::now() < deadline => {
+                    if let Some(&(from, to)) = cut.first() {
+                        let _ = dm(&nodes[from], &nodes[to], 64, 500).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => panic!("{label}: {} not effective: {e}", nodes[*i].host.name),
+            }
         }
     }
     assert!(dropped_total > 0);
-    for (i, plan, a, before) in &applied {
+    let reverting = Instant::now();
+    futures::future::join_all(applied.iter().map(|(i, plan, a, before)| {
         let r = nodes[*i].remote.as_ref();
-        let reverted = host::revert(r, plan, a)
-            .await
-            .unwrap_or_else(|e| panic!("{label}: revert: {e}"));
-        assert_eq!(reverted.guard, "disarmed", "{label}");
-        host::verify_clean(r, plan, a, before)
-            .await
-            .unwrap_or_else(|e| panic!("{label}: not clean: {e}"));
-    }
+        async move {
+            let reverted = host::revert(r, plan, a)
+                .await
+                .unwrap_or_else(|e| panic!("{label}: revert: {e}"));
+            assert_eq!(reverted.guard, "disarmed", "{label}");
+            host::verify_clean(r, plan, a, before)
+                .await
+                .unwrap_or_else(|e| panic!("{label}: not clean: {e}"));
+        }
+    }))
+    .await;
+    let reverted_in = reverting.elapsed();
     for &(from, to) in cut {
         assert!(
             heals(&nodes[from], &nodes[to], Duration::from_secs(20)).await,
@@ -398,7 +420,10 @@ async fn partition_case(
             nodes[to].host.name
         );
     }
-    eprintln!("{label}: effective and clean in {:?}", started.elapsed());
+    eprintln!(
+        "{label}: effective and clean in {:?} (applied in {applied_in:?}, reverted and verified clean in {reverted_in:?})",
+        started.elapsed()
+    );
 }
 
 /// pair (nft), halves (nft) and one-way (legacy) on the fleet `nodes` (h1..h4).
@@ -763,33 +788,24 @@ fn host_faults_in_the_lab() {
         // Dead-man's switch 1: faults never renewed (as with a SIGKILLed orchestrator) are gone
         // from the host after lease + 1 s, by the host's own guard.
         let m: Vec<Member> = nodes.iter().map(member).collect();
-        let lease = Duration::from_secs(5);
+        let lease = Duration::from_secs(6);
         let lease_ms = u64::try_from(lease.as_millis()).expect("fits");
-        let rules = partition::pair(&m[0], &m[2]);
-        let mut held = Vec::new();
-        // Each guard's lease starts inside its apply: lease + 1 s after the last apply returned
-        // is at least lease + 1 s after every arm.
-        let mut last_armed = Instant::now();
-        for (name, host_rules) in rules {
-            let i = nodes
-                .iter()
-                .position(|n| n.host.name == name)
-                .expect("host");
-            let mut plan = HostFaultPlan::new(
-                "lab-run",
-                &token(&format!("unrenewed-{name}")),
-                HostFault::Partition { rules: host_rules },
-            );
-            plan.lease_ms = lease_ms;
-            held.push((
-                i,
-                host::apply(nodes[i].remote.as_ref(), &plan)
-                    .await
-                    .expect("apply"),
-                plan,
-            ));
-            last_armed = Instant::now();
-        }
+        let mut plans: Vec<(usize, HostFaultPlan)> = partition::pair(&m[0], &m[2])
+            .into_iter()
+            .map(|(name, host_rules)| {
+                let i = nodes
+                    .iter()
+                    .position(|n| n.host.name == name)
+                    .expect("host");
+                let mut plan = HostFaultPlan::new(
+                    "lab-run",
+                    &token(&format!("unrenewed-{name}")),
+                    HostFault::Partition { rules: host_rules },
+                );
+                plan.lease_ms = lease_ms;
+                (i, plan)
+            })
+            .collect();
         let mut cap = shape_plan(
             "unrenewed-tbf",
             &nodes[2],
@@ -801,17 +817,30 @@ fn host_faults_in_the_lab() {
             },
         );
         cap.lease_ms = lease_ms;
-        let shaped = host::apply(nodes[0].remote.as_ref(), &cap)
-            .await
-            .expect("apply tbf");
-        last_armed = last_armed.max(Instant::now());
+        plans.push((0, cap));
+        // Applied at once. Each guard's lease starts inside its apply, so lease + 1 s after the
+        // applies returned is at least lease + 1 s after every arm.
+        let applying = Instant::now();
+        let applied: Vec<_> = futures::future::join_all(plans.iter().map(|(i, plan)| {
+            let remote = nodes[*i].remote.as_ref();
+            async move { host::apply(remote, plan).await.expect("apply") }
+        }))
+        .await;
+        let last_armed = Instant::now();
+        eprintln!("unrenewed faults applied in {:?}", applying.elapsed());
+        let held: Vec<_> = plans
+            .into_iter()
+            .zip(applied)
+            .filter(|((_, plan), _)| matches!(plan.fault, HostFault::Partition { .. }))
+            .map(|((i, plan), a)| (i, a, plan))
+            .collect();
         assert_ne!(
             dm(&nodes[0], &nodes[2], 64, 800).await,
             DmOutcome::Acked,
             "partition not in place"
         );
         let (on1, on3) = (lab.soak_objects(1), lab.soak_objects(3));
-        let checked_at = last_armed.elapsed();
+        let checked_at = applying.elapsed();
         assert!(
             checked_at >= lease
                 || (on1.contains("SOAK-IN") && on1.contains("5a0c:") && on3.contains("SOAK-IN")),
@@ -841,7 +870,6 @@ fn host_faults_in_the_lab() {
                 other => panic!("{other:?}"),
             }
         }
-        let _ = shaped;
         // The next run reads what the guards did (and the host is clean).
         let swept = host::sweep(nodes[0].remote.as_ref()).await.expect("sweep");
         assert!(swept.clean, "{swept:?}");

@@ -309,11 +309,26 @@ fn lab_hosts_accept_strict_ssh_reach_each_other_and_can_be_partitioned() {
         !routes.contains("198.18.0."),
         "lab route in root ns:\n{routes}"
     );
+    // The lab's IPv6 prefix neither.
+    assert!(
+        !addrs.contains("fd00:198:18"),
+        "lab IPv6 address in root ns:\n{addrs}"
+    );
+    assert!(
+        !routes.contains("fd00:198:18"),
+        "lab IPv6 route in root ns:\n{routes}"
+    );
     let new_links: Vec<&String> = links_after
         .iter()
         .filter(|l| !links_before.contains(l))
         .collect();
     assert!(new_links.is_empty(), "new links in root ns: {new_links:?}");
+
+    // Both families: h2 answers SSH on its IPv6 address too (known_hosts lists it).
+    let h2_v6 = hosts[1]["address6"].as_str().unwrap().to_owned();
+    assert!(h2_v6.starts_with("fd00:198:18::"), "{h2_v6}");
+    let out = lab.ssh_from(&ctl, &h2_v6, &["ip", "netns", "identify"]);
+    assert!(out.status.success(), "ssh over IPv6: {}", text(&out.stderr));
 
     // Hosts reach each other: h1 → h2 over SSH.
     let (h1_ns, h2_ns) = (
@@ -521,7 +536,9 @@ fn lab_guard_deletes_a_tagged_rule_when_renewals_stop() {
     // The real `soak-node guard`, driven over SSH from the controller as the orchestrator does.
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let guard = |args: &str, input: Option<&Path>| {
-        let redirect = input.map_or_else(String::new, |p| format!(" < {}", quote(&p.to_string_lossy())));
+        let redirect = input.map_or_else(String::new, |p| {
+            format!(" < {}", quote(&p.to_string_lossy()))
+        });
         let script = format!(
             "{} guard {args} --dir {}{redirect}",
             quote(&node.to_string_lossy()),
@@ -581,7 +598,12 @@ fn lab_guard_deletes_a_tagged_rule_when_renewals_stop() {
     }
     assert!(!rule_present(), "the rule outlived its lease");
     let late = guard("renew --token dmtest", None);
-    assert_eq!(late.status.code(), Some(3), "renewing a fired guard: {}", text(&late.stderr));
+    assert_eq!(
+        late.status.code(),
+        Some(3),
+        "renewing a fired guard: {}",
+        text(&late.stderr)
+    );
     let result: Value = serde_json::from_slice(&late.stdout).expect("result");
     assert_eq!(result["outcome"], "reverted");
     let gone_by = std::time::Instant::now() + Duration::from_secs(3);
