@@ -13,6 +13,9 @@
 //!   windows/NNN/window.json    the window's record (Phase A, fanout, scenarios)
 //!   windows/NNN/verdict.json   the window's verdict (written at finish)
 //!   verdict.json summary.md summary.csv timeline.csv   (written at finish)
+//!   faults/journal.jsonl   fault steps, each before it acts and after (runs with faults)
+//!   faults/schedule.json   the resolved fault schedule; faults/scenarios.toml the scenario file
+//!   faults/residue.json    what the sweep before and the audit after the run found
 //! ```
 
 use std::fmt;
@@ -45,6 +48,17 @@ pub const SUMMARY_MD: &str = "summary.md";
 pub const SUMMARY_CSV: &str = "summary.csv";
 /// `timeline.csv`.
 pub const TIMELINE_CSV: &str = "timeline.csv";
+/// `faults/`: the nemesis' evidence (runs with faults only).
+pub const FAULTS_DIR: &str = "faults";
+/// `faults/journal.jsonl`: one line per fault step, written before the step acts and after it
+/// completes.
+pub const FAULT_JOURNAL: &str = "journal.jsonl";
+/// `faults/residue.json`: what the sweep before the run and the audit after it found.
+pub const FAULT_RESIDUE: &str = "residue.json";
+/// `faults/scenarios.toml`: the `--scenario-file` as given (copied verbatim).
+pub const SCENARIO_FILE: &str = "scenarios.toml";
+/// `faults/schedule.json`: the resolved schedule (faults, windows, targets, backends).
+pub const FAULT_SCHEDULE: &str = "schedule.json";
 /// Prefix of temporary files (atomic writes); never part of a finished proof.
 pub const TEMP_PREFIX: &str = ".tmp-";
 /// Extension of the per-node sample files.
@@ -52,7 +66,7 @@ pub const SAMPLES_EXT: &str = ".jsonl";
 
 /// The format version this build writes. Bump `minor` for additive changes (new optional
 /// fields or files), `major` for anything an older reader would misread.
-pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 1 };
+pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 2 };
 
 /// Directory name of window `index` under `windows/`: zero-padded to three digits.
 pub fn window_dir_name(index: u32) -> String {

@@ -104,6 +104,7 @@ pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
         None
     };
     let observations = Observations {
+        residue: Vec::new(),
         run: RunInfo {
             run_id: meta.run_id.clone(),
             sample_interval_ms: meta.sample_interval_ms,

@@ -33,6 +33,7 @@ pub struct ProofWriter {
     events: File,
     samples: BTreeMap<String, File>,
     windows: BTreeSet<u32>,
+    journal: Option<File>,
 }
 
 impl ProofWriter {
@@ -62,6 +63,7 @@ impl ProofWriter {
             events,
             samples: BTreeMap::new(),
             windows: BTreeSet::new(),
+            journal: None,
         };
         writer.write_meta()?;
         writer.write_manifest(RunStatus::Running, None, None)?;
@@ -115,6 +117,39 @@ impl ProofWriter {
                 "sample file lost",
             )),
         }
+    }
+
+    /// Appends one line to `faults/journal.jsonl` and syncs it: a fault step is on disk before
+    /// it acts.
+    pub fn append_fault_journal(&mut self, entry: &serde_json::Value) -> Result<()> {
+        let dir = self.dir.join(format::FAULTS_DIR);
+        let path = dir.join(format::FAULT_JOURNAL);
+        if self.journal.is_none() {
+            fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+            self.journal = Some(open_append(&path)?);
+        }
+        match self.journal.as_mut() {
+            Some(file) => {
+                append_line(file, &path, entry)?;
+                file.sync_data().map_err(|e| Error::io("sync", &path, e))
+            }
+            // Opened just above.
+            None => Err(Error::invalid(
+                "failed to append to the fault journal",
+                "journal lost",
+            )),
+        }
+    }
+
+    /// Writes a file under `faults/` atomically (`schedule.json`, `residue.json`,
+    /// `scenarios.toml`).
+    pub fn write_fault_file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        if name.contains('/') || name.starts_with('.') {
+            return Err(Error::invalid("failed to write a fault file", "bad name"));
+        }
+        let dir = self.dir.join(format::FAULTS_DIR);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        write_atomic(&dir.join(name), bytes)
     }
 
     /// Writes (or rewrites) `windows/NNN/window.json` atomically.

@@ -14,6 +14,7 @@ pub mod fake;
 pub mod fanout;
 pub mod faults;
 pub mod phase_a;
+pub mod pipeline;
 pub mod sampler;
 
 use serde::{Deserialize, Serialize};

@@ -269,6 +269,7 @@ mod tests {
             }
         };
         Observations {
+            residue: Vec::new(),
             run: RunInfo {
                 run_id: "20260101T000000Z-snap".into(),
                 sample_interval_ms: 1_000,
