@@ -49,29 +49,8 @@ use support::{deployable_node, soak_bin, texts};
 const HOSTS: usize = 4;
 const STEP: Duration = Duration::from_secs(120);
 
-fn find(tool: &str) -> Option<PathBuf> {
-    [
-        "/usr/local/sbin",
-        "/usr/sbin",
-        "/sbin",
-        "/usr/local/bin",
-        "/usr/bin",
-        "/bin",
-    ]
-    .iter()
-    .map(|dir| Path::new(dir).join(tool))
-    .find(|p| p.is_file())
-}
-
 fn lab_unavailable() -> Option<String> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false);
+    let root = support::is_root();
     if !root {
         return Some("not root".into());
     }
@@ -89,7 +68,7 @@ fn lab_unavailable() -> Option<String> {
         "useradd",
         "userdel",
     ] {
-        if find(tool).is_none() {
+        if support::find_tool(tool).is_none() {
             return Some(format!("`{tool}` is not installed"));
         }
     }

@@ -456,15 +456,16 @@ pub fn arm(
         LauncherChoice::Forced(l) => l,
     };
     let unit = (launcher == Launcher::SystemdRun).then(|| launch::unit_name(token));
+    let report = |pid, rearmed| ArmReport {
+        token: token.to_string(),
+        pid,
+        launcher,
+        unit: unit.clone(),
+        lease_ms,
+        rearmed,
+    };
     if let Some(pid) = live_watcher(dir, token) {
-        return Ok(ArmReport {
-            token: token.to_string(),
-            pid,
-            launcher,
-            unit,
-            lease_ms,
-            rearmed: true,
-        });
+        return Ok(report(pid, true));
     }
     remove(&pid_file(dir, token));
     let argv = launch::argv(launcher, exe, dir, token);
@@ -500,14 +501,7 @@ pub fn arm(
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(pid) = live_watcher(dir, token) {
-            return Ok(ArmReport {
-                token: token.to_string(),
-                pid,
-                launcher,
-                unit,
-                lease_ms,
-                rearmed: false,
-            });
+            return Ok(report(pid, false));
         }
         if let Some(result) = read_json::<GuardResult>(&result_file(dir, token))? {
             return Err(err(

@@ -210,35 +210,40 @@ pub fn apply_script(firewall: &Firewall, rules: &[PartitionRule], comment: &str)
             ));
         }
     }
-    for rule in rules {
-        let Some(cmd) = command_for(firewall, &rule.address) else {
-            continue;
-        };
-        let b = sh_quote(cmd);
-        let spec = rule_spec(rule, comment);
-        s.push_str(&format!(
-            "{b} -w -C {chain} {spec} 2>/dev/null || {b} -w -A {chain} {spec}\n",
-            chain = chain(rule.direction)
-        ));
-    }
+    s.push_str(&per_rule(firewall, rules, comment, |b, chain, spec| {
+        format!("{b} -w -C {chain} {spec} 2>/dev/null || {b} -w -A {chain} {spec}\n")
+    }));
     s
+}
+
+/// One line per rule (of a family the host has): `line(quoted command, chain, spec)`.
+fn per_rule(
+    firewall: &Firewall,
+    rules: &[PartitionRule],
+    comment: &str,
+    line: impl Fn(&str, &str, &str) -> String,
+) -> String {
+    rules
+        .iter()
+        .filter_map(|rule| {
+            let cmd = command_for(firewall, &rule.address)?;
+            Some(line(
+                &sh_quote(cmd),
+                chain(rule.direction),
+                &rule_spec(rule, comment),
+            ))
+        })
+        .collect()
 }
 
 /// Revert step (idempotent): deletes exactly these rules, then every SOAK chain of the involved
 /// families that is left empty, with its jump.
 pub fn revert_script(firewall: &Firewall, rules: &[PartitionRule], comment: &str) -> String {
-    let mut s = String::new();
-    for rule in rules {
-        let Some(cmd) = command_for(firewall, &rule.address) else {
-            continue;
-        };
-        let b = sh_quote(cmd);
-        let spec = rule_spec(rule, comment);
-        s.push_str(&format!(
-            "i=0; while [ $i -lt 20 ] && {b} -w -C {chain} {spec} 2>/dev/null; do {b} -w -D {chain} {spec}; i=$((i+1)); done\n",
-            chain = chain(rule.direction)
-        ));
-    }
+    let mut s = per_rule(firewall, rules, comment, |b, chain, spec| {
+        format!(
+            "i=0; while [ $i -lt 20 ] && {b} -w -C {chain} {spec} 2>/dev/null; do {b} -w -D {chain} {spec}; i=$((i+1)); done\n"
+        )
+    });
     for cmd in commands(firewall, rules) {
         s.push_str(&remove_empty_chains(cmd));
     }
