@@ -5,5 +5,6 @@ pub mod export;
 pub mod lab;
 pub mod report;
 pub mod run;
+pub mod scenarios;
 pub mod score;
 pub mod verify;
