@@ -7,6 +7,7 @@
 mod cmd;
 mod exit;
 mod fleet;
+mod output;
 mod runner;
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::exit::Exit;
+use crate::output::errln;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,8 @@ enum Command {
     Run(Box<cmd::run::RunArgs>),
     /// Re-score a stored proof directory with a gate profile.
     Score(cmd::score::ScoreArgs),
+    /// Regression check: compare a candidate proof against a base proof, metric by metric.
+    Compare(cmd::compare::CompareArgs),
     /// Check a proof directory's manifest hashes and format version.
     Verify(cmd::verify::VerifyArgs),
     /// Deploy the bundled node to every host of an inventory.
@@ -42,6 +46,10 @@ enum Command {
     Stop(cmd::deploy::StopArgs),
     /// Print a host's node log.
     Logs(cmd::deploy::LogsArgs),
+    /// Show what an inventory resolves to (hosts, groups, settings) without connecting.
+    Inventory(cmd::inventory::InventoryArgs),
+    /// List the built-in gate profiles or print one as TOML.
+    Gates(cmd::gates::GatesArgs),
     /// Build, inspect, use and remove the network-namespace lab.
     Lab(cmd::lab::LabArgs),
 }
@@ -68,7 +76,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("soak: failed to start the async runtime: {err}");
+            errln!("soak: failed to start the async runtime: {err}");
             return Exit::Unavailable.into();
         }
     };
@@ -76,6 +84,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => cmd::run::execute(*args).await,
             Command::Score(args) => cmd::score::execute(args).await,
+            Command::Compare(args) => cmd::compare::execute(args).await,
+            Command::Inventory(args) => cmd::inventory::execute(args).await,
+            Command::Gates(args) => cmd::gates::execute(args).await,
             Command::Verify(args) => cmd::verify::execute(args).await,
             Command::Deploy(args) => cmd::deploy::deploy(args).await,
             Command::Status(args) => cmd::deploy::status(args).await,
@@ -87,7 +98,7 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
-            eprintln!("soak: {err}");
+            errln!("soak: {err}");
             err.exit.into()
         }
     }

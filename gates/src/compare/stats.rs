@@ -149,7 +149,10 @@ pub fn normal_quantile(p: f64) -> f64 {
             / (1.0 + 1.432_788 * t + 0.189_269 * t * t + 0.001_308 * t * t * t);
     for _ in 0..60 {
         let tail = normal_cdf(z).1;
-        let density = (-0.5 * z * z).exp() * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2 / 2.0;
+        let density = (-0.5 * z * z).exp()
+            * std::f64::consts::FRAC_2_SQRT_PI
+            * std::f64::consts::FRAC_1_SQRT_2
+            / 2.0;
         if density == 0.0 {
             break;
         }

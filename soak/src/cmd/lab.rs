@@ -12,6 +12,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use soak_inventory::lab::{self, LabError, LabLayout, LabState, LabStatus, Need};
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output::{errln, out, outln};
 
 /// Arguments of `soak lab`.
 #[derive(Debug, Args)]
@@ -26,7 +27,8 @@ enum LabCommand {
     Up(UpArgs),
     /// Remove everything the lab made (idempotent; works on partial labs and lost state).
     Down(WhereArgs),
-    /// Show the lab: namespaces, addresses, sshd pids, inventory path. Exits 69 unless fully up.
+    /// Show the lab (reads only: no root needed): namespaces, addresses, sshd pids, inventory
+    /// path; "no lab" when there is none. Exits 69 unless fully up.
     Status(StatusArgs),
     /// Run a command in the controller namespace (stdio inherited, exit code passed through).
     Exec(ExecArgs),
@@ -110,7 +112,7 @@ fn up(args: UpArgs) -> CliResult {
         print_json(&state)?;
         return Ok(Exit::Go);
     }
-    print!("{}", render_up(&state));
+    out!("{}", render_up(&state));
     Ok(Exit::Go)
 }
 
@@ -156,7 +158,7 @@ fn down(args: WhereArgs) -> CliResult {
         && lab::recorded_name(&args.dir).is_none()
         && args.dir != Path::new(lab::DEFAULT_DIR)
     {
-        println!(
+        outln!(
             "no lab recorded in {} (no state file or marker): nothing removed; pass --name NAME \
              to remove a lab's namespaces by their prefix",
             args.dir.display()
@@ -166,9 +168,9 @@ fn down(args: WhereArgs) -> CliResult {
     let tools = lab::preflight(Need::Manage).map_err(cli_error)?;
     let report = lab::down(&args.dir, &name, &tools).map_err(cli_error)?;
     if report.namespaces.is_empty() && !report.removed_dir && report.killed == 0 {
-        println!("lab {name}: nothing to remove");
+        outln!("lab {name}: nothing to remove");
     } else {
-        println!(
+        outln!(
             "lab {name} down: killed {} processes, deleted {} namespaces{}",
             report.killed,
             report.namespaces.len(),
@@ -180,7 +182,7 @@ fn down(args: WhereArgs) -> CliResult {
         );
     }
     if let Some(dir) = report.kept_foreign_dir {
-        eprintln!(
+        errln!(
             "soak: left {} in place: it is not this lab's directory (no .soak-lab marker naming {name})",
             dir.display()
         );
@@ -190,12 +192,13 @@ fn down(args: WhereArgs) -> CliResult {
 
 fn status(args: StatusArgs) -> CliResult {
     let name = lab::resolve_name(&args.place.dir, args.place.name.as_deref()).map_err(cli_error)?;
-    let tools = lab::preflight(Need::Manage).map_err(cli_error)?;
+    // Reading needs no root.
+    let tools = lab::preflight(Need::Read).map_err(cli_error)?;
     let status = lab::status(&args.place.dir, &name, &tools).map_err(cli_error)?;
     if args.json {
         print_json(&status)?;
     } else {
-        print!("{}", render_status(&status));
+        out!("{}", render_status(&status));
     }
     Ok(if status.up {
         Exit::Go
@@ -204,11 +207,29 @@ fn status(args: StatusArgs) -> CliResult {
     })
 }
 
+/// Nothing of the lab exists: no state file, no namespace of its name.
+fn is_absent(status: &LabStatus) -> bool {
+    status.state_file.is_none()
+        && !status.controller.present
+        && !status.bridge.present
+        && status.hosts.is_empty()
+        && status.stray_namespaces.is_empty()
+}
+
 /// The human `status` report.
 fn render_status(status: &LabStatus) -> String {
     use std::fmt::Write as _;
     let yes_no = |b: bool| if b { "yes" } else { "NO" };
     let mut out = String::new();
+    if is_absent(status) {
+        let _ = writeln!(
+            out,
+            "no lab — run `soak lab up` (looked for lab {} in {})",
+            status.name,
+            status.dir.display()
+        );
+        return out;
+    }
     let condition = if status.up {
         "up"
     } else if status.state_file.is_none() {
@@ -279,7 +300,7 @@ fn exec(args: ExecArgs) -> CliResult {
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|err| CliError::unavailable(format!("cannot render JSON: {err}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 

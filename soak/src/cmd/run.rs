@@ -4,7 +4,6 @@
 //! yields a [`RunPlan`]. Step two ([`execute`]) resolves it — gate profile, node binary, proof
 //! directory, signals, fleet — and hands the runner only `NodeApi` handles.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use crate::exit::{CliError, CliResult, Exit};
 use crate::fleet::Fleet;
 use crate::fleet::local::{LocalMesh, LocalMeshConfig};
 use crate::fleet::remote::{PartialPolicy, RemoteFleet, RemoteFleetOptions};
+use crate::output::{errln, outln};
 use crate::runner::event::{FleetNode, RunEvent, RunStatus, now_ms};
 use crate::runner::proof::{ProofOutcome, ProofReporter};
 use crate::runner::reporter::{Dispatch, JsonLines, Progress};
@@ -36,7 +36,8 @@ pub enum EventsFormat {
     Jsonl,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration flag (`90s`, `2m`, `1h30m`, `500ms`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("{err} (examples: 90s, 2m, 1h30m)"))
 }
 
@@ -54,6 +55,10 @@ pub struct RunArgs {
     /// out are named in the proof and the output. By default every host must be reached.
     #[arg(long, value_name = "N")]
     pub min_hosts: Option<usize>,
+    /// With --inventory: only the hosts this Ansible host pattern selects make the fleet
+    /// (groups, globs, `!exclude`, `&intersect`; see `soak deploy --help`).
+    #[arg(long, value_name = "PATTERN", value_parser = crate::fleet::remote::parse_limit)]
+    pub limit: Option<soak_inventory::HostPattern>,
     /// Total soak time, rounded down to whole windows (at least one).
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub duration: Duration,
@@ -87,9 +92,10 @@ pub struct RunArgs {
     /// Seed of the run's random choices (which nodes publish) [default: random, recorded].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Short label, part of the run id.
-    #[arg(long, default_value = "local")]
-    pub label: String,
+    /// Short label, part of the run id [default: the inventory's name (its file stem), else
+    /// `local`].
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
     /// Also stream machine-readable events on stdout (progress stays on stderr).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub events: Option<EventsFormat>,
@@ -150,6 +156,8 @@ pub struct RunPlan {
     pub seed: u64,
     /// Label.
     pub label: String,
+    /// `--limit` host pattern, as given.
+    pub limit: Option<String>,
     /// Machine-readable stdout.
     pub events: Option<EventsFormat>,
     /// Node binary as given.
@@ -266,7 +274,21 @@ impl RunArgs {
         if workloads.is_empty() {
             return Err(CliError::usage("--scenarios lists no scenario"));
         }
-        if self.label.trim().is_empty() {
+        if self.limit.is_some() && self.inventory.is_none() {
+            return Err(CliError::usage(
+                "--limit selects inventory hosts; it needs --inventory",
+            ));
+        }
+        let label = match (&self.label, &self.inventory) {
+            (Some(label), _) => label.trim().to_owned(),
+            (None, Some(path)) => path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .filter(|stem| !stem.trim().is_empty())
+                .unwrap_or_else(|| "inventory".to_owned()),
+            (None, None) => "local".to_owned(),
+        };
+        if label.is_empty() {
             return Err(CliError::usage("--label must not be empty"));
         }
         if self.concurrency == 0 {
@@ -310,7 +332,8 @@ impl RunArgs {
             gate,
             proof_dir: self.proof_dir.clone(),
             seed: self.seed.unwrap_or_else(rand::random),
-            label: self.label.trim().to_owned(),
+            label,
+            limit: self.limit.as_ref().map(|p| p.as_str().to_owned()),
             events: self.events,
             node_bin: self.node_bin.clone(),
             concurrency: self.concurrency,
@@ -379,6 +402,7 @@ pub fn resolve_node_bin(given: Option<&Path>) -> Result<PathBuf, CliError> {
 pub async fn execute(args: RunArgs) -> CliResult {
     // Step one: nothing is touched until the arguments hold together.
     let plan = args.plan()?;
+    let args_limit = args.limit.clone();
     let (profile, gate_source) = load_gate(&plan.gate)?;
     let node_bin = match plan.inventory {
         None => Some(resolve_node_bin(plan.node_bin.as_deref())?),
@@ -450,6 +474,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
                 policy: PartialPolicy {
                     min_hosts: plan.min_hosts,
                 },
+                limit: args_limit.clone(),
                 ..RemoteFleetOptions::default()
             };
             progress.line(&format!("connecting to the fleet of {}", path.display()));
@@ -603,13 +628,13 @@ pub async fn execute(args: RunArgs) -> CliResult {
         coverage.as_ref(),
     );
     // A closed stdout/stderr (e.g. piped into `head`) must not turn a judged run into a panic.
-    let _ = if table_to_stderr {
-        writeln!(std::io::stderr(), "{rendered}")
+    if table_to_stderr {
+        errln!("{rendered}");
     } else {
-        writeln!(std::io::stdout(), "{rendered}")
-    };
+        outln!("{rendered}");
+    }
     if let Some(warning) = table::partial_fleet_warning(coverage.as_ref()) {
-        let _ = writeln!(std::io::stderr(), "{warning}");
+        errln!("{warning}");
     }
     if report.status == RunStatus::Interrupted {
         return Ok(Exit::Interrupted);

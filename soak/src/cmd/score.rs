@@ -12,6 +12,7 @@ use soak_gates::{Outcome, Profile, Verdict, evaluate};
 use soak_proofs::{Proof, render};
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output::{out, outln};
 use crate::runner::table;
 
 /// Arguments of `soak score`.
@@ -61,7 +62,7 @@ pub async fn execute(args: ScoreArgs) -> CliResult {
     if args.json {
         let text = render::verdict_json(&verdict)
             .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
-        print!("{text}");
+        out!("{text}");
     } else {
         print_tables(&proof, &verdict);
     }
@@ -71,7 +72,7 @@ pub async fn execute(args: ScoreArgs) -> CliResult {
         render::write_report(out, &proof.meta, proof.status(), &verdict)
             .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
         if !args.json {
-            println!(
+            outln!(
                 "wrote the re-scored verdict and summaries to {}",
                 out.display()
             );
@@ -89,7 +90,7 @@ fn gate_error(err: soak_gates::Error) -> CliError {
 }
 
 /// The gate the run used: its stored TOML when present, else the built-in of that name.
-fn stored_gate(proof: &Proof) -> Result<Profile, CliError> {
+pub(crate) fn stored_gate(proof: &Proof) -> Result<Profile, CliError> {
     match &proof.meta.gate_source {
         Some(text) => Profile::from_toml_str(text, "the proof's gate.toml").map_err(gate_error),
         None => Profile::builtin(&proof.meta.gate).map_err(|err| {
@@ -106,7 +107,7 @@ fn print_tables(proof: &Proof, verdict: &Verdict) {
     } else {
         format!("{} (incomplete)", proof.status().as_str())
     };
-    println!(
+    outln!(
         "proof {}  run {}  status {}  gate {}",
         proof.dir.display(),
         proof.meta.run_id,
@@ -114,15 +115,15 @@ fn print_tables(proof: &Proof, verdict: &Verdict) {
         verdict.gate
     );
     for warning in &proof.warnings {
-        println!("note: {warning}");
+        outln!("note: {warning}");
     }
-    println!("{}", table::windows_table(verdict, &proof.observations));
+    outln!("{}", table::windows_table(verdict, &proof.observations));
     match table::bars_table(verdict) {
-        Some(bars) => println!("\n{bars}"),
-        None => println!("\nevery bar holds"),
+        Some(bars) => outln!("\n{bars}"),
+        None => outln!("\nevery bar holds"),
     }
     if let Some(coverage) = proof.meta.coverage.as_ref().filter(|c| c.is_partial()) {
-        println!(
+        outln!(
             "PARTIAL FLEET: the verdict covers {}; it says nothing about the hosts left out",
             coverage.describe()
         );
@@ -131,10 +132,12 @@ fn print_tables(proof: &Proof, verdict: &Verdict) {
         && stored.gate == verdict.gate
         && stored != verdict
     {
-        println!(
+        outln!(
             "note: the stored verdict under `{}` was {}; re-scoring gives {}",
-            stored.gate, stored.verdict, verdict.verdict
+            stored.gate,
+            stored.verdict,
+            verdict.verdict
         );
     }
-    println!("verdict: {} (gate {})", verdict.verdict, verdict.gate);
+    outln!("verdict: {} (gate {})", verdict.verdict, verdict.gate);
 }
