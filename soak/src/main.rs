@@ -21,7 +21,16 @@ use crate::output::errln;
 #[command(
     name = "soak",
     version,
-    about = "Soak-test a peer-to-peer overlay and judge it against launch gates"
+    about = "Soak-test a peer-to-peer overlay and judge it against launch gates",
+    after_help = "\
+Placeholders: <PATH> a file, <DIR> a directory, <DURATION> like 90s, 2m or 1h30m, <N> a
+whole number, <PATTERN> an Ansible host pattern. Exit codes: docs/operations.md.
+
+Examples:
+  soak run                                   # a 6-node local mesh for 2 minutes
+  soak deploy -i fleet.toml && soak run -i fleet.toml --duration 4h --interval 5m
+  soak score proofs/<run-id>                 # re-judge a stored proof
+  soak compare proofs/<base> proofs/<candidate>"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,13 +47,13 @@ enum Command {
     Compare(cmd::compare::CompareArgs),
     /// Check a proof directory's manifest hashes and format version.
     Verify(cmd::verify::VerifyArgs),
-    /// Deploy the bundled node to every host of an inventory.
+    /// Deploy the bundled node to the hosts of an inventory (all, or those --limit selects).
     Deploy(cmd::deploy::DeployArgs),
-    /// Show the node status of every host of an inventory.
+    /// Show the node status of the hosts of an inventory (exit 0 when ready).
     Status(cmd::deploy::StatusArgs),
-    /// Stop the node on every host of an inventory.
+    /// Stop the node on the hosts of an inventory.
     Stop(cmd::deploy::StopArgs),
-    /// Print a host's node log.
+    /// Print the node log of a host (or of each host --limit selects).
     Logs(cmd::deploy::LogsArgs),
     /// Show what an inventory resolves to (hosts, groups, settings) without connecting.
     Inventory(cmd::inventory::InventoryArgs),

@@ -45,8 +45,8 @@ pub struct FleetArgs {
     /// SSH connect timeout per host (TCP connect and handshake).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
-    /// Succeed when at least N hosts do (status: are ready); the others are named in a
-    /// warning. By default every host must, else exit 69.
+    /// Succeed when at least N hosts succeed (for `status`: are ready); the others are named
+    /// in a warning. By default every host must, else exit 69.
     #[arg(long, value_name = "N")]
     pub min_hosts: Option<usize>,
 }
@@ -81,6 +81,14 @@ impl FleetArgs {
 
 /// Arguments of `soak deploy`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Exit codes: 0 deployed (to at least --min-hosts hosts), 64 bad inventory or flags, 69 hosts
+failed or no soak-node binary.
+
+Examples:
+  soak deploy -i fleet.toml                      # the soak-node next to soak (or on PATH)
+  soak deploy -i hosts.ini --build               # build a release soak-node first
+  soak deploy -i hosts.yml --binary ./soak-node --limit 'eu:!eu-3' --min-hosts 2")]
 pub struct DeployArgs {
     #[command(flatten)]
     fleet: FleetArgs,
@@ -105,6 +113,12 @@ pub struct DeployArgs {
 
 /// Arguments of `soak status`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Exit codes: 0 every host (or at least --min-hosts) ready, 64 bad inventory or flags, 69 not.
+
+Examples:
+  soak status -i fleet.toml
+  soak status -i hosts.ini --limit web --min-hosts 3 --json")]
 pub struct StatusArgs {
     #[command(flatten)]
     fleet: FleetArgs,
@@ -115,6 +129,10 @@ pub struct StatusArgs {
 
 /// Arguments of `soak stop`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak stop -i fleet.toml
+  soak stop -i hosts.ini --limit 'db*'")]
 pub struct StopArgs {
     #[command(flatten)]
     fleet: FleetArgs,
@@ -122,6 +140,10 @@ pub struct StopArgs {
 
 /// Arguments of `soak logs`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak logs -i fleet.toml h1 -n 200
+  soak logs -i hosts.ini --limit eu")]
 pub struct LogsArgs {
     /// Inventory: native TOML, Ansible INI or YAML, or a pssh host file.
     #[arg(short = 'i', long = "inventory", value_name = "PATH")]

@@ -9,6 +9,10 @@ use crate::output::{out, outln};
 
 /// Arguments of `soak gates`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak gates list
+  soak gates show limited-production > my-gate.toml   # edit, then: soak run --gate-file my-gate.toml")]
 pub struct GatesArgs {
     #[command(subcommand)]
     command: GatesCommand,

@@ -16,6 +16,12 @@ use crate::output::{errln, out, outln};
 
 /// Arguments of `soak lab`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak lab up --hosts 4                      # as root
+  soak lab status                            # reads only: no root needed
+  soak lab exec -- soak deploy -i /tmp/soak-lab/inventory.toml
+  soak lab down")]
 pub struct LabArgs {
     #[command(subcommand)]
     command: LabCommand,
@@ -38,18 +44,18 @@ enum LabCommand {
 #[derive(Debug, Args)]
 struct WhereArgs {
     /// Lab directory (keys, configs, inventory, state, install dirs). Keep it short.
-    #[arg(long, env = "SOAK_LAB_DIR", default_value = lab::DEFAULT_DIR)]
+    #[arg(long, env = "SOAK_LAB_DIR", default_value = lab::DEFAULT_DIR, value_name = "DIR")]
     dir: PathBuf,
     /// Lab name: prefix of every namespace (`NAME-ctl`, `NAME-br`, `NAME-h1`…). Defaults to the
     /// name recorded in the lab directory, else `soaklab`.
-    #[arg(long, env = "SOAK_LAB_NAME")]
+    #[arg(long, env = "SOAK_LAB_NAME", value_name = "NAME")]
     name: Option<String>,
 }
 
 #[derive(Debug, Args)]
 struct UpArgs {
-    /// Number of hosts.
-    #[arg(long, default_value_t = 3)]
+    /// Number of hosts, 1–200.
+    #[arg(long, default_value_t = 3, value_name = "N")]
     hosts: usize,
     #[command(flatten)]
     place: WhereArgs,

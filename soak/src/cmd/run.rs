@@ -43,12 +43,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Arguments of `soak run`.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Exit codes: 0 GO, 1 NO-GO, 2 UNKNOWN (missing evidence), 64 usage, 69 infrastructure,
+130 interrupted (see docs/operations.md).
+
+Examples:
+  soak run                                          # 6 local nodes, 2 minutes, broad-launch
+  soak run --nodes 3 --duration 30s --interval 10s --scenarios baseline
+  soak run -i fleet.toml --duration 4h --interval 5m --limit 'eu:!eu-3'
+  soak run --gate-file my-gate.toml --events jsonl > events.jsonl")]
 pub struct RunArgs {
     /// Inventory of an SSH fleet (native TOML, Ansible INI/YAML or a pssh host file). Without
     /// it, `soak run` spawns a local mesh of `soak-node` processes on loopback.
     #[arg(short = 'i', long, value_name = "PATH")]
     pub inventory: Option<PathBuf>,
-    /// Nodes of the local mesh [default: 6].
+    /// Nodes of the local mesh, 2–200 [default: 6].
     #[arg(long, value_name = "N")]
     pub nodes: Option<usize>,
     /// With --inventory: go on when at least N hosts (2 or more) are reached; the hosts left
@@ -59,15 +68,16 @@ pub struct RunArgs {
     /// (groups, globs, `!exclude`, `&intersect`; see `soak deploy --help`).
     #[arg(long, value_name = "PATTERN", value_parser = crate::fleet::remote::parse_limit)]
     pub limit: Option<soak_inventory::HostPattern>,
-    /// Total soak time, rounded down to whole windows (at least one).
-    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    /// Total soak time, rounded down to whole windows (at least one; at most 100000 windows).
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
     pub duration: Duration,
-    /// Window length: every window runs the scenarios once and is judged on its own.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Window length, at least 1s: every window runs the scenarios once and is judged on its
+    /// own.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
-    /// Warm-up at the start, rounded up to whole windows [default: one window when the run
-    /// has more than one, else none].
-    #[arg(long, value_parser = parse_duration)]
+    /// Warm-up at the start, rounded up to whole windows; at least one window must remain
+    /// [default: one window when the run has more than one, else none].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub warmup: Option<Duration>,
     /// Workloads run in every window, in order (`baseline`, `fanout_burst`).
     #[arg(
@@ -83,14 +93,15 @@ pub struct RunArgs {
     /// Gate profile TOML file; overrides `--gate`.
     #[arg(long, value_name = "PATH")]
     pub gate_file: Option<PathBuf>,
-    /// Proof directory [default: proofs/<run-id>]; must not exist or be empty.
+    /// Proof directory [default: proofs/<run-id>]; must be new or empty.
     #[arg(long, value_name = "DIR")]
     pub proof_dir: Option<PathBuf>,
-    /// Period of the continuous diagnostics sampler.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    /// Period of the continuous diagnostics sampler: at least 100ms, at most the window
+    /// length (--interval).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub sample_interval: Duration,
     /// Seed of the run's random choices (which nodes publish) [default: random, recorded].
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
     /// Short label, part of the run id [default: the inventory's name (its file stem), else
     /// `local`].
@@ -102,26 +113,26 @@ pub struct RunArgs {
     /// The `soak-node` binary [default: SOAK_NODE_BIN, else next to `soak`, else PATH].
     #[arg(long, env = "SOAK_NODE_BIN", value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
-    /// Fanout burst: messages per burst.
-    #[arg(long, default_value_t = 50, value_name = "M")]
+    /// Fanout burst: messages per burst, 1–1000000.
+    #[arg(long, default_value_t = 50, value_name = "N")]
     pub burst_messages: u64,
-    /// Fanout burst: payload size in bytes.
-    #[arg(long, default_value_t = 256, value_name = "S")]
+    /// Fanout burst: payload size in bytes, 1–1048576.
+    #[arg(long, default_value_t = 256, value_name = "N")]
     pub burst_bytes: usize,
-    /// Fanout burst: publish rate, messages per second (over all publishers).
-    #[arg(long, default_value_t = 200.0, value_name = "PER_SEC")]
+    /// Fanout burst: publish rate, messages per second over all publishers (> 0).
+    #[arg(long, default_value_t = 200.0, value_name = "RATE")]
     pub burst_rate: f64,
-    /// Fanout burst: how many nodes publish.
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    /// Fanout burst: how many nodes publish, 1 to the node count.
+    #[arg(long, default_value_t = 1, value_name = "N")]
     pub burst_publishers: usize,
-    /// Phase A: pairs in flight at once.
-    #[arg(long, default_value_t = 32, value_name = "K")]
+    /// Phase A: pairs in flight at once (at least 1).
+    #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,
-    /// Timeout of every admin API request.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// Timeout of every admin API request, at least 100ms.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
     /// Deadline of each start-up step of the local mesh (files, ready, meshed).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub start_timeout: Duration,
 }
 

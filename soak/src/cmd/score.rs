@@ -17,15 +17,23 @@ use crate::runner::table;
 
 /// Arguments of `soak score`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Exit codes: the verdict (0 GO, 1 NO-GO, 2 UNKNOWN); 64 for bad input.
+
+Examples:
+  soak score proofs/20261122T010946Z-local
+  soak score proofs/20261122T010946Z-local --gate limited-production --out rescored
+  soak gates show broad-launch > strict.toml && soak score PROOF --gate-file strict.toml")]
 pub struct ScoreArgs {
     /// Proof directory to re-score (complete or interrupted).
+    #[arg(value_name = "DIR")]
     pub proof_dir: PathBuf,
-    /// Built-in gate profile (`limited-production`, `broad-launch`); default: the gate the run
-    /// was judged with (its stored `gate.toml` when present).
-    #[arg(long, conflicts_with = "gate_file")]
+    /// Built-in gate profile (`limited-production`, `broad-launch`) [default: the gate the
+    /// run was judged with (its stored `gate.toml` when present)].
+    #[arg(long, conflicts_with = "gate_file", value_name = "NAME")]
     pub gate: Option<String>,
-    /// Gate profile TOML file (see docs/gates.md).
-    #[arg(long, value_name = "FILE")]
+    /// Gate profile TOML file (see docs/gates.md; `soak gates show NAME` prints a start).
+    #[arg(long, value_name = "PATH")]
     pub gate_file: Option<PathBuf>,
     /// Write the re-scored verdict.json, summary.md, summary.csv and timeline.csv here.
     #[arg(long, value_name = "DIR")]

@@ -11,8 +11,15 @@ use crate::output::outln;
 
 /// Arguments of `soak verify`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Exit codes: 0 every file matches the manifest, 1 a mismatch (or an unsealed proof), 64 not a
+directory.
+
+Example:
+  soak verify proofs/20261122T010946Z-local")]
 pub struct VerifyArgs {
     /// Proof directory to check.
+    #[arg(value_name = "DIR")]
     pub proof_dir: PathBuf,
     /// Print the report as JSON.
     #[arg(long)]
