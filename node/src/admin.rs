@@ -15,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use soak_api::{
@@ -285,11 +285,21 @@ async fn impairments_add(
     };
     let now = Instant::now();
     match st.node.shared().impair.add(&imp, now) {
-        Ok(()) => {
-            info!(?imp, "impairment added");
+        Ok(id) => {
+            info!(?imp, id, "impairment added");
             Json(st.node.shared().impair.list(now)).into_response()
         }
         Err(e) => bad_request(&st, e.to_string()),
+    }
+}
+
+async fn impairments_remove(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    match st.node.shared().impair.remove(&id) {
+        Ok(()) => {
+            info!(id, "impairment removed");
+            Json(st.node.shared().impair.list(Instant::now())).into_response()
+        }
+        Err(e) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
     }
 }
 
@@ -490,6 +500,7 @@ pub fn router(node: Node, token: String) -> Router {
                 .post(impairments_add)
                 .delete(impairments_clear),
         )
+        .route("/v1/impairments/{id}", delete(impairments_remove))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(st.clone(), auth));
     Router::new()

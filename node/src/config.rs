@@ -65,6 +65,18 @@ pub struct RunArgs {
     /// Tunables.
     #[command(flatten)]
     pub tune: Tunables,
+    /// Test-only behaviours (hidden from `--help`, documented in docs/node-api.md).
+    #[command(flatten)]
+    pub test: TestHooks,
+}
+
+/// Test-only behaviours that make the node misbehave on purpose, so the orchestrator's checks
+/// can be proven against a real process. Never set on a real fleet; not config-file keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct TestHooks {
+    /// Accept and list impairments but never apply them (a fault that does nothing).
+    #[arg(long = "test-ignore-impairments", hide = true)]
+    pub ignore_impairments: bool,
 }
 
 macro_rules! tunables {
@@ -259,6 +271,8 @@ pub struct Settings {
     pub bootstrap: Vec<Bootstrap>,
     /// Numeric tunables.
     pub tuning: Tuning,
+    /// Test-only behaviours.
+    pub test: TestHooks,
 }
 
 impl Settings {
@@ -270,6 +284,7 @@ impl Settings {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             bootstrap: Vec::new(),
             tuning: Tuning::default(),
+            test: TestHooks::default(),
         }
     }
 
@@ -315,6 +330,7 @@ impl Settings {
                 admin: args.admin.or(file.admin).unwrap_or(default_addr),
                 bootstrap,
                 tuning,
+                test: args.test.clone(),
             },
             warnings,
         ))

@@ -296,7 +296,11 @@ impl Node {
         identity: Arc<Identity>,
     ) -> Result<Node, StartError> {
         let t = settings.tuning.clone();
-        let impair = Arc::new(Impairments::default());
+        let impair = Arc::new(if settings.test.ignore_impairments {
+            Impairments::ignoring()
+        } else {
+            Impairments::default()
+        });
         let server = transport::server_config(&identity, &t)?;
         let bound = transport::bind(settings.listen, server, impair.clone())?;
         let instance_bytes: [u8; 16] = rand::random();
@@ -1646,6 +1650,9 @@ impl Actor {
             c::INVALID_DATAGRAMS,
             shared.invalid_datagrams.load(Ordering::Relaxed),
         );
+        let (dropped, delayed) = shared.impair.effect_counts();
+        m.raise_to(c::IMPAIRMENT_DROPPED, dropped);
+        m.raise_to(c::IMPAIRMENT_DELAYED, delayed);
         let k = self.core.counts();
         let views = self.core.peer_views(now);
         let outbound_max = self

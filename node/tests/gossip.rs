@@ -563,11 +563,13 @@ async fn messages_published_during_a_partition_reach_the_cut_node_after_heal_via
     let recovered_before = cut.counter("gossip_ae_recovered_total").await;
 
     let partition = soak_api::Impairment {
+        id: None,
         peer: None,
         delay_ms: 0,
         jitter_ms: 0,
         loss: 0.0,
         partition: true,
+        one_way: false,
         expires_in_ms: 4_000,
     };
     let r = cut

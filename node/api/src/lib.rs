@@ -350,6 +350,12 @@ pub struct ReceivedItem {
 /// A node-level impairment (fault injection without root), `POST /v1/impairments`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Impairment {
+    /// Caller-chosen id (1–64 of `[A-Za-z0-9_.:-]`). Posting an id the node already holds
+    /// replaces that impairment (this is how a fault's lease is renewed); `DELETE
+    /// /v1/impairments/{id}` removes just it. The node assigns `imp-N` when absent; listings
+    /// always carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Hex peer id it applies to; `None` = every peer.
     #[serde(default)]
     pub peer: Option<String>,
@@ -362,9 +368,14 @@ pub struct Impairment {
     /// Probability (0..=1) of dropping an outgoing datagram.
     #[serde(default)]
     pub loss: f64,
-    /// Drop every datagram to and from the peer.
+    /// Drop every datagram to and from the peer (with `one_way`: only those to it).
     #[serde(default)]
     pub partition: bool,
+    /// With `partition`: drop only outgoing datagrams (this node → peer); the peer's datagrams
+    /// still arrive. Over QUIC the peer's own sends then stall too once their ACKs stop coming
+    /// back, so a one-way cut also degrades the reverse direction after a while.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_way: bool,
     /// Lifetime in milliseconds; required: an impairment always expires by itself.
     pub expires_in_ms: u64,
 }
@@ -391,6 +402,11 @@ pub mod counters {
     pub const DM_BUSY: &str = "dm_busy_total";
     /// Direct messages that could not be sent: no usable connection.
     pub const DM_UNREACHABLE: &str = "dm_unreachable_total";
+    /// Datagrams the node's own impairments dropped (loss or partition, either direction): the
+    /// node-side evidence that an impairment took effect, like `tc -s qdisc` on a host.
+    pub const IMPAIRMENT_DROPPED: &str = "impairment_dropped_total";
+    /// Outgoing datagrams the node's own impairments held back (delay).
+    pub const IMPAIRMENT_DELAYED: &str = "impairment_delayed_total";
     /// Frames put on the bounded receive queue ("recv pump").
     pub const RECV_PUMP_PRODUCED: &str = "recv_pump_produced_total";
     /// Frames taken off the receive queue.
