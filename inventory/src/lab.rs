@@ -1,4 +1,4 @@
-//! The network-namespace lab: a real multi-host fleet on one Linux machine (DESIGN §9).
+//! The network-namespace lab: a real multi-host fleet on one Linux machine (docs/lab.md).
 //!
 //! [`up`] builds one network namespace per host plus one for the controller, joined through a
 //! bridge that lives in its own namespace: every veth pair is created *inside* the bridge

@@ -13,6 +13,7 @@
 //!   windows/NNN/window.json    the window's record (Phase A, fanout, scenarios)
 //!   windows/NNN/verdict.json   the window's verdict (written at finish)
 //!   verdict.json summary.md summary.csv timeline.csv   (written at finish)
+//!   logs/<node>.log        local nodes' logs (copied by `soak run` before the manifest)
 //! ```
 
 use std::fmt;

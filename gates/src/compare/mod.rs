@@ -930,32 +930,54 @@ impl Extracted {
         }
         let nodes = node_names(obs);
         let empty = Vec::new();
-        // Exact per-node, per-window deltas of every counter: counter → [node][window].
-        let mut deltas: BTreeMap<&str, Vec<Vec<Option<u64>>>> = BTreeMap::new();
-        let mut all_series = Vec::with_capacity(nodes.len());
+        // Every gauge a gauge or gauge-ratio bar reads. Counters and gauges are read in one
+        // ordered pass per sample (`NodeSeries::columns`, as the evaluator does).
+        let gauges: BTreeSet<&str> = profile
+            .bars
+            .iter()
+            .flat_map(|bar| match &bar.rule {
+                Rule::Gauge { gauge, .. } => vec![gauge.as_str()],
+                Rule::GaugeRatio {
+                    numerator,
+                    denominator,
+                    ..
+                } => vec![numerator.as_str(), denominator.as_str()],
+                _ => Vec::new(),
+            })
+            .collect();
+        let counter_names: Vec<&str> = counters.keys().map(String::as_str).collect();
+        let gauge_names: Vec<&str> = gauges.iter().copied().collect();
+        // Per node: exact window deltas of every counter ([counter][window]) and every
+        // gauge's column of values with the sample times' series.
+        let mut deltas: Vec<Vec<Vec<Option<u64>>>> = Vec::with_capacity(nodes.len());
+        let mut gauge_columns = Vec::with_capacity(nodes.len());
         for node in &nodes {
             let samples = obs.samples.get(node).unwrap_or(&empty);
-            all_series.push(NodeSeries::new(samples));
+            let series = NodeSeries::new(samples);
+            let columns = series.columns(&counter_names, &gauge_names);
+            deltas.push(
+                counter_names
+                    .iter()
+                    .zip(&columns.counters)
+                    .map(|(name, column)| {
+                        let cs = series.counter_from_column(name, column, tolerance_ms);
+                        windows
+                            .iter()
+                            .map(|w| cs.window_delta(w.start_ms, w.end_ms, tolerance_ms).exact())
+                            .collect()
+                    })
+                    .collect(),
+            );
+            gauge_columns.push((series, columns.gauges));
         }
-        for name in counters.keys() {
-            let per_node = all_series
-                .iter()
-                .map(|series| {
-                    let cs = series.counter(name, tolerance_ms);
-                    windows
-                        .iter()
-                        .map(|w| cs.window_delta(w.start_ms, w.end_ms, tolerance_ms).exact())
-                        .collect()
-                })
-                .collect();
-            deltas.insert(name.as_str(), per_node);
-        }
-        for (name, worse) in &counters {
+        let counter_index = |name: &str| counter_names.iter().position(|c| *c == name);
+        let gauge_index = |name: &str| gauge_names.iter().position(|g| *g == name);
+        for (c, (name, worse)) in counters.iter().enumerate() {
             let id = format!("rate.{name}");
             let title = format!("{name} per second, per node and window");
             let series = self.entry(&id, &title, Unit::PerSecond, *worse);
-            for node in deltas.get(name.as_str()).into_iter().flatten() {
-                for (w, delta) in windows.iter().zip(node) {
+            for node in &deltas {
+                for (w, delta) in windows.iter().zip(&node[c]) {
                     let seconds = w.end_ms.saturating_sub(w.start_ms) as f64 / 1000.0;
                     match delta {
                         Some(d) if seconds > 0.0 => series.values.push(*d as f64 / seconds),
@@ -965,6 +987,12 @@ impl Extracted {
             }
         }
         for bar in &profile.bars {
+            let id_title = |kind: &str, scope: Scope| {
+                (
+                    format!("{kind}.{}", bar.id),
+                    format!("{} ({})", bar.title, scope_words(scope)),
+                )
+            };
             match &bar.rule {
                 Rule::CounterRatio {
                     numerator,
@@ -972,45 +1000,44 @@ impl Extracted {
                     scope,
                     ..
                 } => {
-                    let id = format!("ratio.{}", bar.id);
-                    let title = format!("{} ({})", bar.title, scope_words(*scope));
                     // Both were collected above (every ratio bar's counters are in `counters`).
-                    let (Some(num), Some(den)) = (
-                        deltas.get(numerator.as_str()),
-                        deltas.get(denominator.as_str()),
-                    ) else {
+                    let (Some(n), Some(d)) = (counter_index(numerator), counter_index(denominator))
+                    else {
                         continue;
                     };
+                    let (id, title) = id_title("ratio", *scope);
                     let series = self.entry(&id, &title, Unit::Ratio, Worse::Higher);
-                    let mut push = |n: Option<u64>, d: Option<u64>| match ratio_of(n, d) {
+                    let mut push = |num: Option<u64>, den: Option<u64>| match ratio_of(num, den) {
                         Some(r) => series.values.push(r),
                         None => series.excluded += 1,
                     };
                     match scope {
                         Scope::Node => {
-                            for (n_row, d_row) in num.iter().zip(den) {
-                                for (n, d) in n_row.iter().zip(d_row) {
-                                    push(*n, *d);
+                            for node in &deltas {
+                                for (num, den) in node[n].iter().zip(&node[d]) {
+                                    push(*num, *den);
                                 }
                             }
                         }
                         Scope::Fleet => {
                             for w in 0..windows.len() {
-                                let sum = |rows: &Vec<Vec<Option<u64>>>| {
-                                    rows.iter().map(|r| r[w]).sum::<Option<u64>>()
+                                let sum = |c: usize| {
+                                    deltas.iter().map(|node| node[c][w]).sum::<Option<u64>>()
                                 };
-                                push(sum(num), sum(den));
+                                push(sum(n), sum(d));
                             }
                         }
                     }
                 }
                 Rule::Gauge { gauge, scope, .. } => {
-                    let id = format!("gauge.{}", bar.id);
-                    let title = format!("{} ({})", bar.title, scope_words(*scope));
-                    let values: Vec<_> = all_series
+                    let Some(g) = gauge_index(gauge) else {
+                        continue;
+                    };
+                    let values: Vec<_> = gauge_columns
                         .iter()
-                        .map(|s| s.values(|d| d.gauges.get(gauge).copied()))
+                        .map(|(series, columns)| series.values_from_column(&columns[g]))
                         .collect();
+                    let (id, title) = id_title("gauge", *scope);
                     let series = self.entry(&id, &title, Unit::Value, Worse::Higher);
                     gauge_values(series, &values, windows, *scope);
                 }
@@ -1020,24 +1047,22 @@ impl Extracted {
                     scope,
                     ..
                 } => {
-                    let id = format!("ratio.{}", bar.id);
-                    let title = format!("{} ({})", bar.title, scope_words(*scope));
-                    let values: Vec<_> = all_series
+                    let (Some(n), Some(d)) = (gauge_index(numerator), gauge_index(denominator))
+                    else {
+                        continue;
+                    };
+                    let values: Vec<_> = gauge_columns
                         .iter()
-                        .map(|s| {
-                            s.values(|d| {
-                                let n = d.gauges.get(numerator)?;
-                                let den = d.gauges.get(denominator)?;
-                                Some(if *n <= 0.0 {
-                                    0.0
-                                } else if *den <= 0.0 {
-                                    f64::INFINITY
-                                } else {
-                                    n / den
-                                })
-                            })
+                        .map(|(series, columns)| {
+                            let ratio: Vec<Option<f64>> = columns[n]
+                                .iter()
+                                .zip(&columns[d])
+                                .map(|(num, den)| Some(gauge_ratio((*num)?, (*den)?)))
+                                .collect();
+                            series.values_from_column(&ratio)
                         })
                         .collect();
+                    let (id, title) = id_title("ratio", *scope);
                     let series = self.entry(&id, &title, Unit::Ratio, Worse::Higher);
                     gauge_values(series, &values, windows, *scope);
                 }
@@ -1051,6 +1076,18 @@ fn scope_words(scope: Scope) -> &'static str {
     match scope {
         Scope::Node => "per node and window",
         Scope::Fleet => "fleet, per window",
+    }
+}
+
+/// A gauge ratio with the gates' edge cases: 0 / anything → 0; > 0 / 0 → infinite (excluded
+/// from the distribution, judged by the bar).
+fn gauge_ratio(numerator: f64, denominator: f64) -> f64 {
+    if numerator <= 0.0 {
+        0.0
+    } else if denominator <= 0.0 {
+        f64::INFINITY
+    } else {
+        numerator / denominator
     }
 }
 

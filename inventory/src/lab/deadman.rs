@@ -1,4 +1,4 @@
-//! A host-local dead-man's switch (DESIGN §6): a detached (`setsid`) shell sleeper on the host
+//! A host-local dead-man's switch (docs/lab.md): a detached (`setsid`) shell sleeper on the host
 //! that runs a revert command once its lease expires, unless the orchestrator renews the lease.
 //! It holds when the orchestrator is SIGKILLed or loses its SSH connection.
 //!

@@ -1,4 +1,4 @@
-//! `soak lab up|down|status|exec`: the network-namespace lab (DESIGN §9, docs/lab.md).
+//! `soak lab up|down|status|exec`: the network-namespace lab (docs/lab.md).
 //!
 //! Argument parsing validates names and paths without touching the system; the work itself
 //! (namespaces, sshd, files) lives in [`soak_inventory::lab`] and runs on a blocking thread.
