@@ -615,12 +615,17 @@ fn limit_selects_hosts_for_status_stop_deploy_logs_and_run() {
 
     // run: a pattern matching nothing is a usage error before anything starts; otherwise
     // only the selected hosts are contacted, and the label defaults to the inventory's name.
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir(&cwd).expect("cwd");
     let out = plain(&["run", "-i", &inv_s, "--limit", "nope"])
+        .current_dir(&cwd)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(64), "{}", texts(&out).1);
-    let cwd = dir.path().join("cwd");
-    std::fs::create_dir(&cwd).expect("cwd");
+    assert!(
+        !cwd.join("proofs").exists(),
+        "a usage error creates no proof directory"
+    );
     let out = plain(&[
         "run",
         "-i",

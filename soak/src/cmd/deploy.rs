@@ -651,25 +651,38 @@ pub async fn status(args: StatusArgs) -> CliResult {
     }
     // --min-hosts N: the fleet is healthy enough when at least N hosts are ready (the
     // check to run before `soak run -i … --min-hosts N`); the others are still named.
-    let not_ready: Vec<HostFailure> = rows
+    let not_ready: Vec<&HostStatus> = rows.iter().filter(|r| !r.ready).collect();
+    if not_ready.is_empty() {
+        return Ok(Exit::Go);
+    }
+    let ready = rows.len() - not_ready.len();
+    let names: Vec<&str> = not_ready.iter().map(|r| r.host.as_str()).collect();
+    let details: Vec<String> = not_ready
         .iter()
-        .filter(|r| !r.ready)
-        .map(|r| HostFailure {
-            host: r.host.clone(),
-            error: r
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("host `{}`: not ready", r.host)),
+        .map(|r| {
+            let why = r.error.clone().unwrap_or_else(|| "not ready".to_string());
+            format!("  {why}")
         })
         .collect();
-    if let Some(warning) =
-        args.fleet
-            .policy()
-            .judge("the readiness check", rows.len(), &not_ready)?
-    {
-        errln!("soak: warning: {warning}");
+    let summary = format!(
+        "{} of {} hosts not ready: {}\n{}",
+        not_ready.len(),
+        rows.len(),
+        names.join(", "),
+        details.join("\n")
+    );
+    match args.fleet.min_hosts {
+        Some(min) if ready >= min => {
+            errln!("soak: warning: {summary}\n{ready} hosts ready, at least --min-hosts {min}");
+            Ok(Exit::Go)
+        }
+        Some(min) => Err(CliError::unavailable(format!(
+            "{summary}\nonly {ready} hosts ready, fewer than --min-hosts {min}"
+        ))),
+        None => Err(CliError::unavailable(format!(
+            "{summary}\nevery host must be ready (pass --min-hosts N to accept fewer)"
+        ))),
     }
-    Ok(Exit::Go)
 }
 
 async fn host_status(host: Host, connect: &ConnectOptions) -> HostStatus {

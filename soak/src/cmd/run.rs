@@ -415,6 +415,21 @@ pub async fn execute(args: RunArgs) -> CliResult {
     let plan = args.plan()?;
     let args_limit = args.limit.clone();
     let (profile, gate_source) = load_gate(&plan.gate)?;
+    // A bad inventory or a --limit that selects nothing is a usage error before anything is
+    // created (the fleet step reads the inventory again and names its warnings).
+    if let Some(path) = &plan.inventory {
+        let inventory = soak_inventory::Inventory::load(path)
+            .map_err(|e| CliError::usage(format!("bad inventory: {e}")))?;
+        if let Some(pattern) = &args_limit
+            && pattern.select(&inventory).hosts.is_empty()
+        {
+            return Err(CliError::usage(format!(
+                "--limit `{}` selects no host of {}",
+                pattern.as_str(),
+                path.display()
+            )));
+        }
+    }
     let node_bin = match plan.inventory {
         None => Some(resolve_node_bin(plan.node_bin.as_deref())?),
         Some(_) => None,
