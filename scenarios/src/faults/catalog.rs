@@ -6,21 +6,48 @@ use super::spec::FaultSpec;
 
 /// Built-in scenarios: name and TOML text.
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("high_rtt_peer", include_str!("../../builtin/high_rtt_peer.toml")),
+    (
+        "high_rtt_peer",
+        include_str!("../../builtin/high_rtt_peer.toml"),
+    ),
     ("lossy_peer", include_str!("../../builtin/lossy_peer.toml")),
-    ("partition_pair", include_str!("../../builtin/partition_pair.toml")),
-    ("partition_halves", include_str!("../../builtin/partition_halves.toml")),
-    ("partition_one_way", include_str!("../../builtin/partition_one_way.toml")),
-    ("restart_storm", include_str!("../../builtin/restart_storm.toml")),
+    (
+        "partition_pair",
+        include_str!("../../builtin/partition_pair.toml"),
+    ),
+    (
+        "partition_halves",
+        include_str!("../../builtin/partition_halves.toml"),
+    ),
+    (
+        "partition_one_way",
+        include_str!("../../builtin/partition_one_way.toml"),
+    ),
+    (
+        "restart_storm",
+        include_str!("../../builtin/restart_storm.toml"),
+    ),
     ("stale_peer", include_str!("../../builtin/stale_peer.toml")),
-    ("idle_then_send", include_str!("../../builtin/idle_then_send.toml")),
-    ("bandwidth_cap", include_str!("../../builtin/bandwidth_cap.toml")),
+    (
+        "idle_then_send",
+        include_str!("../../builtin/idle_then_send.toml"),
+    ),
+    (
+        "bandwidth_cap",
+        include_str!("../../builtin/bandwidth_cap.toml"),
+    ),
 ];
 
 /// The workloads `--scenarios` also accepts (they run in every window).
 pub const WORKLOADS: &[(&str, &str)] = &[
-    ("baseline", "Phase A: every ordered pair sends an acknowledged DM, every window"),
-    ("fanout_burst", "a pub/sub burst from seeded publishers to every node, every window"),
+    (
+        "baseline",
+        "Phase A: every ordered pair sends an acknowledged DM, every window",
+    ),
+    (
+        "fanout_burst",
+        "a pub/sub burst from seeded publishers to every node, every window",
+    ),
 ];
 
 /// The TOML text of a built-in scenario.

@@ -84,7 +84,11 @@ pub trait NodeControl: Send + Sync {
     /// Restarts `node` with the same data dir and addresses (same peer id, new instance).
     fn restart<'a>(&'a self, node: &'a str) -> ControlFuture<'a, RestartReport>;
     /// Sends `signal` to `node`'s recorded process.
-    fn signal<'a>(&'a self, node: &'a str, signal: ProcessSignal) -> ControlFuture<'a, SignalReport>;
+    fn signal<'a>(
+        &'a self,
+        node: &'a str,
+        signal: ProcessSignal,
+    ) -> ControlFuture<'a, SignalReport>;
     /// Whether `node`'s process is stopped (state T) right now, when the fleet can tell.
     fn is_stopped(&self, node: &str) -> Option<bool>;
 }
@@ -103,7 +107,11 @@ impl NodeControl for NoControl {
     fn restart<'a>(&'a self, _node: &'a str) -> ControlFuture<'a, RestartReport> {
         Box::pin(async move { Err(ControlError::Unsupported(self.0.clone())) })
     }
-    fn signal<'a>(&'a self, _node: &'a str, _signal: ProcessSignal) -> ControlFuture<'a, SignalReport> {
+    fn signal<'a>(
+        &'a self,
+        _node: &'a str,
+        _signal: ProcessSignal,
+    ) -> ControlFuture<'a, SignalReport> {
         Box::pin(async move { Err(ControlError::Unsupported(self.0.clone())) })
     }
     fn is_stopped(&self, _node: &str) -> Option<bool> {

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use soak_gates::model::{Check, Exemption, FaultEvidence, PhaseAResult, ScenarioRecord, ScenarioStatus};
+use soak_gates::model::{
+    Check, Exemption, FaultEvidence, PhaseAResult, ScenarioRecord, ScenarioStatus,
+};
 
 use super::control::{ControlError, NodeControl};
 use super::journal::{Journal, JournalEntry, Step};
@@ -280,6 +282,8 @@ impl<A: NodeApi> ActiveFault<A> {
     /// Renews the lease once; a failure is noted in the evidence (the fault may have lapsed
     /// early, so what the window saw under it is weaker evidence).
     pub async fn renew(&self, cx: &FaultCtx<A>) -> Result<(), FaultError> {
+        // Serialized with `end`, so a renewal never lands after the revert.
+        let _step = self.step_lock.lock().await;
         if self.phase() != Phase::Applied {
             return Ok(());
         }
@@ -435,7 +439,12 @@ impl<A: NodeApi> FaultRegistry<A> {
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         list.into_iter()
-            .filter(|f| matches!(f.phase(), Phase::Applying | Phase::Applied | Phase::Reverted))
+            .filter(|f| {
+                matches!(
+                    f.phase(),
+                    Phase::Applying | Phase::Applied | Phase::Reverted
+                )
+            })
             .collect()
     }
 

@@ -34,7 +34,11 @@ pub async fn dm<A: NodeApi>(from: &A, to: &A, ack_timeout: Duration) -> DmProbe 
         to: to.peer_id().to_owned(),
         payload_b64: base64::engine::general_purpose::STANDARD.encode(b"soak-probe"),
         request_id: Some(hex::encode(rand::random::<[u8; 16]>())),
-        timeout_ms: Some(u64::try_from(ack_timeout.as_millis()).unwrap_or(u64::MAX).max(1)),
+        timeout_ms: Some(
+            u64::try_from(ack_timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        ),
     };
     match from.send_dm(&request).await {
         Ok(r) => DmProbe {

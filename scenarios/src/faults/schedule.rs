@@ -63,7 +63,13 @@ pub fn schedule(specs: &[FaultSpec], windows: u32, warmup: u32) -> Result<Schedu
     // Reserved: a window holding a fault, or the heal window of one.
     let mut faulted = vec![false; windows as usize];
     let mut healing = vec![false; windows as usize];
-    let mut place = |plan: &mut Schedule, spec: &FaultSpec, w: u32| {
+    fn place(
+        plan: &mut Schedule,
+        faulted: &mut [bool],
+        healing: &mut [bool],
+        spec: &FaultSpec,
+        w: u32,
+    ) {
         let instance = format!("{}@w{w}", spec.name);
         plan.windows[w as usize].faults.push(ScheduledFault {
             instance: instance.clone(),
@@ -75,7 +81,7 @@ pub fn schedule(specs: &[FaultSpec], windows: u32, warmup: u32) -> Result<Schedu
             plan.windows[w as usize + 1].heals.push(instance);
             healing[w as usize + 1] = true;
         }
-    };
+    }
     // Explicit windows first, so auto-placed faults flow around them.
     for spec in specs.iter().filter(|s| s.window.is_some()) {
         let w = spec.window.unwrap_or_default();
@@ -113,13 +119,15 @@ pub fn schedule(specs: &[FaultSpec], windows: u32, warmup: u32) -> Result<Schedu
                 w + 1
             ));
         }
-        place(&mut plan, spec, w);
+        place(&mut plan, &mut faulted, &mut healing, spec, w);
     }
     let mut next = warmup;
     for spec in specs.iter().filter(|s| s.window.is_none()) {
         let free = |w: u32| {
             let w = w as usize;
-            !faulted[w] && !healing[w] && (!spec.heal_window || (w + 1 < faulted.len() && !faulted[w + 1]))
+            !faulted[w]
+                && !healing[w]
+                && (!spec.heal_window || (w + 1 < faulted.len() && !faulted[w + 1]))
         };
         let mut w = next;
         while w < windows && !free(w) {
@@ -134,7 +142,7 @@ pub fn schedule(specs: &[FaultSpec], windows: u32, warmup: u32) -> Result<Schedu
                 Schedule::windows_needed(specs, warmup)
             ));
         }
-        place(&mut plan, spec, w);
+        place(&mut plan, &mut faulted, &mut healing, spec, w);
         next = w + 1 + u32::from(spec.heal_window);
     }
     Ok(plan)
@@ -174,13 +182,25 @@ mod tests {
     fn explicit_windows_are_checked() {
         let mut f = named("stale_peer");
         f.window = Some(0);
-        assert!(schedule(&[f.clone()], 4, 1).unwrap_err().contains("warm-up"));
+        assert!(
+            schedule(&[f.clone()], 4, 1)
+                .unwrap_err()
+                .contains("warm-up")
+        );
         f.window = Some(3);
-        assert!(schedule(&[f.clone()], 4, 1).unwrap_err().contains("no heal window"));
+        assert!(
+            schedule(&[f.clone()], 4, 1)
+                .unwrap_err()
+                .contains("no heal window")
+        );
         f.window = Some(2);
         let mut g = named("lossy_peer");
         g.window = Some(3);
-        assert!(schedule(&[f.clone(), g], 5, 1).unwrap_err().contains("heal window"));
+        assert!(
+            schedule(&[f.clone(), g], 5, 1)
+                .unwrap_err()
+                .contains("heal window")
+        );
         let auto = named("lossy_peer");
         let s = schedule(&[f, auto], 6, 1).unwrap();
         // The explicit fault holds window 2 (heal 3); the automatic one flows to window 4.

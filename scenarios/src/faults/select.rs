@@ -238,7 +238,12 @@ pub fn resolve(selector: &Selector, names: &[String], seed: u64) -> Result<Targe
                 None => return Err(too_few(2)),
             };
             let one_way = matches!(selector, Selector::OneWay(_));
-            (in_fleet_order(&[x.clone(), y.clone()]), vec![x], vec![y], one_way)
+            (
+                in_fleet_order(&[x.clone(), y.clone()]),
+                vec![x],
+                vec![y],
+                one_way,
+            )
         }
         Selector::Halves => {
             if have < 2 {
@@ -284,7 +289,14 @@ mod tests {
             assert_eq!(s.to_string(), text);
         }
         for bad in [
-            "", "node:", "random:0", "random:x", "pair:a", "pair:a,a", "one_way:a,b", "everyone",
+            "",
+            "node:",
+            "random:0",
+            "random:x",
+            "pair:a",
+            "pair:a,a",
+            "one_way:a,b",
+            "everyone",
             "node:a,b",
         ] {
             assert!(bad.parse::<Selector>().is_err(), "{bad:?} must be refused");
