@@ -6,6 +6,7 @@
 //! [`Verdict`]). How verdicts are reached is explained in `docs/gates.md`.
 #![warn(missing_docs)]
 
+pub mod compare;
 mod error;
 mod evaluate;
 pub mod model;

@@ -9,6 +9,9 @@
 //!
 //! Run: `cargo bench -p soak --bench faults` (about 3 minutes).
 
+// A bench prints its table to the terminal that ran it.
+#![allow(clippy::disallowed_macros)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,8 +102,22 @@ fn main() {
     std::fs::write(&file, FAULTS).expect("scenario file");
     let proof = tmp.join("proof");
     let out = Command::new(binary("soak"))
-        .args(["run", "--nodes", "4", "--duration", "80s", "--interval", "10s"])
-        .args(["--warmup", "10s", "--sample-interval", "1s", "--allow-restart"])
+        .args([
+            "run",
+            "--nodes",
+            "4",
+            "--duration",
+            "80s",
+            "--interval",
+            "10s",
+        ])
+        .args([
+            "--warmup",
+            "10s",
+            "--sample-interval",
+            "1s",
+            "--allow-restart",
+        ])
         .args(["--scenarios", "baseline", "--scenario-file"])
         .arg(&file)
         .arg("--proof-dir")
@@ -148,12 +165,18 @@ fn main() {
         "pause",
         "restart",
     ] {
-        let effective = at(fault, "apply").zip(at(fault, "effective")).map(|(a, b)| b - a);
-        let clean = at(fault, "revert").zip(at(fault, "clean")).map(|(a, b)| b - a);
+        let effective = at(fault, "apply")
+            .zip(at(fault, "effective"))
+            .map(|(a, b)| b - a);
+        let clean = at(fault, "revert")
+            .zip(at(fault, "clean"))
+            .map(|(a, b)| b - a);
         rows.insert(fault, (effective, clean));
     }
     println!("fault latency on a 4-node local mesh (from the run's own journal)");
-    println!("reference: median Phase A DM round trip in the warm-up window = {reference_ms:.2} ms");
+    println!(
+        "reference: median Phase A DM round trip in the warm-up window = {reference_ms:.2} ms"
+    );
     println!(
         "{:<18} {:>22} {:>22}",
         "fault", "apply→effective ms", "revert→clean ms"

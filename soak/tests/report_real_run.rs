@@ -16,6 +16,9 @@
 //! `SOAK_REQUIRE_LAB=1`), where a missing tool is a failure: `scripts/test` installs them.
 //! One run (~15–25 s) serves every check, to keep the suite's time budget.
 
+// Test output goes to the test harness, which captures it; a closed pipe is not a concern.
+#![allow(clippy::disallowed_macros)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use soak_proofs::export;
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output::errln;
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,7 +40,7 @@ pub async fn execute(args: ExportArgs) -> CliResult {
     let proof = soak_proofs::read(&args.proof_dir)
         .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
     for warning in &proof.warnings {
-        eprintln!("soak: note: {warning}");
+        errln!("soak: note: {warning}");
     }
     let samples = &proof.observations.samples;
     let interval = proof.meta.sample_interval_ms;
@@ -71,7 +72,7 @@ pub async fn execute(args: ExportArgs) -> CliResult {
     match result {
         Ok(notes) => {
             for note in notes {
-                eprintln!("soak: note: {note}");
+                errln!("soak: note: {note}");
             }
             Ok(Exit::Go)
         }

@@ -16,6 +16,7 @@ use soak_proofs::format;
 use soak_proofs::render;
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output::{errln, outln};
 
 /// Arguments of `soak report`.
 #[derive(Debug, Args)]
@@ -37,7 +38,7 @@ pub async fn execute(args: ReportArgs) -> CliResult {
     } = render::stored_report(dir)
         .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
     for problem in &faults.problems {
-        eprintln!("soak: note: {problem}");
+        errln!("soak: note: {problem}");
     }
     let (target, note) = match &args.out {
         Some(path) => (path.clone(), None),
@@ -68,9 +69,9 @@ pub async fn execute(args: ReportArgs) -> CliResult {
         CliError::unavailable(format!("failed to write {}: {err}", target.display()))
     })?;
     if let Some(note) = note {
-        eprintln!("soak: note: {note}");
+        errln!("soak: note: {note}");
     }
-    println!("wrote {}", target.display());
+    outln!("wrote {}", target.display());
     Ok(Exit::Go)
 }
 

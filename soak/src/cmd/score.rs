@@ -15,19 +15,28 @@ use soak_proofs::summary::{EndSummary, Totals};
 use soak_proofs::{Proof, render};
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output::{out, outln};
 use crate::runner::table;
 
 /// Arguments of `soak score`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Exit codes: the verdict (0 GO, 1 NO-GO, 2 UNKNOWN); 64 for bad input.
+
+Examples:
+  soak score proofs/20261122T010946Z-local
+  soak score proofs/20261122T010946Z-local --gate limited-production --out rescored
+  soak gates show broad-launch > strict.toml && soak score PROOF --gate-file strict.toml")]
 pub struct ScoreArgs {
     /// Proof directory to re-score (complete or interrupted).
+    #[arg(value_name = "DIR")]
     pub proof_dir: PathBuf,
-    /// Built-in gate profile (`limited-production`, `broad-launch`); default: the gate the run
-    /// was judged with (its stored `gate.toml` when present).
-    #[arg(long, conflicts_with = "gate_file")]
+    /// Built-in gate profile (`limited-production`, `broad-launch`) [default: the gate the
+    /// run was judged with (its stored `gate.toml` when present)].
+    #[arg(long, conflicts_with = "gate_file", value_name = "NAME")]
     pub gate: Option<String>,
-    /// Gate profile TOML file (see docs/gates.md).
-    #[arg(long, value_name = "FILE")]
+    /// Gate profile TOML file (see docs/gates.md; `soak gates show NAME` prints a start).
+    #[arg(long, value_name = "PATH")]
     pub gate_file: Option<PathBuf>,
     /// Write the re-scored verdict.json, summary.md, summary.csv, windows.csv, timeline.csv,
     /// junit.xml and report.html here.
@@ -74,7 +83,7 @@ pub async fn execute(args: ScoreArgs) -> CliResult {
     if args.json {
         let text = render::verdict_json(&verdict)
             .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
-        print!("{text}");
+        out!("{text}");
     } else {
         let summary = EndSummary::new(
             &proof.meta,
@@ -95,7 +104,7 @@ pub async fn execute(args: ScoreArgs) -> CliResult {
         render::write_report(out, &evidence, &verdict)
             .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
         if !args.json {
-            println!(
+            outln!(
                 "wrote the re-scored verdict and summaries to {}",
                 out.display()
             );
@@ -113,7 +122,7 @@ fn gate_error(err: soak_gates::Error) -> CliError {
 }
 
 /// The gate the run used: its stored TOML when present, else the built-in of that name.
-fn stored_gate(proof: &Proof) -> Result<Profile, CliError> {
+pub(crate) fn stored_gate(proof: &Proof) -> Result<Profile, CliError> {
     match &proof.meta.gate_source {
         Some(text) => Profile::from_toml_str(text, "the proof's gate.toml").map_err(gate_error),
         None => Profile::builtin(&proof.meta.gate).map_err(|err| {
@@ -130,7 +139,7 @@ fn print_tables(proof: &Proof, verdict: &Verdict, summary: &EndSummary) {
     } else {
         format!("{} (incomplete)", proof.status().as_str())
     };
-    println!(
+    outln!(
         "proof {}  run {}  status {}  gate {}",
         proof.dir.display(),
         proof.meta.run_id,
@@ -138,16 +147,16 @@ fn print_tables(proof: &Proof, verdict: &Verdict, summary: &EndSummary) {
         verdict.gate
     );
     for warning in &proof.warnings {
-        println!("note: {warning}");
+        outln!("note: {warning}");
     }
-    println!("{}", table::windows_table(verdict, &proof.observations));
+    outln!("{}", table::windows_table(verdict, &proof.observations));
     match table::bars_table(verdict) {
-        Some(bars) => println!("\n{bars}"),
-        None => println!("\nevery bar holds"),
+        Some(bars) => outln!("\n{bars}"),
+        None => outln!("\nevery bar holds"),
     }
-    print!("\n{}", summary.text());
+    out!("\n{}", summary.text());
     if let Some(coverage) = proof.meta.coverage.as_ref().filter(|c| c.is_partial()) {
-        println!(
+        outln!(
             "PARTIAL FLEET: the verdict covers {}; it says nothing about the hosts left out",
             coverage.describe()
         );
@@ -156,10 +165,12 @@ fn print_tables(proof: &Proof, verdict: &Verdict, summary: &EndSummary) {
         && stored.gate == verdict.gate
         && stored != verdict
     {
-        println!(
+        outln!(
             "note: the stored verdict under `{}` was {}; re-scoring gives {}",
-            stored.gate, stored.verdict, verdict.verdict
+            stored.gate,
+            stored.verdict,
+            verdict.verdict
         );
     }
-    println!("verdict: {} (gate {})", verdict.verdict, verdict.gate);
+    outln!("verdict: {} (gate {})", verdict.verdict, verdict.gate);
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 use soak_gates::model::{SampleOutcome, ScenarioStatus};
 
 use super::event::RunEvent;
+use crate::output::errln;
 
 /// One consumer of run events.
 pub trait Reporter: Send {
@@ -46,7 +47,7 @@ impl Dispatch {
             .retain_mut(|reporter| match reporter.report(event) {
                 Ok(()) => true,
                 Err(err) => {
-                    eprintln!(
+                    errln!(
                         "soak: the {} reporter failed and was stopped: {err}",
                         reporter.name()
                     );
