@@ -139,5 +139,6 @@ fn deserialize(run_json: &str, sample_lines: &[String]) -> Observations {
         run,
         samples,
         windows,
+        node_events: Vec::new(),
     }
 }

@@ -112,6 +112,8 @@ fn observations(samples: Vec<Sample>) -> Observations {
             run_id: "prop".into(),
             sample_interval_ms: INTERVAL,
             inventory_hosts: None,
+            planned_windows: Some(WINDOWS as u32),
+            window_ms: Some(TICKS_PER_WINDOW * INTERVAL),
             nodes: vec![NodeRef {
                 name: "n".into(),
                 peer_id: String::new(),
@@ -132,6 +134,7 @@ fn observations(samples: Vec<Sample>) -> Observations {
                 }
             })
             .collect(),
+        node_events: Vec::new(),
     }
 }
 

@@ -29,10 +29,31 @@ pub(super) struct ValueFact {
     pub(super) gapped: bool,
 }
 
+/// Whether a node has closing evidence for a window (see `NodeSeries::closing_evidence`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Closing {
+    /// A good sample inside the window and no failed attempt after the last one.
+    Evidence,
+    /// The last attempt at or before the window end failed.
+    Failed { at_ms: u64, error: String },
+    /// No good sample inside the window at all.
+    NoSample,
+}
+
 /// Everything the bars need, reduced per node and window.
 pub(super) struct Facts<'a> {
     pub(super) obs: &'a Observations,
+    /// Gap tolerance: `gap_factor` × the sample interval, never more than the planned window
+    /// length (and, per window, never more than that window's length: [`Facts::tolerance`]).
     pub(super) tolerance_ms: u64,
+    /// [window] tolerance of that window.
+    pub(super) window_tolerance: Vec<u64>,
+    /// [window] shorter than half the planned window length.
+    pub(super) partial: Vec<bool>,
+    /// [node][window] closing evidence.
+    pub(super) closing: Vec<Vec<Closing>>,
+    /// [window] failed sampling attempts, folded, sorted by time then node.
+    pub(super) failures: Vec<Vec<SamplingFailure>>,
     pub(super) nodes: Vec<String>,
     /// counter → [node][window]
     pub(super) deltas: BTreeMap<String, Vec<Vec<Delta>>>,
@@ -50,7 +71,12 @@ pub(super) struct Facts<'a> {
 impl<'a> Facts<'a> {
     pub(super) fn collect(obs: &'a Observations, profile: &Profile) -> Facts<'a> {
         let interval = obs.run.sample_interval_ms as f64;
-        let tolerance_ms = (interval * profile.evidence.gap_factor).round() as u64;
+        let mut tolerance_ms = (interval * profile.evidence.gap_factor).round() as u64;
+        // The tolerance never exceeds the window: a span as long as a window unobserved is
+        // never "one missed sample".
+        if let Some(window_ms) = obs.run.window_ms.filter(|&w| w > 0) {
+            tolerance_ms = tolerance_ms.min(window_ms);
+        }
         let mut nodes: Vec<String> = Vec::new();
         let mut seen = BTreeSet::new();
         for node in &obs.run.nodes {
@@ -77,9 +103,25 @@ impl<'a> Facts<'a> {
             .into_iter()
             .collect();
         let spans: Vec<(u64, u64)> = obs.windows.iter().map(|w| (w.start_ms, w.end_ms)).collect();
+        let window_tolerance: Vec<u64> = spans
+            .iter()
+            .map(|&(s, e)| tolerance_ms.min(e.saturating_sub(s)))
+            .collect();
+        let partial = spans
+            .iter()
+            .map(|&(s, e)| {
+                obs.run
+                    .window_ms
+                    .is_some_and(|planned| e.saturating_sub(s).saturating_mul(2) < planned)
+            })
+            .collect();
         let mut facts = Facts {
             obs,
             tolerance_ms,
+            window_tolerance: window_tolerance.clone(),
+            partial,
+            closing: Vec::new(),
+            failures: vec![Vec::new(); spans.len()],
             nodes: Vec::new(),
             deltas: counters.iter().map(|c| (c.clone(), Vec::new())).collect(),
             values: values.iter().map(|v| (v.clone(), Vec::new())).collect(),
@@ -98,8 +140,38 @@ impl<'a> Facts<'a> {
             let columns = series.columns(&counter_names, &gauge_names);
             let mut coverage = Vec::with_capacity(spans.len());
             let mut missing = Vec::with_capacity(spans.len());
+            let mut closing = Vec::with_capacity(spans.len());
             for (w, &(start, end)) in spans.iter().enumerate() {
-                let gaps = crate::series::gaps(&times, start, end, tolerance_ms);
+                let mut gaps = crate::series::gaps(&times, start, end, window_tolerance[w]);
+                let close = if series.closing_evidence(start, end) {
+                    Closing::Evidence
+                } else {
+                    match series.closing_failure(end) {
+                        Some((at_ms, error)) if at_ms > start => Closing::Failed {
+                            at_ms,
+                            error: error.to_string(),
+                        },
+                        _ => Closing::NoSample,
+                    }
+                };
+                // No closing evidence is a gap that reaches the window end, even when the
+                // last good sample is within the tolerance of it.
+                if close != Closing::Evidence && !gaps.iter().any(|&(_, to)| to >= end) {
+                    let from = series
+                        .last_good_at_or_before(end)
+                        .filter(|&t| t > start)
+                        .unwrap_or(start);
+                    gaps.push((from, end));
+                }
+                for failed in series.failures_in(start, end) {
+                    facts.failures[w].push(SamplingFailure {
+                        node: name.clone(),
+                        from_ms: failed.from_ms,
+                        to_ms: failed.to_ms,
+                        attempts: failed.attempts,
+                        error: failed.error.to_string(),
+                    });
+                }
                 for &(from, to) in &gaps {
                     facts.gaps.push(GapRecord {
                         node: name.clone(),
@@ -110,6 +182,7 @@ impl<'a> Facts<'a> {
                 }
                 coverage.push(gaps);
                 missing.push(series.missing_in(start, end));
+                closing.push(close);
             }
             facts.coverage.push(coverage);
             facts.missing.push(missing);
@@ -164,7 +237,16 @@ impl<'a> Facts<'a> {
                 }
                 let per_window = spans
                     .iter()
-                    .map(|&(s, e)| cs.window_delta(s, e, tolerance_ms))
+                    .enumerate()
+                    .map(|(w, &(s, e))| {
+                        let mut delta = cs.window_delta(s, e, window_tolerance[w]);
+                        // Without closing evidence the window's end is unobserved: what was
+                        // definitely seen still counts, nothing bounds the rest.
+                        if closing[w] != Closing::Evidence {
+                            delta.hi = None;
+                        }
+                        delta
+                    })
                     .collect();
                 if let Some(v) = facts.deltas.get_mut(counter) {
                     v.push(per_window);
@@ -191,18 +273,24 @@ impl<'a> Facts<'a> {
                 let vs = series.values_from_column(&derived);
                 let per_window = spans
                     .iter()
-                    .map(|&(s, e)| ValueFact {
+                    .enumerate()
+                    .map(|(w, &(s, e))| ValueFact {
                         max: vs.max_in(s, e),
                         last: vs.last_in(s, e),
-                        gapped: !vs.gaps(s, e, tolerance_ms).is_empty(),
+                        gapped: closing[w] != Closing::Evidence
+                            || !vs.gaps(s, e, window_tolerance[w]).is_empty(),
                     })
                     .collect();
                 if let Some(v) = facts.values.get_mut(key) {
                     v.push(per_window);
                 }
             }
+            facts.closing.push(closing);
         }
         facts.nodes = nodes;
+        for failures in &mut facts.failures {
+            failures.sort_by(|a, b| (a.from_ms, &a.node).cmp(&(b.from_ms, &b.node)));
+        }
         facts
             .restarts
             .sort_by(|a, b| (a.first_new_ms, &a.node).cmp(&(b.first_new_ms, &b.node)));
@@ -240,6 +328,11 @@ impl<'a> Facts<'a> {
                 last: None,
                 gapped: true,
             })
+    }
+
+    /// Whether window `w` counts as judged: neither warm-up nor partial.
+    pub(super) fn judged(&self, w: usize) -> bool {
+        !self.obs.windows[w].warmup && !self.partial[w]
     }
 
     /// Any integrity error in a counter the profile reads, for this node and window.

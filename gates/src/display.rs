@@ -1,0 +1,137 @@
+//! Numbers and times for people: rounded to what a reader can use. JSON keeps full precision
+//! (`BarResult::value` is never rounded); only the words and tables use these.
+
+/// A number for people: whole numbers as integers; others to 3 significant digits, in
+/// scientific notation when very small or very large (`2.5e-5`, `0.247`, `1.23e7`); `∞`.
+pub fn human_number(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_string();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "∞" } else { "-∞" }.to_string();
+    }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        return format!("{}", v as i64);
+    }
+    let magnitude = v.abs();
+    if (1e-3..1e6).contains(&magnitude) {
+        // 3 significant digits, trailing zeros trimmed.
+        let decimals = (2 - magnitude.log10().floor() as i32).max(0) as usize;
+        let text = format!("{v:.decimals$}");
+        trim_zeros(&text)
+    } else {
+        let text = format!("{v:.2e}");
+        match text.split_once('e') {
+            Some((mantissa, exponent)) => format!("{}e{exponent}", trim_zeros(mantissa)),
+            None => text,
+        }
+    }
+}
+
+fn trim_zeros(text: &str) -> String {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+/// A percentage for people, 3 significant digits: `0.0523` → `5.23 %`.
+pub fn human_percent(fraction: f64) -> String {
+    format!("{} %", human_number(fraction * 100.0))
+}
+
+/// A duration for people: `850 ms`, `12.5 s`, `3 min 20 s`, `2 h 5 min`.
+pub fn human_duration(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{} s", human_number(((ms as f64) / 100.0).round() / 10.0))
+    } else if ms < 3_600_000 {
+        let s = ms / 1_000;
+        if s.is_multiple_of(60) {
+            format!("{} min", s / 60)
+        } else {
+            format!("{} min {} s", s / 60, s % 60)
+        }
+    } else {
+        let min = ms / 60_000;
+        if min.is_multiple_of(60) {
+            format!("{} h", min / 60)
+        } else {
+            format!("{} h {} min", min / 60, min % 60)
+        }
+    }
+}
+
+/// Unix milliseconds as UTC `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian; no clock read).
+pub fn utc_datetime(ms: u64) -> String {
+    let secs = ms / 1_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+/// Unix milliseconds as UTC `HH:MM:SSZ`.
+pub fn utc_time(ms: u64) -> String {
+    let rem = ms / 1_000 % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_rounded_for_people() {
+        assert_eq!(human_number(3.0), "3");
+        assert_eq!(human_number(0.247_123_9), "0.247");
+        assert_eq!(human_number(0.25), "0.25");
+        assert_eq!(human_number(2.5e-5), "2.5e-5");
+        assert_eq!(human_number(0.000_123_456), "1.23e-4");
+        assert_eq!(human_number(1_234.567), "1235");
+        assert_eq!(human_number(12.345_6), "12.3");
+        assert_eq!(human_number(-0.012_34), "-0.0123");
+        assert_eq!(human_number(f64::INFINITY), "∞");
+        assert_eq!(human_number(1.5e7), "15000000");
+        assert_eq!(human_number(1.234_5e7 + 0.5), "1.23e7");
+        assert_eq!(human_percent(0.052_31), "5.23 %");
+    }
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(human_duration(850), "850 ms");
+        assert_eq!(human_duration(12_540), "12.5 s");
+        assert_eq!(human_duration(200_000), "3 min 20 s");
+        assert_eq!(human_duration(1_200_000), "20 min");
+        assert_eq!(human_duration(7_500_000), "2 h 5 min");
+        assert_eq!(utc_datetime(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_datetime(1_795_309_786_000), "2026-11-22T01:09:46Z");
+        assert_eq!(utc_time(1_795_309_786_999), "01:09:46Z");
+        assert_eq!(utc_datetime(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+}
