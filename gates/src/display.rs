@@ -36,6 +36,27 @@ fn trim_zeros(text: &str) -> String {
     }
 }
 
+/// A byte count for people: `512 B`, `4 MiB`, `1.5 GiB` (binary units, 3 significant digits).
+pub fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{} {}", human_number(value), UNITS[unit])
+}
+
+/// A value of a gauge for people: bytes for `*_bytes` gauges, else a number.
+pub fn human_gauge(gauge: &str, value: f64) -> String {
+    if gauge.ends_with("_bytes") {
+        human_bytes(value)
+    } else {
+        human_number(value)
+    }
+}
+
 /// A percentage for people, 3 significant digits: `0.0523` → `5.23 %`.
 pub fn human_percent(fraction: f64) -> String {
     format!("{} %", human_number(fraction * 100.0))
@@ -120,6 +141,10 @@ mod tests {
         assert_eq!(human_number(1.5e7), "15000000");
         assert_eq!(human_number(1.234_5e7 + 0.5), "1.23e7");
         assert_eq!(human_percent(0.052_31), "5.23 %");
+        assert_eq!(human_bytes(4_194_304.0), "4 MiB");
+        assert_eq!(human_bytes(1_610_612_736.0), "1.5 GiB");
+        assert_eq!(human_bytes(-3_145_728.0), "-3 MiB");
+        assert_eq!(human_gauge("process_open_fds", 8.0), "8");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use soak_gates::Verdict;
-use soak_gates::model::{Sample, WindowRecord};
+use soak_gates::model::{NodeEvent, Sample, WindowRecord};
 
 use crate::error::{Error, Result};
 use crate::format::{self, CURRENT, FormatVersion};
@@ -31,6 +31,7 @@ pub struct ProofWriter {
     dir: PathBuf,
     meta: RunMeta,
     events: File,
+    node_events: Option<File>,
     samples: BTreeMap<String, File>,
     windows: BTreeSet<u32>,
 }
@@ -60,6 +61,7 @@ impl ProofWriter {
             dir,
             meta,
             events,
+            node_events: None,
             samples: BTreeMap::new(),
             windows: BTreeSet::new(),
         };
@@ -89,6 +91,23 @@ impl ProofWriter {
     pub fn append_event(&mut self, event: &serde_json::Value) -> Result<()> {
         let path = self.dir.join(format::EVENTS);
         append_line(&mut self.events, &path, event)
+    }
+
+    /// Appends one node event (a process that exited, a host that stopped answering) as a line
+    /// of `node_events.jsonl` (created on first use).
+    pub fn append_node_event(&mut self, event: &NodeEvent) -> Result<()> {
+        let path = self.dir.join(format::NODE_EVENTS);
+        if self.node_events.is_none() {
+            self.node_events = Some(open_append(&path)?);
+        }
+        match self.node_events.as_mut() {
+            Some(file) => append_line(file, &path, event),
+            // Opened just above.
+            None => Err(Error::invalid(
+                "failed to append a node event",
+                "node events file lost",
+            )),
+        }
     }
 
     /// Appends one sample of `node` as a line of `samples/<node>.jsonl`.
@@ -139,6 +158,10 @@ impl ProofWriter {
         self.events
             .sync_all()
             .map_err(|e| Error::io("sync", &self.dir.join(format::EVENTS), e))?;
+        if let Some(file) = &self.node_events {
+            file.sync_all()
+                .map_err(|e| Error::io("sync", &self.dir.join(format::NODE_EVENTS), e))?;
+        }
         for (node, file) in &self.samples {
             file.sync_all()
                 .map_err(|e| Error::io("sync samples of", Path::new(node), e))?;

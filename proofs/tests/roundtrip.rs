@@ -38,11 +38,15 @@ fn meta(obs: &Observations) -> RunMeta {
         nodes: obs.run.nodes.clone(),
         config: serde_json::json!({
             "nodes": 3,
+            "windows": obs.run.planned_windows,
+            "interval_ms": obs.run.window_ms,
             "admin_token": "s3cr3t",
             "ssh": {"user": "soak", "private_key_path": "/home/soak/.ssh/id", "port": 22},
             "hosts": [{"name": "a", "password": "hunter2"}]
         }),
         coverage: None,
+        errors: Vec::new(),
+        errors_omitted: 0,
     }
 }
 

@@ -139,33 +139,50 @@ impl PhaseA {
             }
         }
 
+        // What the user saw: delivered only when the sender was told `acked` **and** the
+        // receiver's inbox holds the message exactly once. A message that arrived while its
+        // sender saw a timeout, busy or an error is a failed pair, and says so.
         let mut outcomes: Vec<PairOutcome> = sent
             .into_iter()
             .map(|pair| {
-                let (delivered, error) = match counts_by_receiver.get(&pair.to) {
-                    Some(Ok(counts)) => match counts.get(&pair.request_id).copied().unwrap_or(0) {
-                        1 => (true, pair.error),
-                        0 if pair.acked => (
-                            false,
-                            Some("acked but not found in the receiver's inbox".to_owned()),
-                        ),
-                        0 => (false, pair.error),
-                        n => (
-                            false,
-                            Some(format!("delivered {n} times to the receiver's inbox")),
-                        ),
-                    },
-                    Some(Err(err)) => (
-                        false,
-                        Some(format!("receipt not confirmed: inbox unreadable: {err}")),
+                let copies = match counts_by_receiver.get(&pair.to) {
+                    Some(Ok(counts)) => Ok(counts.get(&pair.request_id).copied().unwrap_or(0)),
+                    Some(Err(err)) => {
+                        Err(format!("receipt not confirmed: inbox unreadable: {err}"))
+                    }
+                    None => Err("receipt not confirmed".to_owned()),
+                };
+                let (inbox_copies, error) = match (&copies, pair.acked) {
+                    (Ok(1), true) => (Some(1), pair.error),
+                    (Ok(0), true) => (
+                        Some(0),
+                        Some("acked but not found in the receiver's inbox".to_owned()),
                     ),
-                    None => (false, Some("receipt not confirmed".to_owned())),
+                    (Ok(n), true) => (
+                        Some(*n),
+                        Some(format!("delivered {n} times to the receiver's inbox")),
+                    ),
+                    (Ok(0), false) => (Some(0), pair.error),
+                    (Ok(n), false) => (
+                        Some(*n),
+                        Some(format!(
+                            "the sender saw `{}` but {n} {} arrived in the receiver's inbox{}",
+                            pair.outcome,
+                            if *n == 1 { "copy" } else { "copies" },
+                            pair.error
+                                .as_deref()
+                                .map(|e| format!(" ({e})"))
+                                .unwrap_or_default()
+                        )),
+                    ),
+                    (Err(err), _) => (None, Some(err.clone())),
                 };
                 PairOutcome {
                     from: nodes[pair.from].name().to_owned(),
                     to: nodes[pair.to].name().to_owned(),
+                    delivered: pair.acked && inbox_copies == Some(1),
                     outcome: pair.outcome,
-                    delivered,
+                    inbox_copies,
                     latency_us: pair.latency_us,
                     attempts: pair.attempts,
                     error,

@@ -206,8 +206,12 @@ pub(super) fn adaptive(
     let threshold = window_threshold(policy, strict);
     let mut worst = Outcome::Go;
     let mut anomalies = 0;
+    let mut blamed: BTreeSet<String> = BTreeSet::new();
     for (w, step) in steps.into_iter().enumerate() {
         worst = worst.worst(step.outcome);
+        if step.outcome != Outcome::Go {
+            blamed.extend(step.nodes.iter().cloned());
+        }
         anomalies += usize::from(step.detail.anomalous == Some(true));
         let value = match (step.detail.window_events, step.detail.window_exposure) {
             (Some(k), Some(n)) if n > 0 => Some(k as f64 / n as f64),
@@ -239,9 +243,9 @@ pub(super) fn adaptive(
         (Some(max), _) => (
             worst,
             format!(
-                "baseline from {} windows (fewer than {}): every judged window held to ≤ {max} \
-                 {} per node",
-                baseline_windows.len(),
+                "baseline from {} (fewer than {}): every judged window held to ≤ {max} {} per \
+                 node",
+                plural(baseline_windows.len(), "window"),
                 policy.min_baseline_windows,
                 policy.events
             ),
@@ -290,7 +294,11 @@ pub(super) fn adaptive(
             fmt_num(policy.max_baseline_rate)
         ),
         window: None,
-        nodes: Vec::new(),
+        nodes: if verdict == Outcome::Go {
+            Vec::new()
+        } else {
+            blamed.into_iter().collect()
+        },
         baseline: Some(base),
         exemptions: Vec::new(),
         reason,

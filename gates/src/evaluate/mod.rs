@@ -158,6 +158,15 @@ pub(super) fn fmt_num(v: f64) -> String {
     human_number(v)
 }
 
+/// `1 window`, `3 windows`.
+pub(super) fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub(super) fn list(items: &[String], limit: usize) -> String {
     let mut text = items
         .iter()

@@ -10,6 +10,7 @@
 //! UNKNOWN.
 
 use super::*;
+use crate::display::human_gauge;
 use crate::profile::ResourceBar;
 
 /// Most points per node fed to Theil–Sen (quadratic in the points); longer series are thinned
@@ -154,28 +155,29 @@ fn epochs(
 }
 
 fn describe(bar: &ResourceBar, t: &Trend) -> String {
+    let g = |v: f64| signed(&bar.gauge, v);
     match bar.max_growth_per_hour {
         Some(_) if t.level > 0.0 => format!(
             "{}/h ({} per hour, {} over {})",
             human_percent(t.slope_per_hour / t.level),
-            signed(t.slope_per_hour),
-            signed(t.rise),
+            g(t.slope_per_hour),
+            g(t.rise),
             human_duration(t.span_ms)
         ),
         _ => format!(
             "{} per hour ({} over {})",
-            signed(t.slope_per_hour),
-            signed(t.rise),
+            g(t.slope_per_hour),
+            g(t.rise),
             human_duration(t.span_ms)
         ),
     }
 }
 
-fn signed(v: f64) -> String {
+fn signed(gauge: &str, v: f64) -> String {
     if v > 0.0 {
-        format!("+{}", fmt_num(v))
+        format!("+{}", human_gauge(gauge, v))
     } else {
-        fmt_num(v)
+        human_gauge(gauge, v)
     }
 }
 
@@ -236,12 +238,12 @@ fn judge_resource(
         limits.push(format!("<= {}/h", human_percent(max)));
     }
     if let Some(max) = bar.max_rise_per_hour {
-        limits.push(format!("<= {} per hour", fmt_num(max)));
+        limits.push(format!("<= {} per hour", human_gauge(&bar.gauge, max)));
     }
     let threshold = format!(
         "{} once the rise beats noise (max of {} and {}σ); judged span >= {}",
         limits.join(" and "),
-        fmt_num(bar.noise_floor),
+        human_gauge(&bar.gauge, bar.noise_floor),
         fmt_num(bar.noise_sigmas),
         human_duration(bar.min_span_ms)
     );
@@ -302,7 +304,7 @@ fn judge_resource(
             leaking.push(format!(
                 "{node} {} beyond noise {}",
                 describe(bar, &t),
-                fmt_num(t.noise)
+                human_gauge(&bar.gauge, t.noise)
             ));
             leak_nodes.push(node.clone());
             verdict = Outcome::NoGo;
@@ -324,7 +326,7 @@ fn judge_resource(
                 if relative {
                     format!("{}/h", human_percent(*v))
                 } else {
-                    format!("{} per hour", signed(*v))
+                    format!("{} per hour", signed(&bar.gauge, *v))
                 }
             ),
             None => "no node to judge".into(),

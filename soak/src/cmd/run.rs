@@ -417,6 +417,8 @@ pub async fn execute(args: RunArgs) -> CliResult {
         nodes: Vec::new(),
         config: serde_json::to_value(&plan).unwrap_or(serde_json::Value::Null),
         coverage: None,
+        errors: Vec::new(),
+        errors_omitted: 0,
     };
     let writer = ProofWriter::create(&proof_dir, meta).map_err(|err| match err.kind {
         // The directory could not be written (permissions, disk): infrastructure.
@@ -491,7 +493,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
             dispatch.emit(&RunEvent::Error {
                 message: err.message.clone(),
             });
-            let observations = empty_observations(&run_id, plan.sample_interval_ms, &[]);
+            let observations = empty_observations(&run_id, &plan, &[]);
             let _ = finish(
                 &mut dispatch,
                 status,
@@ -632,16 +634,21 @@ fn coverage_event(reached: usize, message: Option<String>, missing: Vec<MissingH
     }
 }
 
-fn empty_observations(run_id: &str, sample_interval_ms: u64, nodes: &[NodeRef]) -> Observations {
+/// The observations of a run that never reached its windows: the plan (as in `config.json`)
+/// says what was expected, so the stored verdict and a re-score agree.
+fn empty_observations(run_id: &str, plan: &RunPlan, nodes: &[NodeRef]) -> Observations {
     Observations {
         run: RunInfo {
             run_id: run_id.to_owned(),
-            sample_interval_ms,
+            sample_interval_ms: plan.sample_interval_ms,
             nodes: nodes.to_vec(),
             inventory_hosts: None,
+            planned_windows: Some(plan.windows),
+            window_ms: Some(plan.interval_ms),
         },
         samples: nodes.iter().map(|n| (n.name.clone(), Vec::new())).collect(),
         windows: Vec::new(),
+        node_events: Vec::new(),
     }
 }
 

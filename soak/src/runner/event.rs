@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use soak_gates::Verdict;
-use soak_gates::model::{FanoutResult, NodeRef, Sample, ScenarioRecord, WindowRecord};
+use soak_gates::model::{FanoutResult, NodeEvent, NodeRef, Sample, ScenarioRecord, WindowRecord};
 
 use soak_proofs::{FleetCoverage, MissingHost};
 
@@ -156,6 +156,13 @@ pub enum RunEvent {
         /// The record (stored in the proof and judged).
         record: WindowRecord,
     },
+    /// Something happened to a node itself (its process exited, its host stopped answering),
+    /// seen by the fleet supervisor. Written to the proof's `node_events.jsonl` and pushed to
+    /// `Observations::node_events`, so the verdict can group the failures it causes.
+    // Emitted by the fleet supervisor (the runner side of issue 13 item 6); the proof reporter
+    // and the progress lines already handle it.
+    #[allow(dead_code)]
+    NodeEvent(NodeEvent),
     /// Something went wrong that did not stop the run.
     Error {
         /// What.

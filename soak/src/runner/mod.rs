@@ -216,12 +216,15 @@ pub async fn run<A: NodeApi + 'static>(
                 .unwrap_or(u64::MAX),
             nodes: node_refs.clone(),
             inventory_hosts: config.inventory_hosts,
+            planned_windows: Some(config.windows),
+            window_ms: Some(u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX)),
         },
         samples: node_refs
             .iter()
             .map(|n| (n.name.clone(), Vec::new()))
             .collect::<BTreeMap<_, _>>(),
         windows: Vec::new(),
+        node_events: Vec::new(),
     };
     out.emit(&RunEvent::RunStarted {
         run_id: config.run_id.clone(),

@@ -164,6 +164,11 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
             lines
         }
         RunEvent::WindowEnded { record } => vec![format!("window {} ended", record.index)],
+        RunEvent::NodeEvent(event) => vec![format!(
+            "{} at {}",
+            event.describe(),
+            soak_gates::display::utc_time(event.at_ms)
+        )],
         RunEvent::Error { message } => vec![format!("error: {message}")],
         RunEvent::Signal { signal, .. } => vec![format!(
             "{signal}: stopping — final samples, proof, then every node"
