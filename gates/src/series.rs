@@ -211,6 +211,18 @@ impl<'a> NodeSeries<'a> {
         (!beaten).then(|| (self.missing[i], self.missing_errors[i]))
     }
 
+    /// When the window `(start, end]` has no good sample at or before its start (no `pre`) and
+    /// the sampler tried and failed before the first good sample inside it, what happened
+    /// between the start and that sample is unobserved: returns that sample's time. (A node
+    /// first sampled inside the window without a failed attempt before is not unobserved.)
+    pub fn opening_unobserved(&self, start: u64, end: u64) -> Option<u64> {
+        if self.last_good_at_or_before(start).is_some() {
+            return None;
+        }
+        let first = self.first_good_at_or_after(start.saturating_add(1))?;
+        (first <= end && self.missing.first().is_some_and(|&t| t < first)).then_some(first)
+    }
+
     /// Time of the last good sample at or before `at`.
     pub fn last_good_at_or_before(&self, at: u64) -> Option<u64> {
         let after = self.points.partition_point(|p| p.at <= at);

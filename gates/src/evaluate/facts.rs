@@ -52,6 +52,9 @@ pub(super) struct Facts<'a> {
     pub(super) partial: Vec<bool>,
     /// [node][window] closing evidence.
     pub(super) closing: Vec<Vec<Closing>>,
+    /// [node][window] the window's opening is unobserved (no earlier good sample, and failed
+    /// attempts before the first good one inside).
+    pub(super) opening: Vec<Vec<bool>>,
     /// [window] failed sampling attempts, folded, sorted by time then node.
     pub(super) failures: Vec<Vec<SamplingFailure>>,
     pub(super) nodes: Vec<String>,
@@ -121,6 +124,7 @@ impl<'a> Facts<'a> {
             window_tolerance: window_tolerance.clone(),
             partial,
             closing: Vec::new(),
+            opening: Vec::new(),
             failures: vec![Vec::new(); spans.len()],
             nodes: Vec::new(),
             deltas: counters.iter().map(|c| (c.clone(), Vec::new())).collect(),
@@ -141,8 +145,18 @@ impl<'a> Facts<'a> {
             let mut coverage = Vec::with_capacity(spans.len());
             let mut missing = Vec::with_capacity(spans.len());
             let mut closing = Vec::with_capacity(spans.len());
+            let mut opening = Vec::with_capacity(spans.len());
             for (w, &(start, end)) in spans.iter().enumerate() {
                 let mut gaps = crate::series::gaps(&times, start, end, window_tolerance[w]);
+                // The sampler failed before this node's first good sample: the window's
+                // opening is unobserved, however short the span.
+                let unobserved = series.opening_unobserved(start, end);
+                if let Some(first) = unobserved
+                    && !gaps.iter().any(|&(from, _)| from <= start)
+                {
+                    gaps.insert(0, (start, first));
+                }
+                opening.push(unobserved.is_some());
                 let close = if series.closing_evidence(start, end) {
                     Closing::Evidence
                 } else {
@@ -240,9 +254,10 @@ impl<'a> Facts<'a> {
                     .enumerate()
                     .map(|(w, &(s, e))| {
                         let mut delta = cs.window_delta(s, e, window_tolerance[w]);
-                        // Without closing evidence the window's end is unobserved: what was
-                        // definitely seen still counts, nothing bounds the rest.
-                        if closing[w] != Closing::Evidence {
+                        // Without closing (or opening) evidence part of the window is
+                        // unobserved: what was definitely seen still counts, nothing bounds
+                        // the rest.
+                        if closing[w] != Closing::Evidence || opening[w] {
                             delta.hi = None;
                         }
                         delta
@@ -286,6 +301,7 @@ impl<'a> Facts<'a> {
                 }
             }
             facts.closing.push(closing);
+            facts.opening.push(opening);
         }
         facts.nodes = nodes;
         for failures in &mut facts.failures {
