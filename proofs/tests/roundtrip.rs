@@ -285,6 +285,7 @@ fn rendered_outputs_snapshot() {
     );
     insta::assert_snapshot!("summary_csv", redact(&render::summary_csv(&verdict)));
     insta::assert_snapshot!("timeline_csv", redact(&render::timeline_csv(&verdict)));
+    insta::assert_snapshot!("phase_a_csv", render::phase_a_csv(&verdict));
     insta::assert_json_snapshot!("verdict_json", verdict, {
         ".run_id" => "[run-id]",
         ".windows[].start_ms" => "[ms]",
@@ -294,4 +295,130 @@ fn rendered_outputs_snapshot() {
         ".gaps[].from_ms" => "[ms]",
         ".gaps[].to_ms" => "[ms]",
     });
+}
+
+/// Node events (a process that exited, a host lost) are stored in `node_events.jsonl` and read
+/// back, so `soak score` reproduces the causes the run's verdict grouped its failures under.
+#[test]
+fn node_events_round_trip_and_rescoring_reproduces_the_causes() {
+    use soak_gates::model::{NodeEvent, NodeEventKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let mut obs = eventful();
+    let (_, e1) = span(&obs, 1);
+    drop_samples(&mut obs, "node-1", e1 - 15_000, u64::MAX);
+    obs.node_events.push(NodeEvent {
+        node: "node-1".into(),
+        at_ms: e1 - 15_000,
+        kind: NodeEventKind::Exited {
+            pid: Some(4242),
+            code: None,
+            signal: Some(9),
+            signal_name: Some("SIGKILL".into()),
+        },
+    });
+    let profile = Profile::builtin("broad-launch").unwrap();
+    let verdict = evaluate(&obs, &profile);
+    let cause = verdict
+        .causes
+        .iter()
+        .find(|c| c.kind == "node_exited")
+        .unwrap();
+    assert!(cause.explains > 0, "{cause:#?}");
+    let mut writer = ProofWriter::create(&dir, meta(&obs)).unwrap();
+    for (node, samples) in &obs.samples {
+        for sample in samples {
+            writer.append_sample(node, sample).unwrap();
+        }
+    }
+    for event in &obs.node_events {
+        writer.append_node_event(event).unwrap();
+    }
+    for window in &obs.windows {
+        writer.write_window(window).unwrap();
+    }
+    writer.finish(RunStatus::Complete, &verdict).unwrap();
+    let proof = read(&dir).unwrap();
+    assert_eq!(proof.observations.node_events, obs.node_events);
+    assert_eq!(proof.observations, obs);
+    assert_eq!(evaluate(&proof.observations, &profile), verdict);
+    assert!(verify(&dir).is_ok());
+    let summary = fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("**node-1 (pid 4242) exited on signal 9 (SIGKILL) at"),
+        "{summary}"
+    );
+    let line = fs::read_to_string(dir.join("node_events.jsonl")).unwrap();
+    assert!(line.contains("\"kind\":\"exited\""), "{line}");
+}
+
+/// A proof is untrusted input: a link is never followed and a file over the bound for its kind
+/// is refused before anything is read (sparse files: nothing is allocated here).
+#[test]
+fn oversized_and_linked_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    write_proof(&dir, &eventful());
+    let samples = dir.join("samples/node-0.jsonl");
+    let original = fs::read(&samples).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&samples)
+        .unwrap()
+        .set_len(soak_proofs::format::MAX_JSONL_BYTES + 1)
+        .unwrap();
+    let err = read(&dir).err().unwrap();
+    let text = format!("{err}: {}", err.kind);
+    assert!(
+        matches!(err.kind, soak_proofs::ErrorKind::Refused(_)),
+        "{text}"
+    );
+    assert!(text.contains("more than the"), "{text}");
+    fs::write(&samples, &original).unwrap();
+    let verdict = dir.join("verdict.json");
+    fs::File::options()
+        .write(true)
+        .open(&verdict)
+        .unwrap()
+        .set_len(soak_proofs::format::MAX_JSON_BYTES + 1)
+        .unwrap();
+    let err = read(&dir).err().unwrap();
+    assert!(
+        matches!(err.kind, soak_proofs::ErrorKind::Refused(_)),
+        "{err}"
+    );
+    fs::remove_file(&verdict).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &verdict).unwrap();
+    let err = read(&dir).err().unwrap();
+    assert!(
+        err.kind.to_string().contains("symbolic link"),
+        "{}",
+        err.kind
+    );
+    let report = verify(&dir);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("verdict.json is a symbolic link")),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn errors_of_a_failed_run_are_kept_and_said_in_the_summary() {
+    let obs = eventful();
+    let mut m = meta(&obs);
+    m.record_error("the fleet did not come up: node-3 exited during start-up (exit status: 1)");
+    for i in 0..25 {
+        m.record_error(&format!("worker {i} failed"));
+    }
+    assert_eq!(m.errors.len(), soak_proofs::RunMeta::MAX_ERRORS);
+    assert_eq!(m.errors_omitted, 6);
+    let verdict = evaluate(&obs, &Profile::builtin("broad-launch").unwrap());
+    let md = render::summary_md(&m, RunStatus::Failed, &verdict);
+    assert!(md.contains("## Errors during the run"), "{md}");
+    assert!(md.contains("- the fleet did not come up: node-3 exited during start-up"));
+    assert!(md.contains("- and 6 more"));
+    assert!(md.contains("**Why NO-GO:**"), "{md}");
 }

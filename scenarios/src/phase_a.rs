@@ -361,11 +361,41 @@ mod tests {
             .await;
         let into_1: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-1").collect();
         assert_eq!(into_1.len(), 2);
-        assert!(into_1.iter().all(|p| !p.delivered && p.outcome == "acked"));
+        assert!(
+            into_1
+                .iter()
+                .all(|p| !p.delivered && p.outcome == "acked" && p.inbox_copies == Some(0))
+        );
         assert!(
             into_1
                 .iter()
                 .all(|p| p.error.as_deref().unwrap_or("").contains("not found"))
+        );
+    }
+
+    /// The user's view: the sender was told the DM timed out, so a copy that arrived anyway
+    /// does not make the pair delivered ("29 acked, 30 received" is not a full matrix).
+    #[tokio::test]
+    async fn timeout_whose_message_arrived_is_a_failed_pair() {
+        let mesh = FakeMesh::new(3);
+        mesh.set_fault(2, Fault::AckLost);
+        let result = PhaseA::new()
+            .run(&mesh.nodes(), PhaseAConfig::default())
+            .await;
+        let into_2: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-2").collect();
+        assert_eq!(into_2.len(), 2);
+        for pair in &into_2 {
+            assert_eq!(pair.outcome, "timeout");
+            assert_eq!(pair.inbox_copies, Some(1), "{pair:?}");
+            assert!(!pair.delivered && !pair.is_delivered());
+            let error = pair.error.as_deref().unwrap_or("");
+            assert!(error.contains("but 1 copy arrived"), "{error}");
+        }
+        let others: Vec<_> = result.pairs.iter().filter(|p| p.to != "node-2").collect();
+        assert!(
+            others
+                .iter()
+                .all(|p| p.delivered && p.inbox_copies == Some(1))
         );
     }
 
@@ -377,7 +407,11 @@ mod tests {
             .run(&mesh.nodes(), PhaseAConfig::default())
             .await;
         let into_0: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-0").collect();
-        assert!(into_0.iter().all(|p| !p.delivered));
+        assert!(
+            into_0
+                .iter()
+                .all(|p| !p.delivered && p.inbox_copies == Some(2))
+        );
         assert!(
             into_0
                 .iter()
