@@ -85,42 +85,41 @@ pub fn human_duration(ms: u64) -> String {
     }
 }
 
-/// Unix milliseconds as UTC `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian; no clock read).
-pub fn utc_datetime(ms: u64) -> String {
-    let secs = ms / 1_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
+/// Civil date and time of a unix-millisecond instant, UTC: `(y, m, d, hh, mm, ss)`
+/// (proleptic Gregorian, Howard Hinnant's days-to-civil algorithm; no clock read).
+pub fn utc_parts(unix_ms: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = (unix_ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
     )
+}
+
+/// Unix milliseconds as UTC `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc_datetime(unix_ms: u64) -> String {
+    let (y, mo, d, h, mi, s) = utc_parts(unix_ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 /// Unix milliseconds as UTC `HH:MM:SSZ`.
-pub fn utc_time(ms: u64) -> String {
-    let rem = ms / 1_000 % 86_400;
-    format!(
-        "{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+pub fn utc_time(unix_ms: u64) -> String {
+    let (_, _, _, h, mi, s) = utc_parts(unix_ms);
+    format!("{h:02}:{mi:02}:{s:02}Z")
 }
 
 #[cfg(test)]

@@ -253,18 +253,14 @@ impl<'a> NodeSeries<'a> {
         self.points.get(from).is_some_and(|p| p.at < b)
     }
 
-    /// Good samples of a gauge as `(time, instance, value)`, for trend estimates per process
-    /// epoch (the instance is an index, equal within one process).
-    pub fn gauge_points(&self, gauge: &str) -> Vec<(u64, u32, f64)> {
+    /// Good samples of a gauge column (see [`NodeSeries::columns`]) as `(time, instance,
+    /// value)`, for trend estimates per process epoch (the instance is an index, equal within
+    /// one process); non-finite values are not evidence.
+    pub fn points_of(&self, column: &[Option<f64>]) -> Vec<(u64, u32, f64)> {
         self.points
             .iter()
-            .filter_map(|p| {
-                p.data
-                    .gauges
-                    .get(gauge)
-                    .filter(|v| v.is_finite())
-                    .map(|v| (p.at, p.instance, *v))
-            })
+            .zip(column)
+            .filter_map(|(p, v)| v.filter(|v| v.is_finite()).map(|v| (p.at, p.instance, v)))
             .collect()
     }
 

@@ -422,3 +422,36 @@ fn errors_of_a_failed_run_are_kept_and_said_in_the_summary() {
     assert!(md.contains("- and 6 more"));
     assert!(md.contains("**Why NO-GO:**"), "{md}");
 }
+
+/// `soak score` reads the stored `verdict.json` to compare: one written before verdict
+/// version 2 (no Phase A counts, causes, sampling failures, …) must still read.
+#[test]
+fn a_version_1_verdict_still_reads() {
+    let v1 = serde_json::json!({
+        "verdict": "GO", "gate": "broad-launch", "verdict_version": 1, "run_id": "r", "nodes": 2,
+        "windows": [{
+            "index": 0, "start_ms": 1, "end_ms": 2, "warmup": false, "verdict": "GO",
+            "phase_a": {"pairs": 2, "delivered": 2, "failed": 0, "missing": 0, "exempted": 0,
+                        "p50_us": 10, "p99_us": 12},
+            "scenarios": [{"name": "baseline", "status": "COMPLETED"}],
+            "bars": [{"bar": "phase_a", "title": "t", "verdict": "GO", "statistic": "s",
+                      "value": 2.0, "threshold": "== 2", "window": 0, "nodes": [],
+                      "baseline": null, "exemptions": [], "reason": "all 2 pairs delivered"}]
+        }],
+        "soak_bars": [{"bar": "dispatcher_timeout_rate", "title": "t", "verdict": "GO",
+                       "statistic": "s", "value": 0.0, "threshold": "x", "window": null,
+                       "nodes": [], "exemptions": [], "reason": "r",
+                       "baseline": {"windows": [0], "events": 0, "exposure": 10, "rate": 0.0,
+                                    "floor_rate": 0.0005, "effective_rate": 0.0005,
+                                    "window_events": null, "window_exposure": null,
+                                    "expected": null, "p_value": null, "anomalous": null,
+                                    "degradation": []}}],
+        "restarts": [], "gaps": [], "integrity_errors": []
+    });
+    let verdict: soak_gates::Verdict = serde_json::from_value(v1).unwrap();
+    assert_eq!(verdict.verdict_version, 1);
+    let pa = verdict.windows[0].phase_a.as_ref().unwrap();
+    assert_eq!((pa.sent, pa.acked, pa.received), (0, 0, 0));
+    assert!(verdict.causes.is_empty() && verdict.phase_a.is_none());
+    assert!(!verdict.soak_bars[0].not_applicable);
+}

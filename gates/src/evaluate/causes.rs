@@ -63,10 +63,12 @@ fn candidates(facts: &Facts<'_>) -> Vec<Candidate> {
             });
         }
     }
-    let series: HashMap<&str, NodeSeries<'_>> = facts
+    let series: HashMap<&str, &NodeSeries<'_>> = facts
         .nodes
         .iter()
-        .filter_map(|n| obs.samples.get(n).map(|s| (n.as_str(), NodeSeries::new(s))))
+        .zip(&facts.series)
+        .filter(|(n, _)| obs.samples.contains_key(n.as_str()))
+        .map(|(n, s)| (n.as_str(), s))
         .collect();
     let mut event_spans: Vec<(&str, u64, Option<u64>)> = Vec::new();
     for event in &obs.node_events {

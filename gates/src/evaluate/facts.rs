@@ -2,6 +2,7 @@
 //! gauge maxima and last values, gaps, restarts and integrity errors.
 
 use super::*;
+use crate::model::Sample;
 
 /// A value derived from each sample: a gauge, or a ratio of two gauges.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,6 +29,9 @@ pub(super) struct ValueFact {
     pub(super) last: Option<f64>,
     pub(super) gapped: bool,
 }
+
+/// One good sample of a gauge: `(time ms, interned instance, value)`.
+pub(super) type GaugePoint = (u64, u32, f64);
 
 /// Whether a node has closing evidence for a window (see `NodeSeries::closing_evidence`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +61,10 @@ pub(super) struct Facts<'a> {
     pub(super) opening: Vec<Vec<bool>>,
     /// [window] failed sampling attempts, folded, sorted by time then node.
     pub(super) failures: Vec<Vec<SamplingFailure>>,
+    /// [node] the node's series (kept for the soak-level passes: resources, causes).
+    pub(super) series: Vec<NodeSeries<'a>>,
+    /// resource gauge → [node] its good samples as `(time, instance, value)`.
+    pub(super) gauge_points: BTreeMap<String, Vec<Vec<GaugePoint>>>,
     pub(super) nodes: Vec<String>,
     /// counter → [node][window]
     pub(super) deltas: BTreeMap<String, Vec<Vec<Delta>>>,
@@ -96,12 +104,16 @@ impl<'a> Facts<'a> {
         let (counters, values) = needed_metrics(profile);
         // Sorted (BTreeSet order) and unique, as `NodeSeries::columns` wants.
         let counter_names: Vec<&str> = counters.iter().map(String::as_str).collect();
+        // The resource bars' gauges are read in the same single pass over every sample.
+        let resource_gauges: BTreeSet<&str> =
+            profile.resources.iter().map(|r| r.gauge.as_str()).collect();
         let gauge_names: Vec<&str> = values
             .iter()
             .flat_map(|key| match key {
                 ValueKey::Gauge(g) => vec![g.as_str()],
                 ValueKey::Ratio(n, d) => vec![n.as_str(), d.as_str()],
             })
+            .chain(resource_gauges.iter().copied())
             .collect::<BTreeSet<&str>>()
             .into_iter()
             .collect();
@@ -110,12 +122,14 @@ impl<'a> Facts<'a> {
             .iter()
             .map(|&(s, e)| tolerance_ms.min(e.saturating_sub(s)))
             .collect();
+        // Shorter than half the planned length, with 1 % of the plan as slack: a window after
+        // an overrunning workload is scheduled at half the interval, give or take clock jitter.
         let partial = spans
             .iter()
             .map(|&(s, e)| {
-                obs.run
-                    .window_ms
-                    .is_some_and(|planned| e.saturating_sub(s).saturating_mul(2) < planned)
+                obs.run.window_ms.is_some_and(|planned| {
+                    e.saturating_sub(s).saturating_mul(2) + planned / 100 < planned
+                })
             })
             .collect();
         let mut facts = Facts {
@@ -126,6 +140,11 @@ impl<'a> Facts<'a> {
             closing: Vec::new(),
             opening: Vec::new(),
             failures: vec![Vec::new(); spans.len()],
+            series: Vec::new(),
+            gauge_points: resource_gauges
+                .iter()
+                .map(|g| (g.to_string(), Vec::new()))
+                .collect(),
             nodes: Vec::new(),
             deltas: counters.iter().map(|c| (c.clone(), Vec::new())).collect(),
             values: values.iter().map(|v| (v.clone(), Vec::new())).collect(),
@@ -135,10 +154,10 @@ impl<'a> Facts<'a> {
             gaps: Vec::new(),
             integrity: Vec::new(),
         };
-        let empty = Vec::new();
+        const NO_SAMPLES: &[Sample] = &[];
         let mut integrity_seen = BTreeSet::new();
         for name in &nodes {
-            let samples = obs.samples.get(name).unwrap_or(&empty);
+            let samples = obs.samples.get(name).map_or(NO_SAMPLES, Vec::as_slice);
             let series = NodeSeries::new(samples);
             let times = series.good_times();
             let columns = series.columns(&counter_names, &gauge_names);
@@ -300,8 +319,16 @@ impl<'a> Facts<'a> {
                     v.push(per_window);
                 }
             }
+            for (gauge, per_node) in facts.gauge_points.iter_mut() {
+                let column = gauge_names
+                    .binary_search(&gauge.as_str())
+                    .ok()
+                    .and_then(|i| columns.gauges.get(i));
+                per_node.push(column.map_or_else(Vec::new, |c| series.points_of(c)));
+            }
             facts.closing.push(closing);
             facts.opening.push(opening);
+            facts.series.push(series);
         }
         facts.nodes = nodes;
         for failures in &mut facts.failures {

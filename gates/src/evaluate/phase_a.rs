@@ -244,7 +244,9 @@ pub(super) fn phase_a_soak(facts: &Facts<'_>, profile: &Profile) -> Option<Phase
         .map(|b| b.id.as_str())
         .unwrap_or("phase_a");
     let names = fleet_names(&facts.obs.run.nodes);
-    let mut tallies: BTreeMap<(&str, &str), PairTally> = BTreeMap::new();
+    let n = names.len();
+    // One slot per ordered pair (from-major, so the sorted names give `(from, to)` order).
+    let mut tallies: Vec<Option<PairTally>> = vec![None; n * n];
     let mut soak = PhaseASoak {
         matrices: 0,
         pairs: 0,
@@ -263,12 +265,12 @@ pub(super) fn phase_a_soak(facts: &Facts<'_>, profile: &Profile) -> Option<Phase
         soak.matrices += 1;
         let exempt = exemptions_for(record, bar).1;
         let recorded = recorded(pa);
-        for from in &names {
-            for to in &names {
-                if from == to || exempt.contains(*from) || exempt.contains(*to) {
+        for (i, from) in names.iter().enumerate() {
+            for (j, to) in names.iter().enumerate() {
+                if i == j || exempt.contains(*from) || exempt.contains(*to) {
                     continue;
                 }
-                let tally = tallies.entry((from, to)).or_insert_with(|| PairTally {
+                let tally = tallies[i * n + j].get_or_insert_with(|| PairTally {
                     from: from.to_string(),
                     to: to.to_string(),
                     required: 0,
@@ -306,7 +308,9 @@ pub(super) fn phase_a_soak(facts: &Facts<'_>, profile: &Profile) -> Option<Phase
         return None;
     }
     soak.common_node = common_node(failing.iter().copied());
-    soak.per_pair = tallies.into_values().collect();
+    soak.per_pair = tallies.into_iter().flatten().collect();
+    soak.per_pair
+        .sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
     Some(soak)
 }
 

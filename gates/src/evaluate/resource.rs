@@ -34,16 +34,21 @@ pub(super) struct Trend {
     pub(super) noise: f64,
 }
 
+/// The median, by selection (linear time; the slice is reordered).
 fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
-    values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[mid]
+    let odd = values.len() % 2 == 1;
+    let (below, upper, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
+    let upper = *upper;
+    Some(if odd {
+        upper
     } else {
-        (values[mid - 1] + values[mid]) / 2.0
+        // The largest of the lower half is the other middle value.
+        let lower = below.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lower + upper) / 2.0
     })
 }
 
@@ -117,30 +122,35 @@ pub(super) fn trend(epochs: &[Vec<(u64, f64)>], noise_floor: f64, sigmas: f64) -
 
 /// The judged span: every judged window `(start, end]`, and its total length.
 fn judged_spans(facts: &Facts<'_>) -> (Vec<(u64, u64)>, u64) {
-    let spans: Vec<(u64, u64)> = (0..facts.obs.windows.len())
+    let mut spans: Vec<(u64, u64)> = (0..facts.obs.windows.len())
         .filter(|&w| facts.judged(w))
         .map(|w| (facts.obs.windows[w].start_ms, facts.obs.windows[w].end_ms))
         .collect();
+    spans.sort_unstable();
     let total = spans.iter().map(|(s, e)| e.saturating_sub(*s)).sum();
     (spans, total)
 }
 
-/// A gauge's samples of one node inside the judged spans, grouped by process epoch (a new
+/// A gauge's samples of node `n` inside the judged spans, grouped by process epoch (a new
 /// epoch at every instance change, in time order).
-fn epochs(
-    facts: &Facts<'_>,
-    node: &str,
-    gauge: &str,
-    spans: &[(u64, u64)],
-) -> Vec<Vec<(u64, f64)>> {
-    let empty = Vec::new();
-    let samples = facts.obs.samples.get(node).unwrap_or(&empty);
-    let series = NodeSeries::new(samples);
+fn epochs(facts: &Facts<'_>, n: usize, gauge: &str, spans: &[(u64, u64)]) -> Vec<Vec<(u64, f64)>> {
     let mut out: Vec<Vec<(u64, f64)>> = Vec::new();
     let mut current: Option<u32> = None;
-    for (at, instance, value) in series.gauge_points(gauge) {
-        // Closed spans: the sample at a judged window's start belongs to the trend.
-        if !spans.iter().any(|&(s, e)| at >= s && at <= e) {
+    let points = facts
+        .gauge_points
+        .get(gauge)
+        .and_then(|per_node| per_node.get(n))
+        .map_or(&[][..], Vec::as_slice);
+    for &(at, instance, value) in points {
+        // Closed spans (sorted by start): the sample at a judged window's start belongs to the
+        // trend.
+        let i = spans.partition_point(|&(s, _)| s <= at);
+        let inside = spans[..i]
+            .iter()
+            .rev()
+            .take(2)
+            .any(|&(s, e)| at >= s && at <= e);
+        if !inside {
             continue;
         }
         if current != Some(instance) || out.is_empty() {
@@ -276,8 +286,8 @@ fn judge_resource(
     let (mut leaking, mut unknown, mut worst): (Vec<String>, Vec<String>, Option<(f64, String)>) =
         (Vec::new(), Vec::new(), None);
     let (mut blamed, mut leak_nodes) = (BTreeSet::new(), Vec::new());
-    for node in &facts.nodes {
-        let epochs = epochs(facts, node, &bar.gauge, spans);
+    for (n, node) in facts.nodes.iter().enumerate() {
+        let epochs = epochs(facts, n, &bar.gauge, spans);
         let trend = trend(&epochs, bar.noise_floor, bar.noise_sigmas);
         // The sampling grid may put the first and last samples a little inside the span.
         let needed = bar.min_span_ms.saturating_sub(facts.tolerance_ms);
