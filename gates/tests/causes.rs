@@ -141,6 +141,28 @@ fn a_fault_window_groups_the_failures_on_its_targets() {
 }
 
 #[test]
+fn a_nemesis_fault_names_its_kind() {
+    let mut obs = FleetBuilder::new(4, 3).build();
+    obs.windows[1]
+        .scenarios
+        .push(testkit::fault("partition_pair", "partition", &["node-1"]));
+    set_pair(&mut obs, 1, "node-0", "node-1", "timeout", Some(0));
+    set_pair(&mut obs, 1, "node-1", "node-2", "timeout", Some(0));
+    let v = evaluate(&obs, &broad());
+    let cause = v.causes.iter().find(|c| c.kind == "fault").unwrap();
+    assert_eq!(
+        cause.headline,
+        "fault `partition_pair` (partition) on node-1 in window 1"
+    );
+    let phase_a = v.windows[1]
+        .bars
+        .iter()
+        .find(|b| b.bar == "phase_a")
+        .unwrap();
+    assert_eq!(phase_a.cause.as_deref(), Some(cause.id.as_str()));
+}
+
+#[test]
 fn a_cause_never_hides_an_independent_failure() {
     let mut obs = killed();
     let (s3, _) = span(&obs, 3);

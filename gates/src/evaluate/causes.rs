@@ -33,12 +33,18 @@ fn candidates(facts: &Facts<'_>) -> Vec<Candidate> {
     let mut out = Vec::new();
     for record in &obs.windows {
         for s in &record.scenarios {
+            let is_fault = s.fault.is_some() || !WORKLOADS.contains(&s.name.as_str());
             if s.targets.is_empty()
-                || WORKLOADS.contains(&s.name.as_str())
+                || !is_fault
                 || matches!(s.status, ScenarioStatus::Skipped { .. })
             {
                 continue;
             }
+            let kind = s
+                .fault
+                .as_ref()
+                .map(|f| format!(" ({})", f.kind))
+                .unwrap_or_default();
             let status = match &s.status {
                 ScenarioStatus::Failed { error } => format!(", FAILED: {error}"),
                 _ => String::new(),
@@ -49,7 +55,7 @@ fn candidates(facts: &Facts<'_>) -> Vec<Candidate> {
                     id: format!("fault:{}:{}", record.index, s.name),
                     kind: "fault".into(),
                     headline: format!(
-                        "fault `{}` on {} in window {}{status}",
+                        "fault `{}`{kind} on {} in window {}{status}",
                         s.name,
                         list(&s.targets, 6),
                         record.index

@@ -25,6 +25,7 @@ fn rank(pair: &PairOutcome) -> u8 {
 /// Why a pair that is not delivered failed, in words.
 pub(super) fn failure_text(pair: &PairOutcome) -> String {
     let why = match (pair.acked(), pair.copies()) {
+        (true, Some(1)) => "acked and in the inbox once, but recorded as not delivered".to_string(),
         (true, None) => "acked, receipt unconfirmed (inbox unreadable)".to_string(),
         (true, Some(0)) => "acked, not in the receiver's inbox".to_string(),
         (true, Some(n)) => format!("acked, {n} copies in the receiver's inbox"),
@@ -81,10 +82,13 @@ fn recorded(pa: &PhaseAResult) -> HashMap<(&str, &str), &PairOutcome> {
 
 /// Phase A summary plus the failed pairs (for reasons) and the nodes to blame: the node
 /// common to every failing pair when there is one, else every node a failing pair involves.
+/// Pairs in `expected_to_fail` (a fault cuts them on purpose) are not required: they count as
+/// exempted, and those that did fail as `expected_failures`.
 pub(super) fn phase_a_summary(
     nodes: &[crate::model::NodeRef],
     pa: &PhaseAResult,
     exempt: &BTreeSet<String>,
+    expected_to_fail: &BTreeSet<(String, String)>,
 ) -> PhaseAFull {
     let recorded = recorded(pa);
     let names = fleet_names(nodes);
@@ -97,6 +101,7 @@ pub(super) fn phase_a_summary(
         failed: 0,
         missing: 0,
         exempted: 0,
+        expected_failures: 0,
         p50_us: None,
         p99_us: None,
         common_node: None,
@@ -111,6 +116,19 @@ pub(super) fn phase_a_summary(
             }
             if exempt.contains(*from) || exempt.contains(*to) {
                 summary.exempted += 1;
+                continue;
+            }
+            // A pair a fault cuts on purpose is shown as expected to fail, not required.
+            if !expected_to_fail.is_empty()
+                && expected_to_fail.contains(&(from.to_string(), to.to_string()))
+            {
+                summary.exempted += 1;
+                if !recorded
+                    .get(&(*from, *to))
+                    .is_some_and(|p| p.is_delivered())
+                {
+                    summary.expected_failures += 1;
+                }
                 continue;
             }
             summary.pairs += 1;
@@ -159,6 +177,7 @@ pub(super) fn judge_phase_a(
     record: &WindowRecord,
     scenario: &str,
     exempt: &BTreeSet<String>,
+    expected_to_fail: &BTreeSet<(String, String)>,
     computed: Option<&PhaseAFull>,
 ) -> Option<Judged> {
     let statistic =
@@ -184,7 +203,7 @@ pub(super) fn judge_phase_a(
     };
     let (summary, failures, blamed) = match computed {
         Some(full) => full.clone(),
-        None => phase_a_summary(&facts.obs.run.nodes, pa, exempt),
+        None => phase_a_summary(&facts.obs.run.nodes, pa, exempt, expected_to_fail),
     };
     let threshold = format!("== {}", summary.pairs);
     let counts = format!(
@@ -264,10 +283,15 @@ pub(super) fn phase_a_soak(facts: &Facts<'_>, profile: &Profile) -> Option<Phase
         };
         soak.matrices += 1;
         let exempt = exemptions_for(record, bar).1;
+        let cut = exempt_pairs(record, bar);
         let recorded = recorded(pa);
         for (i, from) in names.iter().enumerate() {
             for (j, to) in names.iter().enumerate() {
-                if i == j || exempt.contains(*from) || exempt.contains(*to) {
+                if i == j
+                    || exempt.contains(*from)
+                    || exempt.contains(*to)
+                    || (!cut.is_empty() && cut.contains(&(from.to_string(), to.to_string())))
+                {
                     continue;
                 }
                 let tally = tallies[i * n + j].get_or_insert_with(|| PairTally {
