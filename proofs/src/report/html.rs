@@ -374,7 +374,7 @@ fn phase_a(h: &mut String, input: &ReportInput<'_>, data: &ReportData) {
             }
             let cell = cells.entry((p.from.as_str(), p.to.as_str())).or_default();
             cell.attempted += 1;
-            match (p.delivered, p.latency_us) {
+            match (p.is_delivered(), p.latency_us) {
                 (true, Some(us)) => cell.latencies.push(us),
                 (true, None) => {}
                 (false, _) => cell.failed += 1,
