@@ -537,6 +537,21 @@ fn junit_round_trips_and_maps_unknown_to_failure_and_skipped_to_skipped() {
             .iter()
             .any(|p| p.name.as_str() == "seed" && p.value.as_str() == "42")
     );
+    // A bar that could not apply (the leak bars on a 3-minute run) is skipped with its
+    // reason: never passed, and no failure the soak verdict leaves out.
+    let rss = verdict
+        .soak_bars
+        .iter()
+        .find(|b| b.bar == "rss_growth")
+        .expect("rss_growth bar");
+    assert!(rss.not_applicable, "{rss:?}");
+    match case(parsed.test_suites.len() - 1, "rss_growth") {
+        TestCaseStatus::Skipped { ty, message, .. } => {
+            assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("NOT-APPLICABLE"));
+            assert!(message.unwrap().as_str().contains("not applicable"));
+        }
+        other => panic!("rss_growth: {other:?}"),
+    }
     assert!(parsed.failures > 0);
 }
 
