@@ -292,10 +292,32 @@ fn score_and_verify_never_follow_links_or_open_fifos() {
     let samples = dir.join("samples/node-1.jsonl");
     fs::remove_file(&samples).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &samples).unwrap();
-    let out = run(soak().arg("score").arg(&dir));
-    assert_eq!(code(&out), 64, "{}", stdout(&out));
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(err.contains("symbolic link"), "{err}");
+    // `soak report` and `soak export` stream the same samples: refused alike.
+    let readers_refuse = |dir: &Path, why: &str| {
+        let page = dir.parent().unwrap().join("page.html");
+        for args in [
+            vec!["score".into(), dir.as_os_str().to_owned()],
+            vec![
+                "report".into(),
+                dir.as_os_str().to_owned(),
+                "--out".into(),
+                page.as_os_str().to_owned(),
+            ],
+            vec![
+                "export".into(),
+                dir.as_os_str().to_owned(),
+                "--format".into(),
+                "csv".into(),
+            ],
+        ] {
+            let out = run(soak().args(&args));
+            assert_eq!(code(&out), 64, "{args:?}: {}", stdout(&out));
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(err.contains(why), "{args:?}: {err}");
+        }
+        assert!(!page.exists(), "no page from a refused proof");
+    };
+    readers_refuse(&dir, "symbolic link");
     let out = run(soak().arg("verify").arg(&dir));
     assert_eq!(code(&out), 1);
     assert!(stdout(&out).contains("symbolic link"), "{}", stdout(&out));
@@ -303,17 +325,32 @@ fn score_and_verify_never_follow_links_or_open_fifos() {
     fs::remove_file(&samples).unwrap();
     nix::unistd::mkfifo(&samples, nix::sys::stat::Mode::S_IRWXU).unwrap();
     let started = std::time::Instant::now();
-    let out = run(soak().arg("score").arg(&dir));
-    assert_eq!(code(&out), 64, "{}", stdout(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("FIFO"));
+    readers_refuse(&dir, "FIFO");
     let out = run(soak().arg("verify").arg(&dir));
     assert_eq!(code(&out), 1);
     assert!(stdout(&out).contains("FIFO"), "{}", stdout(&out));
     // Both return at once (a hang would never return; this bound is generous).
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 
-    // A window directory linked to one outside the proof is refused too.
+    // So is a fault journal linked out of the proof (score and report read it).
     fs::remove_file(&samples).unwrap();
+    fs::write(&samples, "").unwrap();
+    fs::create_dir_all(dir.join("faults")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("faults/journal.jsonl")).unwrap();
+    for args in [vec!["score"], vec!["report", "--out", "/dev/null"]] {
+        let mut cmd = soak();
+        cmd.arg(args[0]).arg(&dir).args(&args[1..]);
+        let out = run(&mut cmd);
+        assert_eq!(code(&out), 64, "{args:?}: {}", stdout(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fs::remove_file(dir.join("faults/journal.jsonl")).unwrap();
+
+    // A window directory linked to one outside the proof is refused too.
     let outside = tmp.path().join("outside");
     fs::rename(dir.join("windows/001"), &outside).unwrap();
     std::os::unix::fs::symlink(&outside, dir.join("windows/001")).unwrap();
