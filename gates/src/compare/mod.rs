@@ -488,7 +488,8 @@ fn verdict_metrics(base: &Verdict, candidate: &Verdict) -> Vec<MetricResult> {
     let mut counts: BTreeMap<String, (Counts, Counts)> = BTreeMap::new();
     for (side, verdict) in [(0, base), (1, candidate)] {
         for window in verdict.windows.iter().filter(|w| !w.warmup) {
-            for bar in &window.bars {
+            // A bar that could not apply (too short a run) says nothing to compare.
+            for bar in window.bars.iter().filter(|b| !b.not_applicable) {
                 let id = format!("verdict.{}", bar.bar);
                 if !counts.contains_key(&id) {
                     order.push((id.clone(), bar.title.clone()));
@@ -501,7 +502,7 @@ fn verdict_metrics(base: &Verdict, candidate: &Verdict) -> Vec<MetricResult> {
                 }
             }
         }
-        for bar in &verdict.soak_bars {
+        for bar in verdict.soak_bars.iter().filter(|b| !b.not_applicable) {
             let id = format!("soak.{}", bar.bar);
             if !counts.contains_key(&id) {
                 order.push((id.clone(), format!("{} (soak level)", bar.title)));

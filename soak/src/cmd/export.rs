@@ -24,14 +24,19 @@ pub enum ExportFormat {
 
 /// Arguments of `soak export`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak export proofs/<run-id> --format openmetrics --out run.om   # then: promtool tsdb create-blocks-from openmetrics run.om
+  soak export proofs/<run-id> --format csv | duckdb -c \"select * from read_csv('/dev/stdin') limit 5\"")]
 pub struct ExportArgs {
     /// Proof directory whose samples to export.
+    #[arg(value_name = "DIR")]
     pub proof_dir: PathBuf,
     /// Output format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Write here instead of stdout.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 }
 

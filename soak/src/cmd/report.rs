@@ -20,11 +20,16 @@ use crate::output::{errln, outln};
 
 /// Arguments of `soak report`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak report proofs/<run-id>                     # rewrite its report.html
+  soak report proofs/<run-id> --out /tmp/report.html")]
 pub struct ReportArgs {
     /// Proof directory to render.
+    #[arg(value_name = "DIR")]
     pub proof_dir: PathBuf,
-    /// Write the page here instead of `<PROOF_DIR>/report.html`.
-    #[arg(long, value_name = "FILE")]
+    /// Write the page here instead of `report.html` in the proof.
+    #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 }
 

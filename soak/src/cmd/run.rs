@@ -30,7 +30,7 @@ use crate::runner::event::{FleetNode, RunEvent, RunStatus, now_ms};
 use crate::runner::proof::{ProofOutcome, ProofReporter};
 use crate::runner::reporter::{Dispatch, JsonLines, Progress};
 use crate::runner::signals::Signals;
-use crate::runner::{NodeDown, RunnerConfig, table};
+use crate::runner::{RunnerConfig, table};
 
 /// Format of the machine-readable event stream on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -55,7 +55,9 @@ Examples:
   soak run                                          # 6 local nodes, 2 minutes, broad-launch
   soak run --nodes 3 --duration 30s --interval 10s --scenarios baseline
   soak run -i fleet.toml --duration 4h --interval 5m --limit 'eu:!eu-3'
-  soak run --gate-file my-gate.toml --events jsonl > events.jsonl")]
+  soak run --gate-file my-gate.toml --events jsonl > events.jsonl
+  soak run --duration 6m --scenarios baseline,fanout_burst,high_rtt_peer,partition_halves,restart_storm --allow-restart
+  soak run --scenario-file my-faults.toml --fault-lease 30s")]
 pub struct RunArgs {
     /// Inventory of an SSH fleet (native TOML, Ansible INI/YAML or a pssh host file). Without
     /// it, `soak run` spawns a local mesh of `soak-node` processes on loopback.
@@ -565,6 +567,8 @@ pub async fn execute(args: RunArgs) -> CliResult {
         coverage: None,
         command: Some(std::env::args().collect()),
         seed: Some(plan.seed),
+        errors: Vec::new(),
+        errors_omitted: 0,
     };
     // Kept for the end summary (the command line and seed); the writer owns the original.
     let summary_meta = meta.clone();
@@ -649,7 +653,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
             dispatch.emit(&RunEvent::Error {
                 message: err.message.clone(),
             });
-            let observations = empty_observations(&run_id, plan.sample_interval_ms, &[]);
+            let observations = empty_observations(&run_id, &plan, &[]);
             let _ = finish(
                 &mut dispatch,
                 status,
@@ -799,7 +803,7 @@ fn runner_fleet(
     plan: &RunPlan,
 ) -> (
     Arc<dyn soak_scenarios::faults::control::NodeControl>,
-    Option<tokio::sync::mpsc::UnboundedReceiver<NodeDown>>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<soak_gates::model::NodeEvent>>,
     Capabilities,
 ) {
     let host_faults = "host faults (tc, iptables) need a host fleet (-i INVENTORY) with the host                        backends"
@@ -810,13 +814,7 @@ fn runner_fleet(
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(async move {
                 while let Some(exit) = exits.recv().await {
-                    let down = NodeDown {
-                        node: exit.node.clone(),
-                        pid: Some(exit.pid),
-                        cause: exit.describe(),
-                        at_ms: exit.at_ms,
-                    };
-                    if tx.send(down).is_err() {
+                    if tx.send(exit.event()).is_err() {
                         return;
                     }
                 }
@@ -860,17 +858,22 @@ fn coverage_event(reached: usize, message: Option<String>, missing: Vec<MissingH
     }
 }
 
-fn empty_observations(run_id: &str, sample_interval_ms: u64, nodes: &[NodeRef]) -> Observations {
+/// The observations of a run that never reached its windows: the plan (as in `config.json`)
+/// says what was expected, so the stored verdict and a re-score agree.
+fn empty_observations(run_id: &str, plan: &RunPlan, nodes: &[NodeRef]) -> Observations {
     Observations {
         run: RunInfo {
             run_id: run_id.to_owned(),
-            sample_interval_ms,
+            sample_interval_ms: plan.sample_interval_ms,
             nodes: nodes.to_vec(),
             inventory_hosts: None,
+            planned_windows: Some(plan.windows),
+            window_ms: Some(plan.interval_ms),
         },
         samples: nodes.iter().map(|n| (n.name.clone(), Vec::new())).collect(),
         windows: Vec::new(),
         residue: Vec::new(),
+        node_events: Vec::new(),
     }
 }
 

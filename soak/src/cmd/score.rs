@@ -2,10 +2,13 @@
 //!
 //! Step one validates what the user typed (gate name or gate file, touching no proof); step two
 //! reads the proof, evaluates, prints the verdict tables and the end summary, and optionally
-//! writes the re-scored verdict and every rendered file (report and JUnit included) to `--out`. Exit code: the verdict (GO 0, NO-GO 1, UNKNOWN 2); bad
-//! input 64.
+//! writes the re-scored verdict and every rendered file (report and JUnit included) to `--out`.
+//! Exit code: the verdict (GO 0, NO-GO 1, UNKNOWN 2) — and never 0 for a proof whose run did
+//! not complete; bad input 64 (including a proof file that is a link, a FIFO or a device, or
+//! over the size bound, and an `--out` that is the proof itself, inside it, or a non-empty
+//! directory).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use soak_gates::{Outcome, Profile, Verdict, evaluate};
@@ -15,7 +18,7 @@ use soak_proofs::summary::{EndSummary, Totals};
 use soak_proofs::{Proof, render};
 
 use crate::exit::{CliError, CliResult, Exit};
-use crate::output::{out, outln};
+use crate::output::{errln, out, outln};
 use crate::runner::table;
 
 /// Arguments of `soak score`.
@@ -39,7 +42,8 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "PATH")]
     pub gate_file: Option<PathBuf>,
     /// Write the re-scored verdict.json, summary.md, summary.csv, windows.csv, timeline.csv,
-    /// junit.xml and report.html here.
+    /// phase_a.csv, junit.xml and report.html here: a new or empty directory outside the proof
+    /// (the proof is never modified).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the verdict as JSON instead of tables.
@@ -63,6 +67,9 @@ pub async fn execute(args: ScoreArgs) -> CliResult {
         }
         (None, None) => None,
     };
+    if let Some(out) = &args.out {
+        check_out_dir(out, &args.proof_dir)?;
+    }
     // Step two: the proof.
     let proof = soak_proofs::read(&args.proof_dir)
         .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
@@ -71,7 +78,8 @@ pub async fn execute(args: ScoreArgs) -> CliResult {
         None => stored_gate(&proof)?,
     };
     let verdict = evaluate(&proof.observations, &profile);
-    let faults = FaultJournal::read(&proof.dir);
+    let faults = FaultJournal::read(&proof.dir)
+        .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
     let evidence = Evidence {
         meta: &proof.meta,
         status: proof.status(),
@@ -111,10 +119,81 @@ pub async fn execute(args: ScoreArgs) -> CliResult {
         }
     }
     Ok(match verdict.verdict {
+        // A run that did not complete never passes, whatever its windows say (the evaluator
+        // already makes missing planned windows UNKNOWN; this also holds for proofs without a
+        // recorded plan).
+        Outcome::Go if proof.status() != soak_proofs::RunStatus::Complete => {
+            errln!(
+                "soak: the run's status is `{}`: a GO on part of a run is not a GO (exit 2)",
+                proof.status().as_str()
+            );
+            Exit::Unknown
+        }
         Outcome::Go => Exit::Go,
         Outcome::NoGo => Exit::NoGo,
         Outcome::Unknown => Exit::Unknown,
     })
+}
+
+/// `--out` must be a new or empty directory that is neither the proof nor inside it.
+fn check_out_dir(out: &Path, proof_dir: &Path) -> Result<(), CliError> {
+    let shown = out.display();
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(CliError::usage(format!(
+                    "--out {shown} is not empty: refusing to write into it (give a new or empty \
+                     directory)"
+                )));
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(CliError::usage(format!(
+                "--out {shown} is not a usable directory: {err}"
+            )));
+        }
+    }
+    let proof = std::fs::canonicalize(proof_dir).map_err(|err| {
+        CliError::usage(format!("cannot read proof {}: {err}", proof_dir.display()))
+    })?;
+    if resolve(out).starts_with(&proof) {
+        return Err(CliError::usage(format!(
+            "--out {shown} is the proof itself or inside it: the proof is never modified (give a \
+             directory outside it)"
+        )));
+    }
+    Ok(())
+}
+
+/// `path` with its longest existing prefix canonicalized (links resolved) and the rest
+/// appended, so a directory that does not exist yet can still be located.
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut rest = Vec::new();
+    let mut prefix = absolute.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(prefix) {
+            let mut resolved = real;
+            for part in rest.iter().rev() {
+                resolved.push(part);
+            }
+            return resolved;
+        }
+        match (prefix.parent(), prefix.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                prefix = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 fn gate_error(err: soak_gates::Error) -> CliError {
@@ -150,10 +229,7 @@ fn print_tables(proof: &Proof, verdict: &Verdict, summary: &EndSummary) {
         outln!("note: {warning}");
     }
     outln!("{}", table::windows_table(verdict, &proof.observations));
-    match table::bars_table(verdict) {
-        Some(bars) => outln!("\n{bars}"),
-        None => outln!("\nevery bar holds"),
-    }
+    outln!("{}", table::why_block(verdict));
     out!("\n{}", summary.text());
     if let Some(coverage) = proof.meta.coverage.as_ref().filter(|c| c.is_partial()) {
         outln!(

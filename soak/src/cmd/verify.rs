@@ -1,6 +1,7 @@
 //! `soak verify`: check a proof directory against its manifest (sha256 of every file, format
 //! version, sealed status). Exit 0 when it verifies, 1 on any mismatch, 64 when the directory
-//! does not exist.
+//! does not exist or is no proof at all (neither `manifest.json` nor `run.json`). Links, FIFOs
+//! and devices in the tree are reported, never followed or opened.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,12 @@ pub async fn execute(args: VerifyArgs) -> CliResult {
         )));
     }
     let report = soak_proofs::verify(&args.proof_dir);
+    if report.not_a_proof {
+        return Err(CliError::usage(format!(
+            "{} is not a proof directory (neither manifest.json nor run.json is there)",
+            args.proof_dir.display()
+        )));
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|err| CliError::unavailable(format!("failed to print the report: {err}")))?;

@@ -66,17 +66,6 @@ fn clip(text: &str, max: usize) -> String {
     }
 }
 
-/// `10:51:02Z` of unix milliseconds.
-fn utc(at_ms: u64) -> String {
-    let secs = at_ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}Z",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    )
-}
-
 fn ms(us: Option<u64>) -> String {
     match us {
         Some(us) => format!("{:.1}ms", us as f64 / 1_000.0),
@@ -264,9 +253,11 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
                     .map(|r| format!("FAULT RESIDUE: {} {}: {}", r.node, r.object, r.detail)),
             )
             .collect(),
-        RunEvent::NodeDown { cause, at_ms, .. } => {
-            vec![format!("node down: {cause} at {}", utc(*at_ms))]
-        }
+        RunEvent::NodeEvent(event) => vec![format!(
+            "{} at {}",
+            event.describe(),
+            soak_gates::display::utc_time(event.at_ms)
+        )],
         RunEvent::Error { message } => vec![format!("error: {message}")],
         RunEvent::Signal { signal, .. } => vec![format!(
             "{signal}: stopping — final samples, proof, then every node"

@@ -169,6 +169,8 @@ pub fn write_proof(
         coverage: None,
         command: None,
         seed: None,
+        errors: Vec::new(),
+        errors_omitted: 0,
     };
     let mut writer = soak_proofs::ProofWriter::create(dir, meta).expect("create proof");
     for (node, samples) in &obs.samples {
