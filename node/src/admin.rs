@@ -133,6 +133,12 @@ async fn readyz(State(st): State<AppState>) -> Response {
             shared.established.load(Ordering::Relaxed) > 0,
         );
     }
+    if let Some(until) = shared.rejoin_hold_until {
+        checks.insert(
+            "test_rejoin_delay_elapsed".to_string(),
+            Instant::now() >= until,
+        );
+    }
     let ready = checks.values().all(|v| *v);
     let status = if ready {
         StatusCode::OK

@@ -77,6 +77,17 @@ pub struct TestHooks {
     /// Accept and list impairments but never apply them (a fault that does nothing).
     #[arg(long = "test-ignore-impairments", hide = true)]
     pub ignore_impairments: bool,
+    /// On a restart (the data dir already held an identity), stay out of the mesh for this
+    /// many milliseconds: no dials, inbound peer connections refused, `/readyz` 503 with the
+    /// check `test_rejoin_delay_elapsed` false. The admin API is up meanwhile.
+    #[arg(long = "test-rejoin-delay-ms", hide = true, value_name = "MS")]
+    pub rejoin_delay_ms: Option<u64>,
+    /// Retain this many bytes of (touched) heap per second, up to 512 MiB.
+    #[arg(long = "test-leak-bytes-per-sec", hide = true, value_name = "N")]
+    pub leak_bytes_per_sec: Option<u64>,
+    /// Open this many file descriptors (`/dev/null`) per second, up to half the fd limit.
+    #[arg(long = "test-leak-fds-per-sec", hide = true, value_name = "N")]
+    pub leak_fds_per_sec: Option<u64>,
 }
 
 macro_rules! tunables {
@@ -448,6 +459,29 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(&path, "exit_with_parent = 1\n").unwrap();
         assert!(Settings::resolve(&args(&["--config", path.to_str().unwrap()])).is_err());
+    }
+
+    #[test]
+    fn test_hooks_parse_and_stay_hidden_from_help() {
+        let a = args(&[
+            "--test-rejoin-delay-ms",
+            "1500",
+            "--test-leak-bytes-per-sec",
+            "1048576",
+            "--test-leak-fds-per-sec",
+            "10",
+        ]);
+        assert_eq!(a.test.rejoin_delay_ms, Some(1500));
+        assert_eq!(a.test.leak_bytes_per_sec, Some(1_048_576));
+        assert_eq!(a.test.leak_fds_per_sec, Some(10));
+        assert_eq!(args(&[]).test, TestHooks::default());
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let help = cmd
+            .find_subcommand_mut("run")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("--data-dir"), "{help}");
+        assert!(!help.contains("--test-"), "{help}");
     }
 
     #[test]

@@ -153,6 +153,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(build.clone()))?;
         build.with_label_values(&[version, git]).set(1.0);
+        // The standard `process_*` set (unprefixed, as every Prometheus client exports it).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Metrics {
             registry,
             counters,
@@ -244,6 +249,13 @@ mod tests {
             );
         }
         assert!(text.contains("soak_node_build_info{git=\"abc\",version=\"0.1.0\"} 1"));
+        #[cfg(target_os = "linux")]
+        for name in soak_api::gauges::PROCESS {
+            assert!(
+                text.contains(&format!("\n{name} ")),
+                "{name} missing:\n{text}"
+            );
+        }
         assert_eq!(m.counter(c::DM_SENT), 1);
     }
 }

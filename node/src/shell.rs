@@ -113,6 +113,9 @@ pub struct Shared {
     pub admin_listening: AtomicBool,
     /// Topics whose delivery path is stalled (`POST /v1/topics/{topic}/stall`).
     pub stalls: Stalls,
+    /// Test hook `--test-rejoin-delay-ms` on a restart: the node stays out of the mesh until
+    /// then (no dials, inbound peer connections refused, `/readyz` not ready).
+    pub rejoin_hold_until: Option<Instant>,
     invalid_datagrams: Arc<AtomicU64>,
     pump_max_depth: AtomicUsize,
     inbound_pending: AtomicUsize,
@@ -286,8 +289,17 @@ impl Node {
             source,
         })?;
         crate::identity::remove_node_info(&settings.data_dir);
+        let restart = settings
+            .data_dir
+            .join(crate::identity::IDENTITY_KEY_FILE)
+            .exists();
         let identity = Arc::new(Identity::load_or_create(&settings.data_dir)?);
-        Self::start_with_identity(settings, identity).await
+        let hold = settings
+            .test
+            .rejoin_delay_ms
+            .filter(|ms| restart && *ms > 0)
+            .map(Duration::from_millis);
+        Self::start_inner(settings, identity, hold).await
     }
 
     /// Start with a given identity (benchmarks use ephemeral ones).
@@ -295,7 +307,30 @@ impl Node {
         settings: Settings,
         identity: Arc<Identity>,
     ) -> Result<Node, StartError> {
+        Self::start_inner(settings, identity, None).await
+    }
+
+    async fn start_inner(
+        settings: Settings,
+        identity: Arc<Identity>,
+        rejoin_hold: Option<Duration>,
+    ) -> Result<Node, StartError> {
         let t = settings.tuning.clone();
+        let started = Instant::now();
+        let rejoin_hold_until = rejoin_hold.map(|d| started + d);
+        if let Some(d) = rejoin_hold {
+            warn!(
+                delay_ms = d.as_millis() as u64,
+                "TEST HOOK: restart with --test-rejoin-delay-ms; staying out of the mesh"
+            );
+        }
+        let (leak_bytes, leak_fds) = (
+            settings.test.leak_bytes_per_sec.unwrap_or(0),
+            settings.test.leak_fds_per_sec.unwrap_or(0),
+        );
+        if leak_bytes > 0 || leak_fds > 0 {
+            tokio::spawn(crate::testhooks::leak(leak_bytes, leak_fds));
+        }
         let impair = Arc::new(if settings.test.ignore_impairments {
             Impairments::ignoring()
         } else {
@@ -323,12 +358,13 @@ impl Node {
                 pid: std::process::id(),
                 started_at_ms: unix_ms(),
             },
-            started: Instant::now(),
+            started,
             quic_addr: bound.local,
             established: AtomicUsize::new(0),
             quic_listening: AtomicBool::new(true),
             admin_listening: AtomicBool::new(false),
             stalls: Stalls::default(),
+            rejoin_hold_until,
             invalid_datagrams: bound.invalid_datagrams,
             pump_max_depth: AtomicUsize::new(0),
             inbound_pending: AtomicUsize::new(0),
@@ -378,13 +414,16 @@ impl Node {
             .iter()
             .map(|b| (b.peer, b.addr))
             .collect();
-        let core = Core::new(
+        let mut core = Core::new(
             identity.peer_id,
             CoreConfig::from_tuning(&t),
             bootstrap,
             rand::random(),
             Instant::now(),
         );
+        if let Some(until) = rejoin_hold_until {
+            core.hold_until(until);
+        }
         let me = GossipPeer::new(identity.peer_id, Some(bound.local));
         let gossip = GossipState::new(me, gossip_config(&t), StdRng::from_os_rng());
         let actor = Actor {
@@ -738,6 +777,15 @@ async fn establish(
 
 async fn accept_loop(ctx: Arc<ConnCtx>) {
     while let Some(incoming) = ctx.endpoint.accept().await {
+        if ctx
+            .shared
+            .rejoin_hold_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            debug!(remote = %incoming.remote_address(), "refused: rejoin delay (test hook)");
+            incoming.refuse();
+            continue;
+        }
         if ctx.shared.inbound_pending.load(Ordering::Relaxed) >= MAX_INBOUND_HANDSHAKES {
             ctx.shared.metrics.inc(extra::HANDSHAKES_REFUSED);
             incoming.refuse();
@@ -1743,7 +1791,15 @@ impl Actor {
             taken_at_ms: unix_ms(),
             uptime_ms: shared.started.elapsed().as_millis() as u64,
             counters: m.counters(),
-            gauges: m.gauges(),
+            gauges: {
+                let mut gauges = m.gauges();
+                gauges.extend(
+                    crate::procstats::sample()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v)),
+                );
+                gauges
+            },
             peers,
             topics: snapshots
                 .iter()

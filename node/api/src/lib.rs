@@ -472,6 +472,37 @@ pub mod gauges {
     pub const SUPPRESSED_TOPIC_PEERS: &str = "suppressed_topic_peers";
     /// Known (topic, peer) pairs.
     pub const KNOWN_TOPIC_PEERS: &str = "known_topic_peers";
+
+    // Process gauges: read from `/proc/self` on Linux at every snapshot; a gauge that cannot
+    // be read is absent from [`crate::Diagnostics::gauges`], never reported as zero. The same
+    // figures are in `/metrics` under these names without the `soak_node_` prefix (the
+    // standard Prometheus process collector).
+
+    /// Resident set size, bytes.
+    pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+    /// Virtual memory size, bytes.
+    pub const PROCESS_VIRTUAL_MEMORY_BYTES: &str = "process_virtual_memory_bytes";
+    /// Open file descriptors.
+    pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+    /// Soft limit on open file descriptors.
+    pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+    /// OS threads of the process.
+    pub const PROCESS_THREADS: &str = "process_threads";
+    /// User + system CPU time consumed, seconds (monotonic within one process).
+    pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+    /// Process start, seconds since the unix epoch.
+    pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
+
+    /// Every process gauge, in a fixed order.
+    pub const PROCESS: [&str; 7] = [
+        PROCESS_RESIDENT_MEMORY_BYTES,
+        PROCESS_VIRTUAL_MEMORY_BYTES,
+        PROCESS_OPEN_FDS,
+        PROCESS_MAX_FDS,
+        PROCESS_THREADS,
+        PROCESS_CPU_SECONDS_TOTAL,
+        PROCESS_START_TIME_SECONDS,
+    ];
 }
 
 #[cfg(test)]

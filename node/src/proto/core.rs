@@ -354,6 +354,9 @@ pub struct Core {
     out: VecDeque<Output>,
     stats: BTreeMap<&'static str, u64>,
     next_nonce: u64,
+    /// Until then the node stays out of the mesh: no ticks' work, no dials.
+    hold_until: Option<Instant>,
+    held: bool,
 }
 
 impl Core {
@@ -388,9 +391,18 @@ impl Core {
             out: VecDeque::new(),
             stats: BTreeMap::new(),
             next_nonce: 1,
+            hold_until: None,
+            held: false,
         };
         core.timer(now, Timer::Tick);
         core
+    }
+
+    /// Stay out of the mesh until `at`: no dials and no maintenance before it (the test hook
+    /// `--test-rejoin-delay-ms`; the shell refuses inbound connections meanwhile).
+    pub fn hold_until(&mut self, at: Instant) {
+        self.hold_until = Some(at);
+        self.held = true;
     }
 
     /// This node's id.
@@ -915,7 +927,7 @@ impl Core {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        if p.conn.is_some() || p.dialing {
+        if p.conn.is_some() || p.dialing || self.held {
             return;
         }
         let Some(addr) = p.addr else { return };
@@ -931,6 +943,14 @@ impl Core {
     }
 
     fn tick(&mut self, now: Instant) {
+        if let Some(until) = self.hold_until {
+            if now < until {
+                self.timer(until.min(now + self.cfg.tick), Timer::Tick);
+                return;
+            }
+            self.hold_until = None;
+            self.held = false;
+        }
         self.timer(now + self.cfg.tick, Timer::Tick);
         self.dedupe.expire(now);
 
