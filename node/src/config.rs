@@ -194,6 +194,41 @@ tunables! {
     max_pending_dms: "SOAK_NODE_MAX_PENDING_DMS" = 10_000, 1, 1_000_000;
 }
 
+impl Tuning {
+    /// The membership/DM core's settings.
+    pub fn core_config(&self) -> soak_proto::core::CoreConfig {
+        let ms = Duration::from_millis;
+        soak_proto::core::CoreConfig {
+            tick: ms(self.tick_ms),
+            connect_timeout: ms(self.auth_timeout_ms),
+            active_view: self.active_view as usize,
+            passive_view: self.passive_view as usize,
+            shuffle_len: self.shuffle_len as usize,
+            on_demand_idle: ms(self.on_demand_idle_ms),
+            backoff_base: ms(self.backoff_base_ms),
+            backoff_max: ms(self.backoff_max_ms),
+            inbox_capacity: self.inbox_capacity as usize,
+            inbox_retention: ms(self.inbox_retention_ms),
+            dedupe_capacity: self.dedupe_capacity as usize,
+            dedupe_ttl: ms(self.dedupe_ttl_ms),
+            rate_per_sec: self.rate_limit_per_sec,
+            rate_burst: self.rate_limit_burst,
+            max_pending_dms: self.max_pending_dms as usize,
+        }
+    }
+
+    /// The gossip core's configuration: the protocol defaults, with the payload bound of the
+    /// node and list bounds small enough that every gossip message fits in one frame.
+    pub fn gossip_config(&self) -> soak_gossip::Config {
+        let mut cfg = soak_gossip::Config::default();
+        cfg.limits.max_payload = self.max_payload_bytes as usize;
+        cfg.limits.max_ihave_entries = 256;
+        cfg.limits.max_digest_entries = 64;
+        cfg.limits.max_digest_gaps = 32;
+        cfg
+    }
+}
+
 fn clamp(name: &str, value: u64, min: u64, max: u64, warnings: &mut Vec<String>) -> u64 {
     let clamped = value.clamp(min, max);
     if clamped != value {
@@ -384,6 +419,14 @@ mod tests {
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Run(a) => a,
         }
+    }
+
+    #[test]
+    fn default_tunables_are_the_protocol_cores_defaults() {
+        assert_eq!(
+            Tuning::default().core_config(),
+            soak_proto::core::CoreConfig::default()
+        );
     }
 
     #[test]

@@ -77,6 +77,8 @@ const COUNTERS: &[&str] = &[
     extra::GOSSIP_STALLED_FRAMES,
     extra::FRAMES_SENT,
     extra::API_UNAUTHORIZED,
+    soak_proto::engine::stats::GOSSIP_OVERSIZED,
+    soak_proto::engine::stats::GOSSIP_FEEDBACK_DROPPED,
 ];
 
 const GAUGES: &[&str] = &[

@@ -164,7 +164,11 @@ async fn metrics_parse_and_contain_every_diagnostics_counter() {
             prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
         let mut values: BTreeMap<String, f64> = BTreeMap::new();
         for s in &scrape.samples {
-            assert!(s.metric.starts_with("soak_node_"), "{}", s.metric);
+            assert!(
+                s.metric.starts_with("soak_node_") || s.metric.starts_with("process_"),
+                "{}",
+                s.metric
+            );
             let v = match s.value {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
@@ -183,7 +187,22 @@ async fn metrics_parse_and_contain_every_diagnostics_counter() {
             assert!(*got >= *v as f64, "{metric}: {got} < {v}");
         }
         for name in diag.gauges.keys() {
-            assert!(values.contains_key(&format!("soak_node_{name}")), "{name}");
+            // The process set keeps its standard, unprefixed names.
+            let metric = if name.starts_with("process_") {
+                name.clone()
+            } else {
+                format!("soak_node_{name}")
+            };
+            assert!(
+                values.contains_key(&metric),
+                "{metric} missing from /metrics"
+            );
+        }
+        for name in soak_api::gauges::PROCESS {
+            assert!(
+                diag.gauges.contains_key(name),
+                "{name} missing from diagnostics"
+            );
         }
         let build = scrape
             .samples

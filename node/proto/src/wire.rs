@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{PeerId, RequestId};
+use crate::{PeerId, RequestId};
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;

@@ -18,10 +18,9 @@ use sha2::{Digest, Sha256};
 use soak_api::counters as c;
 use soak_api::{Direction, DmOutcome, DmPath, PeerState};
 
-use super::inbox::{Dedupe, Inbox, InboxEntry, Seen, TokenBucket};
-use super::wire::{AckStatus, Frame, PeerAddr};
-use super::{PeerId, RequestId};
-use crate::config::Tuning;
+use crate::inbox::{Dedupe, Inbox, InboxEntry, Seen, TokenBucket};
+use crate::wire::{AckStatus, Frame, PeerAddr};
+use crate::{PeerId, RequestId};
 
 /// Shell-assigned id of one QUIC connection.
 pub type ConnId = u64;
@@ -35,8 +34,8 @@ const DEMOTE_AFTER_FAILURES: u32 = 4;
 /// Dial failures after which an unconnected peer is forgotten.
 const FORGET_AFTER_FAILURES: u32 = 8;
 
-/// Core settings (a subset of [`Tuning`], as durations).
-#[derive(Debug, Clone)]
+/// Core settings (the node's tunables, as durations; defaults match the node's defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreConfig {
     /// Maintenance tick.
     pub tick: Duration,
@@ -70,26 +69,25 @@ pub struct CoreConfig {
     pub max_pending_dms: usize,
 }
 
-impl CoreConfig {
-    /// From the resolved tunables.
-    pub fn from_tuning(t: &Tuning) -> CoreConfig {
+impl Default for CoreConfig {
+    fn default() -> Self {
         let ms = Duration::from_millis;
         CoreConfig {
-            tick: ms(t.tick_ms),
-            connect_timeout: ms(t.auth_timeout_ms),
-            active_view: t.active_view as usize,
-            passive_view: t.passive_view as usize,
-            shuffle_len: t.shuffle_len as usize,
-            on_demand_idle: ms(t.on_demand_idle_ms),
-            backoff_base: ms(t.backoff_base_ms),
-            backoff_max: ms(t.backoff_max_ms),
-            inbox_capacity: t.inbox_capacity as usize,
-            inbox_retention: ms(t.inbox_retention_ms),
-            dedupe_capacity: t.dedupe_capacity as usize,
-            dedupe_ttl: ms(t.dedupe_ttl_ms),
-            rate_per_sec: t.rate_limit_per_sec,
-            rate_burst: t.rate_limit_burst,
-            max_pending_dms: t.max_pending_dms as usize,
+            tick: ms(1_000),
+            connect_timeout: ms(5_000),
+            active_view: 8,
+            passive_view: 256,
+            shuffle_len: 64,
+            on_demand_idle: ms(60_000),
+            backoff_base: ms(250),
+            backoff_max: ms(30_000),
+            inbox_capacity: 10_000,
+            inbox_retention: ms(600_000),
+            dedupe_capacity: 100_000,
+            dedupe_ttl: ms(600_000),
+            rate_per_sec: 2_000,
+            rate_burst: 4_000,
+            max_pending_dms: 10_000,
         }
     }
 }
@@ -200,13 +198,6 @@ pub enum Output {
     },
     /// A DM operation finished.
     DmDone(DmDone),
-    /// A gossip frame arrived (routed to the pub/sub layer once it is plugged in).
-    Gossip {
-        /// Sender.
-        peer: PeerId,
-        /// Encoded gossip message.
-        bytes: Vec<u8>,
-    },
 }
 
 /// Where a gossip frame can be sent (see [`Core::gossip_route`]).
@@ -870,7 +861,8 @@ impl Core {
                     self.finish(op, outcome, error);
                 }
             }
-            Frame::Gossip(bytes) => self.out.push_back(Output::Gossip { peer, bytes }),
+            // Gossip is routed by the engine before it reaches this core.
+            Frame::Gossip(_) => {}
         }
     }
 
@@ -1306,7 +1298,7 @@ mod tests {
     const B: PeerId = PeerId([2; 32]);
 
     fn cfg() -> CoreConfig {
-        CoreConfig::from_tuning(&Tuning::default())
+        CoreConfig::default()
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -1393,7 +1385,6 @@ mod tests {
                             Output::DmDone(d) => self.done.push((me, d)),
                             Output::Dial { peer, addr } => self.dials.push((me, peer, addr)),
                             Output::Close { conn, .. } => self.closes.push((me, conn)),
-                            Output::Gossip { .. } => {}
                         }
                     }
                 }

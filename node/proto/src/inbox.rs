@@ -4,8 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::ring::{SeqRing, Sequenced};
-use super::{PeerId, RequestId};
+use crate::ring::{SeqRing, Sequenced};
+use crate::{PeerId, RequestId};
 
 /// One stored direct message.
 #[derive(Debug, Clone, PartialEq, Eq)]
