@@ -475,6 +475,42 @@ async fn topic_stall(
     )
 }
 
+async fn bans_list(State(st): State<AppState>) -> Response {
+    match st.node.bans().await {
+        Ok(b) => Json(b).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn bans_lift_all(State(st): State<AppState>) -> Response {
+    match st.node.lift_bans(None).await {
+        Ok(n) => Json(serde_json::json!({ "lifted": n })).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn bans_lift(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Ok(Path(raw)) = path else {
+        return bad_request(&st, "invalid ban path");
+    };
+    let subject = match raw.parse::<soak_proto::bans::Subject>() {
+        Ok(s) => s,
+        Err(e) => return bad_request(&st, e),
+    };
+    match st.node.lift_bans(Some(subject)).await {
+        Ok(0) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{subject} is not banned"),
+        ),
+        Ok(n) => Json(serde_json::json!({ "lifted": n })).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
@@ -507,6 +543,8 @@ pub fn router(node: Node, token: String) -> Router {
                 .delete(impairments_clear),
         )
         .route("/v1/impairments/{id}", delete(impairments_remove))
+        .route("/v1/bans", get(bans_list).delete(bans_lift_all))
+        .route("/v1/bans/{subject}", delete(bans_lift))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(st.clone(), auth));
     Router::new()

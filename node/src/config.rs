@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Admin HTTP listen address; port 0 picks a free port. Default 127.0.0.1:0.
     #[arg(long, env = "SOAK_NODE_ADMIN")]
     pub admin: Option<SocketAddr>,
+    /// QUIC address to advertise to peers (in hellos and peer exchange) when it differs from
+    /// `--listen`, e.g. a node listening on 0.0.0.0. Port 0 means the bound port.
+    #[arg(long, env = "SOAK_NODE_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
     /// Bootstrap peers, comma separated: `ADDR` or `PEER_ID@ADDR` (pinned).
     #[arg(long, env = "SOAK_NODE_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<String>,
@@ -192,6 +196,20 @@ tunables! {
     rate_limit_burst: "SOAK_NODE_RATE_LIMIT_BURST" = 4_000, 1, 1_000_000;
     /// DMs in flight (awaiting ACK) before new ones are shed with `load`.
     max_pending_dms: "SOAK_NODE_MAX_PENDING_DMS" = 10_000, 1, 1_000_000;
+    /// Most authenticated inbound connections; more are refused with ERR_LOAD (a preferred
+    /// peer evicts a non-preferred one instead).
+    max_inbound_peers: "SOAK_NODE_MAX_INBOUND_PEERS" = 256, 1, 100_000;
+    /// Most inbound handshakes in flight; more are refused before the handshake.
+    max_pending_inbound: "SOAK_NODE_MAX_PENDING_INBOUND" = 256, 1, 100_000;
+    /// Most outbound dials in flight; more wait for the next maintenance tick.
+    max_pending_outbound: "SOAK_NODE_MAX_PENDING_OUTBOUND" = 256, 1, 100_000;
+    /// Failures (bad frames, handshake failures, rate-limit violations, authentication
+    /// timeouts) within `ban_window_ms` that ban a peer or address.
+    ban_threshold: "SOAK_NODE_BAN_THRESHOLD" = 10, 1, 1_000_000;
+    /// The period failures are counted over, milliseconds.
+    ban_window_ms: "SOAK_NODE_BAN_WINDOW_MS" = 60_000, 100, 86_400_000;
+    /// How long a ban lasts, milliseconds.
+    ban_duration_ms: "SOAK_NODE_BAN_DURATION_MS" = 300_000, 100, 86_400_000;
 }
 
 impl Tuning {
@@ -214,6 +232,14 @@ impl Tuning {
             rate_per_sec: self.rate_limit_per_sec,
             rate_burst: self.rate_limit_burst,
             max_pending_dms: self.max_pending_dms as usize,
+            max_inbound_peers: self.max_inbound_peers as usize,
+            max_pending_inbound: self.max_pending_inbound as usize,
+            max_pending_outbound: self.max_pending_outbound as usize,
+            bans: soak_proto::bans::BanConfig {
+                threshold: self.ban_threshold.min(u64::from(u32::MAX)) as u32,
+                window: ms(self.ban_window_ms),
+                duration: ms(self.ban_duration_ms),
+            },
         }
     }
 
@@ -300,6 +326,7 @@ pub enum ConfigError {
 struct FileConfig {
     listen: Option<SocketAddr>,
     admin: Option<SocketAddr>,
+    advertise: Option<SocketAddr>,
     #[serde(default)]
     bootstrap: Vec<String>,
 }
@@ -313,6 +340,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Admin listen address.
     pub admin: SocketAddr,
+    /// QUIC address advertised to peers, when not the bound one.
+    pub advertise: Option<SocketAddr>,
     /// Bootstrap peers.
     pub bootstrap: Vec<Bootstrap>,
     /// Numeric tunables.
@@ -328,6 +357,7 @@ impl Settings {
             data_dir: data_dir.to_path_buf(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
             bootstrap: Vec::new(),
             tuning: Tuning::default(),
             test: TestHooks::default(),
@@ -374,6 +404,7 @@ impl Settings {
                 data_dir: args.data_dir.clone(),
                 listen: args.listen.or(file.listen).unwrap_or(default_addr),
                 admin: args.admin.or(file.admin).unwrap_or(default_addr),
+                advertise: args.advertise.or(file.advertise),
                 bootstrap,
                 tuning,
                 test: args.test.clone(),
@@ -399,7 +430,7 @@ fn read_file(path: &Path) -> Result<(FileConfig, Tunables), ConfigError> {
     };
     let mut table: toml::Table = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
     let mut top = toml::Table::new();
-    for key in ["listen", "admin", "bootstrap"] {
+    for key in ["listen", "admin", "advertise", "bootstrap"] {
         if let Some(v) = table.remove(key) {
             top.insert(key.to_string(), v);
         }

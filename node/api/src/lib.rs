@@ -120,6 +120,59 @@ pub struct Diagnostics {
     /// Active impairments (node-level fault injection), if any.
     #[serde(default)]
     pub impairments: Vec<Impairment>,
+    /// Bans in force (peers or addresses refused for repeated failures).
+    #[serde(default)]
+    pub bans: Vec<Ban>,
+    /// Latency histograms by name (e.g. [`histograms::DM_ACK_LATENCY`]), summarised.
+    #[serde(default)]
+    pub histograms: BTreeMap<String, HistogramSummary>,
+}
+
+/// One ban: a peer (or an address that never authenticated) that failed `failures` times
+/// within the ban window, refused until the ban ends. `GET /v1/bans`, `/v1/diagnostics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    /// Hex peer id, when the banned subject is an authenticated peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    /// The address refused early: the banned address itself, or where the banned peer was
+    /// last seen (`ip:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// The failure that tipped it: `bad_frame`, `handshake_failure`, `rate_limit` or
+    /// `auth_timeout`.
+    pub reason: String,
+    /// Failures within the window when it was banned.
+    pub failures: u32,
+    /// Milliseconds until the ban ends by itself.
+    pub remaining_ms: u64,
+}
+
+/// A latency histogram, summarised: the same observations `/metrics` exports as a Prometheus
+/// histogram. Quantiles are estimated from the buckets (linear interpolation within the
+/// bucket, as Prometheus' `histogram_quantile` does) and absent while nothing was observed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramSummary {
+    /// Observations (monotonic within one process instance).
+    pub count: u64,
+    /// Sum of the observations, seconds (monotonic).
+    pub sum_seconds: f64,
+    /// Median estimate, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_seconds: Option<f64>,
+    /// 99th percentile estimate, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_seconds: Option<f64>,
+}
+
+/// Well-known histogram names (keys of [`Diagnostics::histograms`]; exported in `/metrics` as
+/// `soak_node_<name>` with `_bucket`, `_sum` and `_count`).
+pub mod histograms {
+    /// Acknowledged DMs over a connection: from the API request to the ACK (dialing and a
+    /// retry included).
+    pub const DM_ACK_LATENCY: &str = "dm_ack_latency_seconds";
+    /// Gossip messages: from publication (the origin's clock) to first delivery here.
+    pub const GOSSIP_DELIVERY_LATENCY: &str = "gossip_delivery_latency_seconds";
 }
 
 /// Transport state of one known peer.

@@ -29,9 +29,11 @@ use soak_gossip::{
 };
 
 use crate::PeerId;
+use crate::bans::Ban;
 use crate::core::{self, CloseReason, ConnId, Core, CoreConfig, DmDone, GossipRoute};
 use crate::inbox::InboxEntry;
 use crate::pubsub::{self, GossipMessage, GossipPeer, MAX_TOPICS, PENDING_PER_PEER, Subscriber};
+use crate::transient::Slot;
 use crate::wire::{Frame, LEN_PREFIX};
 
 /// Every this often, topics whose active view is empty are re-joined through current contacts.
@@ -121,13 +123,27 @@ pub enum Output {
         /// [`Input::QueueFull`]).
         gossip: Option<GossipTag>,
     },
-    /// Dial an address, pinning `peer` when known.
+    /// Start reading an admitted connection (see [`core::Output::Start`]).
+    Start {
+        /// Connection.
+        conn: ConnId,
+    },
+    /// Dial an address, pinning `peer` when known, under a transient slot.
     Dial {
+        /// Transient slot (report the result with it).
+        slot: Slot,
         /// Expected peer id.
         peer: Option<PeerId>,
         /// Address.
         addr: SocketAddr,
     },
+    /// Abandon the handshake of a transient slot (authentication timeout).
+    Abort {
+        /// The slot.
+        slot: Slot,
+    },
+    /// A ban was imposed (for logs).
+    Banned(Ban),
     /// Close a connection.
     Close {
         /// Connection.
@@ -312,9 +328,20 @@ impl Engine {
                 bytes: frame.encode(),
                 gossip: None,
             },
-            core::Output::Dial { peer, addr } => Output::Dial { peer, addr },
+            core::Output::Dial { slot, peer, addr } => Output::Dial { slot, peer, addr },
+            core::Output::Start { conn } => Output::Start { conn },
+            core::Output::Abort { slot } => Output::Abort { slot },
             core::Output::Close { conn, reason } => Output::Close { conn, reason },
-            core::Output::DmDone(done) => Output::DmDone(done),
+            core::Output::DmDone(done) => {
+                if done.outcome == soak_api::DmOutcome::Acked
+                    && done.path == soak_api::DmPath::Direct
+                {
+                    self.out
+                        .push_back(Output::Latency(Latency::DmAck, done.elapsed));
+                }
+                Output::DmDone(done)
+            }
+            core::Output::Banned(ban) => Output::Banned(ban),
         })
     }
 
@@ -375,6 +402,16 @@ impl Engine {
     /// core before its timers, so it does not judge a repair whose answer may be queued here.
     pub fn handle_timeout(&mut self, now: Instant, inbound_busy: bool) {
         self.core.handle_timeout(now);
+        // Dials that timed out: their held frames fail.
+        let stuck: Vec<PeerId> = self
+            .held
+            .keys()
+            .filter(|p| !self.core.dialing(**p) && self.core.conn_of(**p).is_none())
+            .copied()
+            .collect();
+        for peer in stuck {
+            self.flush_held(peer, now);
+        }
         let mut due = Vec::new();
         while let Some(Reverse((at, _, _))) = self.gossip_timers.peek() {
             if *at > now {

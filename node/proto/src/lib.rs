@@ -12,11 +12,13 @@
 //! ([`core::Core`]) and the gossip state.
 #![warn(missing_docs)]
 
+pub mod bans;
 pub mod core;
 pub mod engine;
 pub mod inbox;
 pub mod pubsub;
 pub mod ring;
+pub mod transient;
 pub mod wire;
 
 use std::fmt;

@@ -7,14 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use soak_api::Direction;
 use soak_api::{InboxItem, InboxPage, ReceivedItem, ReceivedPage, counters as c};
+use soak_proto::PeerId;
 use soak_proto::core::{self, CloseReason, ConnId, DmDone, OpId};
 use soak_proto::engine::{self, Engine, Output, TopicError};
+use soak_proto::transient::Slot;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info};
+use tokio::task::AbortHandle;
+use tracing::{debug, info, warn};
 
 use super::conns::{
-    self, CLOSE_IDLE, CLOSE_REPLACED, CLOSE_SELF, CLOSE_SHUTDOWN, ConnCtx, NetEvent, OutFrame,
+    self, CLOSE_BANNED, CLOSE_EVICTED, CLOSE_EXPIRED, CLOSE_IDLE, CLOSE_LIMIT, CLOSE_REPLACED,
+    CLOSE_SELF, CLOSE_SHUTDOWN, ConnCtx, Established, NetEvent, OutFrame,
 };
 use super::{Command, unix_ms};
 use crate::metrics::extra;
@@ -28,6 +33,11 @@ pub(super) struct Actor {
     pub(super) engine: Engine,
     pub(super) ctx: Arc<ConnCtx>,
     pub(super) conns: HashMap<ConnId, ConnEntry>,
+    /// Receive streams of connections reported up but not admitted (started) yet.
+    staged: HashMap<ConnId, (PeerId, quinn::RecvStream)>,
+    /// Handshake tasks by transient slot (aborted when the core expires the slot).
+    handshakes: HashMap<Slot, AbortHandle>,
+    next_conn: ConnId,
     ops: HashMap<OpId, oneshot::Sender<DmDone>>,
     next_op: OpId,
     high_water: usize,
@@ -44,6 +54,9 @@ impl Actor {
             engine,
             ctx,
             conns: HashMap::new(),
+            staged: HashMap::new(),
+            handshakes: HashMap::new(),
+            next_conn: 1,
             ops: HashMap::new(),
             next_op: 1,
             draining: VecDeque::new(),
@@ -100,24 +113,50 @@ impl Actor {
     fn on_net(&mut self, ev: NetEvent) {
         let now = Instant::now();
         let input = match ev {
+            NetEvent::Incoming(incoming) => {
+                let remote = incoming.remote_address();
+                let attempt = {
+                    use std::hash::{BuildHasher, BuildHasherDefault};
+                    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                        .hash_one(&incoming.orig_dst_cid()[..])
+                };
+                match self.engine.core_mut().admit_inbound(remote, attempt, now) {
+                    Ok(slot) => {
+                        let task = tokio::spawn(conns::inbound(self.ctx.clone(), slot, incoming));
+                        self.handshakes.insert(slot, task.abort_handle());
+                    }
+                    Err(why) => {
+                        debug!(%remote, %why, "inbound connection refused");
+                        incoming.refuse();
+                    }
+                }
+                return;
+            }
             NetEvent::Up {
-                peer,
-                conn,
-                connection,
-                out,
-                addr,
+                slot,
                 direction,
-                instance,
+                est,
             } => {
-                self.conns.insert(conn, ConnEntry { connection, out });
-                core::Input::ConnectionUp {
-                    peer,
-                    conn,
-                    addr,
-                    direction,
-                    instance,
+                self.handshakes.remove(&slot);
+                self.up(slot, direction, *est)
+            }
+            NetEvent::HandshakeFailed {
+                slot,
+                direction,
+                addr,
+                peer,
+            } => {
+                self.handshakes.remove(&slot);
+                match direction {
+                    Direction::Inbound => core::Input::HandshakeFailed {
+                        slot,
+                        remote: addr,
+                        peer,
+                    },
+                    Direction::Outbound => core::Input::DialFailed { slot, peer, addr },
                 }
             }
+            NetEvent::BadFrame { peer, conn } => core::Input::BadFrame { peer, conn },
             NetEvent::Down { peer, conn } => {
                 // Keep the writer for a grace period: frames of this connection may still sit
                 // in the recv pump (Down overtakes them), and their answers fall back to the
@@ -125,7 +164,6 @@ impl Actor {
                 self.draining.push_back((now + self.drain_grace, conn));
                 core::Input::ConnectionDown { peer, conn }
             }
-            NetEvent::DialFailed { peer, addr } => core::Input::DialFailed { peer, addr },
             NetEvent::Frame { peer, conn, frame } => core::Input::Frame { peer, conn, frame },
             NetEvent::Gossip { peer, msg, arrived } => {
                 self.engine.handle(
@@ -145,6 +183,40 @@ impl Actor {
             }
         };
         self.engine.handle(engine::Input::Core(input), now);
+    }
+
+    /// A handshake finished: the writer starts at once (it only sends what the core queues),
+    /// the reader waits in `staged` until the core admits the connection.
+    fn up(&mut self, slot: Slot, direction: Direction, est: Established) -> core::Input {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let t = &self.ctx.shared.settings.tuning;
+        let (out, out_rx) = mpsc::channel(t.outbound_queue as usize);
+        tokio::spawn(conns::writer(
+            est.send,
+            out_rx,
+            Duration::from_millis(t.send_deadline_ms),
+            self.ctx.clone(),
+            est.peer,
+            est.connection.clone(),
+        ));
+        self.staged.insert(conn, (est.peer, est.recv));
+        self.conns.insert(
+            conn,
+            ConnEntry {
+                connection: est.connection,
+                out,
+            },
+        );
+        core::Input::ConnectionUp {
+            slot,
+            peer: est.peer,
+            conn,
+            addr: est.addr,
+            remote: est.remote,
+            direction,
+            instance: est.instance,
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -257,6 +329,17 @@ impl Actor {
                 };
                 let _ = reply.send(result);
             }
+            Command::Bans { reply } => {
+                let bans = self.engine.core().bans(now);
+                let _ = reply.send(bans.iter().map(|b| super::diag::api_ban(b, now)).collect());
+            }
+            Command::LiftBans { subject, reply } => {
+                let n = self.engine.core_mut().lift_bans(subject);
+                if n > 0 {
+                    info!(lifted = n, subject = ?subject.map(|s| s.to_string()), "bans lifted");
+                }
+                let _ = reply.send(n);
+            }
             Command::Shutdown => {}
         }
     }
@@ -296,9 +379,37 @@ impl Actor {
                         self.engine.handle(engine::Input::QueueFull(tag), now);
                     }
                 }
-                Output::Dial { peer, addr } => {
-                    tokio::spawn(conns::dial(self.ctx.clone(), peer, addr));
+                Output::Dial { slot, peer, addr } => {
+                    let task = tokio::spawn(conns::dial(self.ctx.clone(), slot, peer, addr));
+                    self.handshakes.insert(slot, task.abort_handle());
                 }
+                Output::Abort { slot } => {
+                    // Dropping the task drops its half-open connection with it.
+                    if let Some(task) = self.handshakes.remove(&slot) {
+                        task.abort();
+                    }
+                }
+                Output::Start { conn } => {
+                    if let (Some((peer, recv)), Some(entry)) =
+                        (self.staged.remove(&conn), self.conns.get(&conn))
+                    {
+                        tokio::spawn(conns::reader(
+                            recv,
+                            peer,
+                            conn,
+                            self.ctx.clone(),
+                            entry.connection.clone(),
+                        ));
+                    }
+                }
+                Output::Banned(ban) => warn!(
+                    subject = %ban.subject,
+                    addr = ?ban.addr,
+                    failures = ban.failures,
+                    last = %ban.last,
+                    for_ms = ban.until.saturating_duration_since(ban.since).as_millis() as u64,
+                    "banned"
+                ),
                 Output::Close { conn, reason } => self.close(conn, reason),
                 Output::DmDone(done) => {
                     if let Some(reply) = self.ops.remove(&done.op) {
@@ -306,18 +417,28 @@ impl Actor {
                     }
                 }
                 Output::Topic(topic, ev) => log_topic_event(&topic, ev),
-                Output::Latency(_, _) => {}
+                Output::Latency(kind, d) => {
+                    let name = match kind {
+                        engine::Latency::DmAck => soak_api::histograms::DM_ACK_LATENCY,
+                        engine::Latency::GossipDelivery => {
+                            soak_api::histograms::GOSSIP_DELIVERY_LATENCY
+                        }
+                    };
+                    metrics.observe(name, d.as_secs_f64());
+                }
             }
         }
         for (name, n) in self.engine.drain_stats() {
             metrics.add(name, n);
         }
-        shared
-            .established
-            .store(self.engine.core().counts().established, Ordering::Relaxed);
+        shared.established.store(
+            self.engine.core().counts(now).established,
+            Ordering::Relaxed,
+        );
     }
 
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        self.staged.remove(&conn);
         let Some(entry) = self.conns.remove(&conn) else {
             return;
         };
@@ -325,8 +446,12 @@ impl Actor {
             CloseReason::Replaced => (CLOSE_REPLACED, b"replaced by a newer connection"),
             CloseReason::Idle => (CLOSE_IDLE, b"idle"),
             CloseReason::SelfConnection => (CLOSE_SELF, b"self connection"),
+            CloseReason::Banned => (CLOSE_BANNED, b"banned"),
+            CloseReason::Expired => (CLOSE_EXPIRED, b"authentication timeout"),
+            CloseReason::LimitReached => (CLOSE_LIMIT, b"connection limit"),
+            CloseReason::Evicted => (CLOSE_EVICTED, b"evicted"),
         };
-        if reason == CloseReason::SelfConnection {
+        if reason.immediate() {
             entry.connection.close(code.into(), why);
             return;
         }

@@ -3,14 +3,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use soak_api::{Direction, counters as c};
 use soak_gossip::TopicId;
 use soak_proto::PeerId;
-use soak_proto::core::ConnId;
+use soak_proto::core::{ConnId, stats};
 use soak_proto::engine::GossipTag;
+use soak_proto::transient::Slot;
 use soak_proto::wire::{FRAME_OVERHEAD, Frame};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -18,12 +19,8 @@ use tracing::{debug, warn};
 use super::Shared;
 use super::pump::PumpItem;
 use crate::identity::Identity;
-use crate::metrics::extra;
 use crate::pubsub::GossipMessage;
 use crate::transport::{self, FrameReadError, TransportError};
-
-/// Most inbound handshakes in flight before new ones are refused.
-const MAX_INBOUND_HANDSHAKES: usize = 256;
 
 /// QUIC application close codes.
 pub(super) const CLOSE_REPLACED: u32 = 1;
@@ -32,30 +29,53 @@ pub(super) const CLOSE_SELF: u32 = 3;
 const CLOSE_STALLED: u32 = 4;
 const CLOSE_BAD_FRAME: u32 = 5;
 pub(super) const CLOSE_SHUTDOWN: u32 = 6;
+pub(super) const CLOSE_BANNED: u32 = 7;
+pub(super) const CLOSE_EXPIRED: u32 = 8;
+pub(super) const CLOSE_LIMIT: u32 = 9;
+pub(super) const CLOSE_EVICTED: u32 = 10;
+
+/// A connection that finished QUIC + hello: everything the actor needs to admit it.
+pub(super) struct Established {
+    pub(super) peer: PeerId,
+    pub(super) connection: quinn::Connection,
+    pub(super) send: quinn::SendStream,
+    pub(super) recv: quinn::RecvStream,
+    /// The peer's listen address (from its hello; an unspecified IP is taken from `remote`).
+    pub(super) addr: SocketAddr,
+    pub(super) remote: SocketAddr,
+    pub(super) instance: u64,
+}
 
 /// What connection tasks and the dispatcher tell the actor.
 pub(super) enum NetEvent {
+    /// A new inbound QUIC connection attempt, for the actor to admit or refuse.
+    Incoming(quinn::Incoming),
+    /// A transient connection finished its handshake.
     Up {
-        peer: PeerId,
-        conn: ConnId,
-        connection: quinn::Connection,
-        out: mpsc::Sender<OutFrame>,
-        addr: SocketAddr,
+        slot: Slot,
         direction: Direction,
-        instance: u64,
+        est: Box<Established>,
+    },
+    /// A transient connection's handshake failed.
+    HandshakeFailed {
+        slot: Slot,
+        direction: Direction,
+        addr: SocketAddr,
+        peer: Option<PeerId>,
     },
     Down {
         peer: PeerId,
         conn: ConnId,
     },
-    DialFailed {
-        peer: Option<PeerId>,
-        addr: SocketAddr,
-    },
     Frame {
         peer: PeerId,
         conn: ConnId,
         frame: Frame,
+    },
+    /// A frame that could not be decoded (or was too large).
+    BadFrame {
+        peer: PeerId,
+        conn: ConnId,
     },
     /// A decoded gossip message (decoded by a dispatcher worker, off the actor).
     Gossip {
@@ -93,8 +113,9 @@ pub(super) struct ConnCtx {
     pub(super) endpoint: quinn::Endpoint,
     pub(super) net_tx: mpsc::Sender<NetEvent>,
     pub(super) pump_tx: mpsc::Sender<PumpItem>,
-    next_conn: AtomicU64,
     instance: u64,
+    /// The listen address our hellos advertise.
+    advertise: SocketAddr,
     unpinned: std::sync::Mutex<Option<quinn::ClientConfig>>,
 }
 
@@ -106,6 +127,7 @@ impl ConnCtx {
         net_tx: mpsc::Sender<NetEvent>,
         pump_tx: mpsc::Sender<PumpItem>,
         instance: u64,
+        advertise: SocketAddr,
     ) -> ConnCtx {
         ConnCtx {
             shared,
@@ -113,18 +135,14 @@ impl ConnCtx {
             endpoint,
             net_tx,
             pump_tx,
-            next_conn: AtomicU64::new(1),
             instance,
+            advertise,
             unpinned: std::sync::Mutex::new(None),
         }
     }
 
     pub(super) fn max_frame(&self) -> usize {
         self.shared.settings.tuning.max_payload_bytes as usize + FRAME_OVERHEAD
-    }
-
-    fn auth_timeout(&self) -> Duration {
-        Duration::from_millis(self.shared.settings.tuning.auth_timeout_ms)
     }
 
     fn client_config(&self, peer: Option<PeerId>) -> Result<quinn::ClientConfig, TransportError> {
@@ -163,18 +181,19 @@ enum HandshakeError {
     NoHello,
 }
 
-/// After QUIC: exchange hellos on one uni stream per direction, then start the reader and
-/// writer tasks and report the connection to the actor.
+/// After QUIC: exchange hellos on one uni stream per direction. `peer` is set as soon as the
+/// peer's certificate is known, so a failure after it is the peer's.
 async fn establish(
     ctx: &Arc<ConnCtx>,
     connection: quinn::Connection,
-    direction: Direction,
-) -> Result<(), HandshakeError> {
+    peer_out: &mut Option<PeerId>,
+) -> Result<Established, HandshakeError> {
     let peer = transport::peer_id_of_connection(&connection).ok_or(HandshakeError::NoIdentity)?;
+    *peer_out = Some(peer);
     let mut send = connection.open_uni().await?;
     let hello = Frame::Hello {
         instance: ctx.instance,
-        listen: ctx.shared.quic_addr.to_string(),
+        listen: ctx.advertise.to_string(),
     };
     send.write_all(&hello.encode()).await?;
     let mut recv = connection.accept_uni().await?;
@@ -192,107 +211,93 @@ async fn establish(
         Err(_) => remote,
     };
     ctx.shared.impair.set_peer_addr(peer, remote);
-    let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (out_tx, out_rx) = mpsc::channel(ctx.shared.settings.tuning.outbound_queue as usize);
-    // Report first, then start reading, so the actor knows the connection before any frame.
-    if ctx
-        .net_tx
-        .send(NetEvent::Up {
-            peer,
-            conn,
-            connection: connection.clone(),
-            out: out_tx,
-            addr,
-            direction,
-            instance,
-        })
-        .await
-        .is_err()
-    {
-        return Ok(()); // shutting down
-    }
-    let deadline = Duration::from_millis(ctx.shared.settings.tuning.send_deadline_ms);
-    tokio::spawn(writer(
-        send,
-        out_rx,
-        deadline,
-        ctx.clone(),
+    Ok(Established {
         peer,
-        connection.clone(),
-    ));
-    tokio::spawn(reader(recv, peer, conn, ctx.clone(), connection));
-    Ok(())
+        connection,
+        send,
+        recv,
+        addr,
+        remote,
+        instance,
+    })
 }
 
+/// Hands every inbound connection attempt to the actor, which admits or refuses it. A full
+/// channel to the actor means overload: refused here.
 pub(super) async fn accept_loop(ctx: Arc<ConnCtx>) {
     while let Some(incoming) = ctx.endpoint.accept().await {
-        if ctx
-            .shared
-            .rejoin_hold_until
-            .is_some_and(|until| Instant::now() < until)
-        {
-            debug!(remote = %incoming.remote_address(), "refused: rejoin delay (test hook)");
-            incoming.refuse();
-            continue;
-        }
-        if ctx.shared.inbound_pending.load(Ordering::Relaxed) >= MAX_INBOUND_HANDSHAKES {
-            ctx.shared.metrics.inc(extra::HANDSHAKES_REFUSED);
-            incoming.refuse();
-            continue;
-        }
-        ctx.shared.inbound_pending.fetch_add(1, Ordering::Relaxed);
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            let result = tokio::time::timeout(ctx.auth_timeout(), async {
-                let connection = incoming.await?;
-                establish(&ctx, connection, Direction::Inbound).await
-            })
-            .await;
-            ctx.shared.inbound_pending.fetch_sub(1, Ordering::Relaxed);
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    ctx.shared.metrics.inc(c::HANDSHAKE_FAILURES);
-                    debug!(%remote, error = %e, "inbound handshake failed");
-                }
-                Err(_) => {
-                    ctx.shared.metrics.inc(c::AUTH_TIMEOUTS);
-                    debug!(%remote, "inbound peer did not authenticate in time");
-                }
+        match ctx.net_tx.try_send(NetEvent::Incoming(incoming)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(NetEvent::Incoming(incoming))) => {
+                ctx.shared.metrics.inc(stats::HANDSHAKES_REFUSED);
+                incoming.refuse();
             }
-        });
+            Err(_) => return,
+        }
     }
 }
 
-pub(super) async fn dial(ctx: Arc<ConnCtx>, peer: Option<PeerId>, addr: SocketAddr) {
-    let result = tokio::time::timeout(ctx.auth_timeout(), async {
+/// The handshake of an admitted inbound connection, under its transient slot. No timeout of
+/// its own: the actor aborts it when the core expires the slot.
+pub(super) async fn inbound(ctx: Arc<ConnCtx>, slot: Slot, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let mut peer = None;
+    let result = async {
+        let connection = incoming.await?;
+        establish(&ctx, connection, &mut peer).await
+    }
+    .await;
+    let event = match result {
+        Ok(est) => NetEvent::Up {
+            slot,
+            direction: Direction::Inbound,
+            est: Box::new(est),
+        },
+        Err(e) => {
+            debug!(%remote, error = %e, "inbound handshake failed");
+            NetEvent::HandshakeFailed {
+                slot,
+                direction: Direction::Inbound,
+                addr: remote,
+                peer,
+            }
+        }
+    };
+    let _ = ctx.net_tx.send(event).await;
+}
+
+/// One dial under its transient slot (aborted by the actor when the slot expires).
+pub(super) async fn dial(ctx: Arc<ConnCtx>, slot: Slot, peer: Option<PeerId>, addr: SocketAddr) {
+    let mut seen = None;
+    let result = async {
         let cfg = ctx.client_config(peer)?;
         let connecting = ctx
             .endpoint
             .connect_with(cfg, addr, transport::SERVER_NAME)?;
         let connection = connecting.await?;
-        establish(&ctx, connection, Direction::Outbound).await
-    })
+        establish(&ctx, connection, &mut seen).await
+    }
     .await;
-    let failed = match result {
-        Ok(Ok(())) => false,
-        Ok(Err(e)) => {
+    let event = match result {
+        Ok(est) => NetEvent::Up {
+            slot,
+            direction: Direction::Outbound,
+            est: Box::new(est),
+        },
+        Err(e) => {
             debug!(%addr, error = %e, "dial failed");
-            true
-        }
-        Err(_) => {
-            debug!(%addr, "dial timed out");
-            true
+            NetEvent::HandshakeFailed {
+                slot,
+                direction: Direction::Outbound,
+                addr,
+                peer,
+            }
         }
     };
-    if failed {
-        ctx.shared.metrics.inc(extra::DIAL_FAILURES);
-        let _ = ctx.net_tx.send(NetEvent::DialFailed { peer, addr }).await;
-    }
+    let _ = ctx.net_tx.send(event).await;
 }
 
-async fn writer(
+pub(super) async fn writer(
     mut send: quinn::SendStream,
     mut rx: mpsc::Receiver<OutFrame>,
     deadline: Duration,
@@ -390,7 +395,7 @@ async fn report_timeouts(ctx: &Arc<ConnCtx>, peer: PeerId, topics: Vec<TopicId>)
     }
 }
 
-async fn reader(
+pub(super) async fn reader(
     mut recv: quinn::RecvStream,
     peer: PeerId,
     conn: ConnId,
@@ -435,6 +440,7 @@ async fn reader(
             Err(FrameReadError::TooLarge(n)) => {
                 metrics.inc(c::INVALID_FRAMES);
                 warn!(?peer, len = n, "oversized frame; closing connection");
+                let _ = ctx.net_tx.send(NetEvent::BadFrame { peer, conn }).await;
                 connection.close(CLOSE_BAD_FRAME.into(), b"oversized frame");
                 break;
             }

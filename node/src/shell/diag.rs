@@ -9,6 +9,7 @@ use soak_api::{API_VERSION, Diagnostics, PeerTransport, counters as c, gauges as
 use super::actor::Actor;
 use super::{VERSION, unix_ms};
 use crate::metrics::extra_gauges;
+use soak_proto::bans::Subject;
 
 impl Actor {
     pub(super) fn diagnostics(&self) -> Diagnostics {
@@ -20,7 +21,7 @@ impl Actor {
             shared.invalid_datagrams.load(Ordering::Relaxed),
         );
         let core = self.engine.core();
-        let k = core.counts();
+        let k = core.counts(now);
         let e = self.engine.counts();
         let views = core.peer_views(now);
         let outbound_max = self
@@ -35,12 +36,16 @@ impl Actor {
         for (name, v) in self.engine.gossip_counters() {
             m.raise_to(name, v);
         }
+        for (name, v) in core.transient_stats().named() {
+            m.raise_to(name, v);
+        }
         for (name, v) in [
             (g::PEERS_ESTABLISHED, k.established),
-            (
-                g::PEERS_PENDING,
-                k.pending + shared.inbound_pending.load(Ordering::Relaxed),
-            ),
+            (g::PEERS_PENDING, k.pending),
+            (extra_gauges::PENDING_INBOUND, k.pending_inbound),
+            (extra_gauges::PENDING_OUTBOUND, k.pending_outbound),
+            (extra_gauges::PEERS_INBOUND, k.inbound),
+            (extra_gauges::BANS_ACTIVE, k.bans),
             (g::ACTIVE_VIEW, k.active),
             (g::PASSIVE_VIEW, k.passive),
             (g::RECV_PUMP_DEPTH, pump_depth),
@@ -121,6 +126,23 @@ impl Actor {
                 .map(|s| s.to_api(|p| p.id.to_string()))
                 .collect(),
             impairments,
+            bans: core.bans(now).iter().map(|b| api_ban(b, now)).collect(),
+            histograms: m.histograms(),
         }
+    }
+}
+
+/// A ban as the API shows it.
+pub(super) fn api_ban(b: &soak_proto::bans::Ban, now: Instant) -> soak_api::Ban {
+    let (peer_id, addr) = match b.subject {
+        Subject::Peer(p) => (Some(p.to_string()), b.addr.map(|a| a.to_string())),
+        Subject::Addr(a) => (None, Some(a.to_string())),
+    };
+    soak_api::Ban {
+        peer_id,
+        addr,
+        reason: b.last.to_string(),
+        failures: b.failures,
+        remaining_ms: b.until.saturating_duration_since(now).as_millis() as u64,
     }
 }

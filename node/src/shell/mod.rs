@@ -30,6 +30,7 @@ use soak_api::{
     Diagnostics, DmOutcome, DmPath, InboxPage, ProcessIdentity, ReceivedPage, counters as c,
 };
 use soak_gossip::TopicId;
+use soak_proto::bans::Subject;
 use soak_proto::core::{Core, DmDone};
 use soak_proto::engine::{Engine, EngineConfig};
 use soak_proto::wire::FRAME_OVERHEAD;
@@ -115,7 +116,6 @@ pub struct Shared {
     pub rejoin_hold_until: Option<Instant>,
     invalid_datagrams: Arc<AtomicU64>,
     pump_max_depth: AtomicUsize,
-    inbound_pending: AtomicUsize,
     dispatcher_inflight: AtomicUsize,
     worker_target: AtomicUsize,
 }
@@ -166,6 +166,13 @@ enum Command {
         for_: Duration,
         reply: TopicReply<()>,
     },
+    Bans {
+        reply: oneshot::Sender<Vec<soak_api::Ban>>,
+    },
+    LiftBans {
+        subject: Option<Subject>,
+        reply: oneshot::Sender<usize>,
+    },
     Shutdown,
 }
 
@@ -197,6 +204,17 @@ pub struct Node {
     shared: Arc<Shared>,
     /// Peer id.
     pub peer_id: PeerId,
+}
+
+/// The QUIC address peers are told: `--advertise` (port 0 = the bound port), else the bound
+/// address. An unspecified IP stays unspecified; receivers then use the address the
+/// connection came from.
+pub fn advertised(advertise: Option<SocketAddr>, bound: SocketAddr) -> SocketAddr {
+    match advertise {
+        Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), bound.port()),
+        Some(a) => a,
+        None => bound,
+    }
 }
 
 /// Wall clock, unix milliseconds.
@@ -285,11 +303,11 @@ impl Node {
             rejoin_hold_until,
             invalid_datagrams: bound.invalid_datagrams,
             pump_max_depth: AtomicUsize::new(0),
-            inbound_pending: AtomicUsize::new(0),
             dispatcher_inflight: AtomicUsize::new(0),
             worker_target: AtomicUsize::new(t.dispatcher_workers as usize),
             settings,
         });
+        let settings_advertise = shared.settings.advertise;
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (net_tx, net_rx) = mpsc::channel(NET_QUEUE);
         let (pump_tx, pump_rx) = mpsc::channel(t.recv_queue as usize);
@@ -300,6 +318,7 @@ impl Node {
             net_tx.clone(),
             pump_tx.clone(),
             instance,
+            advertised(settings_advertise, bound.local),
         ));
         pump::start(
             &shared,
@@ -334,7 +353,7 @@ impl Node {
                 topic_buffer_retention: Duration::from_millis(t.topic_buffer_retention_ms),
                 max_frame: t.max_payload_bytes as usize + FRAME_OVERHEAD,
             },
-            Some(bound.local),
+            Some(advertised(settings_advertise, bound.local)),
             StdRng::from_os_rng(),
             started,
             unix_ms(),
@@ -488,6 +507,16 @@ impl Node {
     ) -> Result<Result<(), TopicError>, NotRunning> {
         self.ask(|reply| Command::Stall { topic, for_, reply })
             .await
+    }
+
+    /// Bans in force.
+    pub async fn bans(&self) -> Result<Vec<soak_api::Ban>, NotRunning> {
+        self.ask(|reply| Command::Bans { reply }).await
+    }
+
+    /// Lift the ban of `subject` (`None`: every ban); returns how many were lifted.
+    pub async fn lift_bans(&self, subject: Option<Subject>) -> Result<usize, NotRunning> {
+        self.ask(|reply| Command::LiftBans { subject, reply }).await
     }
 
     /// Stop the main loop and close every connection.

@@ -113,6 +113,7 @@ async fn dispatcher(
                     let Some(msg) = pubsub::decode(&bytes) else {
                         m.inc(c::INVALID_FRAMES);
                         debug!(?peer, "undecodable gossip message");
+                        let _ = net_tx.send(NetEvent::BadFrame { peer, conn }).await;
                         return;
                     };
                     // A stalled topic's delivery path blocks here, holding this worker, as a
@@ -130,6 +131,7 @@ async fn dispatcher(
                 Err(e) => {
                     m.inc(c::INVALID_FRAMES);
                     debug!(?peer, error = %e, "undecodable frame");
+                    let _ = net_tx.send(NetEvent::BadFrame { peer, conn }).await;
                 }
             }
         };
