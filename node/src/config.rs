@@ -210,6 +210,11 @@ tunables! {
     ban_window_ms: "SOAK_NODE_BAN_WINDOW_MS" = 60_000, 100, 86_400_000;
     /// How long a ban lasts, milliseconds.
     ban_duration_ms: "SOAK_NODE_BAN_DURATION_MS" = 300_000, 100, 86_400_000;
+    /// Most admin API connections open at once; more are closed at accept.
+    admin_max_connections: "SOAK_NODE_ADMIN_MAX_CONNECTIONS" = 64, 1, 10_000;
+    /// An admin client must send a request's headers within this long (also the idle time of a
+    /// keep-alive connection between requests), milliseconds.
+    admin_header_timeout_ms: "SOAK_NODE_ADMIN_HEADER_TIMEOUT_MS" = 5_000, 100, 600_000;
 }
 
 impl Tuning {

@@ -73,7 +73,10 @@ async fn run(settings: Settings, watched: Option<watchdog::Watched>) -> anyhow::
     let data_dir = settings.data_dir.clone();
     let admin_addr = settings.admin;
     let node = Node::start(settings).await?;
-    let token = identity::load_or_create_token(&data_dir)?;
+    let (token, warning) = identity::load_or_create_token(&data_dir)?;
+    if let Some(w) = warning {
+        warn!("admin token: {w}");
+    }
     let admin_local = admin::serve(node.clone(), token, admin_addr)
         .await
         .map_err(|e| anyhow::anyhow!("failed to bind admin API {admin_addr}: {e}"))?;

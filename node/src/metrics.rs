@@ -25,6 +25,8 @@ pub mod extra {
     pub const FRAMES_SENT: &str = "frames_sent_total";
     /// Admin API requests refused for a missing or wrong token.
     pub const API_UNAUTHORIZED: &str = "api_unauthorized_total";
+    /// Admin API connections closed at accept because `admin_max_connections` were open.
+    pub const API_CONNECTIONS_REFUSED: &str = "api_connections_refused_total";
 }
 
 /// Gauges beyond the well-known ones.
@@ -89,6 +91,7 @@ const COUNTERS: &[&str] = &[
     extra::GOSSIP_STALLED_FRAMES,
     extra::FRAMES_SENT,
     extra::API_UNAUTHORIZED,
+    extra::API_CONNECTIONS_REFUSED,
     soak_proto::engine::stats::GOSSIP_OVERSIZED,
     soak_proto::engine::stats::GOSSIP_FEEDBACK_DROPPED,
 ];

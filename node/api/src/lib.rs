@@ -259,6 +259,7 @@ pub struct Suppression {
 
 /// `POST /v1/dm`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DmRequest {
     /// Hex peer id of the receiver (may be the node's own id: local delivery).
     pub to: String,
@@ -360,6 +361,7 @@ pub struct InboxItem {
 
 /// `POST /v1/topics/{topic}/publish`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// Payload, standard base64.
     pub payload_b64: String,
@@ -402,6 +404,7 @@ pub struct ReceivedItem {
 
 /// A node-level impairment (fault injection without root), `POST /v1/impairments`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Impairment {
     /// Caller-chosen id (1–64 of `[A-Za-z0-9_.:-]`). Posting an id the node already holds
     /// replaces that impairment (this is how a fault's lease is renewed); `DELETE
