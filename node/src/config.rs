@@ -50,7 +50,8 @@ pub struct RunArgs {
     /// `--listen`, e.g. a node listening on 0.0.0.0. Port 0 means the bound port.
     #[arg(long, env = "SOAK_NODE_ADVERTISE")]
     pub advertise: Option<SocketAddr>,
-    /// Bootstrap peers, comma separated: `ADDR` or `PEER_ID@ADDR` (pinned).
+    /// Bootstrap peers, comma separated: `ADDR` or `PEER_ID@ADDR` (pinned); ADDR is `ip:port`
+    /// or `host:port` (re-resolved every `bootstrap_resolve_ms`).
     #[arg(long, env = "SOAK_NODE_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<String>,
     /// TOML configuration file (same keys as the long flags, with underscores).
@@ -212,6 +213,9 @@ tunables! {
     ban_duration_ms: "SOAK_NODE_BAN_DURATION_MS" = 300_000, 100, 86_400_000;
     /// Most admin API connections open at once; more are closed at accept.
     admin_max_connections: "SOAK_NODE_ADMIN_MAX_CONNECTIONS" = 64, 1, 10_000;
+    /// How often bootstrap host names are resolved again, milliseconds (a name that does not
+    /// resolve is retried sooner, with backoff from 500 ms up to this).
+    bootstrap_resolve_ms: "SOAK_NODE_BOOTSTRAP_RESOLVE_MS" = 30_000, 1_000, 3_600_000;
     /// An admin client must send a request's headers within this long (also the idle time of a
     /// keep-alive connection between requests), milliseconds.
     admin_header_timeout_ms: "SOAK_NODE_ADMIN_HEADER_TIMEOUT_MS" = 5_000, 100, 600_000;
@@ -270,13 +274,53 @@ fn clamp(name: &str, value: u64, min: u64, max: u64, warnings: &mut Vec<String>)
     clamped
 }
 
-/// A bootstrap peer: an address, optionally pinned to a peer id.
+/// Where a bootstrap peer is: an IP address, or a host name re-resolved periodically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapAddr {
+    /// A literal `ip:port`.
+    Ip(SocketAddr),
+    /// `host:port`, resolved at start and every `bootstrap_resolve_ms` (with backoff while it
+    /// does not resolve).
+    Host {
+        /// DNS name.
+        name: String,
+        /// UDP port.
+        port: u16,
+    },
+}
+
+impl std::fmt::Display for BootstrapAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootstrapAddr::Ip(a) => write!(f, "{a}"),
+            BootstrapAddr::Host { name, port } => write!(f, "{name}:{port}"),
+        }
+    }
+}
+
+/// A bootstrap peer: an address or host name, optionally pinned to a peer id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bootstrap {
     /// Expected peer id, when given as `PEER_ID@ADDR`.
     pub peer: Option<PeerId>,
-    /// QUIC address.
-    pub addr: SocketAddr,
+    /// Where it is.
+    pub addr: BootstrapAddr,
+}
+
+/// Whether `name` is a plausible DNS host name (labels of letters, digits and `-`, not starting
+/// or ending with `-`, at most 253 bytes).
+fn valid_host(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 impl std::str::FromStr for Bootstrap {
@@ -284,20 +328,29 @@ impl std::str::FromStr for Bootstrap {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
+        let bad = || ConfigError::Bootstrap(s.to_string());
         let (peer, addr) = match s.split_once('@') {
-            Some((id, addr)) => (
-                Some(
-                    id.parse::<PeerId>()
-                        .map_err(|_| ConfigError::Bootstrap(s.to_string()))?,
-                ),
-                addr,
-            ),
+            Some((id, addr)) => (Some(id.parse::<PeerId>().map_err(|_| bad())?), addr),
             None => (None, s),
         };
-        let addr = addr
-            .parse::<SocketAddr>()
-            .map_err(|_| ConfigError::Bootstrap(s.to_string()))?;
-        Ok(Bootstrap { peer, addr })
+        if let Ok(ip) = addr.parse::<SocketAddr>() {
+            return Ok(Bootstrap {
+                peer,
+                addr: BootstrapAddr::Ip(ip),
+            });
+        }
+        let (name, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse::<u16>().map_err(|_| bad())?;
+        if !valid_host(name) || port == 0 {
+            return Err(bad());
+        }
+        Ok(Bootstrap {
+            peer,
+            addr: BootstrapAddr::Host {
+                name: name.to_ascii_lowercase(),
+                port,
+            },
+        })
     }
 }
 
@@ -321,8 +374,10 @@ pub enum ConfigError {
         /// Parser message.
         message: String,
     },
-    /// A bootstrap entry is neither `ADDR` nor `PEER_ID@ADDR`.
-    #[error("invalid bootstrap peer {0:?}: expected ADDR or PEER_ID@ADDR")]
+    /// A bootstrap entry is neither `ADDR` nor `PEER_ID@ADDR` (ADDR: `ip:port` or `host:port`).
+    #[error(
+        "invalid bootstrap peer {0:?}: expected ADDR or PEER_ID@ADDR, ADDR being ip:port or host:port"
+    )]
     Bootstrap(String),
 }
 
@@ -571,5 +626,37 @@ mod tests {
         let b: Bootstrap = "127.0.0.1:9".parse().unwrap();
         assert!(b.peer.is_none());
         assert!("nonsense".parse::<Bootstrap>().is_err());
+        let b: Bootstrap = "[::1]:9".parse().unwrap();
+        assert_eq!(b.addr, BootstrapAddr::Ip("[::1]:9".parse().unwrap()));
+    }
+
+    #[test]
+    fn bootstrap_accepts_host_names_and_refuses_malformed_ones() {
+        let b: Bootstrap = "Seed-1.Example.net:7000".parse().unwrap();
+        assert_eq!(
+            b.addr,
+            BootstrapAddr::Host {
+                name: "seed-1.example.net".into(),
+                port: 7000
+            }
+        );
+        let id = "cd".repeat(32);
+        let b: Bootstrap = format!("{id}@localhost:9").parse().unwrap();
+        assert!(b.peer.is_some());
+        assert_eq!(b.addr.to_string(), "localhost:9");
+        for bad in [
+            "host",
+            "host:",
+            "host:0",
+            "host:70000",
+            "-bad.example:1",
+            "a..b:1",
+            "under_score:1",
+            "sp ace:1",
+            "[::1:9",
+            "@host:1",
+        ] {
+            assert!(bad.parse::<Bootstrap>().is_err(), "{bad} must be refused");
+        }
     }
 }

@@ -83,7 +83,7 @@ async fn run(settings: Settings, watched: Option<watchdog::Watched>) -> anyhow::
     let shared = node.shared();
     let info = soak_api::NodeInfo {
         peer_id: node.peer_id.to_string(),
-        quic_addr: shared.quic_addr.to_string(),
+        quic_addr: shared.advertise.to_string(),
         admin_addr: admin_local.to_string(),
         pid: std::process::id(),
         started_at_ms: shared.identity.started_at_ms,

@@ -157,6 +157,15 @@ impl Actor {
                 }
             }
             NetEvent::BadFrame { peer, conn } => core::Input::BadFrame { peer, conn },
+            NetEvent::BootstrapResolved {
+                source,
+                peer,
+                addrs,
+            } => core::Input::BootstrapResolved {
+                source,
+                peer,
+                addrs,
+            },
             NetEvent::Down { peer, conn } => {
                 // Keep the writer for a grace period: frames of this connection may still sit
                 // in the recv pump (Down overtakes them), and their answers fall back to the

@@ -89,6 +89,12 @@ pub(super) enum NetEvent {
         peer: PeerId,
         topics: Vec<TopicId>,
     },
+    /// A bootstrap host name resolves to these addresses now.
+    BootstrapResolved {
+        source: usize,
+        peer: Option<PeerId>,
+        addrs: Vec<SocketAddr>,
+    },
 }
 
 /// One frame on a per-peer outbound queue: the encoded bytes, the gossip frame's tag (for send

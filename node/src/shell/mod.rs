@@ -18,6 +18,7 @@ mod actor;
 mod conns;
 mod diag;
 mod pump;
+mod resolve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +39,7 @@ use soak_proto::{PeerId, RequestId};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::config::Settings;
+use crate::config::{BootstrapAddr, Settings};
 use crate::identity::{Identity, IdentityError};
 use crate::impair::Impairments;
 use crate::metrics::{Metrics, MetricsError};
@@ -101,8 +102,10 @@ pub struct Shared {
     pub identity: ProcessIdentity,
     /// Process start (monotonic).
     pub started: Instant,
-    /// QUIC listen address.
+    /// QUIC listen address (bound).
     pub quic_addr: SocketAddr,
+    /// The QUIC address peers are told (`--advertise`, else the bound one).
+    pub advertise: SocketAddr,
     /// Established peers (updated by the actor after every event).
     pub established: AtomicUsize,
     /// Whether the QUIC endpoint is listening.
@@ -296,6 +299,7 @@ impl Node {
             },
             started,
             quic_addr: bound.local,
+            advertise: advertised(settings.advertise, bound.local),
             established: AtomicUsize::new(0),
             quic_listening: AtomicBool::new(true),
             admin_listening: AtomicBool::new(false),
@@ -307,7 +311,14 @@ impl Node {
             worker_target: AtomicUsize::new(t.dispatcher_workers as usize),
             settings,
         });
-        let settings_advertise = shared.settings.advertise;
+        let advertise = shared.advertise;
+        if advertise.ip().is_unspecified() {
+            info!(
+                listen = %bound.local,
+                "listening on an unspecified address without --advertise: peers take our IP \
+                 from the connection; pass --advertise ADDR when that is not the reachable one"
+            );
+        }
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (net_tx, net_rx) = mpsc::channel(NET_QUEUE);
         let (pump_tx, pump_rx) = mpsc::channel(t.recv_queue as usize);
@@ -318,7 +329,7 @@ impl Node {
             net_tx.clone(),
             pump_tx.clone(),
             instance,
-            advertised(settings_advertise, bound.local),
+            advertise,
         ));
         pump::start(
             &shared,
@@ -328,12 +339,28 @@ impl Node {
             Arc::new(Notify::new()),
         );
         tokio::spawn(conns::accept_loop(ctx.clone()));
-        let bootstrap = shared
-            .settings
-            .bootstrap
-            .iter()
-            .map(|b| (b.peer, b.addr))
-            .collect();
+        // Literal addresses are bootstrap sources 0..k; each host name gets the next source and
+        // a resolver task that fills it in.
+        let mut bootstrap = Vec::new();
+        let mut names = Vec::new();
+        for b in &shared.settings.bootstrap {
+            match &b.addr {
+                BootstrapAddr::Ip(a) => bootstrap.push((b.peer, *a)),
+                BootstrapAddr::Host { name, port } => names.push((b.peer, name.clone(), *port)),
+            }
+        }
+        let period = Duration::from_millis(t.bootstrap_resolve_ms);
+        for (i, (peer, name, port)) in names.into_iter().enumerate() {
+            tokio::spawn(resolve::resolve_loop(
+                bootstrap.len() + i,
+                peer,
+                name,
+                port,
+                bound.local,
+                period,
+                ctx.net_tx.clone(),
+            ));
+        }
         let mut core = Core::new(
             identity.peer_id,
             t.core_config(),
@@ -353,7 +380,7 @@ impl Node {
                 topic_buffer_retention: Duration::from_millis(t.topic_buffer_retention_ms),
                 max_frame: t.max_payload_bytes as usize + FRAME_OVERHEAD,
             },
-            Some(advertised(settings_advertise, bound.local)),
+            Some(advertise),
             StdRng::from_os_rng(),
             started,
             unix_ms(),
