@@ -475,6 +475,7 @@ mod tests {
         Sample {
             at_ms: at,
             outcome: SampleOutcome::Ok(SampleData {
+                by_peer: Default::default(),
                 instance_id: inst.to_string(),
                 counters: BTreeMap::from([("c".to_string(), value)]),
                 gauges: BTreeMap::new(),

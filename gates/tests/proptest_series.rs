@@ -63,6 +63,7 @@ fn build(ticks: &[Tick], order: &[u64]) -> (Vec<Sample>, Vec<u64>) {
         value += t.increment;
         let outcome = if t.sampled || i == 0 {
             SampleOutcome::Ok(SampleData {
+                by_peer: Default::default(),
                 instance_id: format!("inst-{instance}"),
                 counters: BTreeMap::from([(
                     COUNTER.to_string(),

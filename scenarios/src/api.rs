@@ -94,6 +94,9 @@ pub trait NodeApi: Send + Sync {
     fn name(&self) -> &str;
     /// Hex peer id.
     fn peer_id(&self) -> &str;
+    /// `GET /healthz` within `timeout` (shorter than the client's): is the process answering at
+    /// all? A stopped (SIGSTOP) node times out here.
+    fn healthz(&self, timeout: Duration) -> impl Future<Output = ApiResult<()>> + Send;
     /// `GET /readyz` (a 503 with a readiness body is an answer, not an error).
     fn readiness(&self) -> impl Future<Output = ApiResult<Readiness>> + Send;
     /// `GET /v1/version`.
@@ -289,6 +292,31 @@ impl NodeApi for HttpNode {
 
     fn peer_id(&self) -> &str {
         &self.endpoint.peer_id
+    }
+
+    async fn healthz(&self, timeout: Duration) -> ApiResult<()> {
+        let path = "/healthz";
+        let response = self
+            .client
+            .get(self.url(path))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|err| self.transport_error(path, err))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(NodeApiError::new(
+                &self.endpoint.name,
+                NodeApiErrorKind::Status {
+                    path: path.to_owned(),
+                    status: status.as_u16(),
+                    code: None,
+                    message: String::new(),
+                },
+            ))
+        }
     }
 
     async fn readiness(&self) -> ApiResult<Readiness> {

@@ -23,6 +23,7 @@ pub struct SampleRound {
 /// The parts of a diagnostics snapshot the gates use.
 pub fn sample_data(diagnostics: Diagnostics) -> SampleData {
     SampleData {
+        by_peer: Default::default(),
         instance_id: diagnostics.identity.instance_id,
         counters: diagnostics.counters,
         gauges: diagnostics.gauges,

@@ -20,6 +20,9 @@ impl Actor {
             c::INVALID_DATAGRAMS,
             shared.invalid_datagrams.load(Ordering::Relaxed),
         );
+        let (dropped, delayed) = shared.impair.effect_counts();
+        m.raise_to(c::IMPAIRMENT_DROPPED, dropped);
+        m.raise_to(c::IMPAIRMENT_DELAYED, delayed);
         let core = self.engine.core();
         let k = core.counts(now);
         let e = self.engine.counts();

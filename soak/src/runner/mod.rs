@@ -144,6 +144,7 @@ impl WindowAcc {
         for workload in planned {
             if !self.scenarios.iter().any(|s| s.name == workload.name()) {
                 self.scenarios.push(ScenarioRecord {
+                    fault: None,
                     name: workload.name().to_owned(),
                     status: ScenarioStatus::Skipped {
                         reason: "interrupted before it finished".to_owned(),
@@ -283,6 +284,7 @@ pub async fn run<A: NodeApi + 'static>(
                         summary: summarize_phase_a(&result, wall),
                     });
                     let record = ScenarioRecord {
+                        fault: None,
                         name: Workload::Baseline.name().to_owned(),
                         // The workload ran; whether its pairs pass is the gates' call.
                         status: ScenarioStatus::Completed,
@@ -304,6 +306,7 @@ pub async fn run<A: NodeApi + 'static>(
                     // A burst that never published targeted nobody.
                     let targets = if outcome.result.is_some() { publishers } else { Vec::new() };
                     let record = ScenarioRecord {
+                        fault: None,
                         name: Workload::FanoutBurst.name().to_owned(),
                         status: outcome.status,
                         targets,

@@ -313,6 +313,7 @@ mod tests {
         Sample {
             at_ms: 2,
             outcome: SampleOutcome::Ok(SampleData {
+                by_peer: Default::default(),
                 instance_id: "i".into(),
                 counters: Default::default(),
                 gauges: Default::default(),

@@ -215,6 +215,7 @@ mod tests {
                         }
                     } else {
                         SampleOutcome::Ok(SampleData {
+                            by_peer: Default::default(),
                             instance_id: format!("inst-{i}"),
                             counters: [
                                 ("dispatcher_completed_total".to_owned(), 10 * t),
