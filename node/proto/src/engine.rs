@@ -749,3 +749,217 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use rand::SeedableRng;
+    use soak_api::Direction;
+
+    use super::*;
+
+    const ME: PeerId = PeerId([1; 32]);
+    const PEER: PeerId = PeerId([2; 32]);
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn engine(now: Instant) -> Engine {
+        let cfg = EngineConfig {
+            core: CoreConfig::default(),
+            gossip: soak_gossip::Config::default(),
+            topic_buffer_capacity: 16,
+            topic_buffer_retention: Duration::from_secs(60),
+            max_frame: 65_536,
+        };
+        let core = Core::new(ME, cfg.core.clone(), vec![], 1, now);
+        Engine::new(core, cfg, Some(addr(1)), StdRng::seed_from_u64(7), now, 0)
+    }
+
+    fn drain(e: &mut Engine) -> Vec<Output> {
+        std::iter::from_fn(|| e.poll_output()).collect()
+    }
+
+    fn topic() -> TopicId {
+        TopicId::new("t").unwrap()
+    }
+
+    fn gossip_counter(e: &Engine, name: &str) -> u64 {
+        e.gossip_counters()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| v)
+    }
+
+    /// Connect PEER (inbound) as connection `conn`.
+    fn connect(e: &mut Engine, conn: ConnId, now: Instant) {
+        let slot = e.core_mut().admit_inbound(addr(2), conn, now).unwrap();
+        e.handle(
+            Input::Core(core::Input::ConnectionUp {
+                slot,
+                peer: PEER,
+                conn,
+                addr: addr(2),
+                remote: addr(2),
+                direction: Direction::Inbound,
+                instance: 1,
+            }),
+            now,
+        );
+    }
+
+    fn gossip_to(outs: &[Output], c: ConnId) -> usize {
+        outs.iter()
+            .filter(|o| matches!(o, Output::Transmit { conn, gossip: Some(t), .. } if *conn == c && t.peer == PEER))
+            .count()
+    }
+
+    #[test]
+    fn gossip_goes_on_the_peers_connection_once_it_is_up() {
+        let now = Instant::now();
+        let mut e = engine(now);
+        // A gossip peer met through a shuffle: known only by its address hint.
+        let msg = GossipMessage {
+            topic: topic(),
+            body: soak_gossip::Body::Join,
+        };
+        e.subscribe(topic(), now).unwrap();
+        drain(&mut e);
+        e.handle(
+            Input::Gossip {
+                peer: PEER,
+                msg,
+                arrived: Some(now),
+            },
+            now,
+        );
+        // Not connected and no address known: nothing can go to PEER yet.
+        let outs = drain(&mut e);
+        assert_eq!(gossip_to(&outs, 5), 0);
+        connect(&mut e, 5, now);
+        let outs = drain(&mut e);
+        assert!(outs.contains(&Output::Start { conn: 5 }));
+        // Once up, gossip for PEER goes on its connection.
+        e.publish(&topic(), b"x".to_vec(), now).unwrap();
+        let outs = drain(&mut e);
+        assert!(gossip_to(&outs, 5) >= 1, "{outs:?}");
+    }
+
+    #[test]
+    fn held_frames_fail_when_the_dial_fails_and_flush_when_it_succeeds() {
+        let now = Instant::now();
+        let mut e = engine(now);
+        e.subscribe(topic(), now).unwrap();
+        drain(&mut e);
+        // PEER is in the address book, unconnected: gossip for it dials and is held.
+        connect(&mut e, 5, now);
+        e.handle(
+            Input::Core(core::Input::ConnectionDown {
+                peer: PEER,
+                conn: 5,
+            }),
+            now,
+        );
+        drain(&mut e);
+        let gp = GossipPeer::new(PEER, Some(addr(2)));
+        e.gossip_step(
+            InEvent::Command(topic(), soak_gossip::Command::Subscribe(vec![gp])),
+            now,
+            0,
+        );
+        let outs = drain(&mut e);
+        let slot = outs
+            .iter()
+            .find_map(|o| match o {
+                Output::Dial {
+                    slot,
+                    peer: Some(PEER),
+                    ..
+                } => Some(*slot),
+                _ => None,
+            })
+            .expect("the peer is dialed");
+        assert_eq!(
+            gossip_to(&outs, 5),
+            0,
+            "held, not sent on the dead connection"
+        );
+        assert!(e.counts().held >= 1);
+        // The dial fails: the held frames are reported Failed to the gossip core.
+        let before = gossip_counter(&e, "gossip_send_failures_total");
+        e.handle(
+            Input::Core(core::Input::DialFailed {
+                slot,
+                peer: Some(PEER),
+                addr: addr(2),
+            }),
+            now,
+        );
+        assert_eq!(e.counts().held, 0);
+        assert!(gossip_counter(&e, "gossip_send_failures_total") > before);
+    }
+
+    #[test]
+    fn a_full_outbound_queue_feeds_back_as_a_timeout_and_the_rounds_are_bounded() {
+        let now = Instant::now();
+        let mut e = engine(now);
+        connect(&mut e, 5, now);
+        e.subscribe(topic(), now).unwrap();
+        let outs = drain(&mut e);
+        let tag = outs
+            .iter()
+            .find_map(|o| match o {
+                Output::Transmit {
+                    gossip: Some(t), ..
+                } => Some(t.clone()),
+                _ => None,
+            })
+            .expect("a join to the connected peer");
+        assert_eq!(tag.round, 0);
+        let before = gossip_counter(&e, "gossip_send_timeouts_total");
+        e.handle(Input::QueueFull(tag.clone()), now);
+        assert_eq!(gossip_counter(&e, "gossip_send_timeouts_total"), before + 1);
+        // Whatever the timeout provokes is tagged with the next round.
+        for o in drain(&mut e) {
+            if let Output::Transmit {
+                gossip: Some(t), ..
+            } = o
+            {
+                assert_eq!(t.round, 1);
+            }
+        }
+        // At the bound the outcome is still reported (scoring stays right) but nothing it
+        // provokes is carried out: the loop cannot run away.
+        let last = GossipTag {
+            round: GOSSIP_ROUNDS - 1,
+            ..tag
+        };
+        let before = gossip_counter(&e, "gossip_send_timeouts_total");
+        e.handle(Input::QueueFull(last), now);
+        assert_eq!(gossip_counter(&e, "gossip_send_timeouts_total"), before + 1);
+        assert!(!drain(&mut e).iter().any(|o| matches!(
+            o,
+            Output::Transmit {
+                gossip: Some(_),
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_topic_with_an_empty_view_is_joined_again_once_a_contact_exists() {
+        let now = Instant::now();
+        let mut e = engine(now);
+        // Subscribed with nobody to join through.
+        e.subscribe(topic(), now).unwrap();
+        drain(&mut e);
+        connect(&mut e, 5, now);
+        drain(&mut e);
+        assert!(e.next_timeout().is_some_and(|t| t <= now + REJOIN_INTERVAL));
+        e.handle_timeout(now + REJOIN_INTERVAL, false);
+        let outs = drain(&mut e);
+        assert!(gossip_to(&outs, 5) >= 1, "no rejoin sent: {outs:?}");
+    }
+}

@@ -156,14 +156,13 @@ impl Core {
         self.bans.is_banned(Subject::Peer(peer), now)
     }
 
-    /// Peers an operator or the overlay wants: pinned bootstrap peers and active-view peers.
+    /// Peers the operator named: pinned bootstrap peers. They get in past the inbound cap.
     fn preferred(&self, peer: PeerId) -> bool {
         self.bootstrap.iter().any(|b| b.peer == Some(peer))
-            || self.peers.get(&peer).is_some_and(|p| p.active)
     }
 
-    /// The inbound connection to give up for a preferred newcomer: a non-preferred one, least
-    /// recently used.
+    /// The inbound connection to give up for a preferred newcomer: a non-preferred one, outside
+    /// the active view if there is one, least recently used.
     fn eviction_victim(&self, except: PeerId) -> Option<(PeerId, ConnId)> {
         self.peers
             .iter()
@@ -171,10 +170,10 @@ impl Core {
             .filter_map(|(id, p)| {
                 p.conn
                     .filter(|c| c.direction == Direction::Inbound)
-                    .map(|c| (p.last_used, *id, c.id))
+                    .map(|c| (p.active, p.last_used, *id, c.id))
             })
             .min()
-            .map(|(_, id, conn)| (id, conn))
+            .map(|(_, _, id, conn)| (id, conn))
     }
 
     /// ERR_LOAD on `conn`, then close it.

@@ -909,24 +909,16 @@ fn a_preferred_peer_evicts_a_non_preferred_inbound_connection() {
     let mut m = Mesh::new();
     let mut capped = cfg();
     capped.max_inbound_peers = 1;
-    let hub = m.add(1, capped, &[]);
+    // The hub's operator named `friend` (pinned bootstrap peer): it is preferred.
+    let friend = id(3);
+    let hub = m.add(1, capped.clone(), &[]);
+    let now = m.now;
+    let pinned = Core::new(hub, capped, vec![(Some(friend), addr(3))], 1, now);
+    m.cores.insert(hub, pinned);
     let stranger = m.add(2, cfg(), &[]);
-    let friend = m.add(3, cfg(), &[]);
+    m.add(3, cfg(), &[]);
     m.link(stranger, hub, None);
     m.pump();
-    // The hub wants `friend`: an active-view peer it knows (e.g. from peer exchange).
-    let now = m.now;
-    let slot = m.core(hub).reserve_outbound(Some(friend), addr(3), now);
-    assert!(slot.is_some());
-    if let Some(p) = m.core(hub).peers.get_mut(&stranger) {
-        p.active = false;
-    }
-    m.core(hub)
-        .peers
-        .insert(friend, Peer::new(Some(addr(3)), 10, now));
-    if let Some(p) = m.core(hub).peers.get_mut(&friend) {
-        p.active = true;
-    }
     m.link(friend, hub, None);
     m.pump();
     assert!(m.closes(hub).contains(&CloseReason::Evicted));
