@@ -16,6 +16,23 @@ pub struct Observations {
     pub samples: BTreeMap<String, Vec<Sample>>,
     /// Windows in index order.
     pub windows: Vec<WindowRecord>,
+    /// What the audit after the run's faults found left behind (runs with faults).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub residue: Vec<Residue>,
+}
+
+/// An object a fault left behind, or a place the audit could not look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Residue {
+    /// Node or host.
+    pub node: String,
+    /// What: an impairment id, a chain, a qdisc, a stopped process.
+    pub object: String,
+    /// One line for people.
+    pub detail: String,
+    /// The audit could not look (unreachable): UNKNOWN rather than NO-GO.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 /// Run-level facts the evaluator needs.

@@ -151,6 +151,7 @@ impl FleetBuilder {
             })
             .collect();
         Observations {
+            residue: Vec::new(),
             run: RunInfo {
                 run_id: "20261122T010946Z-fixture".into(),
                 sample_interval_ms: self.interval_ms,

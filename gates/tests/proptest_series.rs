@@ -109,6 +109,7 @@ fn build(ticks: &[Tick], order: &[u64]) -> (Vec<Sample>, Vec<u64>) {
 
 fn observations(samples: Vec<Sample>) -> Observations {
     Observations {
+        residue: Vec::new(),
         run: RunInfo {
             run_id: "prop".into(),
             sample_interval_ms: INTERVAL,

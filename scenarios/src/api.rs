@@ -138,6 +138,69 @@ pub trait NodeApi: Send + Sync {
     ) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send;
 }
 
+/// A borrowed node is a node: workloads can run over a subset of the fleet (`Vec<&A>`).
+impl<T: NodeApi> NodeApi for &T {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn peer_id(&self) -> &str {
+        (**self).peer_id()
+    }
+    fn healthz(&self, timeout: Duration) -> impl Future<Output = ApiResult<()>> + Send {
+        (**self).healthz(timeout)
+    }
+    fn readiness(&self) -> impl Future<Output = ApiResult<Readiness>> + Send {
+        (**self).readiness()
+    }
+    fn version(&self) -> impl Future<Output = ApiResult<VersionInfo>> + Send {
+        (**self).version()
+    }
+    fn diagnostics(&self) -> impl Future<Output = ApiResult<Diagnostics>> + Send {
+        (**self).diagnostics()
+    }
+    fn send_dm(&self, request: &DmRequest) -> impl Future<Output = ApiResult<DmResponse>> + Send {
+        (**self).send_dm(request)
+    }
+    fn inbox(&self, query: PageQuery) -> impl Future<Output = ApiResult<InboxPage>> + Send {
+        (**self).inbox(query)
+    }
+    fn subscribe(&self, topic: &str) -> impl Future<Output = ApiResult<()>> + Send {
+        (**self).subscribe(topic)
+    }
+    fn unsubscribe(&self, topic: &str) -> impl Future<Output = ApiResult<()>> + Send {
+        (**self).unsubscribe(topic)
+    }
+    fn publish(
+        &self,
+        topic: &str,
+        request: &PublishRequest,
+    ) -> impl Future<Output = ApiResult<PublishResponse>> + Send {
+        (**self).publish(topic, request)
+    }
+    fn received(
+        &self,
+        topic: &str,
+        query: PageQuery,
+    ) -> impl Future<Output = ApiResult<ReceivedPage>> + Send {
+        (**self).received(topic, query)
+    }
+    fn impairments(&self) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send {
+        (**self).impairments()
+    }
+    fn add_impairment(
+        &self,
+        impairment: &Impairment,
+    ) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send {
+        (**self).add_impairment(impairment)
+    }
+    fn remove_impairment(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send {
+        (**self).remove_impairment(id)
+    }
+}
+
 /// Topic names travel in URL paths; keep them to a safe alphabet.
 pub fn valid_topic(topic: &str) -> bool {
     !topic.is_empty()

@@ -56,6 +56,9 @@ pub struct WindowCx {
     pub publishers: Vec<usize>,
     /// The window's fresh fanout topic.
     pub topic: String,
+    /// Nodes a fault of the window holds unresponsive (paused): left out of the burst, which
+    /// could only fail on them (the fault exempts them from the fanout bar).
+    pub unavailable: Vec<usize>,
 }
 
 /// A workload run in every window.
@@ -132,7 +135,20 @@ impl<A: NodeApi> Workload<A> for FanoutWorkload {
 
     fn run<'a>(&'a self, nodes: &'a [A], window: &'a WindowCx) -> FaultFuture<'a, ScenarioReport> {
         Box::pin(async move {
-            let outcome = run_fanout(nodes, &window.topic, &window.publishers, &self.config).await;
+            let outcome = if window.unavailable.is_empty() {
+                run_fanout(nodes, &window.topic, &window.publishers, &self.config).await
+            } else {
+                let kept: Vec<usize> = (0..nodes.len())
+                    .filter(|i| !window.unavailable.contains(i))
+                    .collect();
+                let subset: Vec<&A> = kept.iter().map(|&i| &nodes[i]).collect();
+                let publishers: Vec<usize> = window
+                    .publishers
+                    .iter()
+                    .filter_map(|p| kept.iter().position(|k| k == p))
+                    .collect();
+                run_fanout(&subset, &window.topic, &publishers, &self.config).await
+            };
             let publishers: Vec<String> = window
                 .publishers
                 .iter()

@@ -81,11 +81,25 @@ pub fn parse(text: &str, source: &str) -> Result<FaultSpec, String> {
 }
 
 /// A `--scenario-file`: `[[fault]]` tables.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct ScenarioFile {
     #[serde(default)]
     fault: Vec<FaultSpec>,
+}
+
+/// A built-in scenario as a ready `--scenario-file`: its comments, then its `[[fault]]` table.
+pub fn show(name: &str) -> Result<String, String> {
+    let spec = builtin(name)?;
+    let comments: String = text(name)
+        .unwrap_or_default()
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let body = toml::to_string(&ScenarioFile { fault: vec![spec] })
+        .map_err(|e| format!("cannot print scenario `{name}`: {e}"))?;
+    Ok(format!("{comments}{body}"))
 }
 
 /// Parses a `--scenario-file` (TOML with `[[fault]]` tables); errors name the file and, for
@@ -123,6 +137,16 @@ mod tests {
             assert!(!spec.description.is_empty(), "{name} needs a description");
         }
         assert!(builtin("nope").unwrap_err().contains("known:"));
+    }
+
+    #[test]
+    fn show_prints_a_scenario_file_that_runs_the_builtin() {
+        for name in names() {
+            let text = show(name).unwrap();
+            assert!(text.contains("[[fault]]"), "{text}");
+            let parsed = parse_file(&text, name).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(parsed, vec![builtin(name).unwrap()], "{name}");
+        }
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! - [`nemesis`]: the lifecycle driver ([`nemesis::Fault`], [`nemesis::ActiveFault`]) and the
 //!   [`nemesis::FaultRegistry`] the teardown reverts from; [`journal`]: its journal lines.
 //! - Backends: [`impair`] (delay, loss, partition through the node impairment API),
-//!   [`process`] (restart, pause through [`control::NodeControl`]), [`idle`].
+//!   [`process`] (restart, pause through [`control::NodeControl`]), [`idle`], and [`host`]
+//!   (tc shaping, iptables partitions, restarts and pauses on SSH hosts, with a host-local
+//!   dead-man's switch; not wired into the nemesis yet).
 
 pub mod catalog;
 pub mod control;
 pub mod cooling;
+pub mod host;
 pub mod idle;
 pub mod impair;
 pub mod journal;
