@@ -318,6 +318,8 @@ impl NodeApi for FakeNode {
             impairments: self
                 .mesh
                 .with(|s| s.nodes[self.index].listed_impairments(now_ms())),
+            bans: Vec::new(),
+            histograms: BTreeMap::new(),
         })
     }
 
