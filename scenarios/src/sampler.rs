@@ -133,6 +133,8 @@ mod tests {
             peers: Vec::new(),
             topics: Vec::new(),
             impairments: Vec::new(),
+            bans: Vec::new(),
+            histograms: Default::default(),
         });
         assert_eq!(data.gauges, gauges);
     }
