@@ -136,8 +136,10 @@ fn deserialize(run_json: &str, sample_lines: &[String]) -> Observations {
         })
         .collect();
     Observations {
+        residue: Vec::new(),
         run,
         samples,
         windows,
+        node_events: Vec::new(),
     }
 }

@@ -59,10 +59,9 @@ fn evaluation_is_deterministic() {
 #[test]
 fn phase_a_failed_pair_is_no_go_and_names_the_pair() {
     let mut obs = FleetBuilder::new(3, 2).build();
-    let pair = &mut obs.windows[1].phase_a.as_mut().unwrap().pairs[2];
-    pair.delivered = false;
-    pair.outcome = "timeout".into();
+    let pair = &obs.windows[1].phase_a.as_ref().unwrap().pairs[2];
     let (from, to) = (pair.from.clone(), pair.to.clone());
+    testkit::set_pair(&mut obs, 1, &from, &to, "timeout", Some(0));
     let v = evaluate(&obs, &profile("limited-production"));
     let b = bar(&v, 1, "phase_a");
     assert_eq!(b.verdict, Outcome::NoGo);
@@ -121,6 +120,8 @@ fn phase_a_exemption_removes_pairs_and_is_reported() {
     let mut partition = testkit::completed("iptables_partition");
     partition.targets = vec!["node-2".into()];
     partition.exemptions = vec![Exemption {
+        links: Vec::new(),
+        pairs: Vec::new(),
         bar: "phase_a".into(),
         nodes: vec!["node-2".into()],
         reason: "partitioned on purpose".into(),
@@ -146,6 +147,8 @@ fn skipped_scenario_grants_no_exemption() {
         reason: "no --allow-netem".into(),
     };
     netem.exemptions = vec![Exemption {
+        links: Vec::new(),
+        pairs: Vec::new(),
         bar: "recv_pump_dropped".into(),
         nodes: vec!["node-1".into()],
         reason: "under netem".into(),
@@ -428,6 +431,8 @@ fn all_nodes_exempt_is_unknown_not_go() {
     let mut obs = FleetBuilder::new(2, 1).build();
     let mut s = testkit::completed("chaos");
     s.exemptions = vec![Exemption {
+        links: Vec::new(),
+        pairs: Vec::new(),
         bar: "recv_pump_dropped".into(),
         nodes: vec!["node-0".into(), "node-1".into()],
         reason: "everything on fire".into(),
@@ -458,6 +463,8 @@ fn exemption_is_reported_on_the_bar() {
     let mut s = testkit::completed("netem_delay");
     s.targets = vec!["node-1".into()];
     s.exemptions = vec![Exemption {
+        links: Vec::new(),
+        pairs: Vec::new(),
         bar: "dispatcher_timeouts".into(),
         nodes: vec!["node-1".into()],
         reason: "node under netem".into(),

@@ -73,6 +73,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Inventory, InventoryError> {
                 g.raw_vars.insert(key.clone(), value.clone());
                 Builder::ansible_var(&base, &mut g.vars, &key, &value)
                     .map_err(|m| b.err(line_no, m))?;
+                b.note_unsupported(line_no, &key, &format!("group `{group}`"));
             }
             Section::Children(group) => {
                 let group = group.clone();
@@ -132,6 +133,9 @@ fn host_line(
             }
         }
         result.map_err(|m| b.err(line_no, m))?;
+    }
+    for (k, _) in &pairs {
+        b.note_unsupported(line_no, k, &format!("host `{pattern}`"));
     }
     Ok(())
 }
@@ -207,6 +211,71 @@ mod tests {
 
     fn parse_str(text: &str) -> Result<Inventory, String> {
         parse(Path::new("/inv/hosts.ini"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn become_and_ssh_common_args_are_read() {
+        let inv = parse_str(
+            "[web]\n\
+             w1 ansible_host=192.0.2.1\n\
+             w2 ansible_host=192.0.2.2 ansible_become=false\n\
+             [web:vars]\n\
+             ansible_user=deploy\n\
+             ansible_become=yes\n\
+             ansible_become_method=sudo\n\
+             ansible_ssh_common_args='-o ProxyJump=ops@bastion.example.invalid:2222 -o ControlMaster=auto -F conf/ssh'\n",
+        )
+        .expect("valid inventory");
+        let w1 = &inv.hosts[0];
+        assert_eq!(w1.privilege, crate::Privilege::Sudo { user: None });
+        assert_eq!(
+            w1.ssh.proxy_jump.as_deref(),
+            Some("ops@bastion.example.invalid:2222")
+        );
+        assert_eq!(
+            w1.ssh.config_file.as_deref(),
+            Some(Path::new("/inv/conf/ssh"))
+        );
+        assert_eq!(inv.hosts[1].privilege, crate::Privilege::Login);
+        let j = parse_str("h1 ansible_ssh_common_args=\"-J bastion\"\n").expect("valid");
+        assert_eq!(j.hosts[0].ssh.proxy_jump.as_deref(), Some("bastion"));
+        let e = parse_str("h1 ansible_ssh_common_args=\"-o ProxyCommand=nc\"\n").unwrap_err();
+        assert!(
+            e.contains("hosts.ini:1: ") && e.contains("ProxyCommand"),
+            "{e}"
+        );
+        let e = parse_str("h1 ansible_become_method=su\n").unwrap_err();
+        assert!(e.contains("sudo -n"), "{e}");
+    }
+
+    #[test]
+    fn reach_changing_variables_soak_ignores_are_named_with_their_line() {
+        let inv = parse_str(
+            "[web]\n\
+             web1 ansible_ssh_common_args='-o ProxyJump=bastion' ansible_python_interpreter=/x\n\
+             web2\n\
+             [web:vars]\n\
+             ansible_become=true\n\
+             ansible_ssh_pass=secret\n",
+        )
+        .expect("valid inventory");
+        let got: Vec<(usize, &str, &str)> = inv
+            .warnings
+            .iter()
+            .map(|w| (w.line, w.variable.as_str(), w.scope.as_str()))
+            .collect();
+        // ProxyJump in ansible_ssh_common_args and ansible_become are supported: only the
+        // password login is named.
+        assert_eq!(got, [(6, "ansible_ssh_pass", "group `web`")]);
+        let text = inv.warnings[0].describe(Path::new("hosts.ini"));
+        assert!(
+            text.starts_with("hosts.ini:6: `ansible_ssh_pass`"),
+            "{text}"
+        );
+        assert!(text.contains("password"), "{text}");
+        // Supported variables and harmless ones warn about nothing.
+        let clean = parse_str("[web]\nweb1 ansible_user=root ansible_port=2222 x=1\n").expect("ok");
+        assert!(clean.warnings.is_empty());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,11 +22,13 @@ pub const MAX_RULES: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Rule {
+    id: String,
     peer: Option<PeerId>,
     delay: Duration,
     jitter: Duration,
     loss: f64,
     partition: bool,
+    one_way: bool,
     expires_at: Instant,
 }
 
@@ -50,6 +52,20 @@ pub enum ImpairError {
     /// Too many impairments.
     #[error("too many impairments (max {MAX_RULES})")]
     TooMany,
+    /// No impairment with that id.
+    #[error("no impairment with id {0:?}")]
+    NotFound(String),
+}
+
+/// Longest accepted impairment id.
+pub const MAX_ID_LEN: usize = 64;
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 /// The shared impairment table, consulted by the socket wrapper.
@@ -59,6 +75,13 @@ pub struct Impairments {
     count: AtomicUsize,
     addrs: Mutex<HashMap<SocketAddr, PeerId>>,
     socket: OnceLock<Arc<dyn AsyncUdpSocket>>,
+    next_id: AtomicUsize,
+    dropped: AtomicU64,
+    delayed: AtomicU64,
+    /// Test-only (`--test-ignore-impairments`): accept and list impairments but never apply
+    /// them — a fault that does nothing, so the orchestrator's effectiveness checks can be
+    /// tested against a real node.
+    ignore: bool,
 }
 
 impl std::fmt::Debug for Impairments {
@@ -70,6 +93,14 @@ impl std::fmt::Debug for Impairments {
 }
 
 impl Impairments {
+    /// A table that accepts and lists impairments but never applies them (test-only).
+    pub fn ignoring() -> Self {
+        Impairments {
+            ignore: true,
+            ..Impairments::default()
+        }
+    }
+
     /// The raw socket used to send delayed datagrams.
     pub fn attach_socket(&self, socket: Arc<dyn AsyncUdpSocket>) {
         let _ = self.socket.set(socket);
@@ -85,8 +116,20 @@ impl Impairments {
         }
     }
 
-    /// Add an impairment.
-    pub fn add(&self, imp: &soak_api::Impairment, now: Instant) -> Result<(), ImpairError> {
+    /// Add an impairment, or replace the one with the same id (a renewal); returns its id.
+    pub fn add(&self, imp: &soak_api::Impairment, now: Instant) -> Result<String, ImpairError> {
+        if let Some(id) = &imp.id
+            && !valid_id(id)
+        {
+            return Err(ImpairError::Invalid(format!(
+                "id must be 1–{MAX_ID_LEN} of [A-Za-z0-9_.:-]"
+            )));
+        }
+        if imp.one_way && !imp.partition {
+            return Err(ImpairError::Invalid(
+                "one_way applies to partitions only".into(),
+            ));
+        }
         let peer = match &imp.peer {
             Some(p) => Some(
                 p.parse::<PeerId>()
@@ -114,18 +157,49 @@ impl Impairments {
         }
         let mut rules = self.rules.lock().map_err(|_| ImpairError::TooMany)?;
         rules.retain(|r| r.expires_at > now);
-        if rules.len() >= MAX_RULES {
-            return Err(ImpairError::TooMany);
-        }
-        rules.push(Rule {
+        let id = match &imp.id {
+            Some(id) => id.clone(),
+            None => loop {
+                let id = format!("imp-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+                if !rules.iter().any(|r| r.id == id) {
+                    break id;
+                }
+            },
+        };
+        let rule = Rule {
+            id: id.clone(),
             peer,
             delay,
             jitter,
-            loss: imp.loss,
+            // -0.0 is 0: listed as 0.0 and never consulted as a loss.
+            loss: if imp.loss == 0.0 { 0.0 } else { imp.loss },
             partition: imp.partition,
+            one_way: imp.one_way,
             expires_at: now + expires,
-        });
+        };
+        if let Some(existing) = rules.iter_mut().find(|r| r.id == id) {
+            *existing = rule;
+        } else {
+            if rules.len() >= MAX_RULES {
+                return Err(ImpairError::TooMany);
+            }
+            rules.push(rule);
+        }
         self.count.store(rules.len(), Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Remove the impairment with `id`.
+    pub fn remove(&self, id: &str) -> Result<(), ImpairError> {
+        let Ok(mut rules) = self.rules.lock() else {
+            return Err(ImpairError::NotFound(id.to_owned()));
+        };
+        let before = rules.len();
+        rules.retain(|r| r.id != id);
+        self.count.store(rules.len(), Ordering::Relaxed);
+        if rules.len() == before {
+            return Err(ImpairError::NotFound(id.to_owned()));
+        }
         Ok(())
     }
 
@@ -147,18 +221,20 @@ impl Impairments {
         rules
             .iter()
             .map(|r| soak_api::Impairment {
+                id: Some(r.id.clone()),
                 peer: r.peer.map(|p| p.to_string()),
                 delay_ms: r.delay.as_millis() as u64,
                 jitter_ms: r.jitter.as_millis() as u64,
                 loss: r.loss,
                 partition: r.partition,
+                one_way: r.one_way,
                 expires_in_ms: r.expires_at.saturating_duration_since(now).as_millis() as u64,
             })
             .collect()
     }
 
     fn matching(&self, addr: SocketAddr) -> Vec<Rule> {
-        if self.count.load(Ordering::Relaxed) == 0 {
+        if self.ignore || self.count.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
         let now = Instant::now();
@@ -175,9 +251,24 @@ impl Impairments {
             .collect()
     }
 
+    /// Datagrams dropped and delayed by impairments so far (the effect, as the node saw it).
+    pub fn effect_counts(&self) -> (u64, u64) {
+        (
+            self.dropped.load(Ordering::Relaxed),
+            self.delayed.load(Ordering::Relaxed),
+        )
+    }
+
     /// Whether an incoming datagram from `addr` is dropped (partition).
     pub fn drop_incoming(&self, addr: SocketAddr) -> bool {
-        self.matching(addr).iter().any(|r| r.partition)
+        let drop = self
+            .matching(addr)
+            .iter()
+            .any(|r| r.partition && !r.one_way);
+        if drop {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        drop
     }
 
     /// Decide the fate of an outgoing datagram; delayed ones are re-sent by a timer task.
@@ -189,6 +280,7 @@ impl Impairments {
         let mut delay = Duration::ZERO;
         for r in &rules {
             if r.partition || (r.loss > 0.0 && rand::random::<f64>() < r.loss) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
                 return SendVerdict::Drop;
             }
             let jitter = if r.jitter.is_zero() {
@@ -207,6 +299,7 @@ impl Impairments {
         ) else {
             return SendVerdict::Pass;
         };
+        self.delayed.fetch_add(1, Ordering::Relaxed);
         let contents = t.contents.to_vec();
         let (destination, ecn, segment_size, src_ip) =
             (t.destination, t.ecn, t.segment_size, t.src_ip);
@@ -232,11 +325,13 @@ mod tests {
 
     fn imp(expires_in_ms: u64) -> soak_api::Impairment {
         soak_api::Impairment {
+            id: None,
             peer: None,
             delay_ms: 0,
             jitter_ms: 0,
             loss: 0.0,
             partition: true,
+            one_way: false,
             expires_in_ms,
         }
     }
@@ -261,5 +356,89 @@ mod tests {
         bad = imp(10);
         bad.peer = Some("zz".into());
         assert!(t.add(&bad, now).is_err());
+    }
+
+    #[test]
+    fn posting_an_existing_id_renews_instead_of_adding() {
+        let t = Impairments::default();
+        let now = Instant::now();
+        let mut a = imp(1000);
+        a.id = Some("fault-1".into());
+        assert_eq!(t.add(&a, now).unwrap(), "fault-1");
+        a.expires_in_ms = 5000;
+        t.add(&a, now + Duration::from_millis(900)).unwrap();
+        let listed = t.list(now + Duration::from_millis(1500));
+        assert_eq!(listed.len(), 1, "renewed, not duplicated");
+        assert_eq!(listed[0].id.as_deref(), Some("fault-1"));
+        assert!(listed[0].expires_in_ms > 4000);
+    }
+
+    #[test]
+    fn removing_by_id_leaves_the_others() {
+        let t = Impairments::default();
+        let now = Instant::now();
+        let first = t.add(&imp(1000), now).unwrap();
+        let second = t.add(&imp(1000), now).unwrap();
+        assert_ne!(first, second);
+        t.remove(&first).unwrap();
+        let left = t.list(now);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id.as_deref(), Some(second.as_str()));
+        assert_eq!(t.remove(&first), Err(ImpairError::NotFound(first)));
+    }
+
+    #[test]
+    fn bad_ids_and_one_way_without_partition_are_refused() {
+        let t = Impairments::default();
+        let now = Instant::now();
+        let mut bad = imp(10);
+        bad.id = Some("has space".into());
+        assert!(t.add(&bad, now).is_err());
+        bad.id = Some("x".repeat(65));
+        assert!(t.add(&bad, now).is_err());
+        let mut one_way_delay = imp(10);
+        one_way_delay.partition = false;
+        one_way_delay.one_way = true;
+        assert!(t.add(&one_way_delay, now).is_err());
+    }
+
+    #[test]
+    fn negative_zero_loss_is_zero() {
+        let t = Impairments::default();
+        let now = Instant::now();
+        let mut z = imp(1000);
+        z.partition = false;
+        z.loss = -0.0;
+        t.add(&z, now).unwrap();
+        let listed = t.list(now);
+        assert!(listed[0].loss == 0.0 && listed[0].loss.is_sign_positive());
+        assert_eq!(
+            serde_json::to_value(&listed[0]).unwrap()["loss"],
+            serde_json::json!(0.0)
+        );
+    }
+
+    #[test]
+    fn an_ignoring_table_lists_but_never_matches() {
+        let t = Impairments::ignoring();
+        let now = Instant::now();
+        t.add(&imp(10_000), now).unwrap();
+        assert_eq!(t.list(now).len(), 1);
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(!t.drop_incoming(addr));
+    }
+
+    #[test]
+    fn a_one_way_partition_keeps_incoming_datagrams() {
+        let t = Impairments::default();
+        let now = Instant::now();
+        let mut cut = imp(10_000);
+        cut.one_way = true;
+        t.add(&cut, now).unwrap();
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(!t.drop_incoming(addr));
+        let both = imp(10_000);
+        t.add(&both, now).unwrap();
+        assert!(t.drop_incoming(addr));
     }
 }

@@ -1,4 +1,6 @@
 //! `soak-node run`: start the node, the admin API, write `node.json`, run until SIGINT/SIGTERM.
+//! `soak-node guard …`: the host-local dead-man's switch of host faults (the `soak-guard` crate;
+//! deployed with the node so every host that runs a node can guard its faults).
 //!
 //! Exit codes: 0 clean shutdown (also when the process named by `--exit-with-parent` is gone),
 //! 1 runtime failure (bind, identity, data dir), 2 usage or configuration error (including an
@@ -16,6 +18,11 @@ use soak_node::{admin, identity};
 use tracing::{error, info, warn};
 
 fn main() -> ExitCode {
+    // `guard` is dispatched before clap: it is std-only and has its own argument parser.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "guard") {
+        return soak_guard::cli::main(args);
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SOAK_NODE_LOG")
@@ -73,14 +80,17 @@ async fn run(settings: Settings, watched: Option<watchdog::Watched>) -> anyhow::
     let data_dir = settings.data_dir.clone();
     let admin_addr = settings.admin;
     let node = Node::start(settings).await?;
-    let token = identity::load_or_create_token(&data_dir)?;
+    let (token, warning) = identity::load_or_create_token(&data_dir)?;
+    if let Some(w) = warning {
+        warn!("admin token: {w}");
+    }
     let admin_local = admin::serve(node.clone(), token, admin_addr)
         .await
         .map_err(|e| anyhow::anyhow!("failed to bind admin API {admin_addr}: {e}"))?;
     let shared = node.shared();
     let info = soak_api::NodeInfo {
         peer_id: node.peer_id.to_string(),
-        quic_addr: shared.quic_addr.to_string(),
+        quic_addr: shared.advertise.to_string(),
         admin_addr: admin_local.to_string(),
         pid: std::process::id(),
         started_at_ms: shared.identity.started_at_ms,

@@ -213,6 +213,13 @@ async fn six_node_mesh_every_subscriber_receives_200_exactly_once() {
             + d.counters["gossip_repair_sent_total"]
             + d.counters["gossip_ae_payload_sent_total"];
         duplicates += d.counters[c::GOSSIP_DUPLICATES];
+        // Every copy received from a peer is one delivery-latency observation (the
+        // publisher's own 200 travelled no hop and are not).
+        let latency = &d.histograms[soak_api::histograms::GOSSIP_DELIVERY_LATENCY];
+        assert_eq!(latency.count, if k == 0 { 0 } else { 200 }, "node {k}");
+        if k > 0 {
+            assert!(latency.p99_seconds.is_some_and(|p| p < 30.0), "{latency:?}");
+        }
         let t = topic_diag(&d, TOPIC).expect("topic diagnostics");
         assert!(!t.scores.is_empty(), "node {k}: no scores");
         assert!(
@@ -563,11 +570,13 @@ async fn messages_published_during_a_partition_reach_the_cut_node_after_heal_via
     let recovered_before = cut.counter("gossip_ae_recovered_total").await;
 
     let partition = soak_api::Impairment {
+        id: None,
         peer: None,
         delay_ms: 0,
         jitter_ms: 0,
         loss: 0.0,
         partition: true,
+        one_way: false,
         expires_in_ms: 4_000,
     };
     let r = cut

@@ -9,11 +9,17 @@
 //!   config.json            resolved run config, secrets redacted
 //!   gate.toml              the gate profile the run was judged with (when known)
 //!   events.jsonl           run events, append-only
-//!   samples/<node>.smp     continuous samples per node, append-only, compact (1.2; see
-//!                          `samples`); proofs of format ≤ 1.1 have samples/<node>.jsonl
+//!   node_events.jsonl      node exits and lost hosts, append-only (1.2)
+//!   samples/<node>.smp     continuous samples per node, append-only, compact (1.3; see
+//!                          `samples`); proofs of format ≤ 1.2 have samples/<node>.jsonl
 //!   windows/NNN/window.json    the window's record (Phase A, fanout, scenarios)
 //!   windows/NNN/verdict.json   the window's verdict (written at finish)
-//!   verdict.json summary.md summary.csv timeline.csv   (written at finish)
+//!   faults/journal.jsonl   fault steps, each before it acts and after (runs with faults)
+//!   faults/schedule.json   the resolved fault schedule; faults/scenarios.toml the scenario file
+//!   faults/residue.json    what the sweep before and the audit after the run found
+//!   logs/<node>.log        spawned nodes' logs (local mesh)
+//!   verdict.json summary.md summary.csv windows.csv timeline.csv phase_a.csv junit.xml
+//!   report.html            (rendered at finish)
 //! ```
 
 use std::fmt;
@@ -32,6 +38,10 @@ pub const CONFIG: &str = "config.json";
 pub const GATE: &str = "gate.toml";
 /// `events.jsonl`.
 pub const EVENTS: &str = "events.jsonl";
+/// `node_events.jsonl`: what happened to the nodes (exits, hosts lost), append-only (1.2).
+pub const NODE_EVENTS: &str = "node_events.jsonl";
+/// `phase_a.csv`: Phase A per ordered pair over the soak (1.2).
+pub const PHASE_A_CSV: &str = "phase_a.csv";
 /// `samples/`.
 pub const SAMPLES_DIR: &str = "samples";
 /// `windows/`.
@@ -44,32 +54,65 @@ pub const VERDICT: &str = "verdict.json";
 pub const SUMMARY_MD: &str = "summary.md";
 /// `summary.csv`.
 pub const SUMMARY_CSV: &str = "summary.csv";
-/// `timeline.csv`.
+/// `timeline.csv`: every sample in long format (`ts_ms,node,metric,value`), since 1.2.
 pub const TIMELINE_CSV: &str = "timeline.csv";
+/// `windows.csv`: one row per window (what `timeline.csv` held before 1.2).
+pub const WINDOWS_CSV: &str = "windows.csv";
+/// `junit.xml`: one test suite per window plus one for the soak, one test case per bar.
+pub const JUNIT_XML: &str = "junit.xml";
+/// `report.html`: the self-contained report with charts.
+pub const REPORT_HTML: &str = "report.html";
+/// `faults/`: the nemesis' evidence (runs with faults only).
+pub const FAULTS_DIR: &str = "faults";
+/// `faults/journal.jsonl`: one line per fault step, written before the step acts and after it
+/// completes.
+pub const FAULT_JOURNAL: &str = "journal.jsonl";
+/// `faults/residue.json`: what the sweep before the run and the audit after it found.
+pub const FAULT_RESIDUE: &str = "residue.json";
+/// `faults/scenarios.toml`: the `--scenario-file` as given (copied verbatim).
+pub const SCENARIO_FILE: &str = "scenarios.toml";
+/// `faults/schedule.json`: the resolved schedule (faults, windows, targets, backends).
+pub const FAULT_SCHEDULE: &str = "schedule.json";
 /// Prefix of temporary files (atomic writes); never part of a finished proof.
 pub const TEMP_PREFIX: &str = ".tmp-";
 /// Extension of the per-node sample files this build writes (the compact encoding of
 /// [`crate::samples`]).
 pub const SAMPLES_EXT: &str = ".smp";
-/// Extension of the per-node sample files of formats 1.0 and 1.1 (one JSON sample per line);
+/// Extension of the per-node sample files of formats 1.0 to 1.2 (one JSON sample per line);
 /// still read.
 pub const LEGACY_SAMPLES_EXT: &str = ".jsonl";
 
 /// How a sample file is encoded, by its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SampleEncoding {
-    /// `.smp`: [`crate::samples`] (format 1.2).
+    /// `.smp`: [`crate::samples`] (format 1.3).
     Compact,
-    /// `.jsonl`: one `model::Sample` JSON object per line (formats 1.0 and 1.1).
+    /// `.jsonl`: one `model::Sample` JSON object per line (formats 1.0 to 1.2).
     JsonLines,
 }
 
 /// The format version this build writes. Bump `minor` for additive changes (new optional
 /// fields or files), `major` for anything an older reader would misread.
 ///
-/// 1.1 added the optional `coverage` in `run.json`; 1.2 stores samples compactly in
-/// `samples/<node>.smp` (older proofs' `.jsonl` sample files are still read).
-pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 2 };
+/// 1.1 added `coverage` in `run.json`; 1.2 added `report.html`, `junit.xml`, `windows.csv`,
+/// the long-format `timeline.csv`, the optional `command` and `seed` in `run.json`, the
+/// nemesis' `faults/` (journal, schedule, residue, scenario file; fault evidence in window
+/// records), `node_events.jsonl`, `phase_a.csv`, `PairOutcome::inbox_copies` and
+/// `RunMeta::errors`; 1.3 stores samples compactly in `samples/<node>.smp` (older proofs'
+/// `.jsonl` sample files are still read).
+pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 3 };
+
+/// Largest JSON (or TOML) document a proof may hold: run, config, manifest, window and verdict
+/// files. Reading refuses bigger ones (a proof is untrusted input).
+pub const MAX_JSON_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest JSON-lines file (samples of one node, events): days of 1 s samples fit.
+pub const MAX_JSONL_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Largest compact sample file (`samples/<node>.smp`): the same days of samples take ~25×
+/// less room than as JSON lines, so this bound holds as much as [`MAX_JSONL_BYTES`] with room.
+pub const MAX_SMP_BYTES: u64 = 1024 * 1024 * 1024;
+/// Largest file `verify` hashes (streamed, so memory is not the concern: a sparse or runaway
+/// file must not take hours).
+pub const MAX_HASHED_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 
 /// Directory name of window `index` under `windows/`: zero-padded to three digits.
 pub fn window_dir_name(index: u32) -> String {

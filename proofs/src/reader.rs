@@ -5,11 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use soak_gates::Verdict;
-use soak_gates::model::{Observations, RunInfo, Sample, SampleOutcome, WindowRecord};
+use soak_gates::model::{NodeEvent, Observations, RunInfo, Sample, SampleOutcome, WindowRecord};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::{self, CURRENT, SampleEncoding};
-use crate::fsio::{read_json, read_jsonl};
+use crate::fsio::{self, Entry, is_dir, is_regular, read_json, read_jsonl, read_text};
 use crate::meta::{Manifest, RunMeta, RunStatus};
 use crate::writer::RunFile;
 
@@ -46,30 +46,43 @@ impl Proof {
     }
 }
 
-/// Reads a proof directory, complete or not.
+/// Reads a proof directory, complete or not. Every file goes through the bounded, link-free
+/// helpers of `fsio` (a proof is untrusted input).
 pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
+    let mut proof = read_head(dir)?;
+    let samples = read_samples(&proof.dir.join(format::SAMPLES_DIR), &mut proof.warnings)?;
+    proof.observations.samples = samples;
+    Ok(proof)
+}
+
+/// Reads everything of a proof directory but its samples (`observations.samples` is left
+/// empty): for renderers that stream the samples node by node
+/// ([`crate::render::SampleSource::Dir`]).
+pub fn read_head(dir: impl AsRef<Path>) -> Result<Proof> {
     let dir = dir.as_ref().to_path_buf();
+    let context = || format!("failed to read proof {}", dir.display());
     let run_path = dir.join(format::RUN);
-    if !run_path.is_file() {
+    if !is_regular(&run_path)? {
         return Err(Error::invalid(
-            format!("failed to read proof {}", dir.display()),
+            context(),
             format!("no {} (not a proof directory)", format::RUN),
         ));
     }
     let run: RunFile = read_json(&run_path)?;
     run.format
         .check_readable_by(CURRENT)
-        .map_err(|e| Error::new(format!("failed to read proof {}", dir.display()), e.kind))?;
+        .map_err(|e| Error::new(context(), e.kind))?;
     let mut warnings = Vec::new();
     let manifest_path = dir.join(format::MANIFEST);
-    let manifest = if manifest_path.is_file() {
+    let manifest = if is_regular(&manifest_path)? {
         match read_json::<Manifest>(&manifest_path) {
             Ok(m) => {
-                m.format.check_readable_by(CURRENT).map_err(|e| {
-                    Error::new(format!("failed to read proof {}", dir.display()), e.kind)
-                })?;
+                m.format
+                    .check_readable_by(CURRENT)
+                    .map_err(|e| Error::new(context(), e.kind))?;
                 Some(m)
             }
+            Err(err) if matches!(err.kind, ErrorKind::Refused(_)) => return Err(err),
             Err(err) => {
                 warnings.push(format!("manifest unreadable, treated as incomplete: {err}"));
                 None
@@ -80,38 +93,47 @@ pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
     };
     let mut meta = run.meta;
     let config_path = dir.join(format::CONFIG);
-    if config_path.is_file() {
+    if is_regular(&config_path)? {
         meta.config = read_json(&config_path)?;
     }
     let gate_path = dir.join(format::GATE);
-    if meta.gate_source.is_none() && gate_path.is_file() {
-        meta.gate_source =
-            Some(fs::read_to_string(&gate_path).map_err(|e| Error::io("read", &gate_path, e))?);
+    if meta.gate_source.is_none() && is_regular(&gate_path)? {
+        meta.gate_source = Some(read_text(&gate_path)?);
     }
 
-    let samples = read_samples(&dir.join(format::SAMPLES_DIR), &mut warnings)?;
-    let windows = read_windows(&dir.join(format::WINDOWS_DIR))?;
+    let windows = read_windows(&dir.join(format::WINDOWS_DIR), &mut warnings)?;
     let events_path = dir.join(format::EVENTS);
-    let events = if events_path.is_file() {
+    let events = if is_regular(&events_path)? {
         read_jsonl(&events_path, &mut warnings)?
     } else {
         Vec::new()
     };
+    let node_events_path = dir.join(format::NODE_EVENTS);
+    let mut node_events: Vec<NodeEvent> = if is_regular(&node_events_path)? {
+        read_jsonl(&node_events_path, &mut warnings)?
+    } else {
+        Vec::new()
+    };
+    node_events.sort_by_key(|e| e.at_ms);
     let verdict_path = dir.join(format::VERDICT);
-    let verdict = if verdict_path.is_file() {
+    let verdict = if is_regular(&verdict_path)? {
         Some(read_json(&verdict_path)?)
     } else {
         None
     };
     let observations = Observations {
+        residue: Vec::new(),
         run: RunInfo {
             run_id: meta.run_id.clone(),
             sample_interval_ms: meta.sample_interval_ms,
             nodes: meta.nodes.clone(),
             inventory_hosts: meta.coverage.as_ref().map(|c| c.inventory_hosts),
+            planned_windows: planned_windows(&meta.config),
+            window_ms: window_ms(&meta.config),
         },
-        samples,
+        samples: BTreeMap::new(),
         windows,
+        node_events,
     };
     Ok(Proof {
         dir,
@@ -124,12 +146,45 @@ pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
     })
 }
 
+/// Windows the run planned, from the resolved config `soak run` stores (`windows`).
+pub fn planned_windows(config: &serde_json::Value) -> Option<u32> {
+    config
+        .get("windows")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|w| u32::try_from(w).ok())
+}
+
+/// The planned window length, from the resolved config (`interval_ms`).
+pub fn window_ms(config: &serde_json::Value) -> Option<u64> {
+    config
+        .get("interval_ms")
+        .and_then(serde_json::Value::as_u64)
+}
+
 fn read_samples(dir: &Path, warnings: &mut Vec<String>) -> Result<BTreeMap<String, Vec<Sample>>> {
-    let mut out: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
-    if !dir.is_dir() {
-        return Ok(out);
+    let mut out = BTreeMap::new();
+    for (node, files) in sample_files(dir, warnings)? {
+        out.insert(node, read_node_samples(&files, warnings)?);
     }
-    let mut files = Vec::new();
+    Ok(out)
+}
+
+/// One node's sample files, in the order they are read: older JSON lines first, so a proof
+/// continued by a newer writer reads in time order.
+pub(crate) type NodeSampleFiles = Vec<(SampleEncoding, PathBuf)>;
+
+/// The sample files under `dir` (a proof's `samples/`) by node name, in name order; files that
+/// are not sample files are noted and left out. Every entry is checked (`lstat`) here: a link,
+/// FIFO or device is refused, never followed, and [`read_node_samples`] reads the files through
+/// the bounded opener of `fsio`.
+pub(crate) fn sample_files(
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, NodeSampleFiles)>> {
+    let mut out: BTreeMap<String, NodeSampleFiles> = BTreeMap::new();
+    if !is_dir(dir)? {
+        return Ok(Vec::new());
+    }
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
@@ -140,26 +195,39 @@ fn read_samples(dir: &Path, warnings: &mut Vec<String>) -> Result<BTreeMap<Strin
             warnings.push(format!("ignored unexpected file samples/{file_name}"));
             continue;
         };
-        files.push((node, encoding, entry.path()));
+        let path = entry.path();
+        // Checked (lstat) before opening: a link or FIFO here is refused, never followed.
+        if is_regular(&path)? {
+            out.entry(node).or_default().push((encoding, path));
+        }
     }
-    // Older JSON lines first, so a proof continued by a newer writer reads in order.
-    files.sort_by_key(|(node, encoding, _)| (node.clone(), *encoding != SampleEncoding::JsonLines));
-    for (node, encoding, path) in files {
-        let samples = match encoding {
-            SampleEncoding::JsonLines => read_jsonl(&path, warnings)?,
-            SampleEncoding::Compact => read_compact(&path, warnings)?,
-        };
-        out.entry(node).or_default().extend(samples);
+    for files in out.values_mut() {
+        files.sort_by_key(|(encoding, _)| *encoding != SampleEncoding::JsonLines);
     }
-    for samples in out.values_mut() {
-        share_names(samples);
-    }
-    Ok(out)
+    Ok(out.into_iter().collect())
 }
 
-/// Decodes a compact sample file; a torn last record is dropped with a warning.
+/// Reads one node's sample files (from [`sample_files`]) through the bounded, link-refusing
+/// opener, consecutive samples with equal metric names sharing one name list.
+pub(crate) fn read_node_samples(
+    files: &[(SampleEncoding, PathBuf)],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Sample>> {
+    let mut samples = Vec::new();
+    for (encoding, path) in files {
+        match encoding {
+            SampleEncoding::JsonLines => samples.extend(read_jsonl::<Sample>(path, warnings)?),
+            SampleEncoding::Compact => samples.extend(read_compact(path, warnings)?),
+        }
+    }
+    share_names(&mut samples);
+    Ok(samples)
+}
+
+/// Decodes a compact sample file (read bounded, links refused); a torn last record is dropped
+/// with a warning.
 pub(crate) fn read_compact(path: &Path, warnings: &mut Vec<String>) -> Result<Vec<Sample>> {
-    let bytes = fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let bytes = fsio::read_bounded(path, format::MAX_SMP_BYTES)?;
     let decoded = crate::samples::decode(&bytes)
         .map_err(|e| Error::invalid(format!("failed to read {}", path.display()), e.to_string()))?;
     if decoded.torn_bytes > 0 {
@@ -184,15 +252,31 @@ fn share_names(samples: &mut [Sample]) {
     }
 }
 
-fn read_windows(dir: &Path) -> Result<Vec<WindowRecord>> {
+fn read_windows(dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<WindowRecord>> {
     let mut out: Vec<WindowRecord> = Vec::new();
-    if !dir.is_dir() {
+    if !is_dir(dir)? {
         return Ok(out);
     }
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
-        let record = entry.path().join(format::WINDOW_RECORD);
-        if record.is_file() {
+        let path = entry.path();
+        match fsio::entry(&path)? {
+            Entry::Dir => {}
+            Entry::File(_) | Entry::Missing => {
+                warnings.push(format!(
+                    "ignored unexpected file windows/{}",
+                    entry.file_name().to_string_lossy()
+                ));
+                continue;
+            }
+            Entry::Other(_) => {
+                // Refused with the reason (a link to a directory outside the proof, a FIFO).
+                is_dir(&path)?;
+                continue;
+            }
+        }
+        let record = path.join(format::WINDOW_RECORD);
+        if is_regular(&record)? {
             out.push(read_json(&record)?);
         }
     }

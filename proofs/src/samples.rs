@@ -1,4 +1,4 @@
-//! The compact sample encoding of format 1.2: `samples/<node>.smp` (see
+//! The compact sample encoding of format 1.3: `samples/<node>.smp` (see
 //! `docs/proof-format.md`, "Sample files").
 //!
 //! A file is the 8-byte magic `SOAKSMP1` followed by records, each `varint(len) payload[len]`
@@ -6,7 +6,8 @@
 //! ids, error texts) are interned in tables defined by records before their first use; a sample
 //! stores its time as a delta from the previous record's, its counters as zig-zag varint deltas
 //! from the previous sample with the same name list, and its gauges as "unchanged", a small
-//! integer, or raw `f64` bits. Decoding is exact: every sample reads back bit for bit.
+//! integer, or raw `f64` bits; a sample with a per-peer gauge breakdown (`SampleData::by_peer`)
+//! adds it after its gauges. Decoding is exact: every sample reads back bit for bit.
 //!
 //! It stays appendable: the writer appends each sample's records with one `write_all`, so a
 //! writer killed mid-append leaves whole records plus a torn last one, which [`decode`] drops
@@ -17,7 +18,7 @@
 //! input size (every table and string has a limit, and a decode budget caps what small records
 //! may expand to).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use soak_gates::model::{MetricNames, Metrics, Sample, SampleData, SampleOutcome};
 
@@ -29,6 +30,7 @@ const KIND_STRING: u8 = 2;
 const KIND_OK: u8 = 3;
 const KIND_MISSING: u8 = 4;
 const KIND_RESET: u8 = 5;
+const KIND_OK_BY_PEER: u8 = 6;
 
 /// Largest record payload.
 pub const MAX_RECORD: usize = 1 << 20;
@@ -38,6 +40,8 @@ pub const MAX_NAMES: usize = 4096;
 pub const MAX_TABLE: usize = 4096;
 /// Longest interned string (instance id, error text) or metric name, bytes.
 pub const MAX_STRING: usize = 4096;
+/// Most gauges with a per-peer breakdown in one sample.
+pub const MAX_BY_PEER: usize = 64;
 
 /// Gauge tag: same bits as the previous sample's value (or `0.0` without one).
 const GAUGE_SAME: u64 = 0;
@@ -84,7 +88,13 @@ impl SampleEncoder {
             record(out, &[KIND_RESET]);
             self.reset_pending = false;
         }
-        if self.lists.len() + 2 > MAX_TABLE || self.strings.len() + 2 > MAX_TABLE {
+        // Room for every table entry this sample may define: two metric lists and the instance
+        // (or error) string, plus a gauge name and a peer list per breakdown.
+        let extra = match &sample.outcome {
+            SampleOutcome::Ok(data) => data.by_peer.len().min(MAX_BY_PEER),
+            SampleOutcome::Missing { .. } => 0,
+        };
+        if self.lists.len() + 2 + extra > MAX_TABLE || self.strings.len() + 1 + extra > MAX_TABLE {
             record(out, &[KIND_RESET]);
             *self = SampleEncoder {
                 header_written: true,
@@ -112,7 +122,21 @@ impl SampleEncoder {
                 let instance = self.string_id(&data.instance_id, out);
                 let counters = self.list_id(data.counters.names(), out);
                 let gauges = self.list_id(data.gauges.names(), out);
-                payload.push(KIND_OK);
+                let by_peer: Vec<(u64, u64, &BTreeMap<String, f64>)> = data
+                    .by_peer
+                    .iter()
+                    .map(|(gauge, peers)| {
+                        let name = self.string_id(gauge, out);
+                        let list =
+                            self.list_id(&MetricNames::new(peers.keys().map(String::as_str)), out);
+                        (name, list, peers)
+                    })
+                    .collect();
+                payload.push(if by_peer.is_empty() {
+                    KIND_OK
+                } else {
+                    KIND_OK_BY_PEER
+                });
                 varint(&mut payload, dt);
                 varint(&mut payload, instance);
                 varint(&mut payload, counters);
@@ -127,6 +151,16 @@ impl SampleEncoder {
                 for (i, &value) in bits.iter().enumerate() {
                     let prev = base.map_or(0, |b| b[i]);
                     gauge(&mut payload, value, prev);
+                }
+                if !by_peer.is_empty() {
+                    varint(&mut payload, by_peer.len() as u64);
+                    for (name, list, peers) in by_peer {
+                        varint(&mut payload, name);
+                        varint(&mut payload, list);
+                        for value in peers.values() {
+                            gauge(&mut payload, value.to_bits(), 0);
+                        }
+                    }
                 }
                 self.counters = Some((counters, data.counters.values().to_vec()));
                 self.gauges = Some((gauges, bits));
@@ -176,8 +210,9 @@ impl SampleEncoder {
 }
 
 /// Why a good sample cannot be stored faithfully (a name or instance id over [`MAX_STRING`]
-/// bytes, more than [`MAX_NAMES`] metrics): it is then stored as a failed attempt saying so —
-/// an evidence gap, never a silently altered sample.
+/// bytes, more than [`MAX_NAMES`] metrics or peers of a breakdown, more than [`MAX_BY_PEER`]
+/// breakdowns): it is then stored as a failed attempt saying so — an evidence gap, never a
+/// silently altered sample.
 fn unrecordable_why(data: &SampleData) -> Option<String> {
     let too_long = |s: &str| s.len() > MAX_STRING;
     if too_long(&data.instance_id) {
@@ -197,6 +232,23 @@ fn unrecordable_why(data: &SampleData) -> Option<String> {
         if names.iter().any(too_long) {
             return Some(format!(
                 "sample not recordable: a {what} name longer than {MAX_STRING} bytes"
+            ));
+        }
+    }
+    if data.by_peer.len() > MAX_BY_PEER {
+        return Some(format!(
+            "sample not recordable: more than {MAX_BY_PEER} per-peer breakdowns"
+        ));
+    }
+    for (gauge, peers) in &data.by_peer {
+        if too_long(gauge) || peers.keys().any(|p| too_long(p)) {
+            return Some(format!(
+                "sample not recordable: a per-peer gauge or peer name longer than {MAX_STRING} bytes"
+            ));
+        }
+        if peers.len() > MAX_NAMES {
+            return Some(format!(
+                "sample not recordable: more than {MAX_NAMES} peers in a breakdown"
             ));
         }
     }
@@ -390,7 +442,7 @@ impl DecodeState {
                     .ok_or("metric names not strictly increasing")?;
                 self.lists.push(list);
             }
-            KIND_OK => {
+            KIND_OK | KIND_OK_BY_PEER => {
                 let at = self.time(&mut c)?;
                 let instance = self.string(c.varint().ok_or("truncated instance")?)?;
                 let counter_id = c.varint().ok_or("truncated counter list")?;
@@ -419,15 +471,15 @@ impl DecodeState {
                 let mut gauges = Vec::with_capacity(gauge_names.len());
                 for i in 0..gauge_names.len() {
                     let prev = base.map_or(0, |b| b[i].to_bits());
-                    let bits = match c.varint().ok_or("truncated gauge")? {
-                        GAUGE_SAME => prev,
-                        GAUGE_RAW => c.u64_le().ok_or("truncated gauge bits")?,
-                        tag if tag & 1 == 1 => (unzigzag(tag >> 1) as f64).to_bits(),
-                        tag => return Err(format!("unknown gauge tag {tag}")),
-                    };
-                    gauges.push(f64::from_bits(bits));
+                    gauges.push(f64::from_bits(c.gauge(prev)?));
                 }
+                let by_peer = if kind == KIND_OK_BY_PEER {
+                    self.by_peer(&mut c, budget)?
+                } else {
+                    BTreeMap::new()
+                };
                 let data = SampleData {
+                    by_peer,
                     instance_id: instance.to_string(),
                     counters: Metrics::from_parts(counter_names.clone(), counters)
                         .ok_or("counter count mismatch")?,
@@ -457,6 +509,36 @@ impl DecodeState {
             other => return Err(format!("unknown record kind {other}")),
         }
         c.finish()
+    }
+
+    /// A sample's per-peer breakdowns: a count, then for each (in strictly increasing gauge
+    /// name order) the gauge name's string, the peer list and one value per peer.
+    fn by_peer(
+        &self,
+        c: &mut Cursor<'_>,
+        budget: &mut usize,
+    ) -> Result<BTreeMap<String, BTreeMap<String, f64>>, String> {
+        let m = c.count(MAX_BY_PEER)?;
+        let mut out = BTreeMap::new();
+        let mut last: Option<&str> = None;
+        for _ in 0..m {
+            let gauge = self.string(c.varint().ok_or("truncated per-peer gauge")?)?;
+            if last.is_some_and(|l| l >= gauge) {
+                return Err("per-peer gauges not strictly increasing".into());
+            }
+            last = Some(gauge);
+            let peers = self.list(c.varint().ok_or("truncated peer list")?)?;
+            spend(
+                budget,
+                64 + gauge.len() + peers.iter().map(|p| 64 + p.len()).sum::<usize>(),
+            )?;
+            let mut values = BTreeMap::new();
+            for peer in peers.iter() {
+                values.insert(peer.to_string(), f64::from_bits(c.gauge(0)?));
+            }
+            out.insert(gauge.to_string(), values);
+        }
+        Ok(out)
     }
 
     fn time(&mut self, c: &mut Cursor<'_>) -> Result<u64, String> {
@@ -524,6 +606,16 @@ impl Cursor<'_> {
         Some(u64::from_le_bytes(buf))
     }
 
+    /// A gauge value's bits (see [`gauge`]), `prev` being its base.
+    fn gauge(&mut self, prev: u64) -> Result<u64, String> {
+        match self.varint().ok_or("truncated gauge")? {
+            GAUGE_SAME => Ok(prev),
+            GAUGE_RAW => self.u64_le().ok_or_else(|| "truncated gauge bits".into()),
+            tag if tag & 1 == 1 => Ok((unzigzag(tag >> 1) as f64).to_bits()),
+            tag => Err(format!("unknown gauge tag {tag}")),
+        }
+    }
+
     fn count(&mut self, max: usize) -> Result<usize, String> {
         let n = self.varint().ok_or("truncated count")?;
         usize::try_from(n)
@@ -559,11 +651,26 @@ mod tests {
         Sample {
             at_ms: at,
             outcome: SampleOutcome::Ok(SampleData {
+                by_peer: BTreeMap::new(),
                 instance_id: instance.into(),
                 counters: counters.iter().copied().collect(),
                 gauges: gauges.iter().copied().collect(),
             }),
         }
+    }
+
+    /// `sample` with per-peer breakdowns `gauge → [(peer, value)]`.
+    fn with_peers(mut sample: Sample, by_peer: &[(&str, &[(&str, f64)])]) -> Sample {
+        if let SampleOutcome::Ok(data) = &mut sample.outcome {
+            data.by_peer = by_peer
+                .iter()
+                .map(|(gauge, peers)| {
+                    let peers = peers.iter().map(|(p, v)| (p.to_string(), *v)).collect();
+                    (gauge.to_string(), peers)
+                })
+                .collect();
+        }
+        sample
     }
 
     fn missing(at: u64, error: &str) -> Sample {
@@ -611,6 +718,24 @@ mod tests {
             missing(0, "timeout"),
             missing(u64::MAX, "connection refused"),
             ok(51_000, "a", &[("x", 9), ("y", 1)], &[("g", 1.0)]),
+            // Per-peer breakdowns (the suppression gauges while something is suppressed): odd
+            // values, an empty breakdown, and the same peers again (an interned list).
+            with_peers(
+                ok(61_000, "a", &[("x", 10), ("y", 1)], &[("g", 1.0)]),
+                &[
+                    ("known_topic_peers", &[("node-1", 2.0), ("node-2", -0.0)]),
+                    (
+                        "suppressed_topic_peers",
+                        &[("node-1", 0.5), ("node-9", f64::NAN)],
+                    ),
+                    ("z_empty", &[]),
+                ],
+            ),
+            with_peers(
+                ok(71_000, "a", &[("x", 11), ("y", 1)], &[("g", 1.0)]),
+                &[("known_topic_peers", &[("node-1", 3.0), ("node-2", 0.0)])],
+            ),
+            ok(81_000, "a", &[("x", 12), ("y", 1)], &[("g", 1.0)]),
         ]
     }
 
@@ -654,6 +779,46 @@ mod tests {
             assert_eq!(back.samples.len(), whole, "cut at {cut}");
             same(&samples[..whole], &back.samples);
         }
+    }
+
+    #[test]
+    fn by_peer_breakdowns_round_trip_and_bad_ones_are_errors() {
+        let samples = awkward();
+        let back = decode(&encode_all(&samples)).unwrap().samples;
+        let peers = |s: &Sample| match &s.outcome {
+            SampleOutcome::Ok(d) => d.by_peer.clone(),
+            SampleOutcome::Missing { .. } => BTreeMap::new(),
+        };
+        let with: Vec<_> = back.iter().map(peers).filter(|p| !p.is_empty()).collect();
+        assert_eq!(with.len(), 2);
+        assert_eq!(
+            with[0]["known_topic_peers"]["node-2"].to_bits(),
+            (-0.0f64).to_bits()
+        );
+        assert!(with[0]["suppressed_topic_peers"]["node-9"].is_nan());
+        assert!(with[0]["z_empty"].is_empty());
+        assert_eq!(with[1]["known_topic_peers"]["node-1"], 3.0);
+        // Breakdowns out of order are refused, not collapsed.
+        let mut bytes = MAGIC.to_vec();
+        record(&mut bytes, &[KIND_STRING, 1, b'a']);
+        record(&mut bytes, &[KIND_NAMES, 0]);
+        record(&mut bytes, &[KIND_OK_BY_PEER, 0, 0, 0, 0, 2, 0, 0, 0, 0]);
+        let err = decode(&bytes).unwrap_err();
+        assert!(err.why.contains("strictly increasing"), "{err}");
+        // Too many breakdowns is a gap, never a silently cut sample.
+        let many: Vec<(String, Vec<(&str, f64)>)> = (0..=MAX_BY_PEER)
+            .map(|i| (format!("g{i:03}"), vec![("p", 1.0)]))
+            .collect();
+        let many: Vec<(&str, &[(&str, f64)])> = many
+            .iter()
+            .map(|(g, p)| (g.as_str(), p.as_slice()))
+            .collect();
+        let sample = with_peers(ok(1, "a", &[], &[]), &many);
+        let back = decode(&encode_all(&[sample])).unwrap().samples;
+        assert!(
+            matches!(&back[0].outcome, SampleOutcome::Missing { error } if error.contains("per-peer")),
+            "{back:?}"
+        );
     }
 
     #[test]

@@ -9,13 +9,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use soak_gates::Verdict;
-use soak_gates::model::{Sample, WindowRecord};
+use soak_gates::model::{NodeEvent, Sample, WindowRecord};
 
 use crate::error::{Error, Result};
+use crate::faults::FaultJournal;
 use crate::format::{self, CURRENT, FormatVersion};
-use crate::fsio::{hash_tree, write_atomic, write_json_atomic};
+use crate::fsio::{hash_tree, read_bounded, write_atomic, write_json_atomic};
 use crate::meta::{Manifest, RunMeta, RunStatus};
-use crate::render;
+use crate::reader::read_head;
+use crate::render::{self, Evidence, SampleSource};
 use crate::samples::SampleEncoder;
 
 /// One node's open sample file and its encoder state.
@@ -39,9 +41,11 @@ pub struct ProofWriter {
     dir: PathBuf,
     meta: RunMeta,
     events: File,
+    node_events: Option<File>,
     samples: BTreeMap<String, SampleFile>,
     buffer: Vec<u8>,
     windows: BTreeSet<u32>,
+    journal: Option<File>,
 }
 
 impl ProofWriter {
@@ -69,9 +73,11 @@ impl ProofWriter {
             dir,
             meta,
             events,
+            node_events: None,
             samples: BTreeMap::new(),
             buffer: Vec::new(),
             windows: BTreeSet::new(),
+            journal: None,
         };
         writer.write_meta()?;
         writer.write_manifest(RunStatus::Running, None, None)?;
@@ -99,6 +105,23 @@ impl ProofWriter {
     pub fn append_event(&mut self, event: &serde_json::Value) -> Result<()> {
         let path = self.dir.join(format::EVENTS);
         append_line(&mut self.events, &path, event)
+    }
+
+    /// Appends one node event (a process that exited, a host that stopped answering) as a line
+    /// of `node_events.jsonl` (created on first use).
+    pub fn append_node_event(&mut self, event: &NodeEvent) -> Result<()> {
+        let path = self.dir.join(format::NODE_EVENTS);
+        if self.node_events.is_none() {
+            self.node_events = Some(open_append(&path)?);
+        }
+        match self.node_events.as_mut() {
+            Some(file) => append_line(file, &path, event),
+            // Opened just above.
+            None => Err(Error::invalid(
+                "failed to append a node event",
+                "node events file lost",
+            )),
+        }
     }
 
     /// Appends one sample of `node` to `samples/<node>.smp` (the compact encoding of
@@ -145,6 +168,39 @@ impl ProofWriter {
         }
     }
 
+    /// Appends one line to `faults/journal.jsonl` and syncs it: a fault step is on disk before
+    /// it acts.
+    pub fn append_fault_journal(&mut self, entry: &serde_json::Value) -> Result<()> {
+        let dir = self.dir.join(format::FAULTS_DIR);
+        let path = dir.join(format::FAULT_JOURNAL);
+        if self.journal.is_none() {
+            fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+            self.journal = Some(open_append(&path)?);
+        }
+        match self.journal.as_mut() {
+            Some(file) => {
+                append_line(file, &path, entry)?;
+                file.sync_data().map_err(|e| Error::io("sync", &path, e))
+            }
+            // Opened just above.
+            None => Err(Error::invalid(
+                "failed to append to the fault journal",
+                "journal lost",
+            )),
+        }
+    }
+
+    /// Writes a file under `faults/` atomically (`schedule.json`, `residue.json`,
+    /// `scenarios.toml`).
+    pub fn write_fault_file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        if name.contains('/') || name.starts_with('.') {
+            return Err(Error::invalid("failed to write a fault file", "bad name"));
+        }
+        let dir = self.dir.join(format::FAULTS_DIR);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        write_atomic(&dir.join(name), bytes)
+    }
+
     /// Writes (or rewrites) `windows/NNN/window.json` atomically.
     pub fn write_window(&mut self, window: &WindowRecord) -> Result<()> {
         let dir = self.window_dir(window.index);
@@ -154,8 +210,10 @@ impl ProofWriter {
         Ok(())
     }
 
-    /// Seals the proof: per-window verdicts, `verdict.json`, `summary.md`, `summary.csv`,
-    /// `timeline.csv`, then — last, atomically — `manifest.json` with the sha256 of every file.
+    /// Seals the proof: per-window verdicts, then every rendered file from the stored evidence
+    /// (`verdict.json`, `summary.md`, `summary.csv`, `windows.csv`, `timeline.csv`, `junit.xml`,
+    /// `report.html`; see [`render::write_report`]), then — last, atomically — `manifest.json`
+    /// with the sha256 of every file.
     /// Returns the proof directory.
     pub fn finish(self, status: RunStatus, verdict: &Verdict) -> Result<PathBuf> {
         if status == RunStatus::Running {
@@ -167,6 +225,10 @@ impl ProofWriter {
         self.events
             .sync_all()
             .map_err(|e| Error::io("sync", &self.dir.join(format::EVENTS), e))?;
+        if let Some(file) = &self.node_events {
+            file.sync_all()
+                .map_err(|e| Error::io("sync", &self.dir.join(format::NODE_EVENTS), e))?;
+        }
         for (node, open) in &self.samples {
             open.file
                 .sync_all()
@@ -177,7 +239,18 @@ impl ProofWriter {
             fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
             write_json_atomic(&dir.join(format::VERDICT), window)?;
         }
-        render::write_report(&self.dir, &self.meta, status, verdict)?;
+        // Rendered from what is stored, exactly as `soak report` re-renders it later.
+        let head = read_head(&self.dir)?;
+        let faults = FaultJournal::read(&self.dir)?;
+        let evidence = Evidence {
+            meta: &head.meta,
+            status,
+            windows: &head.observations.windows,
+            samples: SampleSource::Dir(&self.dir),
+            faults: &faults,
+            notes: &[],
+        };
+        render::write_report(&self.dir, &evidence, verdict)?;
         let finished = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -196,6 +269,7 @@ impl ProofWriter {
         let mut meta = self.meta.clone();
         let config = redact_secrets(&meta.config);
         meta.config = serde_json::Value::Null;
+        meta.command = meta.command.as_deref().map(redact_args);
         write_json_atomic(&self.dir.join(format::CONFIG), &config)?;
         if let Some(gate) = &meta.gate_source {
             write_atomic(&self.dir.join(format::GATE), gate.as_bytes())?;
@@ -243,9 +317,10 @@ fn open_append(path: &Path) -> Result<File> {
 }
 
 /// Cuts a torn last record (a writer killed mid-append) off an existing sample file before more
-/// samples are appended to it; a file that does not decode is refused.
+/// samples are appended to it; a file that does not decode, or that is a link or oversize, is
+/// refused (read through the bounded opener like every proof read).
 fn drop_torn_tail(path: &Path, file: &File) -> Result<()> {
-    let bytes = fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let bytes = read_bounded(path, format::MAX_SMP_BYTES)?;
     let decoded = crate::samples::decode(&bytes).map_err(|e| {
         Error::invalid(
             format!("failed to append to {}", path.display()),
@@ -285,6 +360,40 @@ const SECRET_KEYS: &[&str] = &[
 /// The placeholder a redacted value is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
+fn looks_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| lower.contains(s))
+}
+
+/// A copy of a command line with the value of every secret-looking flag (`--admin-token X`,
+/// `--password=X`; same key fragments as [`redact_secrets`], `-` read as `_`) replaced by
+/// `"[redacted]"`.
+pub fn redact_args(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut redact_next = false;
+    for arg in argv {
+        if redact_next {
+            out.push(REDACTED.to_string());
+            redact_next = false;
+            continue;
+        }
+        match arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) {
+            Some(flag) if looks_secret(&flag.replace('-', "_")) => match flag.split_once('=') {
+                Some((name, _)) => out.push(format!(
+                    "{}{name}={REDACTED}",
+                    &arg[..arg.len() - flag.len()]
+                )),
+                None => {
+                    out.push(arg.clone());
+                    redact_next = true;
+                }
+            },
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
 /// A copy of `config` with the value of every object key that looks secret (contains `token`,
 /// `secret`, `password`, `passphrase`, `private_key`, `credential`, `api_key`, `bearer`)
 /// replaced by `"[redacted]"`, at any depth.
@@ -294,8 +403,7 @@ pub fn redact_secrets(config: &serde_json::Value) -> serde_json::Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, value)| {
-                    let lower = key.to_ascii_lowercase();
-                    if SECRET_KEYS.iter().any(|s| lower.contains(s)) && !value.is_null() {
+                    if looks_secret(key) && !value.is_null() {
                         (key.clone(), Value::String(REDACTED.to_string()))
                     } else {
                         (key.clone(), redact_secrets(value))
@@ -305,5 +413,43 @@ pub fn redact_secrets(config: &serde_json::Value) -> serde_json::Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact_secrets).collect()),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_flag_values_are_redacted_from_the_command_line() {
+        let argv: Vec<String> = [
+            "soak",
+            "run",
+            "--admin-token",
+            "s3cret",
+            "--api-key=abc",
+            "--nodes",
+            "3",
+            "--label",
+            "token-free",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            redact_args(&argv),
+            [
+                "soak",
+                "run",
+                "--admin-token",
+                REDACTED,
+                "--api-key=[redacted]",
+                "--nodes",
+                "3",
+                "--label",
+                "token-free",
+            ]
+            .map(String::from)
+            .to_vec()
+        );
     }
 }

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use soak_api::{
-    Diagnostics, DmOutcome, DmPath, DmRequest, DmResponse, InboxItem, InboxPage, PageQuery,
-    ProcessIdentity, PublishRequest, PublishResponse, Readiness, ReceivedItem, ReceivedPage,
-    VersionInfo,
+    Diagnostics, DmOutcome, DmPath, DmRequest, DmResponse, Impairment, InboxItem, InboxPage,
+    PageQuery, ProcessIdentity, PublishRequest, PublishResponse, Readiness, ReceivedItem,
+    ReceivedPage, VersionInfo,
 };
 
 use crate::api::{ApiResult, NodeApi, NodeApiError, NodeApiErrorKind};
@@ -21,6 +21,8 @@ pub enum Fault {
     AckButDrop,
     /// Stores every direct message twice.
     DeliverTwice,
+    /// Stores direct messages, but its ACKs are lost: the sender sees a timeout.
+    AckLost,
     /// Answers 404 on every topic route (no pub/sub).
     NoPubSub,
     /// Receives every gossip message twice in its `received` list.
@@ -29,6 +31,10 @@ pub enum Fault {
     GossipDeaf,
     /// Answers 500 on publish (a burst that fails mid-way).
     PublishFails,
+    /// Accepts and lists impairments but never applies them.
+    IgnoreImpairments,
+    /// Stopped (SIGSTOP): `/healthz` times out, DMs to it time out.
+    Stopped,
 }
 
 #[derive(Default)]
@@ -40,6 +46,35 @@ struct NodeState {
     topics: HashMap<String, Vec<ReceivedItem>>,
     unsubscribes: usize,
     reads_from_zero: usize,
+    /// Held impairments with their expiry (unix ms).
+    impairments: Vec<(Impairment, u64)>,
+    next_impairment: u64,
+}
+
+impl NodeState {
+    /// Live impairments that apply (a node ignoring them applies none).
+    fn live_impairments(&mut self, now: u64) -> Vec<Impairment> {
+        self.impairments.retain(|(_, until)| *until > now);
+        if self.fault == Some(Fault::IgnoreImpairments) {
+            return Vec::new();
+        }
+        self.impairments.iter().map(|(i, _)| i.clone()).collect()
+    }
+
+    fn listed_impairments(&mut self, now: u64) -> Vec<Impairment> {
+        self.impairments.retain(|(_, until)| *until > now);
+        self.impairments
+            .iter()
+            .map(|(i, until)| Impairment {
+                expires_in_ms: until - now,
+                ..i.clone()
+            })
+            .collect()
+    }
+}
+
+fn applies_to(impairment: &Impairment, peer: &str) -> bool {
+    impairment.peer.as_deref().is_none_or(|p| p == peer)
 }
 
 #[derive(Default)]
@@ -98,6 +133,16 @@ impl FakeMesh {
         self.with(|state| state.nodes[index].fault = Some(fault));
     }
 
+    /// Makes node `index` healthy again.
+    pub fn clear_fault(&self, index: usize) {
+        self.with(|state| state.nodes[index].fault = None);
+    }
+
+    /// The fault node `index` has now.
+    pub fn fault_of(&self, index: usize) -> Option<Fault> {
+        self.with(|state| state.nodes[index].fault)
+    }
+
     /// Restarts node `index`: new instance, empty inbox (sequence numbers start again).
     pub fn restart(&self, index: usize) {
         self.with(|state| {
@@ -105,6 +150,7 @@ impl FakeMesh {
             node.instance += 1;
             node.inbox.clear();
             node.topics.clear();
+            node.impairments.clear();
         });
     }
 
@@ -142,6 +188,14 @@ impl FakeNode {
     }
 
     fn check_alive(&self, path: &str) -> ApiResult<()> {
+        if self.fault() == Some(Fault::Stopped) {
+            return Err(NodeApiError {
+                node: self.name.clone(),
+                kind: NodeApiErrorKind::Timeout {
+                    path: path.to_owned(),
+                },
+            });
+        }
         if self.fault() == Some(Fault::Dead) {
             return Err(NodeApiError {
                 node: self.name.clone(),
@@ -211,6 +265,19 @@ impl NodeApi for FakeNode {
         &self.peer_id
     }
 
+    async fn healthz(&self, _timeout: std::time::Duration) -> ApiResult<()> {
+        self.check_alive("/healthz")?;
+        if self.fault() == Some(Fault::Stopped) {
+            return Err(NodeApiError {
+                node: self.name.clone(),
+                kind: NodeApiErrorKind::Timeout {
+                    path: "/healthz".to_owned(),
+                },
+            });
+        }
+        Ok(())
+    }
+
     async fn readiness(&self) -> ApiResult<Readiness> {
         self.check_alive("/readyz")?;
         Ok(Readiness {
@@ -248,7 +315,11 @@ impl NodeApi for FakeNode {
             gauges: BTreeMap::new(),
             peers: Vec::new(),
             topics: Vec::new(),
-            impairments: Vec::new(),
+            impairments: self
+                .mesh
+                .with(|s| s.nodes[self.index].listed_impairments(now_ms())),
+            bans: Vec::new(),
+            histograms: BTreeMap::new(),
         })
     }
 
@@ -257,17 +328,48 @@ impl NodeApi for FakeNode {
         let request_id = request.request_id.clone().unwrap_or_default();
         let to = (0..self.mesh.n).find(|&i| peer_id(i) == request.to);
         let from_peer = self.peer_id.clone();
+        let now = now_ms();
+        let mut elapsed_us = 100;
         let outcome = self.mesh.with(|state| {
             let Some(to) = to else {
                 return DmOutcome::Unreachable;
             };
+            // Impairments: the sender's on its datagrams to the receiver, the receiver's on its
+            // ACKs back (and on incoming datagrams, for two-way partitions).
+            let to_peer = peer_id(to);
+            let outbound = state.nodes[self.index].live_impairments(now);
+            let inbound = state.nodes[to].live_impairments(now);
+            let cut = outbound
+                .iter()
+                .any(|i| i.partition && applies_to(i, &to_peer))
+                || inbound
+                    .iter()
+                    .any(|i| i.partition && applies_to(i, &from_peer));
+            if cut {
+                return DmOutcome::Timeout;
+            }
+            let delay_ms: u64 = outbound
+                .iter()
+                .filter(|i| applies_to(i, &to_peer))
+                .map(|i| i.delay_ms)
+                .max()
+                .unwrap_or(0)
+                + inbound
+                    .iter()
+                    .filter(|i| applies_to(i, &from_peer))
+                    .map(|i| i.delay_ms)
+                    .max()
+                    .unwrap_or(0);
+            elapsed_us += delay_ms * 1000;
             let node = &mut state.nodes[to];
             let copies = match node.fault {
                 Some(Fault::Dead) => return DmOutcome::Unreachable,
+                Some(Fault::Stopped) => return DmOutcome::Timeout,
                 Some(Fault::AckButDrop) => 0,
                 Some(Fault::DeliverTwice) => 2,
                 _ => 1,
             };
+            let ack_lost = node.fault == Some(Fault::AckLost);
             for _ in 0..copies {
                 let seq = node.inbox.len() as u64 + 1;
                 node.inbox.push(InboxItem {
@@ -278,6 +380,9 @@ impl NodeApi for FakeNode {
                     received_at_ms: now_ms(),
                 });
             }
+            if ack_lost {
+                return DmOutcome::Timeout;
+            }
             DmOutcome::Acked
         });
         Ok(DmResponse {
@@ -285,7 +390,7 @@ impl NodeApi for FakeNode {
             outcome,
             path: DmPath::Direct,
             attempts: 1,
-            elapsed_us: 100,
+            elapsed_us,
             error: None,
         })
     }
@@ -396,5 +501,62 @@ impl NodeApi for FakeNode {
             let next = items.last().map(|i| i.seq).unwrap_or(after);
             ReceivedPage { next, items }
         }))
+    }
+
+    async fn impairments(&self) -> ApiResult<Vec<Impairment>> {
+        self.check_alive("/v1/impairments")?;
+        Ok(self
+            .mesh
+            .with(|s| s.nodes[self.index].listed_impairments(now_ms())))
+    }
+
+    async fn add_impairment(&self, impairment: &Impairment) -> ApiResult<Vec<Impairment>> {
+        self.check_alive("/v1/impairments")?;
+        if impairment.expires_in_ms == 0 {
+            return Err(self.status_error("/v1/impairments", 400, "bad_request"));
+        }
+        Ok(self.mesh.with(|s| {
+            let now = now_ms();
+            let node = &mut s.nodes[self.index];
+            let id = match &impairment.id {
+                Some(id) => id.clone(),
+                None => {
+                    node.next_impairment += 1;
+                    format!("imp-{}", node.next_impairment)
+                }
+            };
+            let held = Impairment {
+                id: Some(id.clone()),
+                ..impairment.clone()
+            };
+            let until = now + impairment.expires_in_ms;
+            match node
+                .impairments
+                .iter_mut()
+                .find(|(i, _)| i.id.as_deref() == Some(id.as_str()))
+            {
+                Some(existing) => *existing = (held, until),
+                None => node.impairments.push((held, until)),
+            }
+            node.listed_impairments(now)
+        }))
+    }
+
+    async fn remove_impairment(&self, id: &str) -> ApiResult<Vec<Impairment>> {
+        let path = "/v1/impairments/{id}";
+        self.check_alive(path)?;
+        let found = self.mesh.with(|s| {
+            let node = &mut s.nodes[self.index];
+            let before = node.impairments.len();
+            node.impairments
+                .retain(|(i, _)| i.id.as_deref() != Some(id));
+            node.impairments.len() != before
+        });
+        if !found {
+            return Err(self.status_error(path, 404, "not_found"));
+        }
+        Ok(self
+            .mesh
+            .with(|s| s.nodes[self.index].listed_impairments(now_ms())))
     }
 }

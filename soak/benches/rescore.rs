@@ -3,9 +3,9 @@
 //! counters and 12 gauges, a 100×99 Phase A matrix and a fanout burst per window, a restart, a
 //! gap and a drop) written as a real proof directory twice:
 //!
-//! - **compact**: by `ProofWriter` (format 1.2, `samples/<node>.smp`);
-//! - **reference, in the same run**: the same proof with format-1.1 JSON-lines samples
-//!   (`samples/<node>.jsonl`, one `serde_json` line per sample, as 1.1 wrote them).
+//! - **compact**: by `ProofWriter` (format 1.3, `samples/<node>.smp`);
+//! - **reference, in the same run**: the same proof with format-1.2 JSON-lines samples
+//!   (`samples/<node>.jsonl`, one `serde_json` line per sample, as 1.2 wrote them).
 //!
 //! For each it runs the release `soak score DIR --out OUT` (read, evaluate with the proof's
 //! gate, print the tables, write the re-scored report) as a child process and times the wall
@@ -15,6 +15,9 @@
 //! Run: `cargo bench -p soak --bench rescore` (needs ~2 GB of free space under the temp dir for
 //! the JSON reference while it runs; everything is deleted at the end unless
 //! `SOAK_RESCORE_KEEP=1`, which keeps both proofs for profiling `soak score` on them).
+
+// A bench binary prints to the terminal that runs it; a closed pipe is not a concern.
+#![allow(clippy::disallowed_macros)]
 
 use std::fs;
 use std::io::Write;
@@ -60,12 +63,20 @@ fn meta(obs: &Observations) -> RunMeta {
         scenarios: vec!["baseline".into(), "fanout_burst".into()],
         sample_interval_ms: obs.run.sample_interval_ms,
         nodes: obs.run.nodes.clone(),
-        config: serde_json::json!({"nodes": 100}),
+        config: serde_json::json!({
+            "nodes": 100,
+            "windows": obs.windows.len(),
+            "interval_ms": obs.windows.first().map_or(0, |w| w.end_ms - w.start_ms),
+        }),
         coverage: None,
+        command: None,
+        seed: None,
+        errors: Vec::new(),
+        errors_omitted: 0,
     }
 }
 
-/// Writes the proof; `json_lines` stores the samples as format 1.1 did.
+/// Writes the proof; `json_lines` stores the samples as format 1.2 did.
 fn write(dir: &Path, obs: &Observations, json_lines: bool) {
     let verdict = evaluate(
         obs,
@@ -100,11 +111,15 @@ fn write(dir: &Path, obs: &Observations, json_lines: bool) {
         .finish(RunStatus::Complete, &verdict)
         .unwrap_or_else(|e| panic!("{e}"));
     if json_lines {
-        // Say 1.1, as the writer of those files did.
+        // Say 1.2, as the writer of those files did.
+        let (now, then) = (
+            format!("\"minor\": {}", soak_proofs::format::CURRENT.minor),
+            "\"minor\": 2",
+        );
         for file in ["run.json", "manifest.json"] {
             let path = dir.join(file);
             let text = fs::read_to_string(&path).expect("read");
-            let text = text.replacen("\"minor\": 2", "\"minor\": 1", 1);
+            let text = text.replacen(&now, then, 1);
             fs::write(&path, text).expect("write");
         }
     }
@@ -164,13 +179,13 @@ fn main() {
     let t = Instant::now();
     write(&compact, &obs, false);
     println!(
-        "wrote the 1.2 proof (compact samples) in {:.2?}",
+        "wrote the 1.3 proof (compact samples) in {:.2?}",
         t.elapsed()
     );
     let t = Instant::now();
     write(&json, &obs, true);
     println!(
-        "wrote the 1.1 proof (JSON-lines samples) in {:.2?}",
+        "wrote the 1.2 proof (JSON-lines samples) in {:.2?}",
         t.elapsed()
     );
     drop(obs);
@@ -204,8 +219,8 @@ fn main() {
     );
     let compact_secs = score(&compact, &root.join("out-compact"), 3);
     let json_secs = score(&json, &root.join("out-json"), 1);
-    println!("soak score end to end, 1.2 compact samples   {compact_secs:>8.3} s (best of 3)");
-    println!("soak score end to end, 1.1 JSON lines        {json_secs:>8.3} s (reference)");
+    println!("soak score end to end, 1.3 compact samples   {compact_secs:>8.3} s (best of 3)");
+    println!("soak score end to end, 1.2 JSON lines        {json_secs:>8.3} s (reference)");
     println!(
         "ratio compact / JSON: {:.3}  —  compact {:.3} s against a 3 s target: {}",
         compact_secs / json_secs,

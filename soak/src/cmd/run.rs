@@ -4,8 +4,8 @@
 //! yields a [`RunPlan`]. Step two ([`execute`]) resolves it — gate profile, node binary, proof
 //! directory, signals, fleet — and hands the runner only `NodeApi` handles.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -15,6 +15,9 @@ use soak_gates::Profile;
 use soak_gates::model::{NodeRef, Observations, RunInfo};
 use soak_proofs::{MissingHost, ProofWriter, RunMeta};
 use soak_scenarios::fanout::FanoutConfig;
+use soak_scenarios::faults::schedule::{Schedule, schedule};
+use soak_scenarios::faults::spec::{FaultSpec, Permission};
+use soak_scenarios::faults::{Capabilities, catalog};
 use soak_scenarios::phase_a::PhaseAConfig;
 use soak_scenarios::{HttpNode, http_client};
 
@@ -22,11 +25,12 @@ use crate::exit::{CliError, CliResult, Exit};
 use crate::fleet::Fleet;
 use crate::fleet::local::{LocalMesh, LocalMeshConfig};
 use crate::fleet::remote::{PartialPolicy, RemoteFleet, RemoteFleetOptions};
+use crate::output::{errln, outln};
 use crate::runner::event::{FleetNode, RunEvent, RunStatus, now_ms};
 use crate::runner::proof::{ProofOutcome, ProofReporter};
 use crate::runner::reporter::{Dispatch, JsonLines, Progress};
 use crate::runner::signals::Signals;
-use crate::runner::{RunnerConfig, Workload, table};
+use crate::runner::{RunnerConfig, table};
 
 /// Format of the machine-readable event stream on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -36,35 +40,54 @@ pub enum EventsFormat {
     Jsonl,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration flag (`90s`, `2m`, `1h30m`, `500ms`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("{err} (examples: 90s, 2m, 1h30m)"))
 }
 
 /// Arguments of `soak run`.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Exit codes: 0 GO, 1 NO-GO, 2 UNKNOWN (missing evidence), 64 usage, 69 infrastructure,
+130 interrupted (see docs/operations.md).
+
+Examples:
+  soak run                                          # 6 local nodes, 2 minutes, broad-launch
+  soak run --nodes 3 --duration 30s --interval 10s --scenarios baseline
+  soak run -i fleet.toml --duration 4h --interval 5m --limit 'eu:!eu-3'
+  soak run --gate-file my-gate.toml --events jsonl > events.jsonl
+  soak run --duration 6m --scenarios baseline,fanout_burst,high_rtt_peer,partition_halves,restart_storm --allow-restart
+  soak run --scenario-file my-faults.toml --fault-lease 30s")]
 pub struct RunArgs {
     /// Inventory of an SSH fleet (native TOML, Ansible INI/YAML or a pssh host file). Without
     /// it, `soak run` spawns a local mesh of `soak-node` processes on loopback.
     #[arg(short = 'i', long, value_name = "PATH")]
     pub inventory: Option<PathBuf>,
-    /// Nodes of the local mesh [default: 6].
+    /// Nodes of the local mesh, 2–200 [default: 6].
     #[arg(long, value_name = "N")]
     pub nodes: Option<usize>,
     /// With --inventory: go on when at least N hosts (2 or more) are reached; the hosts left
     /// out are named in the proof and the output. By default every host must be reached.
     #[arg(long, value_name = "N")]
     pub min_hosts: Option<usize>,
-    /// Total soak time, rounded down to whole windows (at least one).
-    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    /// With --inventory: only the hosts this Ansible host pattern selects make the fleet
+    /// (groups, globs, `!exclude`, `&intersect`; see `soak deploy --help`).
+    #[arg(long, value_name = "PATTERN", value_parser = crate::fleet::remote::parse_limit)]
+    pub limit: Option<soak_inventory::HostPattern>,
+    /// Total soak time, rounded down to whole windows (at least one; at most 100000 windows).
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
     pub duration: Duration,
-    /// Window length: every window runs the scenarios once and is judged on its own.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Window length, at least 1s: every window runs the scenarios once and is judged on its
+    /// own.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
-    /// Warm-up at the start, rounded up to whole windows [default: one window when the run
-    /// has more than one, else none].
-    #[arg(long, value_parser = parse_duration)]
+    /// Warm-up at the start, rounded up to whole windows; at least one window must remain
+    /// [default: one window when the run has more than one, else none].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub warmup: Option<Duration>,
-    /// Workloads run in every window, in order (`baseline`, `fanout_burst`).
+    /// Scenarios: workloads run in every window, in order (`baseline`, `fanout_burst`), and
+    /// built-in faults (`soak scenarios list`), each given its own window after the warm-up
+    /// and followed by a heal window.
     #[arg(
         long,
         value_delimiter = ',',
@@ -72,50 +95,73 @@ pub struct RunArgs {
         value_name = "NAMES"
     )]
     pub scenarios: Vec<String>,
+    /// Faults from a scenario file (TOML `[[fault]]` tables; `soak scenarios show NAME` prints
+    /// one to start from), scheduled after the `--scenarios` faults; copied into the proof.
+    #[arg(long, value_name = "PATH")]
+    pub scenario_file: Option<PathBuf>,
+    /// Allow faults that restart or stop node processes (restart_storm, stale_peer).
+    #[arg(long)]
+    pub allow_restart: bool,
+    /// Allow tc qdisc faults on hosts (netem delay/loss, tbf bandwidth; host fleets).
+    #[arg(long)]
+    pub allow_netem: bool,
+    /// Allow iptables partitions on hosts (host fleets).
+    #[arg(long)]
+    pub allow_iptables: bool,
+    /// Lease of every fault held by a node: renewed every third of it while the fault holds,
+    /// so faults lapse by themselves this long after `soak` dies.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub fault_lease: Duration,
+    /// Extra argument for every local node's `soak-node run` (repeatable), e.g.
+    /// `--node-arg=--idle-timeout-ms=10000`.
+    #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
     /// Built-in gate profile to judge with (`broad-launch`, `limited-production`).
     #[arg(long, default_value = "broad-launch", value_name = "NAME")]
     pub gate: String,
     /// Gate profile TOML file; overrides `--gate`.
     #[arg(long, value_name = "PATH")]
     pub gate_file: Option<PathBuf>,
-    /// Proof directory [default: proofs/<run-id>]; must not exist or be empty.
+    /// Proof directory [default: proofs/<run-id>]; must be new or empty.
     #[arg(long, value_name = "DIR")]
     pub proof_dir: Option<PathBuf>,
-    /// Period of the continuous diagnostics sampler.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    /// Period of the continuous diagnostics sampler: at least 100ms, at most the window
+    /// length (--interval).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub sample_interval: Duration,
     /// Seed of the run's random choices (which nodes publish) [default: random, recorded].
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Short label, part of the run id.
-    #[arg(long, default_value = "local")]
-    pub label: String,
+    /// Short label, part of the run id [default: the inventory's name (its file stem), else
+    /// `local`].
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
     /// Also stream machine-readable events on stdout (progress stays on stderr).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub events: Option<EventsFormat>,
     /// The `soak-node` binary [default: SOAK_NODE_BIN, else next to `soak`, else PATH].
     #[arg(long, env = "SOAK_NODE_BIN", value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
-    /// Fanout burst: messages per burst.
-    #[arg(long, default_value_t = 50, value_name = "M")]
+    /// Fanout burst: messages per burst, 1–1000000.
+    #[arg(long, default_value_t = 50, value_name = "N")]
     pub burst_messages: u64,
-    /// Fanout burst: payload size in bytes.
-    #[arg(long, default_value_t = 256, value_name = "S")]
+    /// Fanout burst: payload size in bytes, 1–1048576.
+    #[arg(long, default_value_t = 256, value_name = "N")]
     pub burst_bytes: usize,
-    /// Fanout burst: publish rate, messages per second (over all publishers).
-    #[arg(long, default_value_t = 200.0, value_name = "PER_SEC")]
+    /// Fanout burst: publish rate, messages per second over all publishers (> 0).
+    #[arg(long, default_value_t = 200.0, value_name = "RATE")]
     pub burst_rate: f64,
-    /// Fanout burst: how many nodes publish.
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    /// Fanout burst: how many nodes publish, 1 to the node count.
+    #[arg(long, default_value_t = 1, value_name = "N")]
     pub burst_publishers: usize,
-    /// Phase A: pairs in flight at once.
-    #[arg(long, default_value_t = 32, value_name = "K")]
+    /// Phase A: pairs in flight at once (at least 1).
+    #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,
-    /// Timeout of every admin API request.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// Timeout of every admin API request, at least 100ms.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
     /// Deadline of each start-up step of the local mesh (files, ready, meshed).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub start_timeout: Duration,
 }
 
@@ -141,7 +187,20 @@ pub struct RunPlan {
     /// Sampler period, milliseconds.
     pub sample_interval_ms: u64,
     /// Workloads per window.
-    pub workloads: Vec<Workload>,
+    pub workloads: Vec<String>,
+    /// Faults (built-in and from the scenario file), as scheduled.
+    pub schedule: Schedule,
+    /// The scenario file as given, when one was.
+    pub scenario_file: Option<PathBuf>,
+    /// The scenario file's text (copied into the proof).
+    #[serde(skip)]
+    pub scenario_text: Option<String>,
+    /// Opt-ins granted.
+    pub allow: Vec<Permission>,
+    /// Fault lease, milliseconds.
+    pub fault_lease_ms: u64,
+    /// Extra node arguments (local mesh).
+    pub node_args: Vec<String>,
     /// Gate: built-in name or file.
     pub gate: GateChoice,
     /// Proof directory as given.
@@ -150,6 +209,8 @@ pub struct RunPlan {
     pub seed: u64,
     /// Label.
     pub label: String,
+    /// `--limit` host pattern, as given.
+    pub limit: Option<String>,
     /// Machine-readable stdout.
     pub events: Option<EventsFormat>,
     /// Node binary as given.
@@ -247,26 +308,85 @@ impl RunArgs {
                 "--sample-interval must be between 100ms and the window length (--interval)",
             ));
         }
-        let mut workloads = Vec::new();
+        let mut workloads: Vec<String> = Vec::new();
+        let mut faults: Vec<FaultSpec> = Vec::new();
         for name in &self.scenarios {
             let name = name.trim();
-            let workload = Workload::parse(name).ok_or_else(|| {
-                CliError::usage(format!(
-                    "unknown scenario `{name}` (known: {})",
-                    Workload::ALL.map(Workload::name).join(", ")
-                ))
-            })?;
-            if workloads.contains(&workload) {
+            if workloads.iter().any(|w| w == name) || faults.iter().any(|f| f.name == name) {
                 return Err(CliError::usage(format!(
                     "scenario `{name}` is listed twice"
                 )));
             }
-            workloads.push(workload);
+            if catalog::WORKLOADS.iter().any(|(w, _)| *w == name) {
+                workloads.push(name.to_owned());
+            } else if catalog::text(name).is_some() {
+                faults.push(catalog::builtin(name).map_err(CliError::usage)?);
+            } else {
+                return Err(CliError::usage(format!(
+                    "unknown scenario `{name}` (workloads: {}; faults: {}; see `soak scenarios list`)",
+                    catalog::WORKLOADS
+                        .iter()
+                        .map(|(w, _)| *w)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    catalog::names().collect::<Vec<_>>().join(", ")
+                )));
+            }
         }
-        if workloads.is_empty() {
+        let scenario_text = match &self.scenario_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    CliError::usage(format!(
+                        "cannot read scenario file {}: {err}",
+                        path.display()
+                    ))
+                })?;
+                faults.extend(
+                    catalog::parse_file(&text, &path.display().to_string())
+                        .map_err(CliError::usage)?,
+                );
+                Some(text)
+            }
+            None => None,
+        };
+        if workloads.is_empty() && faults.is_empty() {
             return Err(CliError::usage("--scenarios lists no scenario"));
         }
-        if self.label.trim().is_empty() {
+        let schedule = schedule(&faults, windows, warmup_windows).map_err(CliError::usage)?;
+        let mut allow = Vec::new();
+        for (flag, permission) in [
+            (self.allow_restart, Permission::Restart),
+            (self.allow_netem, Permission::Netem),
+            (self.allow_iptables, Permission::Iptables),
+        ] {
+            if flag {
+                allow.push(permission);
+            }
+        }
+        if self.fault_lease < Duration::from_secs(1) || self.fault_lease > Duration::from_secs(3600)
+        {
+            return Err(CliError::usage("--fault-lease must be between 1s and 1h"));
+        }
+        if !self.node_args.is_empty() && self.inventory.is_some() {
+            return Err(CliError::usage(
+                "--node-arg applies to the local mesh; set node options in the inventory",
+            ));
+        }
+        if self.limit.is_some() && self.inventory.is_none() {
+            return Err(CliError::usage(
+                "--limit selects inventory hosts; it needs --inventory",
+            ));
+        }
+        let label = match (&self.label, &self.inventory) {
+            (Some(label), _) => label.trim().to_owned(),
+            (None, Some(path)) => path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .filter(|stem| !stem.trim().is_empty())
+                .unwrap_or_else(|| "inventory".to_owned()),
+            (None, None) => "local".to_owned(),
+        };
+        if label.is_empty() {
             return Err(CliError::usage("--label must not be empty"));
         }
         if self.concurrency == 0 {
@@ -307,10 +427,17 @@ impl RunArgs {
             interval_ms: millis(self.interval),
             sample_interval_ms: millis(self.sample_interval),
             workloads,
+            schedule,
+            scenario_file: self.scenario_file.clone(),
+            scenario_text,
+            allow,
+            fault_lease_ms: millis(self.fault_lease),
+            node_args: self.node_args.clone(),
             gate,
             proof_dir: self.proof_dir.clone(),
             seed: self.seed.unwrap_or_else(rand::random),
-            label: self.label.trim().to_owned(),
+            label,
+            limit: self.limit.as_ref().map(|p| p.as_str().to_owned()),
             events: self.events,
             node_bin: self.node_bin.clone(),
             concurrency: self.concurrency,
@@ -379,7 +506,23 @@ pub fn resolve_node_bin(given: Option<&Path>) -> Result<PathBuf, CliError> {
 pub async fn execute(args: RunArgs) -> CliResult {
     // Step one: nothing is touched until the arguments hold together.
     let plan = args.plan()?;
+    let args_limit = args.limit.clone();
     let (profile, gate_source) = load_gate(&plan.gate)?;
+    // A bad inventory or a --limit that selects nothing is a usage error before anything is
+    // created (the fleet step reads the inventory again and names its warnings).
+    if let Some(path) = &plan.inventory {
+        let inventory = soak_inventory::Inventory::load(path)
+            .map_err(|e| CliError::usage(format!("bad inventory: {e}")))?;
+        if let Some(pattern) = &args_limit
+            && pattern.select(&inventory).hosts.is_empty()
+        {
+            return Err(CliError::usage(format!(
+                "--limit `{}` selects no host of {}",
+                pattern.as_str(),
+                path.display()
+            )));
+        }
+    }
     let node_bin = match plan.inventory {
         None => Some(resolve_node_bin(plan.node_bin.as_deref())?),
         Some(_) => None,
@@ -412,18 +555,35 @@ pub async fn execute(args: RunArgs) -> CliResult {
         inventory_digest,
         gate: profile.name().to_owned(),
         gate_source: gate_source.or_else(|| Some(profile.source().to_owned())),
-        scenarios: plan.workloads.iter().map(|w| w.name().to_owned()).collect(),
+        scenarios: plan
+            .workloads
+            .iter()
+            .cloned()
+            .chain(plan.schedule.faults().map(|f| f.instance.clone()))
+            .collect(),
         sample_interval_ms: plan.sample_interval_ms,
         nodes: Vec::new(),
         config: serde_json::to_value(&plan).unwrap_or(serde_json::Value::Null),
         coverage: None,
+        command: Some(std::env::args().collect()),
+        seed: Some(plan.seed),
+        errors: Vec::new(),
+        errors_omitted: 0,
     };
+    // Kept for the end summary (the command line and seed); the writer owns the original.
+    let summary_meta = meta.clone();
     let writer = ProofWriter::create(&proof_dir, meta).map_err(|err| match err.kind {
         // The directory could not be written (permissions, disk): infrastructure.
         soak_proofs::ErrorKind::Io(_) => CliError::unavailable(format!("{err}: {}", err.kind)),
         // It exists and is not empty, or similar: the user picked the wrong place.
         _ => CliError::usage(format!("{err}: {}", err.kind)),
     })?;
+    let mut writer = writer;
+    if let Some(text) = &plan.scenario_text {
+        writer
+            .write_fault_file(soak_proofs::format::SCENARIO_FILE, text.as_bytes())
+            .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
+    }
     let proof_path = writer.dir().to_owned();
 
     let progress = Progress::new();
@@ -450,6 +610,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
                 policy: PartialPolicy {
                     min_hosts: plan.min_hosts,
                 },
+                limit: args_limit.clone(),
                 ..RemoteFleetOptions::default()
             };
             progress.line(&format!("connecting to the fleet of {}", path.display()));
@@ -468,6 +629,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
                 data_root: data_root.clone(),
                 start_timeout: Duration::from_millis(plan.start_timeout_ms),
                 client: client.clone(),
+                extra_args: plan.node_args.clone(),
             };
             let say = |line: &str| progress.line(line);
             tokio::select! {
@@ -480,7 +642,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
         }
     };
     dispatch.add(Box::new(progress));
-    let fleet = match fleet {
+    let mut fleet = match fleet {
         Ok(fleet) => fleet,
         Err(err) => {
             let status = if err.exit == Exit::Interrupted {
@@ -491,7 +653,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
             dispatch.emit(&RunEvent::Error {
                 message: err.message.clone(),
             });
-            let observations = empty_observations(&run_id, plan.sample_interval_ms, &[]);
+            let observations = empty_observations(&run_id, &plan, &[]);
             let _ = finish(
                 &mut dispatch,
                 status,
@@ -552,6 +714,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
         .map(|e| HttpNode::new(e, client.clone()))
         .collect();
 
+    let (control, down, capabilities) = runner_fleet(&mut fleet, &plan);
     let config = RunnerConfig {
         run_id: run_id.clone(),
         proof_dir: proof_path.display().to_string(),
@@ -573,8 +736,18 @@ pub async fn execute(args: RunArgs) -> CliResult {
         burst_publishers: plan.burst_publishers,
         seed: plan.seed,
         inventory_hosts: coverage.as_ref().map(|c| c.inventory_hosts),
+        schedule: plan.schedule.clone(),
+        capabilities,
+        fault_lease: Duration::from_millis(plan.fault_lease_ms),
+        request_timeout: Duration::from_millis(plan.request_timeout_ms),
+        profile: Some(profile.clone()),
     };
-    let report = crate::runner::run(config, nodes, &mut dispatch, &mut signals).await;
+    let runner_fleet = crate::runner::Fleet {
+        nodes,
+        control,
+        down,
+    };
+    let report = crate::runner::run(config, runner_fleet, &mut dispatch, &mut signals).await;
 
     // Final samples are in; stop every node before sealing the proof, so nothing outlives the
     // run even if writing the proof fails.
@@ -595,21 +768,23 @@ pub async fn execute(args: RunArgs) -> CliResult {
     .await?;
     let _ = std::fs::remove_dir_all(&data_root);
 
+    let summary = table::end_summary(&summary_meta, report.status, &verdict, &report.observations);
     let rendered = table::render(
         &verdict,
         &report.observations,
         &proof_path,
         report.status,
         coverage.as_ref(),
+        &summary,
     );
     // A closed stdout/stderr (e.g. piped into `head`) must not turn a judged run into a panic.
-    let _ = if table_to_stderr {
-        writeln!(std::io::stderr(), "{rendered}")
+    if table_to_stderr {
+        errln!("{rendered}");
     } else {
-        writeln!(std::io::stdout(), "{rendered}")
-    };
+        outln!("{rendered}");
+    }
     if let Some(warning) = table::partial_fleet_warning(coverage.as_ref()) {
-        let _ = writeln!(std::io::stderr(), "{warning}");
+        errln!("{warning}");
     }
     if report.status == RunStatus::Interrupted {
         return Ok(Exit::Interrupted);
@@ -619,6 +794,57 @@ pub async fn execute(args: RunArgs) -> CliResult {
         soak_gates::Outcome::NoGo => Exit::NoGo,
         soak_gates::Outcome::Unknown => Exit::Unknown,
     })
+}
+
+/// What the runner gets from the fleet besides the admin API handles: process control, the
+/// supervisor's reports of nodes that stop on their own, and what the nemesis may do here.
+fn runner_fleet(
+    fleet: &mut Fleet,
+    plan: &RunPlan,
+) -> (
+    Arc<dyn soak_scenarios::faults::control::NodeControl>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<soak_gates::model::NodeEvent>>,
+    Capabilities,
+) {
+    let host_faults = "host faults (tc, iptables) need a host fleet (-i INVENTORY) with the host                        backends"
+        .to_owned();
+    match fleet {
+        Fleet::Local(mesh) => {
+            let mut exits = mesh.supervise();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                while let Some(exit) = exits.recv().await {
+                    if tx.send(exit.event()).is_err() {
+                        return;
+                    }
+                }
+            });
+            (
+                mesh.control(),
+                Some(rx),
+                Capabilities {
+                    allowed: plan.allow.clone(),
+                    process_unavailable: None,
+                    tc_unavailable: Some(host_faults.clone()),
+                    iptables_unavailable: Some(host_faults),
+                },
+            )
+        }
+        Fleet::Remote(_) => {
+            let reason = "restarts and pauses over SSH need the host-fault backends, not in this                           build"
+                .to_owned();
+            (
+                Arc::new(soak_scenarios::faults::control::NoControl(reason.clone())),
+                None,
+                Capabilities {
+                    allowed: plan.allow.clone(),
+                    process_unavailable: Some(reason.clone()),
+                    tc_unavailable: Some(reason.clone()),
+                    iptables_unavailable: Some(reason),
+                },
+            )
+        }
+    }
 }
 
 /// The `FleetCoverage` event of an inventory run that reached `reached` hosts and left out
@@ -632,16 +858,22 @@ fn coverage_event(reached: usize, message: Option<String>, missing: Vec<MissingH
     }
 }
 
-fn empty_observations(run_id: &str, sample_interval_ms: u64, nodes: &[NodeRef]) -> Observations {
+/// The observations of a run that never reached its windows: the plan (as in `config.json`)
+/// says what was expected, so the stored verdict and a re-score agree.
+fn empty_observations(run_id: &str, plan: &RunPlan, nodes: &[NodeRef]) -> Observations {
     Observations {
         run: RunInfo {
             run_id: run_id.to_owned(),
-            sample_interval_ms,
+            sample_interval_ms: plan.sample_interval_ms,
             nodes: nodes.to_vec(),
             inventory_hosts: None,
+            planned_windows: Some(plan.windows),
+            window_ms: Some(plan.interval_ms),
         },
         samples: nodes.iter().map(|n| (n.name.clone(), Vec::new())).collect(),
         windows: Vec::new(),
+        residue: Vec::new(),
+        node_events: Vec::new(),
     }
 }
 
@@ -725,10 +957,8 @@ mod tests {
         assert_eq!(plan.nodes, 6);
         assert_eq!(plan.windows, 4);
         assert_eq!(plan.warmup_windows, 1);
-        assert_eq!(
-            plan.workloads,
-            vec![Workload::Baseline, Workload::FanoutBurst]
-        );
+        assert_eq!(plan.workloads, vec!["baseline", "fanout_burst"]);
+        assert_eq!(plan.schedule.faults().count(), 0);
         assert_eq!(plan.gate, GateChoice::Builtin("broad-launch".into()));
     }
 

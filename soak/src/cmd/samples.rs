@@ -8,11 +8,19 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output::errln;
 
 /// Arguments of `soak samples`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Exit codes: 0, or 64 when the proof cannot be read or has no samples of a --node.
+
+Examples:
+  soak samples proofs/20261122T010946Z-local --node node-2 | grep missing
+  soak samples proofs/20261122T010946Z-local | jq -c 'select(.outcome.status == \"missing\")'")]
 pub struct SamplesArgs {
     /// Proof directory (complete or interrupted).
+    #[arg(value_name = "DIR")]
     pub proof_dir: PathBuf,
     /// Only these nodes (default: every node).
     #[arg(long = "node", value_name = "NAME")]
@@ -31,7 +39,7 @@ pub async fn execute(args: SamplesArgs) -> CliResult {
         }
     }
     for warning in &proof.warnings {
-        eprintln!("note: {warning}");
+        errln!("note: {warning}");
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
