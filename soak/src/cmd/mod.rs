@@ -11,3 +11,4 @@ pub mod run;
 pub mod scenarios;
 pub mod score;
 pub mod verify;
+pub mod watch;
