@@ -97,10 +97,7 @@ fn sigstopped_node_is_the_only_one_named_and_the_others_have_no_gap() {
         .iter()
         .flat_map(|w| w["sampling_failures"].as_array().into_iter().flatten())
         .collect();
-    let failed_nodes: BTreeSet<&str> = failures
-        .iter()
-        .filter_map(|f| f["node"].as_str())
-        .collect();
+    let failed_nodes: BTreeSet<&str> = failures.iter().filter_map(|f| f["node"].as_str()).collect();
     assert_eq!(
         failed_nodes,
         BTreeSet::from([victim.as_str()]),
