@@ -50,28 +50,34 @@ fn nodes_of(value: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn sigstopped_node_is_the_only_one_named_and_the_others_have_no_gap() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let proof = tmp.path().join("proof");
-    let proof_arg = proof.to_str().expect("utf-8");
-    let mut run = Running::start(
+/// `soak run` of `nodes` local nodes in windows of 8 s, its events on stdout.
+fn start(proof: &Path, nodes: usize, duration: &str) -> Running {
+    let nodes = nodes.to_string();
+    let stderr = proof.with_extension("stderr");
+    Running::start(
         soak_run(&[
             "--nodes",
-            "4",
+            &nodes,
             "--duration",
-            "32s",
+            duration,
             "--interval",
             "8s",
             "--sample-interval",
             "500ms",
             "--proof-dir",
-            proof_arg,
+            proof.to_str().expect("utf-8"),
             "--events",
             "jsonl",
         ]),
-        tmp.path().join("stderr"),
-    );
+        stderr,
+    )
+}
+
+#[test]
+fn sigstopped_node_is_the_only_one_named_and_the_others_have_no_gap() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proof = tmp.path().join("proof");
+    let mut run = start(&proof, 4, "32s");
     let ready = run.wait_event(Duration::from_secs(60), |e| e["event"] == "fleet_ready");
     let pids = pids_of(&ready);
     let (victim, pid) = pids[2].clone();
@@ -157,24 +163,7 @@ fn sigstopped_node_is_the_only_one_named_and_the_others_have_no_gap() {
 fn sigkilled_node_of_six_is_one_headline_cause_with_the_failures_grouped_under_it() {
     let tmp = tempfile::tempdir().expect("tmp");
     let proof = tmp.path().join("proof");
-    let proof_arg = proof.to_str().expect("utf-8");
-    let mut run = Running::start(
-        soak_run(&[
-            "--nodes",
-            "6",
-            "--duration",
-            "24s",
-            "--interval",
-            "8s",
-            "--sample-interval",
-            "500ms",
-            "--proof-dir",
-            proof_arg,
-            "--events",
-            "jsonl",
-        ]),
-        tmp.path().join("stderr"),
-    );
+    let mut run = start(&proof, 6, "24s");
     let ready = run.wait_event(Duration::from_secs(90), |e| e["event"] == "fleet_ready");
     let pids = pids_of(&ready);
     let (victim, pid) = pids[3].clone();

@@ -14,7 +14,7 @@ use soak_proofs::RunStatus as ProofStatus;
 use soak_scenarios::faults::journal::JournalEntry;
 
 use crate::exit::{CliError, CliResult, Exit};
-use crate::runner::event::{BarBrief, RunEvent, RunStatus, WindowBrief, now_ms};
+use crate::runner::event::{RunEvent, RunStatus, now_ms};
 use crate::runner::reporter::{Progress, Reporter};
 use crate::runner::signals::Signals;
 
@@ -37,12 +37,23 @@ pub struct WatchArgs {
 }
 
 /// What was shown so far.
-#[derive(Default)]
 struct Shown {
     started: bool,
     journal_shown: Vec<bool>,
     windows: usize,
-    so_far: Option<Outcome>,
+    /// Verdict of the non-warm-up windows shown; GO until one says otherwise.
+    so_far: Outcome,
+}
+
+impl Default for Shown {
+    fn default() -> Self {
+        Shown {
+            started: false,
+            journal_shown: Vec::new(),
+            windows: 0,
+            so_far: Outcome::Go,
+        }
+    }
 }
 
 fn config_u64(config: &serde_json::Value, key: &str) -> u64 {
@@ -162,33 +173,12 @@ fn show(
             .skip(shown.windows)
         {
             faults_upto(progress, shown, Some(record.index));
-            let bars: Vec<_> = window
-                .bars
-                .iter()
-                .filter(|b| Some(&b.bar) != adaptive.as_ref() && !b.not_applicable)
-                .collect();
-            let outcome = if bars.is_empty() {
-                Outcome::Unknown
-            } else {
-                Outcome::worst_of(bars.iter().map(|b| b.verdict))
-            };
-            if !record.warmup {
-                shown.so_far = Some(shown.so_far.map_or(outcome, |o| o.worst(outcome)));
-            }
-            let brief = WindowBrief {
-                verdict: outcome.as_str().to_owned(),
-                so_far: shown.so_far.unwrap_or(Outcome::Go).as_str().to_owned(),
-                bars: bars
-                    .iter()
-                    .filter(|b| b.verdict != Outcome::Go)
-                    .map(|b| BarBrief {
-                        bar: b.bar.clone(),
-                        verdict: b.verdict.as_str().to_owned(),
-                        reason: b.reason.clone(),
-                        nodes: b.nodes.clone(),
-                    })
-                    .collect(),
-            };
+            let brief = crate::runner::brief_of(
+                &window.bars,
+                adaptive.as_deref(),
+                record.warmup,
+                &mut shown.so_far,
+            );
             report(
                 progress,
                 &RunEvent::WindowEnded {
