@@ -211,7 +211,8 @@ async fn six_node_mesh_every_subscriber_receives_200_exactly_once() {
         );
         payloads += d.counters["gossip_eager_sent_total"]
             + d.counters["gossip_repair_sent_total"]
-            + d.counters["gossip_ae_payload_sent_total"];
+            + d.counters["gossip_ae_payload_sent_total"]
+            + d.counters["gossip_detour_sent_total"];
         duplicates += d.counters[c::GOSSIP_DUPLICATES];
         let t = topic_diag(&d, TOPIC).expect("topic diagnostics");
         assert!(!t.scores.is_empty(), "node {k}: no scores");

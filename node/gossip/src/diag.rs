@@ -31,6 +31,9 @@ pub struct Sizes {
     pub ihave_queued: usize,
     /// Outstanding GRAFT / IWANT requests kept for round-trip samples (≤ 2 · `missing_cap`).
     pub requests: usize,
+    /// Repaired messages whose tree copy may still come (a late tree-lag sample; ≤
+    /// `missing_cap`).
+    pub repaired: usize,
 }
 
 /// Score of one peer on one topic.

@@ -154,6 +154,50 @@ impl Rtt {
     }
 }
 
+/// How late eager copies follow their first IHAVE: a maximum of the samples that fades by
+/// [`TREE_LAG_FADE`] with every new sample (so it follows the tree as it changes, at the pace
+/// of the evidence rather than of the clock: a quiet topic keeps what it learned).
+///
+/// A maximum rather than a mean: on a tree shared by many publishers the lag depends on where
+/// each message was published, and a wait shorter than the slow end of it grafts a link the
+/// tree did not need — two redundant copies and, worse, a reshaped tree. A long wait costs
+/// nothing until a link really breaks. The node keeps one per topic (for publishers it has
+/// not heard yet) and one per stream (see `Stream::lag`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct TreeLag {
+    /// Seconds.
+    max: f64,
+}
+
+/// The graft wait is this much longer than the largest recent lag.
+pub(crate) const TREE_LAG_MARGIN: f64 = 1.25;
+/// Each sample first fades the remembered maximum by this factor (about 70 samples halve it).
+pub(crate) const TREE_LAG_FADE: f64 = 0.99;
+
+impl TreeLag {
+    /// A tree not measured yet: the wait starts at `wait`.
+    pub(crate) fn initial(wait: Duration) -> Self {
+        Self {
+            max: wait.as_secs_f64() / TREE_LAG_MARGIN,
+        }
+    }
+
+    pub(crate) fn sample(&mut self, sample: Duration) {
+        self.max = (self.max * TREE_LAG_FADE).max(sample.as_secs_f64());
+    }
+
+    /// `1.25 ·` the remembered maximum, within `[floor, cap]`.
+    pub(crate) fn wait(&self, floor: Duration, cap: Duration) -> Duration {
+        let w = self.max * TREE_LAG_MARGIN;
+        let w = if w.is_finite() && w > 0.0 {
+            Duration::from_secs_f64(w.min(cap.as_secs_f64()))
+        } else {
+            floor
+        };
+        w.clamp(floor, cap.max(floor))
+    }
+}
+
 /// Cooling state of one (topic, peer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Suppression {
@@ -239,6 +283,29 @@ mod tests {
         assert_eq!(r.timeout(floor, cap), cap);
         r.sample(ms(1));
         assert!(r.timeout(floor, cap) <= cap);
+    }
+
+    #[test]
+    fn tree_lag_covers_the_largest_recent_lag_and_fades_with_samples() {
+        let ms = Duration::from_millis;
+        let (floor, cap) = (ms(80), ms(1000));
+        let mut lag = TreeLag::initial(ms(400));
+        assert_eq!(lag.wait(floor, cap), ms(400));
+        lag.sample(ms(600));
+        assert_eq!(lag.wait(floor, cap), ms(750), "1.25 × the largest lag");
+        lag.sample(ms(10));
+        let w = lag.wait(floor, cap);
+        assert!(
+            w < ms(750) && w > ms(740),
+            "a small sample only fades it: {w:?}"
+        );
+        for _ in 0..1000 {
+            lag.sample(ms(0));
+        }
+        assert_eq!(lag.wait(floor, cap), floor);
+        lag.sample(ms(5_000));
+        assert_eq!(lag.wait(floor, cap), cap);
+        assert_eq!(TreeLag::default().wait(floor, cap), floor);
     }
 
     #[test]

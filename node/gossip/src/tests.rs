@@ -92,14 +92,23 @@ fn with_neighbors(config: Config, n: u32) -> State<u32, StdRng> {
     s
 }
 
+/// The PlumTree paper's start: every new neighbor is eager (the first message floods). Tests
+/// of pruning, demotion and repair on an existing tree start from it.
+fn flood() -> Config {
+    Config {
+        fresh_eager: usize::MAX,
+        ..Config::default()
+    }
+}
+
 fn eager_lazy(s: &State<u32, StdRng>) -> (Vec<u32>, Vec<u32>) {
     let snap = s.snapshot(&topic(), Duration::ZERO);
     snap.map(|x| (x.eager, x.lazy)).unwrap_or_default()
 }
 
 #[test]
-fn new_neighbors_are_eager_and_a_duplicate_prunes_the_edge() {
-    let mut s = with_neighbors(Config::default(), 2);
+fn flooding_start_new_neighbors_are_eager_and_a_duplicate_prunes_the_edge() {
+    let mut s = with_neighbors(flood(), 2);
     assert_eq!(eager_lazy(&s), (vec![1, 2], vec![]));
     let out = recv(&mut s, 1, gossip(9, 1, 3, PushKind::Eager), ms(10));
     assert_eq!(deliveries(&out), 1);
@@ -125,9 +134,143 @@ fn new_neighbors_are_eager_and_a_duplicate_prunes_the_edge() {
     assert_eq!(s.counters().prune_sent, 1);
 }
 
+/// The default start: new neighbors are lazy, so the first message on a fresh tree is not a
+/// flood — it goes out as IHAVE, and a node with no eager peer (off the tree) asks the first
+/// announcer at once with a GRAFT, which puts that link on the tree on both sides. Later
+/// announcers are not asked (the node is on the tree now and the graft is answered).
+#[test]
+fn new_neighbors_start_lazy_and_an_off_tree_node_grafts_the_first_announcer_at_once() {
+    let mut s = with_neighbors(Config::default(), 3);
+    assert_eq!(eager_lazy(&s), (vec![], vec![1, 2, 3]));
+    // Publishing on a fresh tree sends no payload, only (batched) announcements.
+    let published = s.publish(&topic(), b"first".to_vec(), 0, ms(0));
+    assert!(published.is_ok());
+    let out: Out = s.drain().collect();
+    assert!(
+        (1..=3).all(|p| sent_to(&out, p).is_empty()),
+        "no eager push on a fresh tree: {out:?}"
+    );
+    // Receiving side: an announcement, asked for at once.
+    let entry = |hops| IHaveEntry { id: id(9, 1), hops };
+    let out = recv(&mut s, 2, Body::IHave(vec![entry(3)]), ms(10));
+    assert_eq!(sent_to(&out, 2), vec![Body::Graft { id: Some(id(9, 1)) }]);
+    assert_eq!(eager_lazy(&s), (vec![2], vec![1, 3]));
+    let out = recv(&mut s, 3, Body::IHave(vec![entry(1)]), ms(12));
+    assert!(
+        sent_to(&out, 3).is_empty(),
+        "already asked, and on the tree now"
+    );
+    let out = recv(&mut s, 2, gossip(9, 1, 4, PushKind::Repair), ms(50));
+    assert_eq!(deliveries(&out), 1);
+    // An on-tree node waits for the tree: a later announcement is not asked for at once.
+    let out = recv(
+        &mut s,
+        3,
+        Body::IHave(vec![IHaveEntry {
+            id: id(8, 1),
+            hops: 1,
+        }]),
+        ms(60),
+    );
+    assert!(sent_to(&out, 3).is_empty());
+    let (wait, _) = missing_timer(&timers(&out));
+    assert_eq!(wait, Config::default().graft_timeout_initial);
+}
+
+/// The learned graft wait: the tree's copy came 600 ms after its IHAVE, later than the wait,
+/// so the GRAFT was premature — it is undone (PRUNE to the grafted peer, the tree parent stays
+/// eager) and the next wait for a new publisher covers the lag (1.25 × 600 ms). A publisher
+/// whose messages keep coming down the tree first is waited for only the floor.
+#[test]
+fn a_premature_graft_is_undone_and_the_graft_wait_learns_the_tree_lag() {
+    let config = flood();
+    let initial = config.graft_timeout_initial;
+    let mut s = with_neighbors(config.clone(), 3);
+    let _ = recv(&mut s, 3, Body::Prune, ms(0));
+    assert_eq!(eager_lazy(&s), (vec![1, 2], vec![3]));
+    let out = recv(
+        &mut s,
+        3,
+        Body::IHave(vec![IHaveEntry {
+            id: id(9, 1),
+            hops: 1,
+        }]),
+        ms(0),
+    );
+    let (wait, timer) = missing_timer(&timers(&out));
+    assert_eq!(wait, initial);
+    let out: Out = s.handle(InEvent::TimerExpired(timer), initial).collect();
+    assert_eq!(sent_to(&out, 3), vec![Body::Graft { id: Some(id(9, 1)) }]);
+    let out = recv(
+        &mut s,
+        3,
+        gossip(9, 1, 2, PushKind::Repair),
+        initial + ms(40),
+    );
+    assert_eq!(deliveries(&out), 1);
+    // Forwarded on the tree as a detour (it did not come from the tree).
+    assert!(matches!(sent_to(&out, 1).as_slice(), [Body::Gossip(g)] if g.kind == PushKind::Detour));
+    // The tree's own copy, 600 ms after the IHAVE.
+    let out = recv(&mut s, 1, gossip(9, 1, 5, PushKind::Eager), ms(600));
+    assert_eq!(deliveries(&out), 0);
+    assert_eq!(sent_to(&out, 3), vec![Body::Prune], "the graft is undone");
+    assert!(sent_to(&out, 1).is_empty(), "the tree link is kept");
+    assert_eq!(eager_lazy(&s), (vec![1, 2], vec![3]));
+    assert_eq!(s.counters().grafts_reverted, 1);
+    // A new publisher: the topic's lag.
+    let out = recv(
+        &mut s,
+        3,
+        Body::IHave(vec![IHaveEntry {
+            id: id(7, 1),
+            hops: 1,
+        }]),
+        ms(700),
+    );
+    let (wait, _) = missing_timer(&timers(&out));
+    assert_eq!(wait, ms(750));
+    // Publisher 5, heard from the tree first every time: the floor.
+    for seq in 1..=3 {
+        let _ = recv(&mut s, 1, gossip(5, seq, 2, PushKind::Eager), ms(800 + seq));
+    }
+    let out = recv(
+        &mut s,
+        3,
+        Body::IHave(vec![IHaveEntry {
+            id: id(5, 4),
+            hops: 1,
+        }]),
+        ms(900),
+    );
+    let (wait, _) = missing_timer(&timers(&out));
+    assert_eq!(wait, config.graft_timeout_1);
+}
+
+/// A detour (a copy pushed on by a node that got it by repair) meeting the tree's copy says
+/// nothing about the tree: no PRUNE either way, the links stay eager.
+#[test]
+fn a_detour_meeting_the_tree_copy_prunes_nothing() {
+    let mut s = with_neighbors(flood(), 2);
+    let out = recv(&mut s, 1, gossip(9, 1, 3, PushKind::Detour), ms(10));
+    assert_eq!(deliveries(&out), 1);
+    assert!(
+        matches!(sent_to(&out, 2).as_slice(), [Body::Gossip(g)] if g.kind == PushKind::Detour),
+        "a detour stays a detour"
+    );
+    let out = recv(&mut s, 2, gossip(9, 1, 2, PushKind::Eager), ms(20));
+    assert!(sent_to(&out, 2).is_empty(), "no prune: {out:?}");
+    let out = recv(&mut s, 1, gossip(9, 1, 4, PushKind::Detour), ms(30));
+    assert!(sent_to(&out, 1).is_empty());
+    assert_eq!(eager_lazy(&s), (vec![1, 2], vec![]));
+    // Two tree copies do mean a redundant edge.
+    let _ = recv(&mut s, 1, gossip(9, 2, 3, PushKind::Eager), ms(40));
+    let out = recv(&mut s, 2, gossip(9, 2, 3, PushKind::Eager), ms(41));
+    assert_eq!(sent_to(&out, 2), vec![Body::Prune]);
+}
+
 #[test]
 fn prune_and_graft_move_a_peer_between_sets() {
-    let mut s = with_neighbors(Config::default(), 2);
+    let mut s = with_neighbors(flood(), 2);
     let _ = recv(&mut s, 2, Body::Prune, ms(1));
     assert_eq!(eager_lazy(&s), (vec![1], vec![2]));
     let _ = recv(&mut s, 2, Body::Graft { id: None }, ms(2));
@@ -150,10 +293,12 @@ fn promise_timer(t: &[(Duration, Timer<u32>)]) -> (Duration, Timer<u32>) {
 
 #[test]
 fn ihave_grafts_only_after_the_timeout_and_counts_broken_promises() {
-    let config = Config::default();
+    let config = flood();
+    // On the tree, before any lag was measured: the initial graft wait; an unmeasured peer
+    // gets the initial repair wait.
     let (t1, t2, patience) = (
-        config.graft_timeout_1,
-        config.graft_timeout_2,
+        config.graft_timeout_initial,
+        config.repair_timeout_initial,
         config.promise_timeout,
     );
     let mut s = with_neighbors(config, 3);
@@ -163,7 +308,7 @@ fn ihave_grafts_only_after_the_timeout_and_counts_broken_promises() {
     let out = recv(&mut s, 2, Body::IHave(vec![entry(4)]), ms(100));
     let armed = timers(&out);
     assert_eq!(armed.len(), 1);
-    assert_eq!(armed[0].0, t1, "first wait is graft_timeout_1");
+    assert_eq!(armed[0].0, t1, "first wait: the initial graft wait");
     assert!(sent_to(&out, 2).is_empty(), "no request before the timeout");
     let out = recv(&mut s, 3, Body::IHave(vec![entry(2)]), ms(110));
     assert!(timers(&out).is_empty(), "one timer per missing message");
@@ -176,7 +321,10 @@ fn ihave_grafts_only_after_the_timeout_and_counts_broken_promises() {
     assert_eq!(sent_to(&out, 3), vec![Body::Graft { id: Some(id(9, 1)) }]);
     assert!(eager_lazy(&s).0.contains(&3), "grafted peer becomes eager");
     let (retry_after, retry) = missing_timer(&timers(&out));
-    assert_eq!(retry_after, t2, "no round trip measured yet: the floor");
+    assert_eq!(
+        retry_after, t2,
+        "no round trip measured yet: the initial repair wait"
+    );
     let (promise_after, promise3) = promise_timer(&timers(&out));
     assert_eq!(promise_after, patience);
     // Peer 3 is slow: after the repair wait the next announcer is asked — without judging 3.
@@ -300,7 +448,7 @@ fn suppressed_events(out: &Out) -> Vec<(u32, Duration, u32)> {
 
 #[test]
 fn slow_peer_is_demoted_then_suppressed_with_exponential_backoff_and_recovers() {
-    let config = Config::default();
+    let config = flood();
     let base = config.suppress_base;
     let mut s = with_neighbors(config, 2);
     let mut now = ms(10);
@@ -680,7 +828,7 @@ fn anti_entropy_pushes_exactly_the_gaps() {
 
 #[test]
 fn snapshot_maps_onto_the_admin_api() {
-    let mut s = with_neighbors(Config::default(), 2);
+    let mut s = with_neighbors(flood(), 2);
     for _ in 0..3 {
         let _ = timeout(&mut s, 2, ms(5));
     }
@@ -770,6 +918,10 @@ impl Starved {
         // Node 0 with neighbors 1, 2, 3; peer 1 is a lazy neighbor (it announces), 2 and 3
         // are the eager tree, whose pushes of the burst never come (so every message of the
         // burst needs a repair from peer 1).
+        let config = Config {
+            fresh_eager: usize::MAX,
+            ..config
+        };
         let mut s = with_neighbors(config, 3);
         let _ = recv(&mut s, 1, Body::Prune, ms(0));
         Starved {
@@ -941,6 +1093,7 @@ fn answers_queued_behind_our_own_backlog_break_no_promise_and_cool_nobody() {
     let before = Config {
         promise_episode: Duration::ZERO,
         promise_timeout: Config::default().graft_timeout_2,
+        repair_timeout_initial: Config::default().graft_timeout_2,
         ..Config::default()
     };
     let h = drive(before, true);
@@ -951,20 +1104,20 @@ fn answers_queued_behind_our_own_backlog_break_no_promise_and_cool_nobody() {
     );
 }
 
-/// A peer on a slow path (200 ms round trips, no local backlog): the first requests outlast
-/// the 60 ms floor of the repair wait (the node gives up on them — nobody else announced —
-/// and they arrive anyway), but the late answers are round-trip samples, the wait adapts, and
+/// A peer on a slow path (400 ms round trips, no local backlog): the first requests outlast
+/// the 250 ms initial repair wait (the node gives up on them — nobody else announced — and
+/// they arrive anyway), but the late answers are round-trip samples, the wait adapts, and
 /// later bursts are waited for. Its promises (1 s) are never broken, it is never cooled.
 #[test]
 fn repair_wait_adapts_to_a_slow_but_healthy_peer() {
-    let mut h = Starved::new(Config::default(), |_| ms(0), ms(200), false);
+    let mut h = Starved::new(Config::default(), |_| ms(0), ms(400), false);
     for k in 0..5u64 {
         h.announce(ms(100 + 500 * k), (k * 20 + 1)..(k * 20 + 21));
     }
     h.run(ms(5_000));
     assert_eq!(h.delivered, 100);
     let early = h.s.counters().repair_gave_up;
-    assert!(early > 0, "the first burst outlasted the floor");
+    assert!(early > 0, "the first burst outlasted the initial wait");
     for k in 5..10u64 {
         h.announce(ms(5_100 + 500 * (k - 5)), (k * 20 + 1)..(k * 20 + 21));
     }

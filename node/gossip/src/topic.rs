@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     diag::{PeerScoreSnapshot, Sizes, SuppressionSnapshot, TopicSnapshot},
     proto::{AeEntry, Body, Gossip, IHaveEntry, Message, MsgId, PushKind, TopicId},
-    score::{Rtt, Score, Suppression},
+    score::{Rtt, Score, Suppression, TreeLag},
     state::{Delivery, OutEvent, PeerId, SendOutcome, Timer, TimerKind, TopicEvent},
     stats::Counters,
     store::{Cache, Cached, Streams},
@@ -48,9 +48,11 @@ struct Missing<PI> {
     announcers: Vec<(PI, u16)>,
     /// The announcer we grafted / IWANTed last and are waiting for.
     asked: Option<PI>,
-    /// When the current wait ends: `graft_timeout_1` after the first IHAVE, then the asked
-    /// peer's repair timeout after each request.
+    /// When the current wait ends: the learned graft wait after the first IHAVE, then the
+    /// asked peer's repair timeout after each request.
     due: Duration,
+    /// When the first IHAVE reached the node (the start of a tree-lag sample).
+    announced_at: Duration,
 }
 
 /// Shortest re-check while a missing message's timer waits for the local backlog.
@@ -59,6 +61,8 @@ const MIN_RECHECK: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, Copy)]
 struct Request {
     asked_at: Duration,
+    /// A GRAFT (the asked peer made us eager), not an IWANT.
+    grafted: bool,
     /// Unanswered by then (and with our own backlog past it), the promise is broken.
     deadline: Duration,
 }
@@ -68,6 +72,10 @@ const REQUESTS_PER_MISSING: usize = 2;
 /// Most peers with a repair round-trip estimate before the estimates of peers in no active
 /// view are dropped.
 const RTT_CAP: usize = 1024;
+
+/// A publisher's own learned tree lag is used while it delivered within this long; after
+/// that the tree may have changed under it and the topic's lag is used instead.
+const STREAM_LAG_FRESH: Duration = Duration::from_secs(10);
 
 /// Most neighbor requests started per maintenance tick (bounds request storms after churn).
 const REFILL_ATTEMPTS_PER_TICK: u32 = 4;
@@ -92,6 +100,12 @@ pub(crate) struct Topic<PI> {
     /// repair wait, until the peer's copy comes (a round-trip sample, late ones included) or
     /// its promise timer judges it broken. Bounded by [`REQUESTS_PER_MISSING`] · `missing_cap`.
     requests: BTreeMap<(MsgId<PI>, PI), Request>,
+    /// How long eager copies take to follow their first IHAVE on this topic's tree (the
+    /// learned graft wait for publishers not heard lately, see `Config::graft_timeout_1`).
+    tree_lag: TreeLag,
+    /// Messages obtained by repair after an IHAVE, with when that IHAVE came: the eager copy
+    /// still on its way is a late tree-lag sample. Bounded by `missing_cap`.
+    repaired: BTreeMap<MsgId<PI>, (Duration, Option<PI>)>,
     cache: Cache<PI>,
     streams: Streams<PI>,
     next_seq: u64,
@@ -113,7 +127,14 @@ fn is_suppressed<PI: Ord>(
 /// (`srtt + 4·rttvar`) within `[graft_timeout_2, repair_timeout_max]`.
 fn repair_timeout<PI: PeerId, R>(ctx: &Ctx<'_, PI, R>, peer: &PI) -> Duration {
     let (floor, cap) = (ctx.config.graft_timeout_2, ctx.config.repair_timeout_max);
-    ctx.rtts.get(peer).map_or(floor, |r| r.timeout(floor, cap))
+    ctx.rtts.get(peer).map_or_else(
+        || {
+            ctx.config
+                .repair_timeout_initial
+                .clamp(floor, cap.max(floor))
+        },
+        |r| r.timeout(floor, cap),
+    )
 }
 
 fn rtt_sample<PI: PeerId, R>(ctx: &mut Ctx<'_, PI, R>, peer: &PI, sample: Duration) {
@@ -196,6 +217,8 @@ impl<PI: PeerId> Topic<PI> {
             ihave_scheduled: false,
             missing: BTreeMap::new(),
             requests: BTreeMap::new(),
+            tree_lag: TreeLag::default(),
+            repaired: BTreeMap::new(),
             cache: Cache::new(),
             streams: Streams::new(),
             next_seq: 0,
@@ -271,6 +294,8 @@ impl<PI: PeerId> Topic<PI> {
     // ------------------------------------------------------------------ lifecycle
 
     pub fn start<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>) {
+        // Until the tree has shown how slow it is, wait as if it were this slow.
+        self.tree_lag = TreeLag::initial(ctx.config.graft_timeout_initial);
         // Random phase so that a swarm started at once does not tick in lockstep.
         let m = ctx
             .config
@@ -331,7 +356,9 @@ impl<PI: PeerId> Topic<PI> {
         self.scores
             .entry(peer.clone())
             .or_insert_with(|| Score::new(ctx.now));
-        self.make_eager(&peer, ctx.now);
+        if self.eager.len() < ctx.config.fresh_eager {
+            self.make_eager(&peer, ctx.now);
+        }
         if !self.eager.contains(&peer) {
             self.lazy.insert(peer.clone());
         }
@@ -633,7 +660,14 @@ impl<PI: PeerId> Topic<PI> {
                 payload: payload.clone(),
             },
         ));
-        self.forward(ctx, &id, 0, published_at_ms, &payload, None);
+        let next = Gossip {
+            id: id.clone(),
+            hops: 1,
+            kind: PushKind::Eager,
+            published_at_ms,
+            payload: payload.clone(),
+        };
+        self.forward(ctx, next, None);
         self.cache.insert(
             id.clone(),
             Cached {
@@ -650,18 +684,17 @@ impl<PI: PeerId> Topic<PI> {
         id
     }
 
-    /// Eager push to the eager set, IHAVE to the lazy set (both without `exclude` and without
-    /// suppressed peers). `hops` is how many hops the message took to reach us.
+    /// Eager push of `next` (the copy as it leaves us: hops already counting the next link,
+    /// the push kind set) to the eager set, IHAVE to the lazy set (both without `exclude` and
+    /// without suppressed peers).
     fn forward<R: Rng>(
         &mut self,
         ctx: &mut Ctx<'_, PI, R>,
-        id: &MsgId<PI>,
-        hops: u16,
-        published_at_ms: u64,
-        payload: &[u8],
+        next: Gossip<PI>,
         exclude: Option<&PI>,
     ) {
         let now = ctx.now;
+        let (id, hops) = (next.id.clone(), next.hops.saturating_sub(1));
         let eager: Vec<PI> = self
             .eager
             .iter()
@@ -669,17 +702,7 @@ impl<PI: PeerId> Topic<PI> {
             .cloned()
             .collect();
         for p in eager {
-            self.send(
-                ctx,
-                p,
-                Body::Gossip(Gossip {
-                    id: id.clone(),
-                    hops: hops.saturating_add(1),
-                    kind: PushKind::Eager,
-                    published_at_ms,
-                    payload: payload.to_vec(),
-                }),
-            );
+            self.send(ctx, p, Body::Gossip(next.clone()));
         }
         let lazy: Vec<PI> = self
             .lazy
@@ -741,26 +764,73 @@ impl<PI: PeerId> Topic<PI> {
                 .streams
                 .insert(&id, ctx.now, c.streams_cap, c.stream_window);
         if !new {
-            self.answered(ctx, &id, &from, kind);
+            let request = self.answered(ctx, &id, &from, kind);
             self.counters.duplicates += 1;
-            if kind == PushKind::Eager {
-                // A redundant tree edge: both sides go lazy. Prune even when the sender is
-                // not in our eager set — it has us in its own, or it would not push.
-                self.make_lazy(&from);
-                self.send(ctx, from, Body::Prune);
+            match kind {
+                PushKind::Eager => {
+                    let premature = self.repaired.remove(&id).and_then(|(announced_at, g)| {
+                        let lag = ctx.arrived.saturating_sub(announced_at);
+                        self.tree_lag_sample(&id, lag);
+                        g.filter(|g| *g != from && lag <= c.graft_timeout_max)
+                    });
+                    // Our first copy came from the tree too (or we published it): a redundant
+                    // tree edge.
+                    let tree_first = self.cache.get(&id).is_none_or(|cached| {
+                        cached.kind == PushKind::Eager && cached.from.as_ref() != Some(&from)
+                    });
+                    if let Some(grafted) = premature {
+                        // We grafted too early: the tree delivered after all, only slower
+                        // than our wait. Undo the graft and keep the tree as it is (its shape
+                        // suits every other publisher as well).
+                        self.revert_graft(ctx, grafted);
+                    } else if tree_first {
+                        // Both sides go lazy. Prune even when the sender is not in our eager
+                        // set — it has us in its own, or it would not push.
+                        self.make_lazy(&from);
+                        self.send(ctx, from, Body::Prune);
+                    }
+                }
+                PushKind::Repair => {
+                    // The answer to a GRAFT came after the tree's own copy: the graft was not
+                    // needed, undo it.
+                    let tree_first = self.cache.get(&id).is_some_and(|cached| {
+                        cached.kind == PushKind::Eager && cached.from.as_ref() != Some(&from)
+                    });
+                    if tree_first && request.is_some_and(|r| r.grafted) {
+                        self.revert_graft(ctx, from);
+                    }
+                }
+                PushKind::AntiEntropy | PushKind::Detour => {}
             }
             return;
         }
         if kind == PushKind::AntiEntropy {
             self.counters.ae_recovered += 1;
         }
-        self.answered(ctx, &id, &from, kind);
-        if let Some(m) = self.missing.remove(&id)
-            && m.asked.as_ref() == Some(&from)
-            && let Some(s) = self.scores.get_mut(&from)
-        {
-            s.decay(ctx.now, c.score_half_life);
-            s.on_delivered();
+        let request = self.answered(ctx, &id, &from, kind);
+        let missing = self.missing.remove(&id);
+        if missing.is_none() && kind == PushKind::Eager {
+            // The tree was first: no lag for this publisher this time.
+            self.streams.lag_sample(&id, Duration::ZERO);
+        }
+        if let Some(m) = missing {
+            match kind {
+                PushKind::Eager => {
+                    self.tree_lag_sample(&id, ctx.arrived.saturating_sub(m.announced_at));
+                }
+                PushKind::Repair | PushKind::Detour => {
+                    // The tree's copy may still come; it is a late tree-lag sample then.
+                    let grafted = request.is_some_and(|r| r.grafted).then(|| from.clone());
+                    self.repaired_insert(id.clone(), m.announced_at, grafted, c);
+                }
+                PushKind::AntiEntropy => {}
+            }
+            if m.asked.as_ref() == Some(&from)
+                && let Some(s) = self.scores.get_mut(&from)
+            {
+                s.decay(ctx.now, c.score_half_life);
+                s.on_delivered();
+            }
         }
         if kind != PushKind::AntiEntropy {
             // PlumTree: whoever pushed us a new message is on our tree.
@@ -777,7 +847,20 @@ impl<PI: PeerId> Topic<PI> {
                 payload: payload.clone(),
             },
         ));
-        self.forward(ctx, &id, hops, published_at_ms, &payload, Some(&from));
+        // Only what the tree itself delivered travels on as a tree copy; anything else is a
+        // detour, whose meeting with the tree's copy says nothing about the tree.
+        let push = match kind {
+            PushKind::Eager => PushKind::Eager,
+            PushKind::Repair | PushKind::AntiEntropy | PushKind::Detour => PushKind::Detour,
+        };
+        let next = Gossip {
+            id: id.clone(),
+            hops: hops.saturating_add(1),
+            kind: push,
+            published_at_ms,
+            payload: payload.clone(),
+        };
+        self.forward(ctx, next, Some(&from));
         self.cache.insert(
             id,
             Cached {
@@ -800,6 +883,11 @@ impl<PI: PeerId> Topic<PI> {
         entries: Vec<IHaveEntry<PI>>,
     ) {
         let announcer_cap = ctx.config.active_cap.max(1) * 2;
+        // Not on the tree (no eager peer, e.g. every neighbor is new): nobody is going to push
+        // these to us, so ask the announcer at once instead of waiting for an eager copy.
+        let now = ctx.now;
+        let off_tree = !self.eager.iter().any(|p| !self.suppressed(p, now));
+        let mut ask_now = Vec::new();
         for e in entries {
             let own = e.id.origin == *ctx.me && e.id.epoch == ctx.epoch;
             if own || self.streams.contains(&e.id) {
@@ -820,19 +908,81 @@ impl<PI: PeerId> Topic<PI> {
                 }
                 None => {
                     if self.missing.len() < ctx.config.missing_cap {
+                        let wait = if off_tree {
+                            Duration::ZERO
+                        } else {
+                            self.graft_wait(ctx.config, &e.id, ctx.now)
+                        };
                         self.missing.insert(
                             e.id.clone(),
                             Missing {
                                 announcers: vec![(from.clone(), e.hops)],
                                 asked: None,
-                                due: ctx.now.saturating_add(ctx.config.graft_timeout_1),
+                                due: ctx.now.saturating_add(wait),
+                                announced_at: ctx.arrived,
                             },
                         );
-                        self.timer(ctx, ctx.config.graft_timeout_1, TimerKind::Missing(e.id));
+                        if off_tree {
+                            ask_now.push(e.id);
+                        } else {
+                            self.timer(ctx, wait, TimerKind::Missing(e.id));
+                        }
                     }
                 }
             }
         }
+        for id in ask_now {
+            self.on_missing_timer(ctx, id);
+        }
+    }
+
+    /// How long a node on the tree waits for the eager copy of an announced message before
+    /// grafting: learned from how late eager copies followed their IHAVEs.
+    fn graft_wait(&self, config: &Config, id: &MsgId<PI>, now: Duration) -> Duration {
+        let (floor, cap) = (config.graft_timeout_1, config.graft_timeout_max);
+        self.streams
+            .lag(id, now.saturating_sub(STREAM_LAG_FRESH))
+            .unwrap_or(&self.tree_lag)
+            .wait(floor, cap)
+    }
+
+    /// An eager copy of `id` came `lag` after its first IHAVE.
+    fn tree_lag_sample(&mut self, id: &MsgId<PI>, lag: Duration) {
+        self.tree_lag.sample(lag);
+        self.streams.lag_sample(id, lag);
+    }
+
+    /// Undoes a GRAFT that turned out not to be needed: the grafted peer goes back to lazy on
+    /// both sides.
+    fn revert_graft<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>, grafted: PI) {
+        if !self.eager.contains(&grafted) {
+            return;
+        }
+        self.counters.grafts_reverted += 1;
+        self.make_lazy(&grafted);
+        self.send(ctx, grafted, Body::Prune);
+    }
+
+    fn repaired_insert(
+        &mut self,
+        id: MsgId<PI>,
+        announced_at: Duration,
+        grafted: Option<PI>,
+        config: &Config,
+    ) {
+        while self.repaired.len() >= config.missing_cap.max(1) {
+            // Full: forget the oldest (its eager copy is long overdue or never coming).
+            let Some(oldest) = self
+                .repaired
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            self.repaired.remove(&oldest);
+        }
+        self.repaired.insert(id, (announced_at, grafted));
     }
 
     /// PlumTree's optimisation: a lazy peer reached the message in far fewer hops than our
@@ -872,20 +1022,20 @@ impl<PI: PeerId> Topic<PI> {
     /// A copy of `id` from `from`: if we had asked `from` for it, the round trip is a sample of
     /// its repair timeout — measured to when the copy reached the node (the node's own inbound
     /// backlog is not the peer's doing), late answers included (a late peer must teach us to
-    /// wait longer). Anti-entropy pushes are not answers.
+    /// wait longer). Anti-entropy pushes are not answers. Returns the request it answered.
     fn answered<R: Rng>(
         &mut self,
         ctx: &mut Ctx<'_, PI, R>,
         id: &MsgId<PI>,
         from: &PI,
         kind: PushKind,
-    ) {
+    ) -> Option<Request> {
         if kind == PushKind::AntiEntropy || self.requests.is_empty() {
-            return;
+            return None;
         }
-        if let Some(r) = self.requests.remove(&(id.clone(), from.clone())) {
-            rtt_sample(ctx, from, ctx.arrived.saturating_sub(r.asked_at));
-        }
+        let r = self.requests.remove(&(id.clone(), from.clone()))?;
+        rtt_sample(ctx, from, ctx.arrived.saturating_sub(r.asked_at));
+        Some(r)
     }
 
     /// The promise of `peer` to send `id` is due: broken unless its copy came — judged only
@@ -967,6 +1117,7 @@ impl<PI: PeerId> Topic<PI> {
         let patience = ctx.config.promise_timeout.max(rto.saturating_mul(2));
         let request = Request {
             asked_at: now,
+            grafted: graftable,
             deadline: now.saturating_add(patience),
         };
         let key = (id.clone(), peer.clone());
@@ -1303,6 +1454,10 @@ impl<PI: PeerId> Topic<PI> {
         let next = jitter(ctx.rng, ctx.config.maintenance_interval);
         self.timer(ctx, next, TimerKind::Maintenance);
         self.cache.expire(now, ctx.config.cache_ttl);
+        // An eager copy later than twice the longest graft wait is not coming.
+        let horizon = ctx.config.graft_timeout_max.saturating_mul(2);
+        self.repaired
+            .retain(|_, (at, _)| at.saturating_add(horizon) > now);
 
         // Cooling: lapse, then forget.
         let lapsed: Vec<PI> = self
@@ -1397,6 +1552,7 @@ impl<PI: PeerId> Topic<PI> {
             suppressions: self.suppressions.len(),
             ihave_queued: self.ihave_queue.values().map(Vec::len).sum(),
             requests: self.requests.len(),
+            repaired: self.repaired.len(),
         }
     }
 

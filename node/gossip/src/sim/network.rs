@@ -5,6 +5,7 @@ use std::{cmp::Ordering, collections::BinaryHeap, time::Duration};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
+use super::attribution::{Attribution, LinkCause, Redundancy};
 use crate::{Config, InEvent, Message, MsgId, OutEvent, SendOutcome, State, Timer, TopicId};
 
 /// Peer id of a simulated node: its index.
@@ -63,11 +64,13 @@ enum Ev {
         to: SimPeer,
         from: SimPeer,
         msg: Message<SimPeer>,
+        link: Option<LinkCause>,
     },
     Process {
         to: SimPeer,
         from: SimPeer,
         msg: Message<SimPeer>,
+        link: Option<LinkCause>,
     },
     Timer {
         node: SimPeer,
@@ -140,6 +143,7 @@ pub struct Network {
     pub deliveries: Vec<Delivered>,
     /// Messages dropped by loss, partition or full slow-consumer queues.
     pub dropped: u64,
+    attr: Attribution,
 }
 
 /// splitmix64: a fixed, fast hash for per-link latencies and per-node seeds.
@@ -177,7 +181,13 @@ impl Network {
             events: 0,
             deliveries: Vec::new(),
             dropped: 0,
+            attr: Attribution::new(peers),
         }
+    }
+
+    /// Payload copies received so far, by how they came and, when redundant, by cause.
+    pub fn redundancy(&self) -> Redundancy {
+        self.attr.counts
     }
 
     /// Current virtual time.
@@ -316,6 +326,7 @@ impl Network {
         for ev in out {
             match ev {
                 OutEvent::SendMessage(to, msg) => {
+                    let link = self.attr.sent(from, to, &msg.body);
                     let Some(target) = self.nodes.get(to as usize) else {
                         continue;
                     };
@@ -348,19 +359,31 @@ impl Network {
                         self.dropped += 1;
                     } else {
                         let at = now + self.latency(from, to);
-                        self.push(at, Ev::Arrive { to, from, msg });
+                        self.push(
+                            at,
+                            Ev::Arrive {
+                                to,
+                                from,
+                                msg,
+                                link,
+                            },
+                        );
                     }
                 }
                 OutEvent::ScheduleTimer(delay, timer) => {
                     self.push(now + delay, Ev::Timer { node: from, timer });
                 }
-                OutEvent::Deliver(_, d) => self.deliveries.push(Delivered {
-                    node: from,
-                    id: d.id,
-                    hops: d.hops,
-                    at: now,
-                }),
-                OutEvent::DisconnectPeer(_) | OutEvent::Event(..) => {}
+                OutEvent::Deliver(_, d) => {
+                    self.attr.delivered(from, &d.id);
+                    self.deliveries.push(Delivered {
+                        node: from,
+                        id: d.id,
+                        hops: d.hops,
+                        at: now,
+                    });
+                }
+                OutEvent::Event(_, event) => self.attr.event(from, &event),
+                OutEvent::DisconnectPeer(_) => {}
             }
         }
     }
@@ -375,6 +398,20 @@ impl Network {
         }
         let out: Vec<_> = n.state.handle(event, now).collect();
         self.dispatch(node, out);
+    }
+
+    /// Hands a message to a live node, filing a payload copy first.
+    fn receive(
+        &mut self,
+        to: SimPeer,
+        from: SimPeer,
+        msg: Message<SimPeer>,
+        link: Option<LinkCause>,
+    ) {
+        if self.nodes.get(to as usize).is_some_and(|n| n.alive) {
+            self.attr.received(to, from, &msg.body, link);
+        }
+        self.feed(to, InEvent::RecvMessage(from, msg));
     }
 
     /// Time of the next queued event.
@@ -394,7 +431,12 @@ impl Network {
         self.time = self.time.max(at);
         self.events += 1;
         match ev {
-            Ev::Arrive { to, from, msg } => {
+            Ev::Arrive {
+                to,
+                from,
+                msg,
+                link,
+            } => {
                 let Some(n) = self.nodes.get_mut(to as usize) else {
                     return true;
                 };
@@ -427,13 +469,26 @@ impl Network {
                     } else {
                         n.busy_until = n.busy_until.max(self.time) + service;
                         let done = n.busy_until;
-                        self.push(done, Ev::Process { to, from, msg });
+                        self.push(
+                            done,
+                            Ev::Process {
+                                to,
+                                from,
+                                msg,
+                                link,
+                            },
+                        );
                     }
                 } else {
-                    self.feed(to, InEvent::RecvMessage(from, msg));
+                    self.receive(to, from, msg, link);
                 }
             }
-            Ev::Process { to, from, msg } => self.feed(to, InEvent::RecvMessage(from, msg)),
+            Ev::Process {
+                to,
+                from,
+                msg,
+                link,
+            } => self.receive(to, from, msg, link),
             Ev::Timer { node, timer } => self.feed(node, InEvent::TimerExpired(timer)),
             Ev::PeerDown { node, peer } => self.feed(node, InEvent::PeerDown(peer)),
             Ev::Outcome {
