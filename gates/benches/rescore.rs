@@ -136,6 +136,7 @@ fn deserialize(run_json: &str, sample_lines: &[String]) -> Observations {
         })
         .collect();
     Observations {
+        residue: Vec::new(),
         run,
         samples,
         windows,

@@ -16,6 +16,23 @@ pub struct Observations {
     pub samples: BTreeMap<String, Vec<Sample>>,
     /// Windows in index order.
     pub windows: Vec<WindowRecord>,
+    /// What the audit after the run's faults found left behind (runs with faults).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub residue: Vec<Residue>,
+}
+
+/// An object a fault left behind, or a place the audit could not look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Residue {
+    /// Node or host.
+    pub node: String,
+    /// What: an impairment id, a chain, a qdisc, a stopped process.
+    pub object: String,
+    /// One line for people.
+    pub detail: String,
+    /// The audit could not look (unreachable): UNKNOWN rather than NO-GO.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 /// Run-level facts the evaluator needs.
@@ -73,6 +90,11 @@ pub struct SampleData {
     pub counters: BTreeMap<String, u64>,
     /// Gauges by name (see `soak_api::gauges`).
     pub gauges: BTreeMap<String, f64>,
+    /// Per-peer breakdown of some gauges, `gauge → peer node name → value`, so a bar can leave a
+    /// link out (see [`Exemption::links`]). Recorded only where it matters (e.g. the
+    /// suppression gauges, when anything is suppressed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_peer: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 /// One judged time window.
@@ -188,9 +210,25 @@ pub struct ScenarioRecord {
     /// Explicit bar exemptions this scenario grants (reported with the verdict).
     #[serde(default)]
     pub exemptions: Vec<Exemption>,
-    /// Restart recovery, for scenarios that restart nodes.
+    /// Restart recovery, for scenarios that restart nodes (proof format ≤ 1.1; faults record
+    /// theirs in [`FaultEvidence::recoveries`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
+    /// What the nemesis proved about a fault scenario: applied, effective, reverted, clean,
+    /// and the kind-specific checks (recovery, heal, cooling, first attempts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Box<FaultEvidence>>,
+}
+
+impl ScenarioRecord {
+    /// The skip reason or failure text (empty when completed).
+    pub fn status_detail(&self) -> &str {
+        match &self.status {
+            ScenarioStatus::Completed => "",
+            ScenarioStatus::Skipped { reason } => reason,
+            ScenarioStatus::Failed { error } => error,
+        }
+    }
 }
 
 /// What became of a scenario.
@@ -211,15 +249,25 @@ pub enum ScenarioStatus {
     },
 }
 
-/// An explicit exemption of some nodes from one bar in one window.
+/// An explicit exemption from one bar in one window, granted by a scenario and reported with
+/// the verdict. It names what it exempts; it is never "everything".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exemption {
     /// Bar id, e.g. `dispatcher_timeouts`.
     pub bar: String,
-    /// Node names exempted.
+    /// Node names exempted from the bar as a whole.
     pub nodes: Vec<String>,
     /// Why.
     pub reason: String,
+    /// Links `(node, peer)`: on `node`, what it sees of `peer` is left out of the bar (e.g. a
+    /// node's suppressions of a deliberately slowed peer). Honoured by the bars that can
+    /// attribute to a peer (per-peer sample data); elsewhere such a bar judges the node whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<(String, String)>,
+    /// Phase A: ordered pairs `(from, to)` expected to fail while the fault holds (e.g. across
+    /// a partition); they are shown as "expected to fail", not required.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<(String, String)>,
 }
 
 /// Restart recovery observed for one node.
@@ -229,4 +277,153 @@ pub struct Recovery {
     pub node: String,
     /// Time from restart until back in the mesh with Phase A ok, milliseconds; None = never.
     pub recovered_after_ms: Option<u64>,
+}
+
+/// What the nemesis proved about one fault (the fault's own evidence; its journal lines are in
+/// `faults/journal.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvidence {
+    /// Fault kind: `delay`, `loss`, `partition`, `restart`, `pause`, `idle`, `bandwidth`.
+    pub kind: String,
+    /// How it was applied: `node` (impairment API), `process` (signals, respawn), `tc`,
+    /// `iptables`.
+    pub backend: String,
+    /// When the fault took hold (apply finished), unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at_ms: Option<u64>,
+    /// When it was reverted (revert finished), unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted_at_ms: Option<u64>,
+    /// Was the fault shown to take effect?
+    pub effective: Check,
+    /// Was the fleet shown clean of it after the revert?
+    pub clean: Check,
+    /// Restart faults: one timing per restarted node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recoveries: Vec<RecoveryTiming>,
+    /// Partition faults: how soon every cut pair delivered again after the revert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heal: Option<HealCheck>,
+    /// Slow-peer faults: did the neighbours cool the peer, and recover it after?
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooling: Option<CoolingCheck>,
+    /// Idle faults: did every pair succeed on its first attempt after the idle period?
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_attempt: Option<FirstAttemptCheck>,
+}
+
+/// The outcome of one verification step of a fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Check {
+    /// Shown, with what showed it.
+    Shown {
+        /// One line for people.
+        summary: String,
+        /// The measurements.
+        #[serde(default)]
+        evidence: serde_json::Value,
+    },
+    /// Looked for and not shown.
+    NotShown {
+        /// One line for people.
+        summary: String,
+        /// The measurements.
+        #[serde(default)]
+        evidence: serde_json::Value,
+    },
+    /// Could not be checked (a step before it failed, the node was unreachable, the run was
+    /// interrupted). Never a pass.
+    NotChecked {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Check {
+    /// Whether this check was shown.
+    pub fn is_shown(&self) -> bool {
+        matches!(self, Check::Shown { .. })
+    }
+
+    /// The one-line text of the check.
+    pub fn summary(&self) -> &str {
+        match self {
+            Check::Shown { summary, .. } | Check::NotShown { summary, .. } => summary,
+            Check::NotChecked { reason } => reason,
+        }
+    }
+}
+
+/// The four timestamps of one restart, and the recovery they give.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryTiming {
+    /// Node restarted.
+    pub node: String,
+    /// The service or process restarted (what the journal shows was touched).
+    #[serde(default)]
+    pub service: String,
+    /// When the restart was issued (journal time), unix ms.
+    pub issued_ms: u64,
+    /// When the new process was up (spawned / pid seen), unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_up_ms: Option<u64>,
+    /// When its admin API first answered, unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_up_ms: Option<u64>,
+    /// When every peer that had it established before had it established again, unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_views_ms: Option<u64>,
+    /// When a DM to it and a DM from it were first both acknowledged, unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_dm_ms: Option<u64>,
+    /// Issued → back in its peers' views *and* a DM through it succeeded; `None` = never (within
+    /// the probe deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_after_ms: Option<u64>,
+    /// Instance id before and after (a restart is only proven by a new one).
+    #[serde(default)]
+    pub old_instance: String,
+    /// Instance id after.
+    #[serde(default)]
+    pub new_instance: String,
+}
+
+/// How a partition healed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealCheck {
+    /// Ordered pairs that were cut.
+    pub pairs: u64,
+    /// Revert → every cut pair acknowledged a probe DM again, ms; `None` = not within the
+    /// probe deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healed_after_ms: Option<u64>,
+    /// Pairs still failing at the deadline (names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub still_failing: Vec<String>,
+}
+
+/// Whether the neighbours cooled a slow peer and recovered it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoolingCheck {
+    /// Some neighbour suppressed the target while the fault held (`None`: not observable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<bool>,
+    /// After the revert, no neighbour suppressed it any more (`None`: not observable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// What was seen, for people.
+    pub detail: String,
+}
+
+/// Phase A first attempts after an idle period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstAttemptCheck {
+    /// Pairs sent after the idle period.
+    pub pairs: u64,
+    /// Pairs acknowledged on their first attempt.
+    pub first_try: u64,
+    /// Pairs that needed a retry or failed (names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<String>,
 }

@@ -165,6 +165,22 @@ pub enum Rule {
         /// Longest allowed time back to the mesh with Phase A ok, milliseconds.
         max_ms: u64,
     },
+    /// Every fault that ran was shown to take effect; a fault whose effect was not shown (or
+    /// could not be checked) is UNKNOWN — its window proves nothing about the fault.
+    FaultEffect,
+    /// Every fault that ran was shown gone after its revert; a failed clean check is NO-GO
+    /// ("fault residue"), one that could not be run is UNKNOWN.
+    FaultResidue,
+    /// Partitions: after the revert, every cut pair delivers again within `max_ms`.
+    PartitionHeal {
+        /// Longest allowed revert → all cut pairs delivering, milliseconds.
+        max_ms: u64,
+    },
+    /// Slow-peer faults that ask for it: the neighbours suppressed the target while the fault
+    /// held *and* recovered it after. Both are required.
+    Cooling,
+    /// Idle faults: after the idle period every Phase A pair succeeded on its first attempt.
+    FirstAttempt,
     /// Fanout burst: Σ received / Σ expected over (non-exempt) subscribers ≥ `min_ratio`.
     Fanout {
         /// Scenario name whose presence in a window requires fanout results.
@@ -461,6 +477,15 @@ fn validate_bar(rb: RawBar) -> Result<Bar, String> {
                 .max_ms
                 .ok_or_else(|| format!("bar `{id}` (kind `recovery`) needs `max_ms`"))?,
         },
+        "fault_effect" => Rule::FaultEffect,
+        "fault_residue" => Rule::FaultResidue,
+        "partition_heal" => Rule::PartitionHeal {
+            max_ms: rb
+                .max_ms
+                .ok_or_else(|| format!("bar `{id}` (kind `partition_heal`) needs `max_ms`"))?,
+        },
+        "cooling" => Rule::Cooling,
+        "first_attempt" => Rule::FirstAttempt,
         "fanout" => {
             let min_ratio = limit(rb.min_ratio, "min_ratio")?;
             if min_ratio > 1.0 {
@@ -474,7 +499,8 @@ fn validate_bar(rb: RawBar) -> Result<Bar, String> {
         other => {
             return Err(format!(
                 "bar `{id}` has unknown kind `{other}` (known: phase_a, telemetry, scenarios, \
-                 counter, counter_ratio, gauge, gauge_ratio, recovery, fanout)"
+                 counter, counter_ratio, gauge, gauge_ratio, recovery, fanout, fault_effect, \
+                 fault_residue, partition_heal, cooling, first_attempt)"
             ));
         }
     };

@@ -309,8 +309,9 @@ pub struct Columns {
 }
 
 /// Pushes one row: for every wanted name, the sample's value or `None` (a merge join of two
-/// sorted sequences).
-fn merge_row<'m, V: 'm, T>(
+/// sorted sequences: `entries` in key order, as a `BTreeMap` iterates, and `wanted` sorted and
+/// distinct). Public so renderers can read the same columns over other point sets.
+pub fn merge_row<'m, V: 'm, T>(
     entries: impl Iterator<Item = (&'m String, &'m V)>,
     wanted: &[&str],
     columns: &mut [Vec<Option<T>>],
@@ -475,6 +476,7 @@ mod tests {
         Sample {
             at_ms: at,
             outcome: SampleOutcome::Ok(SampleData {
+                by_peer: Default::default(),
                 instance_id: inst.to_string(),
                 counters: BTreeMap::from([("c".to_string(), value)]),
                 gauges: BTreeMap::new(),

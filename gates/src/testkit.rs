@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    FanoutResult, NodeRef, Observations, PairOutcome, PhaseAResult, RunInfo, Sample, SampleData,
-    SampleOutcome, ScenarioRecord, ScenarioStatus, SubscriberResult, WindowRecord,
+    Check, CoolingCheck, FanoutResult, FaultEvidence, FirstAttemptCheck, HealCheck, NodeRef,
+    Observations, PairOutcome, PhaseAResult, RunInfo, Sample, SampleData, SampleOutcome,
+    ScenarioRecord, ScenarioStatus, SubscriberResult, WindowRecord,
 };
 
 /// Every counter a healthy node reports and its increase per sample interval.
@@ -116,6 +117,7 @@ impl FleetBuilder {
                 series.push(Sample {
                     at_ms: at,
                     outcome: SampleOutcome::Ok(SampleData {
+                        by_peer: Default::default(),
                         instance_id: format!("inst-{i}-a"),
                         counters,
                         gauges,
@@ -149,6 +151,7 @@ impl FleetBuilder {
             })
             .collect();
         Observations {
+            residue: Vec::new(),
             run: RunInfo {
                 run_id: "20261122T010946Z-fixture".into(),
                 sample_interval_ms: self.interval_ms,
@@ -171,12 +174,50 @@ impl FleetBuilder {
 /// A completed scenario with no targets.
 pub fn completed(name: &str) -> ScenarioRecord {
     ScenarioRecord {
+        fault: None,
         name: name.to_string(),
         status: ScenarioStatus::Completed,
         targets: Vec::new(),
         exemptions: Vec::new(),
         recovery: None,
     }
+}
+
+/// A fault scenario applied to `targets` whose evidence shows it effective and clean (kind
+/// `partition` gets a heal, `delay` a cooling check and `idle` a first-attempt check, all
+/// passing); break a field to build a failing fixture.
+pub fn fault(name: &str, kind: &str, targets: &[&str]) -> ScenarioRecord {
+    let shown = |summary: &str| Check::Shown {
+        summary: summary.to_string(),
+        evidence: serde_json::Value::Null,
+    };
+    let mut record = completed(name);
+    record.targets = targets.iter().map(|t| t.to_string()).collect();
+    record.fault = Some(Box::new(FaultEvidence {
+        kind: kind.to_string(),
+        backend: "node".into(),
+        applied_at_ms: None,
+        reverted_at_ms: None,
+        effective: shown("probes showed it"),
+        clean: shown("impairments gone, probes back to baseline"),
+        recoveries: Vec::new(),
+        heal: (kind == "partition").then(|| HealCheck {
+            pairs: 2,
+            healed_after_ms: Some(400),
+            still_failing: Vec::new(),
+        }),
+        cooling: (kind == "delay").then(|| CoolingCheck {
+            suppressed: Some(true),
+            recovered: Some(true),
+            detail: "suppressed by 3 neighbours, recovered".into(),
+        }),
+        first_attempt: (kind == "idle").then(|| FirstAttemptCheck {
+            pairs: 12,
+            first_try: 12,
+            retried: Vec::new(),
+        }),
+    }));
+    record
 }
 
 /// A full, delivered Phase A matrix over `names`.

@@ -71,6 +71,9 @@ pub struct PhaseASummary {
     pub missing: u64,
     /// Pairs left out by an explicit exemption.
     pub exempted: u64,
+    /// Of those, pairs a fault cut on purpose that did fail (shown as expected to fail).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expected_failures: u64,
     /// Median send-to-ACK latency of delivered pairs, microseconds.
     pub p50_us: Option<u64>,
     /// 99th percentile.
@@ -196,4 +199,8 @@ pub struct IntegrityRecord {
     pub from_value: u64,
     /// Later value.
     pub to_value: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }

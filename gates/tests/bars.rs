@@ -121,6 +121,8 @@ fn phase_a_exemption_removes_pairs_and_is_reported() {
     let mut partition = testkit::completed("iptables_partition");
     partition.targets = vec!["node-2".into()];
     partition.exemptions = vec![Exemption {
+        links: Vec::new(),
+        pairs: Vec::new(),
         bar: "phase_a".into(),
         nodes: vec!["node-2".into()],
         reason: "partitioned on purpose".into(),
@@ -146,6 +148,8 @@ fn skipped_scenario_grants_no_exemption() {
         reason: "no --allow-netem".into(),
     };
     netem.exemptions = vec![Exemption {
+        links: Vec::new(),
+        pairs: Vec::new(),
         bar: "recv_pump_dropped".into(),
         nodes: vec!["node-1".into()],
         reason: "under netem".into(),
@@ -428,6 +432,8 @@ fn all_nodes_exempt_is_unknown_not_go() {
     let mut obs = FleetBuilder::new(2, 1).build();
     let mut s = testkit::completed("chaos");
     s.exemptions = vec![Exemption {
+        links: Vec::new(),
+        pairs: Vec::new(),
         bar: "recv_pump_dropped".into(),
         nodes: vec!["node-0".into(), "node-1".into()],
         reason: "everything on fire".into(),
@@ -458,6 +464,8 @@ fn exemption_is_reported_on_the_bar() {
     let mut s = testkit::completed("netem_delay");
     s.targets = vec!["node-1".into()];
     s.exemptions = vec![Exemption {
+        links: Vec::new(),
+        pairs: Vec::new(),
         bar: "dispatcher_timeouts".into(),
         nodes: vec!["node-1".into()],
         reason: "node under netem".into(),

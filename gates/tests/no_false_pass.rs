@@ -3,7 +3,7 @@
 //! The test walks the profile's own bar list, so a bar added to a profile without a failing
 //! fixture here makes this test fail.
 
-use soak_gates::model::{Observations, Recovery, ScenarioStatus};
+use soak_gates::model::{Check, Observations, Recovery, ScenarioStatus};
 use soak_gates::testkit::{self, FleetBuilder, bump, drop_samples, set_gauge, span};
 use soak_gates::{Outcome, Profile, evaluate};
 
@@ -71,6 +71,54 @@ fn break_for(bar: &str, obs: &mut Observations) -> Outcome {
                 node: "node-3".into(),
                 recovered_after_ms: Some(90_001),
             });
+            obs.windows[3].scenarios.push(sc);
+            Outcome::NoGo
+        }
+        "fault_effect" => {
+            let mut sc = testkit::fault("partition_pair", "partition", &["node-1", "node-2"]);
+            if let Some(f) = sc.fault.as_mut() {
+                f.effective = Check::NotShown {
+                    summary: "DMs across the cut still acked".into(),
+                    evidence: serde_json::Value::Null,
+                };
+            }
+            obs.windows[3].scenarios.push(sc);
+            Outcome::Unknown
+        }
+        "fault_residue" => {
+            let mut sc = testkit::fault("high_rtt_peer", "delay", &["node-1"]);
+            if let Some(f) = sc.fault.as_mut() {
+                f.clean = Check::NotShown {
+                    summary: "node-1 still holds impairment soak-f1".into(),
+                    evidence: serde_json::Value::Null,
+                };
+            }
+            obs.windows[3].scenarios.push(sc);
+            Outcome::NoGo
+        }
+        "partition_heal" => {
+            let mut sc = testkit::fault("partition_halves", "partition", &["node-0", "node-3"]);
+            if let Some(heal) = sc.fault.as_mut().and_then(|f| f.heal.as_mut()) {
+                heal.healed_after_ms = None;
+                heal.still_failing = vec!["node-0→node-3".into()];
+            }
+            obs.windows[3].scenarios.push(sc);
+            Outcome::NoGo
+        }
+        "cooling" => {
+            let mut sc = testkit::fault("high_rtt_peer", "delay", &["node-2"]);
+            if let Some(c) = sc.fault.as_mut().and_then(|f| f.cooling.as_mut()) {
+                c.suppressed = Some(false);
+            }
+            obs.windows[3].scenarios.push(sc);
+            Outcome::NoGo
+        }
+        "first_attempt" => {
+            let mut sc = testkit::fault("idle_then_send", "idle", &[]);
+            if let Some(c) = sc.fault.as_mut().and_then(|f| f.first_attempt.as_mut()) {
+                c.first_try = 11;
+                c.retried = vec!["node-0→node-1".into()];
+            }
             obs.windows[3].scenarios.push(sc);
             Outcome::NoGo
         }

@@ -63,6 +63,7 @@ fn build(ticks: &[Tick], order: &[u64]) -> (Vec<Sample>, Vec<u64>) {
         value += t.increment;
         let outcome = if t.sampled || i == 0 {
             SampleOutcome::Ok(SampleData {
+                by_peer: Default::default(),
                 instance_id: format!("inst-{instance}"),
                 counters: BTreeMap::from([(
                     COUNTER.to_string(),
@@ -108,6 +109,7 @@ fn build(ticks: &[Tick], order: &[u64]) -> (Vec<Sample>, Vec<u64>) {
 
 fn observations(samples: Vec<Sample>) -> Observations {
     Observations {
+        residue: Vec::new(),
         run: RunInfo {
             run_id: "prop".into(),
             sample_interval_ms: INTERVAL,

@@ -210,6 +210,41 @@ mod tests {
     }
 
     #[test]
+    fn become_and_ssh_common_args_are_read() {
+        let inv = parse_str(
+            "[web]\n\
+             w1 ansible_host=192.0.2.1\n\
+             w2 ansible_host=192.0.2.2 ansible_become=false\n\
+             [web:vars]\n\
+             ansible_user=deploy\n\
+             ansible_become=yes\n\
+             ansible_become_method=sudo\n\
+             ansible_ssh_common_args='-o ProxyJump=ops@bastion.example.invalid:2222 -o ControlMaster=auto -F conf/ssh'\n",
+        )
+        .expect("valid inventory");
+        let w1 = &inv.hosts[0];
+        assert_eq!(w1.privilege, crate::Privilege::Sudo { user: None });
+        assert_eq!(
+            w1.ssh.proxy_jump.as_deref(),
+            Some("ops@bastion.example.invalid:2222")
+        );
+        assert_eq!(
+            w1.ssh.config_file.as_deref(),
+            Some(Path::new("/inv/conf/ssh"))
+        );
+        assert_eq!(inv.hosts[1].privilege, crate::Privilege::Login);
+        let j = parse_str("h1 ansible_ssh_common_args=\"-J bastion\"\n").expect("valid");
+        assert_eq!(j.hosts[0].ssh.proxy_jump.as_deref(), Some("bastion"));
+        let e = parse_str("h1 ansible_ssh_common_args=\"-o ProxyCommand=nc\"\n").unwrap_err();
+        assert!(
+            e.contains("hosts.ini:1: ") && e.contains("ProxyCommand"),
+            "{e}"
+        );
+        let e = parse_str("h1 ansible_become_method=su\n").unwrap_err();
+        assert!(e.contains("sudo -n"), "{e}");
+    }
+
+    #[test]
     fn groups_children_vars_and_ranges() {
         let inv = parse_str(
             "# fleet\n\

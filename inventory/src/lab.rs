@@ -13,13 +13,12 @@
 //!
 //! Entry points: [`preflight`], then [`up`], [`status`], [`down`], [`exec_command`].
 
-pub mod deadman;
 pub mod layout;
 mod sys;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -298,55 +297,153 @@ pub fn up(layout: &LabLayout, tools: &Tools) -> Result<LabState, LabError> {
     let public = read_key(&layout.client_key_pub())?;
     sys::write_file(&layout.authorized_keys(), &public, 0o600)?;
 
-    // Network: bridge, controller, hosts.
+    // Network: bridge(s), controller, bastion, hosts.
     let existing = sys::list_namespaces(tools)?;
     let bridge = layout.bridge_namespace();
     ensure_namespace(tools, &existing, &bridge)?;
-    if !sys::probe(&mut sys::ip_in(
-        tools,
-        &bridge,
-        ["link", "show", layout::BRIDGE_INTERFACE],
-    ))? {
-        sys::run_checked(&mut sys::ip_in(
-            tools,
-            &bridge,
-            ["link", "add", layout::BRIDGE_INTERFACE, "type", "bridge"],
-        ))?;
+    let mut bridges = vec![layout::BRIDGE_INTERFACE];
+    if layout.has_bastion() {
+        bridges.push(layout::INNER_BRIDGE_INTERFACE);
     }
-    sys::run_checked(&mut sys::ip_in(
-        tools,
-        &bridge,
-        ["link", "set", layout::BRIDGE_INTERFACE, "up"],
-    ))?;
+    for br in bridges {
+        if !sys::probe(&mut sys::ip_in(tools, &bridge, ["link", "show", br]))? {
+            sys::run_checked(&mut sys::ip_in(
+                tools,
+                &bridge,
+                ["link", "add", br, "type", "bridge"],
+            ))?;
+        }
+        sys::run_checked(&mut sys::ip_in(tools, &bridge, ["link", "set", br, "up"]))?;
+    }
     let controller = layout.controller_namespace();
     ensure_namespace(tools, &existing, &controller)?;
     ensure_member(
         tools,
         &bridge,
         &controller,
-        layout.controller_bridge_port(),
-        layout::CONTROLLER_ADDRESS,
+        &Member {
+            port: layout.controller_bridge_port(),
+            interface: layout::MEMBER_INTERFACE,
+            bridge: layout::BRIDGE_INTERFACE,
+            address: layout::CONTROLLER_ADDRESS,
+            address6: layout::CONTROLLER_ADDRESS6,
+        },
     )?;
+    let bastion = layout.bastion();
+    if let Some(bas) = &bastion {
+        ensure_namespace(tools, &existing, &bas.namespace)?;
+        ensure_member(
+            tools,
+            &bridge,
+            &bas.namespace,
+            &Member {
+                port: &bas.bridge_port,
+                interface: layout::MEMBER_INTERFACE,
+                bridge: layout::BRIDGE_INTERFACE,
+                address: bas.address,
+                address6: bas.address6,
+            },
+        )?;
+        ensure_member(
+            tools,
+            &bridge,
+            &bas.namespace,
+            &Member {
+                port: layout.bastion_inner_port(),
+                interface: layout::BASTION_INNER_INTERFACE,
+                bridge: layout::INNER_BRIDGE_INTERFACE,
+                address: layout::BASTION_INNER_ADDRESS,
+                address6: layout::BASTION_INNER_ADDRESS6,
+            },
+        )?;
+        // Namespaced sysctls: forwarding only inside the bastion.
+        sys::write_proc_in(tools, &bas.namespace, "/proc/sys/net/ipv4/ip_forward", "1")?;
+        sys::write_proc_in(
+            tools,
+            &bas.namespace,
+            "/proc/sys/net/ipv6/conf/all/forwarding",
+            "1",
+        )?;
+    } else if existing.contains(&layout.bastion_namespace()) {
+        let ns = layout.bastion_namespace();
+        clear_namespace(tools, &ns, &sys::self_and_ancestors())?;
+        sys::run_checked(&mut sys::ip(tools, ["netns", "del", ns.as_str()]))?;
+    }
     for host in layout.hosts() {
         ensure_namespace(tools, &existing, &host.namespace)?;
         ensure_member(
             tools,
             &bridge,
             &host.namespace,
-            &host.bridge_port,
-            host.address,
+            &Member {
+                port: &host.bridge_port,
+                interface: layout::MEMBER_INTERFACE,
+                bridge: if host.behind_bastion {
+                    layout::INNER_BRIDGE_INTERFACE
+                } else {
+                    layout::BRIDGE_INTERFACE
+                },
+                address: host.address,
+                address6: host.address6,
+            },
         )?;
+        if layout.has_bastion() {
+            // Hosts on either side reach each other through the bastion; the controller has
+            // no such route, so it reaches the inner hosts only with `ssh -J`.
+            let (v4, via4, v6, via6) = if host.behind_bastion {
+                (
+                    layout::SUBNET,
+                    layout::BASTION_INNER_ADDRESS.to_string(),
+                    layout::SUBNET6,
+                    layout::BASTION_INNER_ADDRESS6.to_string(),
+                )
+            } else {
+                (
+                    layout::INNER_SUBNET,
+                    layout::BASTION_ADDRESS.to_string(),
+                    layout::INNER_SUBNET6,
+                    layout::BASTION_ADDRESS6.to_string(),
+                )
+            };
+            sys::run_checked(&mut sys::ip_in(
+                tools,
+                &host.namespace,
+                ["route", "replace", v4, "via", via4.as_str()],
+            ))?;
+            sys::run_checked(&mut sys::ip_in(
+                tools,
+                &host.namespace,
+                ["-6", "route", "replace", v6, "via", via6.as_str()],
+            ))?;
+        }
     }
     remove_extra_hosts(layout, tools, &existing)?;
 
-    // sshd per host.
+    // Logins: root everywhere, and the sudo user on its hosts.
+    sys::create_dir(&layout.authorized_keys_dir())?;
+    sys::write_file(
+        &layout.authorized_keys_dir().join(layout::SSH_USER),
+        &public,
+        0o600,
+    )?;
+    if layout.has_sudo_user() {
+        ensure_sudo_user(layout, &public)?;
+    } else {
+        remove_sudo_user(layout.name())?;
+    }
+
+    // sshd per host (and on the bastion).
     let mut pids = Vec::new();
+    let mut bastion_pid = None;
     let mut known = Vec::new();
-    for host in layout.hosts() {
+    let sshd_hosts = bastion.iter().cloned().chain(layout.hosts());
+    for host in sshd_hosts {
         sys::create_dir(&host.sshd_dir)?;
         sys::create_dir(&host.install_dir)?;
         ensure_host_key(&host, keygen)?;
-        known.push((host.address, read_key(&host.host_key_pub())?));
+        let key = read_key(&host.host_key_pub())?;
+        known.push((host.address.to_string(), key.clone()));
+        known.push((host.address6.to_string(), key));
         let config = layout::render_sshd_config(layout, &host);
         let unchanged =
             fs::read_to_string(host.sshd_config()).ok().as_deref() == Some(config.as_str());
@@ -360,7 +457,11 @@ pub fn up(layout: &LabLayout, tools: &Tools) -> Result<LabState, LabError> {
                 start_sshd(tools, sshd, &host)?
             }
         };
-        pids.push(pid);
+        if host.index == 0 {
+            bastion_pid = Some(pid);
+        } else {
+            pids.push(pid);
+        }
     }
 
     sys::write_file(
@@ -374,15 +475,121 @@ pub fn up(layout: &LabLayout, tools: &Tools) -> Result<LabState, LabError> {
         0o644,
     )?;
     sys::write_file(
+        &layout.inventory6_file(),
+        &layout::render_inventory6(layout),
+        0o644,
+    )?;
+    sys::write_file(
         &layout.ssh_config(),
         &layout::render_ssh_config(layout),
         0o644,
     )?;
-    let state = LabState::new(layout, &pids);
+    let state = LabState::with_bastion(layout, &pids, bastion_pid);
     let json = serde_json::to_string_pretty(&state)
         .map_err(|err| LabError::io("serialize the lab state".into(), err.into()))?;
     sys::write_file(&layout.state_file(), &(json + "\n"), 0o644)?;
     Ok(state)
+}
+
+/// One `/etc/passwd` entry.
+struct PasswdEntry {
+    uid: u32,
+    gid: u32,
+    gecos: String,
+}
+
+fn passwd_entry(user: &str) -> Option<PasswdEntry> {
+    let text = fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 7 && f[0] == user).then(|| PasswdEntry {
+            uid: f[2].parse().unwrap_or(u32::MAX),
+            gid: f[3].parse().unwrap_or(u32::MAX),
+            gecos: f[4].to_string(),
+        })
+    })
+}
+
+/// Creates the lab's non-root user (no password: `*`, so sshd's key login works without PAM),
+/// its home and authorized_keys (owned by it: sshd reads them with its rights) and a sudoers
+/// drop-in granting passwordless sudo. Refuses a same-named user that is not this lab's.
+fn ensure_sudo_user(layout: &LabLayout, public: &str) -> Result<(), LabError> {
+    let name = layout.name();
+    let user = layout::sudo_user(name);
+    let gecos = layout::sudo_user_gecos(name);
+    let entry = match passwd_entry(&user) {
+        Some(entry) if entry.gecos == gecos => entry,
+        Some(_) => {
+            return Err(LabError::Usage(format!(
+                "a user {user} exists and was not made by lab {name}: pick another --name"
+            )));
+        }
+        None => {
+            let useradd = sys::find_tool("useradd").ok_or(LabError::MissingTool {
+                tool: "useradd",
+                package: "passwd",
+            })?;
+            let home = layout.sudo_home();
+            sys::run_checked(
+                Command::new(useradd)
+                    .args(["-M", "-s", "/bin/sh", "-p", "*", "-c", &gecos, "-d"])
+                    .arg(&home)
+                    .arg(&user),
+            )?;
+            passwd_entry(&user).ok_or_else(|| LabError::State {
+                path: PathBuf::from("/etc/passwd"),
+                message: format!("useradd {user} succeeded but the user is not there"),
+            })?
+        }
+    };
+    if sys::find_tool("sudo").is_none() {
+        return Err(LabError::MissingTool {
+            tool: "sudo",
+            package: "sudo",
+        });
+    }
+    let home = layout.sudo_home();
+    sys::create_dir(&home)?;
+    let keys = layout.authorized_keys_dir().join(&user);
+    sys::write_file(&keys, public, 0o600)?;
+    for path in [home.as_path(), keys.as_path()] {
+        std::os::unix::fs::chown(path, Some(entry.uid), Some(entry.gid))
+            .map_err(|source| LabError::io(format!("chown {}", path.display()), source))?;
+    }
+    sys::write_file(
+        &layout.sudoers_file(),
+        &format!(
+            "# Written by `soak lab up` for lab {name}; removed by `soak lab down`.\n\
+             {user} ALL=(ALL:ALL) NOPASSWD: ALL\n"
+        ),
+        0o440,
+    )
+}
+
+/// Removes lab `name`'s sudoers drop-in and its user (only a user carrying the lab's GECOS mark).
+fn remove_sudo_user(name: &str) -> Result<bool, LabError> {
+    let sudoers = layout::sudoers_file(name);
+    let mut removed = false;
+    match fs::remove_file(&sudoers) {
+        Ok(()) => removed = true,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(LabError::io(
+                format!("remove {}", sudoers.display()),
+                source,
+            ));
+        }
+    }
+    let user = layout::sudo_user(name);
+    if passwd_entry(&user).is_some_and(|e| e.gecos == layout::sudo_user_gecos(name)) {
+        let userdel = sys::find_tool("userdel").ok_or(LabError::MissingTool {
+            tool: "userdel",
+            package: "passwd",
+        })?;
+        sys::run_checked(Command::new(userdel).arg(&user))?;
+        removed = true;
+    }
+    Ok(removed)
 }
 
 /// Creates the lab dir (or accepts it when it is this lab's), and writes the marker first, so
@@ -465,46 +672,65 @@ fn ensure_namespace(tools: &Tools, existing: &BTreeSet<String>, ns: &str) -> Res
     Ok(())
 }
 
-/// Joins namespace `ns` to the bridge: a veth pair made inside the bridge namespace with its peer
-/// (`eth0`) moved straight into `ns` — nothing ever appears in the root namespace.
+/// One veth membership of a namespace in a lab bridge.
+struct Member<'a> {
+    /// The bridge-side end (in the bridge namespace).
+    port: &'a str,
+    /// The namespace-side end.
+    interface: &'a str,
+    /// The bridge it joins.
+    bridge: &'a str,
+    address: Ipv4Addr,
+    address6: Ipv6Addr,
+}
+
+/// Joins namespace `ns` to a bridge: a veth pair made inside the bridge namespace with its peer
+/// moved straight into `ns` — nothing ever appears in the root namespace. IPv4 and IPv6
+/// addresses (`nodad`: usable at once).
 fn ensure_member(
     tools: &Tools,
     bridge: &str,
     ns: &str,
-    port: &str,
-    address: Ipv4Addr,
+    member: &Member<'_>,
 ) -> Result<(), LabError> {
-    let member = layout::MEMBER_INTERFACE;
-    if !sys::probe(&mut sys::ip_in(tools, ns, ["link", "show", member]))? {
+    let (port, interface) = (member.port, member.interface);
+    if !sys::probe(&mut sys::ip_in(tools, ns, ["link", "show", interface]))? {
         // A half pair cannot exist (veth ends die together), but a stale port name might.
         let _ = sys::probe(&mut sys::ip_in(tools, bridge, ["link", "del", port]));
         sys::run_checked(&mut sys::ip_in(
             tools,
             bridge,
             [
-                "link", "add", port, "type", "veth", "peer", "name", member, "netns", ns,
+                "link", "add", port, "type", "veth", "peer", "name", interface, "netns", ns,
             ],
         ))?;
     }
     sys::run_checked(&mut sys::ip_in(
         tools,
         bridge,
-        [
-            "link",
-            "set",
-            port,
-            "master",
-            layout::BRIDGE_INTERFACE,
-            "up",
-        ],
+        ["link", "set", port, "master", member.bridge, "up"],
     ))?;
-    let cidr = format!("{address}/{}", layout::PREFIX_LEN);
+    let cidr = format!("{}/{}", member.address, layout::PREFIX_LEN);
     sys::run_checked(&mut sys::ip_in(
         tools,
         ns,
-        ["addr", "replace", cidr.as_str(), "dev", member],
+        ["addr", "replace", cidr.as_str(), "dev", interface],
     ))?;
-    sys::run_checked(&mut sys::ip_in(tools, ns, ["link", "set", member, "up"]))?;
+    let cidr6 = format!("{}/{}", member.address6, layout::PREFIX6_LEN);
+    sys::run_checked(&mut sys::ip_in(
+        tools,
+        ns,
+        [
+            "-6",
+            "addr",
+            "replace",
+            cidr6.as_str(),
+            "dev",
+            interface,
+            "nodad",
+        ],
+    ))?;
+    sys::run_checked(&mut sys::ip_in(tools, ns, ["link", "set", interface, "up"]))?;
     Ok(())
 }
 
@@ -646,6 +872,9 @@ pub struct DownReport {
     pub removed_dir: bool,
     /// A directory left in place because it lacked the lab marker (never deleted blindly).
     pub kept_foreign_dir: Option<PathBuf>,
+    /// Whether the lab's sudo user (and its sudoers file) was removed.
+    #[serde(default)]
+    pub removed_sudo_user: bool,
 }
 
 /// Tears the lab down (idempotent): kills the sshds it started and every process inside its
@@ -665,7 +894,7 @@ pub fn down(dir: &Path, name: &str, tools: &Tools) -> Result<DownReport, LabErro
     //    namespace was already deleted by hand.
     let mut sshd_pids = BTreeSet::new();
     if let Some(state) = &state {
-        for host in &state.hosts {
+        for host in state.hosts.iter().chain(state.bastion.iter()) {
             if is_our_sshd(host.sshd_pid, &host.sshd_config, None) {
                 sshd_pids.insert(host.sshd_pid);
             }
@@ -714,7 +943,10 @@ pub fn down(dir: &Path, name: &str, tools: &Tools) -> Result<DownReport, LabErro
         report.namespaces.push(ns);
     }
 
-    // 3. The directory, only when it carries this lab's marker.
+    // 3. The lab's sudo user and its sudoers drop-in (only ones carrying the lab's mark).
+    report.removed_sudo_user = remove_sudo_user(name)?;
+
+    // 4. The directory, only when it carries this lab's marker.
     if dir.exists() {
         let marker = fs::read_to_string(layout::marker_file(dir)).unwrap_or_default();
         if marker.trim() == name {

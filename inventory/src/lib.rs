@@ -24,8 +24,8 @@ use std::path::Path;
 
 pub use error::{InventoryError, InventoryErrorKind, Location};
 pub use model::{
-    Connection, Group, Host, HostKeyChecking, Inventory, InventoryFormat, ServiceManager,
-    SshSettings,
+    Connection, Group, Host, HostKeyChecking, Inventory, InventoryFormat, Privilege,
+    ServiceManager, SshSettings, supported_ansible_vars,
 };
 
 impl Inventory {

@@ -78,6 +78,21 @@ pub enum ServiceManager {
     Background,
 }
 
+/// How the privileged steps on a host run: tc, iptables, service control, the fault guard and
+/// installs outside the login user's home.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "method")]
+pub enum Privilege {
+    /// As the login user (a root login, or a fleet where nothing privileged runs).
+    Login,
+    /// Through `sudo -n` (never a password prompt): native `become = true`, Ansible
+    /// `ansible_become: true` with `ansible_become_method: sudo`.
+    Sudo {
+        /// The user to become (`become_user`); `None` is root.
+        user: Option<String>,
+    },
+}
+
 macro_rules! keyword_enum {
     ($ty:ty, $what:literal, { $($text:literal => $value:expr),+ $(,)? }) => {
         impl FromStr for $ty {
@@ -125,6 +140,14 @@ pub struct SshSettings {
     pub known_hosts: Option<PathBuf>,
     /// Host key policy.
     pub host_key_checking: HostKeyChecking,
+    /// Jump host(s), as for `ssh -J` (`[user@]host[:port]`, comma-separated for a chain).
+    /// Settings of the jump hosts themselves come from the ssh config, as with `ssh -J`.
+    #[serde(default)]
+    pub proxy_jump: Option<String>,
+    /// An ssh config file to use instead of `~/.ssh/config` (`ssh -F`); `None` honours the
+    /// user's own ssh config.
+    #[serde(default)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// One host of the fleet, with every setting resolved (defaults < groups < host).
@@ -142,6 +165,9 @@ pub struct Host {
     pub install_dir: String,
     /// Service manager for the node.
     pub service: ServiceManager,
+    /// How privileged steps run (`become`).
+    #[serde(default = "login_privilege")]
+    pub privilege: Privilege,
     /// Admin API port, bound to 127.0.0.1 on the host.
     pub api_port: u16,
     /// QUIC port, bound to `address` on the host.
@@ -171,15 +197,22 @@ impl Host {
                 key: None,
                 known_hosts: None,
                 host_key_checking: HostKeyChecking::Strict,
+                proxy_jump: None,
+                config_file: None,
             },
             install_dir: DEFAULT_INSTALL_DIR.to_string(),
             service: ServiceManager::Auto,
+            privilege: Privilege::Login,
             api_port: DEFAULT_API_PORT,
             gossip_port: DEFAULT_GOSSIP_PORT,
             groups: Vec::new(),
             labels: BTreeMap::new(),
         }
     }
+}
+
+fn login_privilege() -> Privilege {
+    Privilege::Login
 }
 
 /// `host:port`, bracketing IPv6 literals.
@@ -234,6 +267,47 @@ pub(crate) enum Setting {
     Service,
     ApiPort,
     GossipPort,
+    Become,
+    BecomeUser,
+    BecomeMethod,
+    ProxyJump,
+    SshConfig,
+    /// `ansible_ssh_common_args` / `ansible_ssh_extra_args`: ssh options, parsed into settings.
+    SshArgs,
+}
+
+/// Every Ansible inventory variable soak understands and the setting it sets — **the** list of
+/// supported Ansible variables ([`supported_ansible_vars`]). Other `ansible_*` variables are
+/// ignored; anything else is a label.
+const ANSIBLE_VARS: &[(&str, Setting)] = &[
+    ("ansible_host", Setting::Address),
+    ("ansible_ssh_host", Setting::Address),
+    ("ansible_connection", Setting::Connection),
+    ("ansible_user", Setting::SshUser),
+    ("ansible_ssh_user", Setting::SshUser),
+    ("ansible_port", Setting::SshPort),
+    ("ansible_ssh_port", Setting::SshPort),
+    ("ansible_ssh_private_key_file", Setting::SshKey),
+    ("ansible_private_key_file", Setting::SshKey),
+    ("ansible_become", Setting::Become),
+    ("ansible_become_user", Setting::BecomeUser),
+    ("ansible_become_method", Setting::BecomeMethod),
+    ("ansible_ssh_common_args", Setting::SshArgs),
+    ("ansible_ssh_extra_args", Setting::SshArgs),
+    ("soak_known_hosts", Setting::KnownHosts),
+    ("soak_host_key_checking", Setting::HostKeyChecking),
+    ("soak_install_dir", Setting::InstallDir),
+    ("soak_service", Setting::Service),
+    ("soak_api_port", Setting::ApiPort),
+    ("soak_gossip_port", Setting::GossipPort),
+    ("soak_proxy_jump", Setting::ProxyJump),
+    ("soak_ssh_config", Setting::SshConfig),
+];
+
+/// The Ansible inventory variables soak reads (everything in [`ANSIBLE_VARS`]), for messages and
+/// for warnings about variables it ignores.
+pub fn supported_ansible_vars() -> impl Iterator<Item = &'static str> {
+    ANSIBLE_VARS.iter().map(|(name, _)| *name)
 }
 
 impl Setting {
@@ -251,26 +325,21 @@ impl Setting {
             "service" => Setting::Service,
             "api_port" => Setting::ApiPort,
             "gossip_port" => Setting::GossipPort,
+            "become" => Setting::Become,
+            "become_user" => Setting::BecomeUser,
+            "become_method" => Setting::BecomeMethod,
+            "proxy_jump" => Setting::ProxyJump,
+            "ssh_config" => Setting::SshConfig,
             _ => return None,
         })
     }
 
     /// Ansible variables (`ansible_*`) and soak's own `soak_*` variables in Ansible inventories.
     pub(crate) fn ansible(key: &str) -> Option<Setting> {
-        Some(match key {
-            "ansible_host" | "ansible_ssh_host" => Setting::Address,
-            "ansible_connection" => Setting::Connection,
-            "ansible_user" | "ansible_ssh_user" => Setting::SshUser,
-            "ansible_port" | "ansible_ssh_port" => Setting::SshPort,
-            "ansible_ssh_private_key_file" | "ansible_private_key_file" => Setting::SshKey,
-            "soak_known_hosts" => Setting::KnownHosts,
-            "soak_host_key_checking" => Setting::HostKeyChecking,
-            "soak_install_dir" => Setting::InstallDir,
-            "soak_service" => Setting::Service,
-            "soak_api_port" => Setting::ApiPort,
-            "soak_gossip_port" => Setting::GossipPort,
-            _ => return None,
-        })
+        ANSIBLE_VARS
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, setting)| *setting)
     }
 }
 
@@ -288,6 +357,10 @@ pub(crate) struct Overlay {
     service: Option<ServiceManager>,
     api_port: Option<u16>,
     gossip_port: Option<u16>,
+    become_enabled: Option<bool>,
+    become_user: Option<String>,
+    proxy_jump: Option<String>,
+    ssh_config: Option<PathBuf>,
     pub(crate) labels: BTreeMap<String, String>,
 }
 
@@ -308,6 +381,96 @@ fn non_empty(value: &str, what: &str) -> Result<String, String> {
         ))
     } else {
         Ok(value.to_string())
+    }
+}
+
+/// ssh `-o` options (lowercase) that do not change which host is reached, as whom or how it is
+/// verified: accepted in `ansible_ssh_common_args` and left to ssh's defaults and the ssh config.
+const SSH_OPTIONS_WITHOUT_REACH: &[&str] = &[
+    "controlmaster",
+    "controlpersist",
+    "controlpath",
+    "serveraliveinterval",
+    "serveralivecountmax",
+    "tcpkeepalive",
+    "compression",
+    "connecttimeout",
+    "connectionattempts",
+    "loglevel",
+    "forwardagent",
+    "identitiesonly",
+    "preferredauthentications",
+    "pubkeyauthentication",
+    "passwordauthentication",
+    "kbdinteractiveauthentication",
+    "gssapiauthentication",
+    "batchmode",
+    "addkeystoagent",
+    "ipqos",
+];
+
+/// Splits a shell-like argument string into words (single and double quotes, backslash).
+fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated single quote".to_string()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => word.push(c),
+                            None => return Err("trailing backslash".to_string()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated double quote".to_string()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err("trailing backslash".to_string()),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+fn parse_bool(value: &str, what: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        other => Err(format!("{what} must be true or false, got `{other}`")),
     }
 }
 
@@ -364,6 +527,81 @@ impl Overlay {
             Setting::Service => self.service = Some(value.trim().parse()?),
             Setting::ApiPort => self.api_port = Some(parse_port(value, key)?),
             Setting::GossipPort => self.gossip_port = Some(parse_port(value, key)?),
+            Setting::Become => self.become_enabled = Some(parse_bool(value, key)?),
+            Setting::BecomeUser => self.become_user = Some(non_empty(value, key)?),
+            Setting::BecomeMethod => match value.trim() {
+                "sudo" => {}
+                other => {
+                    return Err(format!(
+                        "{key} `{other}` is not supported: soak runs privileged steps with `sudo -n` \
+                         (set {key} to sudo, or log in as root)"
+                    ));
+                }
+            },
+            Setting::ProxyJump => self.proxy_jump = Some(non_empty(value, key)?),
+            Setting::SshConfig => self.ssh_config = Some(local_path(value, base_dir)?),
+            Setting::SshArgs => self.ssh_args(key, value, base_dir)?,
+        }
+        Ok(())
+    }
+
+    /// Reads the reach-relevant options out of an ssh argument string (Ansible's
+    /// `ansible_ssh_common_args`): `-J HOST`, `-o ProxyJump=HOST`, `-F FILE`, `-p PORT`,
+    /// `-l USER`, `-i KEY`, `-o StrictHostKeyChecking=…`, `-o UserKnownHostsFile=…`. Options that
+    /// do not change where or how soak connects are accepted and left to ssh's defaults; any
+    /// other option (e.g. `ProxyCommand`) is an error rather than silently ignored.
+    fn ssh_args(&mut self, key: &str, value: &str, base_dir: &Path) -> Result<(), String> {
+        let words = split_words(value).map_err(|m| format!("{key}: {m}"))?;
+        let mut it = words.iter();
+        while let Some(word) = it.next() {
+            let mut arg = |flag: &str| -> Result<String, String> {
+                match word.strip_prefix(flag).filter(|rest| !rest.is_empty()) {
+                    Some(rest) => Ok(rest.to_string()),
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| format!("{key}: `{flag}` needs a value")),
+                }
+            };
+            if word.starts_with("-J") {
+                self.proxy_jump = Some(non_empty(&arg("-J")?, key)?);
+            } else if word.starts_with("-F") {
+                self.ssh_config = Some(local_path(&arg("-F")?, base_dir)?);
+            } else if word.starts_with("-p") {
+                self.ssh_port = Some(parse_port(&arg("-p")?, key)?);
+            } else if word.starts_with("-l") {
+                self.ssh_user = Some(non_empty(&arg("-l")?, key)?);
+            } else if word.starts_with("-i") {
+                self.ssh_key = Some(local_path(&arg("-i")?, base_dir)?);
+            } else if word.starts_with("-o") {
+                let option = arg("-o")?;
+                let (name, v) = option
+                    .split_once(['=', ' '])
+                    .map(|(n, v)| (n.trim(), v.trim()))
+                    .ok_or_else(|| format!("{key}: `-o {option}` has no value"))?;
+                match name.to_ascii_lowercase().as_str() {
+                    "proxyjump" => self.proxy_jump = Some(non_empty(v, key)?),
+                    "stricthostkeychecking" => {
+                        self.host_key_checking = Some(match v.to_ascii_lowercase().as_str() {
+                            "accept-new" => HostKeyChecking::AcceptNew,
+                            other => other.parse()?,
+                        });
+                    }
+                    "userknownhostsfile" => self.known_hosts = Some(local_path(v, base_dir)?),
+                    name if SSH_OPTIONS_WITHOUT_REACH.contains(&name) => {}
+                    _ => {
+                        return Err(format!(
+                            "{key}: ssh option `-o {option}` is not supported (soak reads -J, -F, -p, -l, -i \
+                             and -o ProxyJump/StrictHostKeyChecking/UserKnownHostsFile; put other options \
+                             in your ssh config, which soak honours)"
+                        ));
+                    }
+                }
+            } else {
+                return Err(format!(
+                    "{key}: ssh argument `{word}` is not supported (soak reads -J, -F, -p, -l, -i and -o …)"
+                ));
+            }
         }
         Ok(())
     }
@@ -384,7 +622,11 @@ impl Overlay {
             install_dir,
             service,
             api_port,
-            gossip_port
+            gossip_port,
+            become_enabled,
+            become_user,
+            proxy_jump,
+            ssh_config
         );
         for (k, v) in &other.labels {
             self.labels.insert(k.clone(), v.clone());
@@ -403,6 +645,15 @@ impl Overlay {
         host.service = self.service.unwrap_or(host.service);
         host.api_port = self.api_port.unwrap_or(host.api_port);
         host.gossip_port = self.gossip_port.unwrap_or(host.gossip_port);
+        host.ssh.proxy_jump = self.proxy_jump;
+        host.ssh.config_file = self.ssh_config;
+        host.privilege = if self.become_enabled == Some(true) {
+            Privilege::Sudo {
+                user: self.become_user,
+            }
+        } else {
+            Privilege::Login
+        };
         host.groups = groups;
         host.labels = self.labels;
         host

@@ -22,7 +22,7 @@ use toml::Spanned;
 
 use crate::error::{InventoryError, InventoryErrorKind, line_of_offset};
 use crate::model::{
-    Builder, Connection, Host, HostKeyChecking, Inventory, InventoryFormat, Overlay,
+    Builder, Connection, Host, HostKeyChecking, Inventory, InventoryFormat, Overlay, Privilege,
     ServiceManager, Setting,
 };
 
@@ -178,7 +178,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Inventory, InventoryError> {
                     None => {
                         return Err(err(format!(
                             "unknown key `{k}` in host `{name}` (settings: address, connection, ssh_user, ssh_port, ssh_key, \
-                             known_hosts, host_key_checking, install_dir, service, api_port, gossip_port; also groups, labels)"
+                             known_hosts, host_key_checking, install_dir, service, api_port, gossip_port, become, become_user, \
+                             become_method, proxy_jump, ssh_config; also groups, labels)"
                         )));
                     }
                 },
@@ -229,6 +230,18 @@ pub fn render(hosts: &[Host]) -> String {
                 HostKeyChecking::Off => "off",
             }),
         );
+        if let Some(jump) = &h.ssh.proxy_jump {
+            t.insert("proxy_jump".into(), s(jump));
+        }
+        if let Some(config) = &h.ssh.config_file {
+            t.insert("ssh_config".into(), s(&config.to_string_lossy()));
+        }
+        if let Privilege::Sudo { user } = &h.privilege {
+            t.insert("become".into(), toml::Value::Boolean(true));
+            if let Some(user) = user {
+                t.insert("become_user".into(), s(user));
+            }
+        }
         t.insert("install_dir".into(), s(&h.install_dir));
         t.insert(
             "service".into(),
@@ -333,6 +346,10 @@ address = "192.0.2.12"
 groups = ["edge"]
 service = "background"
 connection = "local"
+become = true
+become_user = "ops"
+proxy_jump = "jump@bastion.example.invalid:2222"
+ssh_config = "ssh/config"
 "#;
 
     #[test]
@@ -369,6 +386,35 @@ connection = "local"
         assert_eq!(h2.service, ServiceManager::Background);
         assert_eq!(h2.connection, Connection::Local);
         assert_eq!(h2.install_dir, "/opt/soak-node");
+    }
+
+    #[test]
+    fn become_and_bastion_settings() {
+        let inv = parse(Path::new("/inv/fleet.toml"), SAMPLE).expect("valid inventory");
+        assert_eq!(inv.hosts[0].privilege, Privilege::Login);
+        assert_eq!(inv.hosts[0].ssh.proxy_jump, None);
+        let h2 = &inv.hosts[1];
+        assert_eq!(
+            h2.privilege,
+            Privilege::Sudo {
+                user: Some("ops".into())
+            }
+        );
+        assert_eq!(
+            h2.ssh.proxy_jump.as_deref(),
+            Some("jump@bastion.example.invalid:2222")
+        );
+        assert_eq!(
+            h2.ssh.config_file.as_deref(),
+            Some(Path::new("/inv/ssh/config"))
+        );
+        let e = err_of("[[hosts]]\nname = \"a\"\nbecome_method = \"su\"\n");
+        assert!(e.starts_with("f.toml:3: ") && e.contains("sudo -n"), "{e}");
+        let e = err_of("[[hosts]]\nname = \"a\"\nbecome = \"maybe\"\n");
+        assert!(
+            e.starts_with("f.toml:3: ") && e.contains("true or false"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -169,6 +169,40 @@ impl NodeConfig {
         )
     }
 
+    /// Reads back a config file written by [`NodeConfig::to_toml`] (as a restart through the
+    /// deploy's service path needs it), with the data dir of `layout`.
+    pub fn from_toml(layout: &NodeLayout, text: &str) -> Result<NodeConfig, String> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| format!("{}: {}", layout.config(), e.message()))?;
+        let string = |key: &str| {
+            table
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("{}: no `{key}` string", layout.config()))
+        };
+        let bootstrap = match table.get("bootstrap") {
+            None => Vec::new(),
+            Some(value) => value
+                .as_array()
+                .and_then(|items| {
+                    items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| {
+                    format!("{}: `bootstrap` must be a list of strings", layout.config())
+                })?,
+        };
+        Ok(NodeConfig {
+            data_dir: layout.data_dir(),
+            listen: string("listen")?,
+            admin: string("admin")?,
+            bootstrap,
+        })
+    }
+
     /// Arguments after the binary: `run --config … --data-dir … --listen … --admin … [--bootstrap a,b]`.
     pub fn args(&self, layout: &NodeLayout) -> Vec<String> {
         let mut args = vec![
@@ -646,6 +680,10 @@ mod tests {
             parsed.get("admin").and_then(|v| v.as_str()),
             Some("127.0.0.1:7100")
         );
+        let back =
+            NodeConfig::from_toml(&NodeLayout::new(&f[0]), &c.to_toml()).expect("reads back");
+        assert_eq!(back, c);
+        assert!(NodeConfig::from_toml(&NodeLayout::new(&f[0]), "listen = 1").is_err());
         let args = c.args(&NodeLayout::new(&f[0]));
         assert_eq!(args.last().map(String::as_str), Some("[fd00::2]:7000"));
     }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,8 @@ pub struct Impairments {
     addrs: Mutex<HashMap<SocketAddr, PeerId>>,
     socket: OnceLock<Arc<dyn AsyncUdpSocket>>,
     next_id: AtomicUsize,
+    dropped: AtomicU64,
+    delayed: AtomicU64,
     /// Test-only (`--test-ignore-impairments`): accept and list impairments but never apply
     /// them — a fault that does nothing, so the orchestrator's effectiveness checks can be
     /// tested against a real node.
@@ -248,11 +250,24 @@ impl Impairments {
             .collect()
     }
 
+    /// Datagrams dropped and delayed by impairments so far (the effect, as the node saw it).
+    pub fn effect_counts(&self) -> (u64, u64) {
+        (
+            self.dropped.load(Ordering::Relaxed),
+            self.delayed.load(Ordering::Relaxed),
+        )
+    }
+
     /// Whether an incoming datagram from `addr` is dropped (partition).
     pub fn drop_incoming(&self, addr: SocketAddr) -> bool {
-        self.matching(addr)
+        let drop = self
+            .matching(addr)
             .iter()
-            .any(|r| r.partition && !r.one_way)
+            .any(|r| r.partition && !r.one_way);
+        if drop {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        drop
     }
 
     /// Decide the fate of an outgoing datagram; delayed ones are re-sent by a timer task.
@@ -264,6 +279,7 @@ impl Impairments {
         let mut delay = Duration::ZERO;
         for r in &rules {
             if r.partition || (r.loss > 0.0 && rand::random::<f64>() < r.loss) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
                 return SendVerdict::Drop;
             }
             let jitter = if r.jitter.is_zero() {
@@ -282,6 +298,7 @@ impl Impairments {
         ) else {
             return SendVerdict::Pass;
         };
+        self.delayed.fetch_add(1, Ordering::Relaxed);
         let contents = t.contents.to_vec();
         let (destination, ecn, segment_size, src_ip) =
             (t.destination, t.ecn, t.segment_size, t.src_ip);

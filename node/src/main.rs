@@ -1,4 +1,6 @@
 //! `soak-node run`: start the node, the admin API, write `node.json`, run until SIGINT/SIGTERM.
+//! `soak-node guard …`: the host-local dead-man's switch of host faults (the `soak-guard` crate;
+//! deployed with the node so every host that runs a node can guard its faults).
 //!
 //! Exit codes: 0 clean shutdown (also when the process named by `--exit-with-parent` is gone),
 //! 1 runtime failure (bind, identity, data dir), 2 usage or configuration error (including an
@@ -16,6 +18,11 @@ use soak_node::{admin, identity};
 use tracing::{error, info, warn};
 
 fn main() -> ExitCode {
+    // `guard` is dispatched before clap: it is std-only and has its own argument parser.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "guard") {
+        return soak_guard::cli::main(args);
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SOAK_NODE_LOG")

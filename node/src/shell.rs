@@ -1650,6 +1650,9 @@ impl Actor {
             c::INVALID_DATAGRAMS,
             shared.invalid_datagrams.load(Ordering::Relaxed),
         );
+        let (dropped, delayed) = shared.impair.effect_counts();
+        m.raise_to(c::IMPAIRMENT_DROPPED, dropped);
+        m.raise_to(c::IMPAIRMENT_DELAYED, delayed);
         let k = self.core.counts();
         let views = self.core.peer_views(now);
         let outbound_max = self

@@ -219,6 +219,10 @@ async fn impairments_by_id_renew_and_remove_and_one_way_cuts_one_side() {
         .await
         .unwrap();
     assert_eq!(r.outcome, DmOutcome::Timeout, "{r:?}");
+    assert!(
+        a.counter(soak_api::counters::IMPAIRMENT_DROPPED).await > 0,
+        "the node counts what its impairments drop"
+    );
     // ... while B's datagrams still reach A: B's DM is delivered to A's inbox (its ACK may be
     // lost on the cut side, which is what a one-way cut does to QUIC).
     let rid = "00112233445566778899aabbccddeeff";
@@ -278,4 +282,5 @@ async fn a_node_ignoring_impairments_lists_them_but_keeps_delivering() {
     assert_eq!(a.diagnostics().await.impairments.len(), 1);
     let r = a.dm(&b.info.peer_id, b"through", None).await;
     assert_eq!(r.outcome, DmOutcome::Acked, "{r:?}");
+    assert_eq!(a.counter(soak_api::counters::IMPAIRMENT_DROPPED).await, 0);
 }

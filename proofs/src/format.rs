@@ -12,7 +12,12 @@
 //!   samples/<node>.jsonl   continuous samples per node, append-only
 //!   windows/NNN/window.json    the window's record (Phase A, fanout, scenarios)
 //!   windows/NNN/verdict.json   the window's verdict (written at finish)
-//!   verdict.json summary.md summary.csv timeline.csv   (written at finish)
+//!   faults/journal.jsonl   fault steps, each before it acts and after (runs with faults)
+//!   faults/schedule.json   the resolved fault schedule; faults/scenarios.toml the scenario file
+//!   faults/residue.json    what the sweep before and the audit after the run found
+//!   logs/<node>.log        spawned nodes' logs (local mesh)
+//!   verdict.json summary.md summary.csv windows.csv timeline.csv junit.xml report.html
+//!                          (rendered at finish)
 //! ```
 
 use std::fmt;
@@ -43,8 +48,25 @@ pub const VERDICT: &str = "verdict.json";
 pub const SUMMARY_MD: &str = "summary.md";
 /// `summary.csv`.
 pub const SUMMARY_CSV: &str = "summary.csv";
-/// `timeline.csv`.
+/// `timeline.csv`: every sample in long format (`ts_ms,node,metric,value`), since 1.2.
 pub const TIMELINE_CSV: &str = "timeline.csv";
+/// `windows.csv`: one row per window (what `timeline.csv` held before 1.2).
+pub const WINDOWS_CSV: &str = "windows.csv";
+/// `junit.xml`: one test suite per window plus one for the soak, one test case per bar.
+pub const JUNIT_XML: &str = "junit.xml";
+/// `report.html`: the self-contained report with charts.
+pub const REPORT_HTML: &str = "report.html";
+/// `faults/`: the nemesis' evidence (runs with faults only).
+pub const FAULTS_DIR: &str = "faults";
+/// `faults/journal.jsonl`: one line per fault step, written before the step acts and after it
+/// completes.
+pub const FAULT_JOURNAL: &str = "journal.jsonl";
+/// `faults/residue.json`: what the sweep before the run and the audit after it found.
+pub const FAULT_RESIDUE: &str = "residue.json";
+/// `faults/scenarios.toml`: the `--scenario-file` as given (copied verbatim).
+pub const SCENARIO_FILE: &str = "scenarios.toml";
+/// `faults/schedule.json`: the resolved schedule (faults, windows, targets, backends).
+pub const FAULT_SCHEDULE: &str = "schedule.json";
 /// Prefix of temporary files (atomic writes); never part of a finished proof.
 pub const TEMP_PREFIX: &str = ".tmp-";
 /// Extension of the per-node sample files.
@@ -52,7 +74,12 @@ pub const SAMPLES_EXT: &str = ".jsonl";
 
 /// The format version this build writes. Bump `minor` for additive changes (new optional
 /// fields or files), `major` for anything an older reader would misread.
-pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 1 };
+///
+/// 1.1 added `coverage` in `run.json`; 1.2 added `report.html`, `junit.xml`, `windows.csv`,
+/// the long-format `timeline.csv`, the optional `command` and `seed` in `run.json`, and the
+/// nemesis' `faults/` (journal, schedule, residue, scenario file; fault evidence in window
+/// records).
+pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 2 };
 
 /// Directory name of window `index` under `windows/`: zero-padded to three digits.
 pub fn window_dir_name(index: u32) -> String {

@@ -14,6 +14,18 @@ use crate::meta::FileEntry;
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
 /// A reader sees the old contents or the new, never a torn file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |out| {
+        out.write_all(bytes)
+            .map_err(|e| Error::io("write", path, e))
+    })
+}
+
+/// Like [`write_atomic`], with the contents streamed by `fill` into a buffered temporary file
+/// (for files too large to build in memory). On any error the temporary file is removed.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let dir = path.parent().ok_or_else(|| {
         Error::invalid(format!("failed to write {}", path.display()), "no parent")
     })?;
@@ -23,15 +35,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .ok_or_else(|| Error::invalid(format!("failed to write {}", path.display()), "bad name"))?;
     let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
+        let file = File::create(&tmp).map_err(|e| Error::io("write", path, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        fill(&mut out)?;
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io("write", path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io("write", path, e))?;
+        fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))
     })();
-    result.map_err(|err| {
+    if result.is_err() {
         let _ = fs::remove_file(&tmp);
-        Error::io("write", path, err)
-    })
+    }
+    result
 }
 
 /// Serializes `value` as pretty JSON (with a final newline) and writes it atomically.

@@ -46,6 +46,47 @@ pub struct RunMeta {
     /// (partial-fleet policy, `--min-hosts`). `None` for a local mesh and in older proofs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<FleetCoverage>,
+    /// The command line that started the run (`argv`, values of secret-looking flags
+    /// redacted). `None` in proofs before format 1.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Seed of the run's random choices. `None` in proofs before format 1.2 (whose
+    /// `config.json` may still hold it: see [`RunMeta::run_seed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl RunMeta {
+    /// The run's seed: [`RunMeta::seed`], else the `seed` of the stored config (older proofs).
+    pub fn run_seed(&self) -> Option<u64> {
+        self.seed
+            .or_else(|| self.config.get("seed").and_then(serde_json::Value::as_u64))
+    }
+
+    /// The command line as one shell-like string (arguments with spaces or quotes quoted,
+    /// secret-looking flag values redacted).
+    pub fn command_line(&self) -> Option<String> {
+        let argv = crate::writer::redact_args(self.command.as_ref()?);
+        Some(
+            argv.iter()
+                .map(|arg| shell_word(arg))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+}
+
+/// `arg` as a POSIX shell word: bare when it only holds safe characters, else single-quoted.
+fn shell_word(arg: &str) -> String {
+    let safe = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
+    if safe {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 /// How much of the inventory a run covered. A verdict judged on fewer hosts than the inventory
@@ -207,5 +248,34 @@ mod tests {
         assert_eq!(meta.coverage, None);
         let text = serde_json::to_string(&meta).expect("serializes");
         assert!(!text.contains("coverage"), "absent stays absent: {text}");
+        assert_eq!((meta.command.as_ref(), meta.seed), (None, None));
+        assert!(
+            !text.contains("command") && !text.contains("seed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn seed_falls_back_to_the_config_of_older_proofs_and_the_command_is_quoted() {
+        let old = serde_json::json!({
+            "run_id": "x", "label": "x", "started_at_ms": 1, "tool_version": "0.1.0",
+            "gate": "broad-launch", "sample_interval_ms": 1000, "config": {"seed": 42}
+        });
+        let mut meta: RunMeta = serde_json::from_value(old).expect("reads");
+        assert_eq!(meta.run_seed(), Some(42));
+        meta.seed = Some(7);
+        assert_eq!(meta.run_seed(), Some(7), "the explicit field wins");
+        assert_eq!(meta.command_line(), None);
+        meta.command = Some(vec![
+            "soak".into(),
+            "run".into(),
+            "--label".into(),
+            "it's a test".into(),
+            "--nodes=3".into(),
+        ]);
+        assert_eq!(
+            meta.command_line().as_deref(),
+            Some("soak run --label 'it'\\''s a test' --nodes=3")
+        );
     }
 }

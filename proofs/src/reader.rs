@@ -48,6 +48,16 @@ impl Proof {
 
 /// Reads a proof directory, complete or not.
 pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
+    let mut proof = read_head(dir)?;
+    let samples = read_samples(&proof.dir.join(format::SAMPLES_DIR), &mut proof.warnings)?;
+    proof.observations.samples = samples;
+    Ok(proof)
+}
+
+/// Reads everything of a proof directory but its samples (`observations.samples` is left
+/// empty): for renderers that stream the samples node by node
+/// ([`crate::render::SampleSource::Dir`]).
+pub fn read_head(dir: impl AsRef<Path>) -> Result<Proof> {
     let dir = dir.as_ref().to_path_buf();
     let run_path = dir.join(format::RUN);
     if !run_path.is_file() {
@@ -89,7 +99,6 @@ pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
             Some(fs::read_to_string(&gate_path).map_err(|e| Error::io("read", &gate_path, e))?);
     }
 
-    let samples = read_samples(&dir.join(format::SAMPLES_DIR), &mut warnings)?;
     let windows = read_windows(&dir.join(format::WINDOWS_DIR))?;
     let events_path = dir.join(format::EVENTS);
     let events = if events_path.is_file() {
@@ -104,13 +113,14 @@ pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
         None
     };
     let observations = Observations {
+        residue: Vec::new(),
         run: RunInfo {
             run_id: meta.run_id.clone(),
             sample_interval_ms: meta.sample_interval_ms,
             nodes: meta.nodes.clone(),
             inventory_hosts: meta.coverage.as_ref().map(|c| c.inventory_hosts),
         },
-        samples,
+        samples: BTreeMap::new(),
         windows,
     };
     Ok(Proof {
@@ -126,8 +136,21 @@ pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
 
 fn read_samples(dir: &Path, warnings: &mut Vec<String>) -> Result<BTreeMap<String, Vec<Sample>>> {
     let mut out = BTreeMap::new();
+    for (node, path) in sample_files(dir, warnings)? {
+        out.insert(node, read_jsonl(&path, warnings)?);
+    }
+    Ok(out)
+}
+
+/// The sample files under `dir` (a proof's `samples/`) by node name, in name order; files that
+/// are not sample files are noted and left out.
+pub(crate) fn sample_files(
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = BTreeMap::new();
     if !dir.is_dir() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
@@ -139,9 +162,9 @@ fn read_samples(dir: &Path, warnings: &mut Vec<String>) -> Result<BTreeMap<Strin
             warnings.push(format!("ignored unexpected file samples/{file_name}"));
             continue;
         };
-        out.insert(node, read_jsonl(&entry.path(), warnings)?);
+        out.insert(node, entry.path());
     }
-    Ok(out)
+    Ok(out.into_iter().collect())
 }
 
 fn read_windows(dir: &Path) -> Result<Vec<WindowRecord>> {

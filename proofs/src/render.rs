@@ -1,17 +1,28 @@
-//! Renderers: `verdict.json`, `summary.md`, `summary.csv`, `timeline.csv`. Pure functions of the
-//! metadata and the verdict; nothing is ever parsed back out of them (the machine contract is
-//! `verdict.json`).
+//! Renderers: `verdict.json`, `summary.md`, `summary.csv`, `windows.csv`, the long
+//! `timeline.csv`, `junit.xml` and `report.html`. Pure functions of the stored evidence and the
+//! verdict; nothing is ever parsed back out of them (the machine contract is `verdict.json`).
+//!
+//! [`write_report`] renders every file in one pass over the samples, node by node, so a long
+//! run's samples never have to be in memory at once when they are read from a proof directory
+//! ([`SampleSource::Dir`]).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use soak_gates::model::{Sample, WindowRecord};
 use soak_gates::{BarResult, Outcome, Verdict};
 
 use crate::error::{Error, Result};
+use crate::export::{TIMELINE_HEADER, write_timeline_rows};
+use crate::faults::FaultJournal;
 use crate::format;
-use crate::fsio::write_atomic;
+use crate::fsio::{read_jsonl, write_atomic, write_atomic_with};
 use crate::meta::{RunMeta, RunStatus};
+use crate::reader::sample_files;
+use crate::report::{ReportBuilder, ReportInput};
 use crate::runid::utc_rfc3339;
+use crate::summary::{EndSummary, Totals};
 
 /// A statistic for humans: whole numbers without a fraction, others as Rust prints them
 /// (shortest round-trip form); `-` when unknown.
@@ -31,29 +42,221 @@ pub fn verdict_json(verdict: &Verdict) -> Result<String> {
     Ok(text)
 }
 
-/// Writes the four rendered files into `dir` atomically; returns their paths.
-pub fn write_report(
-    dir: &Path,
-    meta: &RunMeta,
-    status: RunStatus,
-    verdict: &Verdict,
-) -> Result<Vec<PathBuf>> {
-    let files = [
-        (format::VERDICT, verdict_json(verdict)?),
-        (format::SUMMARY_MD, summary_md(meta, status, verdict)),
-        (format::SUMMARY_CSV, summary_csv(verdict)),
-        (format::TIMELINE_CSV, timeline_csv(verdict)),
-    ];
-    let mut out = Vec::with_capacity(files.len());
-    for (name, text) in files {
-        let path = dir.join(name);
-        write_atomic(&path, text.as_bytes())?;
-        out.push(path);
-    }
-    Ok(out)
+/// Where the renderers read samples from.
+#[derive(Debug, Clone, Copy)]
+pub enum SampleSource<'a> {
+    /// Already in memory (e.g. `soak score`, which evaluated them).
+    Memory(&'a BTreeMap<String, Vec<Sample>>),
+    /// The `samples/` of the proof directory at this path, read one node at a time.
+    Dir(&'a Path),
 }
 
-fn csv_field(field: &str) -> String {
+impl SampleSource<'_> {
+    /// Calls `f` with every node's samples, in node-name order.
+    fn for_each(
+        &self,
+        notes: &mut Vec<String>,
+        mut f: impl FnMut(&str, &[Sample]) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            SampleSource::Memory(map) => {
+                for (node, samples) in *map {
+                    f(node, samples)?;
+                }
+            }
+            SampleSource::Dir(dir) => {
+                for (node, path) in sample_files(&dir.join(format::SAMPLES_DIR), notes)? {
+                    let samples: Vec<Sample> = read_jsonl(&path, notes)?;
+                    f(&node, &samples)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The stored evidence the renderers read (everything but the verdict).
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    /// Run metadata.
+    pub meta: &'a RunMeta,
+    /// Run status.
+    pub status: RunStatus,
+    /// Window records.
+    pub windows: &'a [WindowRecord],
+    /// The samples.
+    pub samples: SampleSource<'a>,
+    /// The fault journal.
+    pub faults: &'a FaultJournal,
+    /// Things noticed while reading the proof, shown in the report.
+    pub notes: &'a [String],
+}
+
+/// What one pass over the samples gathered.
+struct Pass {
+    report: ReportBuilder,
+    totals: Totals,
+    notes: Vec<String>,
+}
+
+/// One pass over every node's samples: report series, totals and (when `timeline` is given)
+/// the rows of `timeline.csv`.
+fn pass(evidence: &Evidence<'_>, mut timeline: Option<&mut dyn std::io::Write>) -> Result<Pass> {
+    let mut report = ReportBuilder::new(evidence.meta, evidence.windows);
+    let mut totals = Totals::new(
+        Totals::span_of(evidence.windows),
+        evidence.meta.sample_interval_ms,
+    );
+    let mut notes = evidence.notes.to_vec();
+    let interval = evidence.meta.sample_interval_ms;
+    evidence.samples.for_each(&mut notes, |node, samples| {
+        report.add_node(node, samples);
+        totals.add_node(samples);
+        if let Some(out) = timeline.as_mut() {
+            write_timeline_rows(out, node, samples, interval)
+                .map_err(|e| Error::new(format!("failed to write {}", format::TIMELINE_CSV), e))?;
+        }
+        Ok(())
+    })?;
+    Ok(Pass {
+        report,
+        totals,
+        notes,
+    })
+}
+
+/// The end summary of a verdict over the stored evidence (one pass over the samples).
+pub fn end_summary(evidence: &Evidence<'_>, verdict: &Verdict) -> Result<EndSummary> {
+    let Pass { totals, .. } = pass(evidence, None)?;
+    Ok(EndSummary::new(
+        evidence.meta,
+        evidence.status,
+        verdict,
+        evidence.windows,
+        totals,
+    ))
+}
+
+fn html_of(
+    pass: Pass,
+    evidence: &Evidence<'_>,
+    verdict: Option<&Verdict>,
+) -> (String, Option<EndSummary>) {
+    let Pass {
+        report,
+        totals,
+        notes,
+    } = pass;
+    let summary = verdict
+        .map(|v| EndSummary::new(evidence.meta, evidence.status, v, evidence.windows, totals));
+    let html = report.html(&ReportInput {
+        meta: evidence.meta,
+        status: evidence.status,
+        verdict,
+        windows: evidence.windows,
+        faults: evidence.faults,
+        summary: summary.as_ref(),
+        notes: &notes,
+    });
+    (html, summary)
+}
+
+/// `report.html` alone (`soak report`): `verdict` is the stored one, `None` for an incomplete
+/// proof.
+pub fn report_html(evidence: &Evidence<'_>, verdict: Option<&Verdict>) -> Result<String> {
+    let pass = pass(evidence, None)?;
+    Ok(html_of(pass, evidence, verdict).0)
+}
+
+/// A proof's `report.html` rendered from its directory alone, with what it was read from.
+#[derive(Debug)]
+pub struct StoredReport {
+    /// The page.
+    pub html: String,
+    /// The proof as read (without samples: they were streamed).
+    pub proof: crate::Proof,
+    /// Its fault journal (with any problems found reading it).
+    pub faults: FaultJournal,
+}
+
+/// Renders `report.html` from the proof directory `dir` only — its samples, windows, stored
+/// verdict (none for an incomplete proof) and fault journal — as `soak report` does; the result
+/// equals the page the run wrote at finish.
+pub fn stored_report(dir: &Path) -> Result<StoredReport> {
+    let proof = crate::reader::read_head(dir)?;
+    let faults = FaultJournal::read(dir);
+    let evidence = Evidence {
+        meta: &proof.meta,
+        status: proof.status(),
+        windows: &proof.observations.windows,
+        samples: SampleSource::Dir(dir),
+        faults: &faults,
+        notes: &[],
+    };
+    let html = report_html(&evidence, proof.verdict.as_ref())?;
+    Ok(StoredReport {
+        html,
+        proof,
+        faults,
+    })
+}
+
+/// Writes every rendered file into `dir` atomically — `verdict.json`, `summary.md`,
+/// `summary.csv`, `windows.csv`, `timeline.csv`, `junit.xml`, `report.html` — and returns the
+/// end summary.
+pub fn write_report(dir: &Path, evidence: &Evidence<'_>, verdict: &Verdict) -> Result<EndSummary> {
+    let mut pass_result = None;
+    write_atomic_with(&dir.join(format::TIMELINE_CSV), |out| {
+        out.write_all(TIMELINE_HEADER.as_bytes())
+            .map_err(|e| Error::new(format!("failed to write {}", format::TIMELINE_CSV), e))?;
+        pass_result = Some(pass(evidence, Some(out))?);
+        Ok(())
+    })?;
+    let pass = pass_result.ok_or_else(|| {
+        Error::invalid("failed to render the proof", "the sample pass did not run")
+    })?;
+    let (html, summary) = html_of(pass, evidence, Some(verdict));
+    let summary = summary.ok_or_else(|| {
+        Error::invalid("failed to render the proof", "no end summary for a verdict")
+    })?;
+    let files = [
+        (format::VERDICT, verdict_json(verdict)?),
+        (
+            format::SUMMARY_MD,
+            summary_md(evidence.meta, evidence.status, verdict, &summary),
+        ),
+        (format::SUMMARY_CSV, summary_csv(verdict)),
+        (format::WINDOWS_CSV, windows_csv(verdict)),
+        (
+            format::JUNIT_XML,
+            crate::junit::junit_xml(evidence.meta, evidence.status, verdict)?,
+        ),
+        (format::REPORT_HTML, html),
+    ];
+    for (name, text) in files {
+        write_atomic(&dir.join(name), text.as_bytes())?;
+    }
+    Ok(summary)
+}
+
+/// The paths [`write_report`] writes under `dir`.
+pub fn rendered_files(dir: &Path) -> Vec<PathBuf> {
+    [
+        format::VERDICT,
+        format::SUMMARY_MD,
+        format::SUMMARY_CSV,
+        format::WINDOWS_CSV,
+        format::TIMELINE_CSV,
+        format::JUNIT_XML,
+        format::REPORT_HTML,
+    ]
+    .iter()
+    .map(|name| dir.join(name))
+    .collect()
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+pub(crate) fn csv_field(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
@@ -119,8 +322,8 @@ pub fn summary_csv(verdict: &Verdict) -> String {
     out
 }
 
-/// `timeline.csv`: one row per window.
-pub fn timeline_csv(verdict: &Verdict) -> String {
+/// `windows.csv`: one row per window (the per-window `timeline.csv` of formats before 1.2).
+pub fn windows_csv(verdict: &Verdict) -> String {
     let mut out = String::new();
     csv_row(
         &mut out,
@@ -185,8 +388,13 @@ fn md_cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-/// `summary.md`: the verdict for humans.
-pub fn summary_md(meta: &RunMeta, status: RunStatus, verdict: &Verdict) -> String {
+/// `summary.md`: the verdict for humans, with the end summary's totals.
+pub fn summary_md(
+    meta: &RunMeta,
+    status: RunStatus,
+    verdict: &Verdict,
+    summary: &EndSummary,
+) -> String {
     let mut md = String::new();
     let partial = meta.coverage.as_ref().filter(|c| c.is_partial());
     match partial {
@@ -249,6 +457,14 @@ pub fn summary_md(meta: &RunMeta, status: RunStatus, verdict: &Verdict) -> Strin
         for m in &coverage.missing {
             let _ = writeln!(md, "| {} | {} |", md_cell(&m.host), md_cell(&m.error));
         }
+    }
+
+    let _ = writeln!(
+        md,
+        "\n## Totals\n\n| metric | value | rate |\n|---|---|---|"
+    );
+    for (label, value, rate) in summary.rows() {
+        let _ = writeln!(md, "| {label} | {} | {} |", md_cell(&value), md_cell(&rate));
     }
 
     let _ = writeln!(md, "\n## Soak-level bars\n");

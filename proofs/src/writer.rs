@@ -12,10 +12,12 @@ use soak_gates::Verdict;
 use soak_gates::model::{Sample, WindowRecord};
 
 use crate::error::{Error, Result};
+use crate::faults::FaultJournal;
 use crate::format::{self, CURRENT, FormatVersion};
 use crate::fsio::{hash_tree, write_atomic, write_json_atomic};
 use crate::meta::{Manifest, RunMeta, RunStatus};
-use crate::render;
+use crate::reader::read_head;
+use crate::render::{self, Evidence, SampleSource};
 
 /// Contents of `run.json`: the format version beside the metadata, so an incomplete proof (no
 /// manifest yet) still says how to read it.
@@ -33,6 +35,7 @@ pub struct ProofWriter {
     events: File,
     samples: BTreeMap<String, File>,
     windows: BTreeSet<u32>,
+    journal: Option<File>,
 }
 
 impl ProofWriter {
@@ -62,6 +65,7 @@ impl ProofWriter {
             events,
             samples: BTreeMap::new(),
             windows: BTreeSet::new(),
+            journal: None,
         };
         writer.write_meta()?;
         writer.write_manifest(RunStatus::Running, None, None)?;
@@ -117,6 +121,39 @@ impl ProofWriter {
         }
     }
 
+    /// Appends one line to `faults/journal.jsonl` and syncs it: a fault step is on disk before
+    /// it acts.
+    pub fn append_fault_journal(&mut self, entry: &serde_json::Value) -> Result<()> {
+        let dir = self.dir.join(format::FAULTS_DIR);
+        let path = dir.join(format::FAULT_JOURNAL);
+        if self.journal.is_none() {
+            fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+            self.journal = Some(open_append(&path)?);
+        }
+        match self.journal.as_mut() {
+            Some(file) => {
+                append_line(file, &path, entry)?;
+                file.sync_data().map_err(|e| Error::io("sync", &path, e))
+            }
+            // Opened just above.
+            None => Err(Error::invalid(
+                "failed to append to the fault journal",
+                "journal lost",
+            )),
+        }
+    }
+
+    /// Writes a file under `faults/` atomically (`schedule.json`, `residue.json`,
+    /// `scenarios.toml`).
+    pub fn write_fault_file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        if name.contains('/') || name.starts_with('.') {
+            return Err(Error::invalid("failed to write a fault file", "bad name"));
+        }
+        let dir = self.dir.join(format::FAULTS_DIR);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        write_atomic(&dir.join(name), bytes)
+    }
+
     /// Writes (or rewrites) `windows/NNN/window.json` atomically.
     pub fn write_window(&mut self, window: &WindowRecord) -> Result<()> {
         let dir = self.window_dir(window.index);
@@ -126,8 +163,10 @@ impl ProofWriter {
         Ok(())
     }
 
-    /// Seals the proof: per-window verdicts, `verdict.json`, `summary.md`, `summary.csv`,
-    /// `timeline.csv`, then — last, atomically — `manifest.json` with the sha256 of every file.
+    /// Seals the proof: per-window verdicts, then every rendered file from the stored evidence
+    /// (`verdict.json`, `summary.md`, `summary.csv`, `windows.csv`, `timeline.csv`, `junit.xml`,
+    /// `report.html`; see [`render::write_report`]), then — last, atomically — `manifest.json`
+    /// with the sha256 of every file.
     /// Returns the proof directory.
     pub fn finish(self, status: RunStatus, verdict: &Verdict) -> Result<PathBuf> {
         if status == RunStatus::Running {
@@ -148,7 +187,18 @@ impl ProofWriter {
             fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
             write_json_atomic(&dir.join(format::VERDICT), window)?;
         }
-        render::write_report(&self.dir, &self.meta, status, verdict)?;
+        // Rendered from what is stored, exactly as `soak report` re-renders it later.
+        let head = read_head(&self.dir)?;
+        let faults = FaultJournal::read(&self.dir);
+        let evidence = Evidence {
+            meta: &head.meta,
+            status,
+            windows: &head.observations.windows,
+            samples: SampleSource::Dir(&self.dir),
+            faults: &faults,
+            notes: &[],
+        };
+        render::write_report(&self.dir, &evidence, verdict)?;
         let finished = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -167,6 +217,7 @@ impl ProofWriter {
         let mut meta = self.meta.clone();
         let config = redact_secrets(&meta.config);
         meta.config = serde_json::Value::Null;
+        meta.command = meta.command.as_deref().map(redact_args);
         write_json_atomic(&self.dir.join(format::CONFIG), &config)?;
         if let Some(gate) = &meta.gate_source {
             write_atomic(&self.dir.join(format::GATE), gate.as_bytes())?;
@@ -239,6 +290,40 @@ const SECRET_KEYS: &[&str] = &[
 /// The placeholder a redacted value is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
+fn looks_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| lower.contains(s))
+}
+
+/// A copy of a command line with the value of every secret-looking flag (`--admin-token X`,
+/// `--password=X`; same key fragments as [`redact_secrets`], `-` read as `_`) replaced by
+/// `"[redacted]"`.
+pub fn redact_args(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut redact_next = false;
+    for arg in argv {
+        if redact_next {
+            out.push(REDACTED.to_string());
+            redact_next = false;
+            continue;
+        }
+        match arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) {
+            Some(flag) if looks_secret(&flag.replace('-', "_")) => match flag.split_once('=') {
+                Some((name, _)) => out.push(format!(
+                    "{}{name}={REDACTED}",
+                    &arg[..arg.len() - flag.len()]
+                )),
+                None => {
+                    out.push(arg.clone());
+                    redact_next = true;
+                }
+            },
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
 /// A copy of `config` with the value of every object key that looks secret (contains `token`,
 /// `secret`, `password`, `passphrase`, `private_key`, `credential`, `api_key`, `bearer`)
 /// replaced by `"[redacted]"`, at any depth.
@@ -248,8 +333,7 @@ pub fn redact_secrets(config: &serde_json::Value) -> serde_json::Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, value)| {
-                    let lower = key.to_ascii_lowercase();
-                    if SECRET_KEYS.iter().any(|s| lower.contains(s)) && !value.is_null() {
+                    if looks_secret(key) && !value.is_null() {
                         (key.clone(), Value::String(REDACTED.to_string()))
                     } else {
                         (key.clone(), redact_secrets(value))
@@ -259,5 +343,43 @@ pub fn redact_secrets(config: &serde_json::Value) -> serde_json::Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact_secrets).collect()),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_flag_values_are_redacted_from_the_command_line() {
+        let argv: Vec<String> = [
+            "soak",
+            "run",
+            "--admin-token",
+            "s3cret",
+            "--api-key=abc",
+            "--nodes",
+            "3",
+            "--label",
+            "token-free",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            redact_args(&argv),
+            [
+                "soak",
+                "run",
+                "--admin-token",
+                REDACTED,
+                "--api-key=[redacted]",
+                "--nodes",
+                "3",
+                "--label",
+                "token-free",
+            ]
+            .map(String::from)
+            .to_vec()
+        );
     }
 }

@@ -4,12 +4,14 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
+use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 use soak_gates::model::Observations;
 use soak_gates::testkit::{FleetBuilder, bump, drop_samples, restart, span};
 use soak_gates::{Profile, evaluate};
+use soak_proofs::summary::{EndSummary, Totals};
 use soak_proofs::{
-    FORMAT_VERSION, NodeBuild, ProofWriter, REDACTED, RunMeta, RunStatus, read, render, run_id,
-    verify,
+    FORMAT_VERSION, NodeBuild, ProofWriter, REDACTED, RunMeta, RunStatus, export, junit, read,
+    render, run_id, verify,
 };
 
 fn meta(obs: &Observations) -> RunMeta {
@@ -43,6 +45,21 @@ fn meta(obs: &Observations) -> RunMeta {
             "hosts": [{"name": "a", "password": "hunter2"}]
         }),
         coverage: None,
+        command: Some(
+            [
+                "soak",
+                "run",
+                "--nodes",
+                "3",
+                "--admin-token",
+                "s3cr3t",
+                "--seed",
+                "42",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        seed: Some(42),
     }
 }
 
@@ -113,6 +130,11 @@ fn secrets_are_redacted_in_the_stored_config() {
     let text = fs::read_to_string(dir.join("config.json")).unwrap();
     for secret in ["s3cr3t", "hunter2", "/home/soak/.ssh/id"] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    // Nor on the stored command line, nor anywhere rendered.
+    for file in ["run.json", "summary.md", "junit.xml", "report.html"] {
+        let text = fs::read_to_string(dir.join(file)).unwrap();
+        assert!(!text.contains("s3cr3t"), "the token leaked into {file}");
     }
     let config: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(config["admin_token"], REDACTED);
@@ -275,12 +297,33 @@ fn rendered_outputs_snapshot() {
     let obs = eventful();
     let verdict = evaluate(&obs, &Profile::builtin("broad-launch").unwrap());
     let meta = meta(&obs);
+    let summary = EndSummary::new(
+        &meta,
+        RunStatus::Complete,
+        &verdict,
+        &obs.windows,
+        Totals::of_samples(&obs.samples, &obs.windows, obs.run.sample_interval_ms),
+    );
     insta::assert_snapshot!(
         "summary_md",
-        redact(&render::summary_md(&meta, RunStatus::Complete, &verdict))
+        redact(&render::summary_md(
+            &meta,
+            RunStatus::Complete,
+            &verdict,
+            &summary
+        ))
     );
+    insta::assert_snapshot!("end_summary", redact(&summary.text()));
     insta::assert_snapshot!("summary_csv", redact(&render::summary_csv(&verdict)));
-    insta::assert_snapshot!("timeline_csv", redact(&render::timeline_csv(&verdict)));
+    insta::assert_snapshot!("windows_csv", redact(&render::windows_csv(&verdict)));
+    // The long timeline: its header and the first sample of a node.
+    let timeline =
+        String::from_utf8(export::timeline_csv(&obs.samples, obs.run.sample_interval_ms).unwrap())
+            .unwrap();
+    let head: Vec<&str> = timeline.lines().take(40).collect();
+    insta::assert_snapshot!("timeline_csv_head", redact(&head.join("\n")));
+    let junit = junit::junit_xml(&meta, RunStatus::Complete, &verdict).unwrap();
+    insta::assert_snapshot!("junit_xml", redact(&junit));
     insta::assert_json_snapshot!("verdict_json", verdict, {
         ".run_id" => "[run-id]",
         ".windows[].start_ms" => "[ms]",
@@ -290,4 +333,203 @@ fn rendered_outputs_snapshot() {
         ".gaps[].from_ms" => "[ms]",
         ".gaps[].to_ms" => "[ms]",
     });
+}
+
+#[test]
+fn every_rendered_file_is_written_and_covered_by_the_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let obs = eventful();
+    write_proof(&dir, &obs);
+    let manifest = read(&dir).unwrap().manifest.unwrap();
+    for file in [
+        "verdict.json",
+        "summary.md",
+        "summary.csv",
+        "windows.csv",
+        "timeline.csv",
+        "junit.xml",
+        "report.html",
+    ] {
+        assert!(
+            manifest.files.contains_key(file),
+            "{file} not in the manifest"
+        );
+    }
+    assert!(verify(&dir).is_ok());
+    // Tampering with a new file is caught.
+    let report = dir.join("report.html");
+    let original = fs::read(&report).unwrap();
+    fs::write(&report, [&original[..], b"<!-- edited -->"].concat()).unwrap();
+    assert_eq!(verify(&dir).modified, vec!["report.html".to_string()]);
+    fs::write(&report, &original).unwrap();
+    // timeline.csv streamed node by node from disk equals the in-memory rendering.
+    let timeline = fs::read(dir.join("timeline.csv")).unwrap();
+    assert_eq!(
+        timeline,
+        export::timeline_csv(&obs.samples, obs.run.sample_interval_ms).unwrap()
+    );
+}
+
+fn stored_evidence_report(dir: &Path) -> String {
+    render::stored_report(dir).unwrap().html
+}
+
+#[test]
+fn report_html_re_renders_byte_for_byte_from_stored_evidence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    write_proof(&dir, &eventful());
+    let stored = fs::read_to_string(dir.join("report.html")).unwrap();
+    assert_eq!(stored_evidence_report(&dir), stored);
+    assert!(stored.contains("class=\"banner nogo\""));
+}
+
+#[test]
+fn an_old_format_proof_still_reads_and_renders_a_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let obs = eventful();
+    let verdict = write_proof(&dir, &obs);
+    // Make it look like a 1.0 proof: older version, no new files or fields.
+    for name in ["run.json", "manifest.json"] {
+        let path = dir.join(name);
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replacen("\"minor\": 2", "\"minor\": 0", 1);
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if let Some(meta) = value.get_mut("meta").and_then(|m| m.as_object_mut()) {
+            meta.remove("command");
+            meta.remove("seed");
+        }
+        fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    }
+    for name in ["report.html", "junit.xml", "windows.csv"] {
+        fs::remove_file(dir.join(name)).unwrap();
+    }
+    let proof = read(&dir).unwrap();
+    assert_eq!(proof.meta.command, None);
+    assert_eq!(
+        proof.meta.run_seed(),
+        None,
+        "the fixture config holds no seed"
+    );
+    assert_eq!(proof.verdict.as_ref(), Some(&verdict));
+    let html = stored_evidence_report(&dir);
+    assert!(html.contains("class=\"banner nogo\"") && html.contains("id=\"heatmap\""));
+}
+
+#[test]
+fn junit_round_trips_and_maps_unknown_to_failure_and_skipped_to_skipped() {
+    let mut obs = eventful();
+    // A skipped fault scenario in window 0.
+    obs.windows[0]
+        .scenarios
+        .push(soak_gates::model::ScenarioRecord {
+            name: "netem_delay".into(),
+            status: soak_gates::model::ScenarioStatus::Skipped {
+                reason: "kernel has no sch_netem".into(),
+            },
+            targets: vec!["node-1".into()],
+            exemptions: Vec::new(),
+            recovery: None,
+            fault: None,
+        });
+    let verdict = evaluate(&obs, &Profile::builtin("broad-launch").unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    {
+        let mut writer = ProofWriter::create(&dir, meta(&obs)).unwrap();
+        for (node, samples) in &obs.samples {
+            for sample in samples {
+                writer.append_sample(node, sample).unwrap();
+            }
+        }
+        for window in &obs.windows {
+            writer.write_window(window).unwrap();
+        }
+        writer.finish(RunStatus::Complete, &verdict).unwrap();
+    }
+    let text = fs::read_to_string(dir.join("junit.xml")).unwrap();
+    let parsed = Report::deserialize_from_str(&text).expect("junit.xml parses");
+    let stored_meta = read(&dir).unwrap().meta;
+    let built = junit::junit_report(&stored_meta, RunStatus::Complete, &verdict);
+    assert_eq!(parsed, built, "junit.xml does not round-trip");
+
+    // One suite per window plus the soak suite; one case per bar.
+    assert_eq!(parsed.test_suites.len(), verdict.windows.len() + 1);
+    for (suite, window) in parsed.test_suites.iter().zip(&verdict.windows) {
+        assert_eq!(suite.name.as_str(), format!("window-{:03}", window.index));
+        let bars: Vec<&str> = suite
+            .test_cases
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|n| !n.starts_with("scenario:"))
+            .collect();
+        let want: Vec<&str> = window.bars.iter().map(|b| b.bar.as_str()).collect();
+        assert_eq!(bars, want);
+    }
+    let case = |suite: usize, name: &str| {
+        parsed.test_suites[suite]
+            .test_cases
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .unwrap_or_else(|| panic!("no case {name} in suite {suite}"))
+            .status
+            .clone()
+    };
+    // NO-GO: a failure of type NO-GO carrying the explanation.
+    match case(1, "recv_pump_dropped") {
+        TestCaseStatus::NonSuccess {
+            kind: NonSuccessKind::Failure,
+            ty,
+            message,
+            description,
+            ..
+        } => {
+            assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("NO-GO"));
+            assert!(message.unwrap().as_str().contains("node-1"));
+            let text = description.unwrap();
+            assert!(
+                text.as_str().contains("threshold: <= 0"),
+                "{}",
+                text.as_str()
+            );
+        }
+        other => panic!("recv_pump_dropped: {other:?}"),
+    }
+    // UNKNOWN (missing evidence): a failure too, never a pass.
+    match case(2, "telemetry") {
+        TestCaseStatus::NonSuccess { ty, .. } => {
+            assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("UNKNOWN"));
+        }
+        other => panic!("telemetry: {other:?}"),
+    }
+    // The skipped scenario is skipped, and the scenarios bar fails on it.
+    assert!(matches!(
+        case(0, "scenario:netem_delay"),
+        TestCaseStatus::Skipped { .. }
+    ));
+    assert!(matches!(
+        case(0, "scenarios"),
+        TestCaseStatus::NonSuccess { .. }
+    ));
+    assert!(matches!(
+        case(0, "scenario:baseline"),
+        TestCaseStatus::Success { .. }
+    ));
+    // The soak suite: its bars and the overall verdict, which is not GO.
+    let soak = parsed.test_suites.last().unwrap();
+    assert_eq!(soak.name.as_str(), "soak");
+    assert_eq!(soak.test_cases.len(), verdict.soak_bars.len() + 1);
+    assert!(matches!(
+        case(parsed.test_suites.len() - 1, "verdict"),
+        TestCaseStatus::NonSuccess { .. }
+    ));
+    assert!(
+        soak.properties
+            .iter()
+            .any(|p| p.name.as_str() == "seed" && p.value.as_str() == "42")
+    );
+    assert!(parsed.failures > 0);
 }

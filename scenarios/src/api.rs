@@ -94,6 +94,9 @@ pub trait NodeApi: Send + Sync {
     fn name(&self) -> &str;
     /// Hex peer id.
     fn peer_id(&self) -> &str;
+    /// `GET /healthz` within `timeout` (shorter than the client's): is the process answering at
+    /// all? A stopped (SIGSTOP) node times out here.
+    fn healthz(&self, timeout: Duration) -> impl Future<Output = ApiResult<()>> + Send;
     /// `GET /readyz` (a 503 with a readiness body is an answer, not an error).
     fn readiness(&self) -> impl Future<Output = ApiResult<Readiness>> + Send;
     /// `GET /v1/version`.
@@ -133,6 +136,69 @@ pub trait NodeApi: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send;
+}
+
+/// A borrowed node is a node: workloads can run over a subset of the fleet (`Vec<&A>`).
+impl<T: NodeApi> NodeApi for &T {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn peer_id(&self) -> &str {
+        (**self).peer_id()
+    }
+    fn healthz(&self, timeout: Duration) -> impl Future<Output = ApiResult<()>> + Send {
+        (**self).healthz(timeout)
+    }
+    fn readiness(&self) -> impl Future<Output = ApiResult<Readiness>> + Send {
+        (**self).readiness()
+    }
+    fn version(&self) -> impl Future<Output = ApiResult<VersionInfo>> + Send {
+        (**self).version()
+    }
+    fn diagnostics(&self) -> impl Future<Output = ApiResult<Diagnostics>> + Send {
+        (**self).diagnostics()
+    }
+    fn send_dm(&self, request: &DmRequest) -> impl Future<Output = ApiResult<DmResponse>> + Send {
+        (**self).send_dm(request)
+    }
+    fn inbox(&self, query: PageQuery) -> impl Future<Output = ApiResult<InboxPage>> + Send {
+        (**self).inbox(query)
+    }
+    fn subscribe(&self, topic: &str) -> impl Future<Output = ApiResult<()>> + Send {
+        (**self).subscribe(topic)
+    }
+    fn unsubscribe(&self, topic: &str) -> impl Future<Output = ApiResult<()>> + Send {
+        (**self).unsubscribe(topic)
+    }
+    fn publish(
+        &self,
+        topic: &str,
+        request: &PublishRequest,
+    ) -> impl Future<Output = ApiResult<PublishResponse>> + Send {
+        (**self).publish(topic, request)
+    }
+    fn received(
+        &self,
+        topic: &str,
+        query: PageQuery,
+    ) -> impl Future<Output = ApiResult<ReceivedPage>> + Send {
+        (**self).received(topic, query)
+    }
+    fn impairments(&self) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send {
+        (**self).impairments()
+    }
+    fn add_impairment(
+        &self,
+        impairment: &Impairment,
+    ) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send {
+        (**self).add_impairment(impairment)
+    }
+    fn remove_impairment(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = ApiResult<Vec<Impairment>>> + Send {
+        (**self).remove_impairment(id)
+    }
 }
 
 /// Topic names travel in URL paths; keep them to a safe alphabet.
@@ -289,6 +355,31 @@ impl NodeApi for HttpNode {
 
     fn peer_id(&self) -> &str {
         &self.endpoint.peer_id
+    }
+
+    async fn healthz(&self, timeout: Duration) -> ApiResult<()> {
+        let path = "/healthz";
+        let response = self
+            .client
+            .get(self.url(path))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|err| self.transport_error(path, err))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(NodeApiError::new(
+                &self.endpoint.name,
+                NodeApiErrorKind::Status {
+                    path: path.to_owned(),
+                    status: status.as_u16(),
+                    code: None,
+                    message: String::new(),
+                },
+            ))
+        }
     }
 
     async fn readiness(&self) -> ApiResult<Readiness> {

@@ -31,6 +31,8 @@ pub enum Fault {
     PublishFails,
     /// Accepts and lists impairments but never applies them.
     IgnoreImpairments,
+    /// Stopped (SIGSTOP): `/healthz` times out, DMs to it time out.
+    Stopped,
 }
 
 #[derive(Default)]
@@ -129,6 +131,16 @@ impl FakeMesh {
         self.with(|state| state.nodes[index].fault = Some(fault));
     }
 
+    /// Makes node `index` healthy again.
+    pub fn clear_fault(&self, index: usize) {
+        self.with(|state| state.nodes[index].fault = None);
+    }
+
+    /// The fault node `index` has now.
+    pub fn fault_of(&self, index: usize) -> Option<Fault> {
+        self.with(|state| state.nodes[index].fault)
+    }
+
     /// Restarts node `index`: new instance, empty inbox (sequence numbers start again).
     pub fn restart(&self, index: usize) {
         self.with(|state| {
@@ -174,6 +186,14 @@ impl FakeNode {
     }
 
     fn check_alive(&self, path: &str) -> ApiResult<()> {
+        if self.fault() == Some(Fault::Stopped) {
+            return Err(NodeApiError {
+                node: self.name.clone(),
+                kind: NodeApiErrorKind::Timeout {
+                    path: path.to_owned(),
+                },
+            });
+        }
         if self.fault() == Some(Fault::Dead) {
             return Err(NodeApiError {
                 node: self.name.clone(),
@@ -241,6 +261,19 @@ impl NodeApi for FakeNode {
 
     fn peer_id(&self) -> &str {
         &self.peer_id
+    }
+
+    async fn healthz(&self, _timeout: std::time::Duration) -> ApiResult<()> {
+        self.check_alive("/healthz")?;
+        if self.fault() == Some(Fault::Stopped) {
+            return Err(NodeApiError {
+                node: self.name.clone(),
+                kind: NodeApiErrorKind::Timeout {
+                    path: "/healthz".to_owned(),
+                },
+            });
+        }
+        Ok(())
     }
 
     async fn readiness(&self) -> ApiResult<Readiness> {
@@ -327,6 +360,7 @@ impl NodeApi for FakeNode {
             let node = &mut state.nodes[to];
             let copies = match node.fault {
                 Some(Fault::Dead) => return DmOutcome::Unreachable,
+                Some(Fault::Stopped) => return DmOutcome::Timeout,
                 Some(Fault::AckButDrop) => 0,
                 Some(Fault::DeliverTwice) => 2,
                 _ => 1,

@@ -12,7 +12,9 @@ pub mod api;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod fanout;
+pub mod faults;
 pub mod phase_a;
+pub mod pipeline;
 pub mod sampler;
 
 use serde::{Deserialize, Serialize};

@@ -2,9 +2,11 @@
 //! each request bounded by the client timeout. A node that cannot be read yields a
 //! [`SampleOutcome::Missing`] — an evidence gap the gates see — never a zero.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use soak_api::Diagnostics;
+use soak_api::gauges::{KNOWN_TOPIC_PEERS, SUPPRESSED_TOPIC_PEERS};
 use soak_gates::model::{Sample, SampleData, SampleOutcome};
 
 use crate::api::NodeApi;
@@ -22,7 +24,37 @@ pub struct SampleRound {
 
 /// The parts of a diagnostics snapshot the gates use.
 pub fn sample_data(diagnostics: Diagnostics) -> SampleData {
+    sample_data_named(diagnostics, &HashMap::new())
+}
+
+/// The parts of a diagnostics snapshot the gates use, with the per-peer breakdown of the
+/// suppression gauges (peers named by `names`, peer id → node name) whenever anything is
+/// suppressed, so a bar can leave exempt links out.
+pub fn sample_data_named(diagnostics: Diagnostics, names: &HashMap<String, String>) -> SampleData {
+    let mut by_peer = BTreeMap::new();
+    let suppressed_any = diagnostics.topics.iter().any(|t| !t.suppressed.is_empty());
+    if suppressed_any {
+        let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
+        let mut suppressed: BTreeMap<String, f64> = BTreeMap::new();
+        let mut known: BTreeMap<String, f64> = BTreeMap::new();
+        for topic in &diagnostics.topics {
+            let mut peers: BTreeSet<&str> = BTreeSet::new();
+            peers.extend(topic.eager.iter().map(String::as_str));
+            peers.extend(topic.lazy.iter().map(String::as_str));
+            peers.extend(topic.scores.iter().map(|s| s.peer_id.as_str()));
+            peers.extend(topic.suppressed.iter().map(|s| s.peer_id.as_str()));
+            for peer in peers {
+                *known.entry(name(peer)).or_default() += 1.0;
+            }
+            for s in &topic.suppressed {
+                *suppressed.entry(name(&s.peer_id)).or_default() += 1.0;
+            }
+        }
+        by_peer.insert(SUPPRESSED_TOPIC_PEERS.to_owned(), suppressed);
+        by_peer.insert(KNOWN_TOPIC_PEERS.to_owned(), known);
+    }
     SampleData {
+        by_peer,
         instance_id: diagnostics.identity.instance_id,
         counters: diagnostics.counters,
         gauges: diagnostics.gauges,

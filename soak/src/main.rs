@@ -34,6 +34,12 @@ enum Command {
     Score(cmd::score::ScoreArgs),
     /// Check a proof directory's manifest hashes and format version.
     Verify(cmd::verify::VerifyArgs),
+    /// Re-render a proof's report.html from its stored evidence.
+    Report(cmd::report::ReportArgs),
+    /// Export a proof's samples as OpenMetrics text or long CSV.
+    Export(cmd::export::ExportArgs),
+    /// List the built-in scenarios, or print a built-in fault as TOML.
+    Scenarios(cmd::scenarios::ScenariosArgs),
     /// Deploy the bundled node to every host of an inventory.
     Deploy(cmd::deploy::DeployArgs),
     /// Show the node status of every host of an inventory.
@@ -77,6 +83,9 @@ fn main() -> ExitCode {
             Command::Run(args) => cmd::run::execute(*args).await,
             Command::Score(args) => cmd::score::execute(args).await,
             Command::Verify(args) => cmd::verify::execute(args).await,
+            Command::Report(args) => cmd::report::execute(args).await,
+            Command::Export(args) => cmd::export::execute(args).await,
+            Command::Scenarios(args) => cmd::scenarios::execute(args).await,
             Command::Deploy(args) => cmd::deploy::deploy(args).await,
             Command::Status(args) => cmd::deploy::status(args).await,
             Command::Stop(args) => cmd::deploy::stop(args).await,

@@ -309,11 +309,26 @@ fn lab_hosts_accept_strict_ssh_reach_each_other_and_can_be_partitioned() {
         !routes.contains("198.18.0."),
         "lab route in root ns:\n{routes}"
     );
+    // The lab's IPv6 prefix neither.
+    assert!(
+        !addrs.contains("fd00:198:18"),
+        "lab IPv6 address in root ns:\n{addrs}"
+    );
+    assert!(
+        !routes.contains("fd00:198:18"),
+        "lab IPv6 route in root ns:\n{routes}"
+    );
     let new_links: Vec<&String> = links_after
         .iter()
         .filter(|l| !links_before.contains(l))
         .collect();
     assert!(new_links.is_empty(), "new links in root ns: {new_links:?}");
+
+    // Both families: h2 answers SSH on its IPv6 address too (known_hosts lists it).
+    let h2_v6 = hosts[1]["address6"].as_str().unwrap().to_owned();
+    assert!(h2_v6.starts_with("fd00:198:18::"), "{h2_v6}");
+    let out = lab.ssh_from(&ctl, &h2_v6, &["ip", "netns", "identify"]);
+    assert!(out.status.success(), "ssh over IPv6: {}", text(&out.stderr));
 
     // Hosts reach each other: h1 → h2 over SSH.
     let (h1_ns, h2_ns) = (
@@ -502,8 +517,7 @@ fn lab_explains_what_it_needs() {
 }
 
 #[test]
-fn lab_deadman_switch_deletes_a_tagged_rule_when_renewals_stop() {
-    use soak_inventory::lab::deadman::{DeadmanSwitch, shell_quote};
+fn lab_guard_deletes_a_tagged_rule_when_renewals_stop() {
     require_lab!();
     let lab = Lab::new("d");
     let state = lab.up(1);
@@ -517,9 +531,21 @@ fn lab_deadman_switch_deletes_a_tagged_rule_when_renewals_stop() {
         .unwrap()
         .to_owned();
     let install_dir = PathBuf::from(host["install_dir"].as_str().unwrap());
-    // Over SSH from the controller, as the orchestrator will do it.
-    let remote =
-        |script: &str| lab.ssh_from(&ctl, &address, &[&format!("sh -c {}", shell_quote(script))]);
+    let guard_dir = install_dir.join("guard");
+    let node = support::node_bin();
+    // The real `soak-node guard`, driven over SSH from the controller as the orchestrator does.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let guard = |args: &str, input: Option<&Path>| {
+        let redirect = input.map_or_else(String::new, |p| {
+            format!(" < {}", quote(&p.to_string_lossy()))
+        });
+        let script = format!(
+            "{} guard {args} --dir {}{redirect}",
+            quote(&node.to_string_lossy()),
+            quote(&guard_dir.to_string_lossy())
+        );
+        lab.ssh_from(&ctl, &address, &[&format!("sh -c {}", quote(&script))])
+    };
     let rule = "INPUT -p tcp --dport 7999 -m comment --comment soak-dm-test -j DROP";
     let rule_present = || {
         run(Command::new("ip")
@@ -528,29 +554,42 @@ fn lab_deadman_switch_deletes_a_tagged_rule_when_renewals_stop() {
         .status
         .success()
     };
-
-    let switch = DeadmanSwitch::new(&install_dir.join("deadman"), "dmtest").unwrap();
-    // Each renewal is a fresh SSH login (about 1 s here, more when CI runs tests in parallel),
-    // so the lease leaves room for several slow renewals in a row; a lease shorter than a few
-    // renewal round trips would test the machine's load, not the switch.
+    let journal = install_dir.join("dmtest.json");
+    std::fs::create_dir_all(&install_dir).unwrap();
+    std::fs::write(
+        &journal,
+        serde_json::json!({
+            "format": 1, "token": "dmtest", "run_id": "lab", "fault": "partition", "host": "h1",
+            "created_unix_ms": 0,
+            "steps": [{"what": "delete the rule", "script": format!("iptables -w 5 -D {rule} 2>/dev/null; true")}],
+            "checks": [{"what": "rule gone", "script": format!("! iptables -w 5 -C {rule} 2>/dev/null")}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // Each renewal is a fresh SSH login (about 1 s here, more under CI load), so the lease leaves
+    // room for several slow renewals in a row.
     let lease = Duration::from_secs(5);
     // Arm first, then apply the fault.
-    let armed = remote(&switch.arm_script(&format!("iptables -w 5 -D {rule}"), lease));
+    let armed = guard("arm --token dmtest --lease 5s", Some(&journal));
     assert!(armed.status.success(), "arm: {}", text(&armed.stderr));
-    let sleeper: u64 = text(&armed.stdout).trim().parse().expect("sleeper pid");
-    let applied = remote(&format!("iptables -w 5 -I {rule}"));
+    let report: Value = serde_json::from_slice(&armed.stdout).expect("arm report");
+    let watcher = report["pid"].as_u64().expect("watcher pid");
+    let applied = run(Command::new("ip")
+        .args(["netns", "exec", &ns, "iptables", "-w", "5", "-I"])
+        .args(rule.split(' ')));
     assert!(applied.status.success(), "apply: {}", text(&applied.stderr));
     assert!(rule_present());
 
     // Renewed past its lease, the rule stays.
     let until = std::time::Instant::now() + lease + Duration::from_secs(1);
     while std::time::Instant::now() < until {
-        let renewed = remote(&switch.renew_script(lease));
+        let renewed = guard("renew --token dmtest", None);
         assert!(renewed.status.success(), "renew: {}", text(&renewed.stderr));
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(rule_present(), "the switch fired although renewed");
-    assert!(pid_alive(sleeper));
+    assert!(rule_present(), "the guard fired although renewed");
+    assert!(pid_alive(watcher));
 
     // The orchestrator goes silent: the host removes the rule by itself.
     let deadline = std::time::Instant::now() + lease + Duration::from_secs(5);
@@ -558,7 +597,18 @@ fn lab_deadman_switch_deletes_a_tagged_rule_when_renewals_stop() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(!rule_present(), "the rule outlived its lease");
-    let late = remote(&switch.renew_script(lease));
-    assert!(!late.status.success(), "renewing a fired switch succeeded");
-    assert!(text(&late.stderr).contains("not armed"));
+    let late = guard("renew --token dmtest", None);
+    assert_eq!(
+        late.status.code(),
+        Some(3),
+        "renewing a fired guard: {}",
+        text(&late.stderr)
+    );
+    let result: Value = serde_json::from_slice(&late.stdout).expect("result");
+    assert_eq!(result["outcome"], "reverted");
+    let gone_by = std::time::Instant::now() + Duration::from_secs(3);
+    while pid_alive(watcher) && std::time::Instant::now() < gone_by {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pid_alive(watcher), "the guard outlived its revert");
 }

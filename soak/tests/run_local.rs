@@ -211,8 +211,12 @@ fn assert_six_node_go(scenarios: &str, label: &str) {
             }
         }
     }
-    // Node logs are part of the sealed proof.
+    // Node logs are part of the sealed proof, and so are the report and the JUnit file.
     assert!(proof.join("logs/node-0.log").is_file());
+    let report = std::fs::read_to_string(proof.join("report.html")).expect("report.html");
+    assert!(report.contains("class=\"banner go\"") && report.contains("id=\"heatmap\""));
+    let junit = std::fs::read_to_string(proof.join("junit.xml")).expect("junit.xml");
+    assert!(junit.contains("failures=\"0\"") && junit.contains("name=\"window-002\""));
     if scenarios.contains("fanout_burst") {
         assert_no_burst_topic_left(&proof, 6);
     }

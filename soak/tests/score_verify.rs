@@ -46,6 +46,8 @@ fn write_proof(dir: &Path, obs: &Observations, gate: &str, finish: bool) -> soak
         nodes: obs.run.nodes.clone(),
         config: serde_json::json!({"nodes": 3}),
         coverage: None,
+        command: Some(["soak", "run", "--nodes", "3"].map(String::from).to_vec()),
+        seed: Some(7),
     };
     let mut writer = ProofWriter::create(dir, meta).unwrap();
     for (node, samples) in &obs.samples {
@@ -109,7 +111,14 @@ fn score_reproduces_the_stored_verdict_exactly() {
         stored, rescored,
         "re-scored verdict.json differs from the stored one"
     );
-    for name in ["summary.md", "summary.csv", "timeline.csv"] {
+    for name in [
+        "summary.md",
+        "summary.csv",
+        "windows.csv",
+        "timeline.csv",
+        "junit.xml",
+        "report.html",
+    ] {
         assert_eq!(
             fs::read(dir.join(name)).unwrap(),
             fs::read(out_dir.join(name)).unwrap(),
@@ -238,4 +247,93 @@ fn verify_detects_modified_missing_and_added_files() {
 
     let out = run(soak().arg("verify").arg(tmp.path().join("nowhere")));
     assert_eq!(code(&out), 64);
+}
+
+/// `soak report` never changes a sealed proof: on one whose manifest does not cover a
+/// `report.html` (a 1.1 proof), the page goes to `./<run-id>.report.html` and the proof still
+/// verifies; on an interrupted proof it renders without a verdict.
+#[test]
+fn report_on_an_old_sealed_proof_writes_beside_it_and_never_breaks_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    // Turn it into a 1.1 proof: no report.html, manifest without it.
+    fs::remove_file(dir.join("report.html")).unwrap();
+    let manifest_path = dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["files"]
+        .as_object_mut()
+        .unwrap()
+        .remove("report.html");
+    manifest["format"]["minor"] = 1.into();
+    fs::write(
+        &manifest_path,
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    assert!(soak_proofs::verify(&dir).is_ok());
+
+    let cwd = tmp.path().join("cwd");
+    fs::create_dir_all(&cwd).unwrap();
+    let out = run(soak().current_dir(&cwd).arg("report").arg(&dir));
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let beside = cwd.join(format!("{}.report.html", run_id(1_795_309_786_000, "cli")));
+    let page = fs::read_to_string(&beside).expect("written beside the proof");
+    assert!(page.contains("class=\"banner nogo\""));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sealed"));
+    assert!(!dir.join("report.html").exists());
+    assert!(
+        soak_proofs::verify(&dir).is_ok(),
+        "the sealed proof was changed"
+    );
+
+    // An interrupted (unsealed) proof: rendered in place, with no verdict.
+    let partial = tmp.path().join("partial");
+    write_proof(&partial, &observations(), "broad-launch", false);
+    let out = run(soak().arg("report").arg(&partial));
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let page = fs::read_to_string(partial.join("report.html")).unwrap();
+    assert!(page.contains("NO VERDICT") && !page.contains("class=\"banner go\""));
+}
+
+#[test]
+fn report_and_export_of_a_non_proof_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["report".to_string()],
+        vec!["export".into(), "--format".into(), "openmetrics".into()],
+    ] {
+        let out = run(soak().args(&args).arg(tmp.path()));
+        assert_eq!(
+            code(&out),
+            64,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a proof directory"));
+    }
+    let dir = proof(tmp.path());
+    let out = run(soak().arg("export").arg(&dir).args(["--format", "xml"]));
+    assert_eq!(code(&out), 64);
+}
+
+/// The export of a proof is the stored samples, nothing else: the long CSV from `soak export`
+/// equals the proof's own `timeline.csv`.
+#[test]
+fn export_csv_equals_the_stored_timeline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let out = run(soak().arg("export").arg(&dir).args(["--format", "csv"]));
+    assert_eq!(code(&out), 0);
+    assert_eq!(out.stdout, fs::read(dir.join("timeline.csv")).unwrap());
+    let om = tmp.path().join("x.om");
+    let out = run(soak()
+        .arg("export")
+        .arg(&dir)
+        .args(["--format", "openmetrics", "--out"])
+        .arg(&om));
+    assert_eq!(code(&out), 0);
+    let text = fs::read_to_string(&om).unwrap();
+    assert!(text.ends_with("# EOF\n"));
+    assert!(text.contains("soak_node_outbound_high_water_total{node=\"node-2\"}"));
 }

@@ -291,6 +291,11 @@ pub(super) fn needed_metrics(profile: &Profile) -> (BTreeSet<String>, BTreeSet<V
             | Rule::Telemetry
             | Rule::Scenarios
             | Rule::Recovery { .. }
+            | Rule::FaultEffect
+            | Rule::FaultResidue
+            | Rule::PartitionHeal { .. }
+            | Rule::Cooling
+            | Rule::FirstAttempt
             | Rule::Fanout { .. } => {}
         }
     }

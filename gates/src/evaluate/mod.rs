@@ -14,7 +14,10 @@ mod workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::model::{Exemption, Observations, PhaseAResult, ScenarioStatus, WindowRecord};
+use crate::model::{
+    Check, Exemption, FaultEvidence, HealCheck, Observations, PhaseAResult, RecoveryTiming,
+    ScenarioRecord, ScenarioStatus, WindowRecord,
+};
 use crate::names;
 use crate::outcome::Outcome;
 use crate::profile::{AdaptivePolicy, Bar, Profile, Rule, Scope};
@@ -99,6 +102,29 @@ pub(super) fn exemptions_for(
         }
     }
     (list, nodes)
+}
+
+/// Ordered pairs that scenarios which ran in the window expect to fail for `bar` (e.g. across
+/// a partition).
+pub(super) fn exempt_pairs(record: &WindowRecord, bar: &str) -> BTreeSet<(String, String)> {
+    record
+        .scenarios
+        .iter()
+        .filter(|s| !matches!(s.status, ScenarioStatus::Skipped { .. }))
+        .flat_map(|s| s.exemptions.iter().filter(|e| e.bar == bar))
+        .flat_map(|e| e.pairs.iter().cloned())
+        .collect()
+}
+
+/// Links `(node, peer)` that scenarios which ran in the window exempt from `bar`.
+pub(super) fn exempt_links(record: &WindowRecord, bar: &str) -> BTreeSet<(String, String)> {
+    record
+        .scenarios
+        .iter()
+        .filter(|s| !matches!(s.status, ScenarioStatus::Skipped { .. }))
+        .flat_map(|s| s.exemptions.iter().filter(|e| e.bar == bar))
+        .flat_map(|e| e.links.iter().cloned())
+        .collect()
 }
 
 /// Builder of one bar result.

@@ -421,13 +421,26 @@ pub(super) fn judge_gauge(
 pub(super) fn judge_gauge_ratio(
     facts: &Facts<'_>,
     w: usize,
-    numerator: &str,
-    denominator: &str,
+    (numerator, denominator): (&str, &str),
     scope: Scope,
     max: f64,
     exempt: &BTreeSet<String>,
+    links: &BTreeSet<(String, String)>,
 ) -> Judged {
     let (tally, statistic) = match scope {
+        Scope::Node if !links.is_empty() => (
+            judge_ratio_without_links(facts, w, numerator, denominator, max, exempt, links),
+            format!(
+                "largest per-node {numerator} / {denominator} sampled in the window, exempt links left out ({})",
+                list(
+                    &links
+                        .iter()
+                        .map(|(node, peer)| format!("{node}→{peer}"))
+                        .collect::<Vec<_>>(),
+                    4
+                )
+            ),
+        ),
         Scope::Node => (
             judge_values(
                 facts,
@@ -455,4 +468,90 @@ pub(super) fn judge_gauge_ratio(
         fmt_num(tally.worst_value.unwrap_or(0.0))
     );
     tally.judged(statistic, format!("<= {}", fmt_num(max)), go)
+}
+
+/// Per-node gauge ratio with the links to `links` left out: every sample's numerator and
+/// denominator lose what the node reports per peer for those peers (`SampleData::by_peer`). A
+/// sample with a non-zero numerator but no per-peer breakdown cannot be separated, so the node
+/// is not decidable from it (UNKNOWN), never passed.
+pub(super) fn judge_ratio_without_links(
+    facts: &Facts<'_>,
+    w: usize,
+    numerator: &str,
+    denominator: &str,
+    max: f64,
+    exempt: &BTreeSet<String>,
+    links: &BTreeSet<(String, String)>,
+) -> Tally {
+    let mut tally = Tally::new();
+    let record = &facts.obs.windows[w];
+    let key = ValueKey::Ratio(numerator.to_string(), denominator.to_string());
+    let empty = Vec::new();
+    for (n, name) in scoped_nodes(facts, exempt) {
+        let gapped = facts.value(&key, n, w).gapped;
+        let mut worst: Option<f64> = None;
+        // Samples over the bar whose exempt links could not be separated.
+        let mut unseparated = false;
+        let mut over = false;
+        let samples = facts.obs.samples.get(name).unwrap_or(&empty);
+        for sample in samples
+            .iter()
+            .filter(|s| s.at_ms > record.start_ms && s.at_ms <= record.end_ms)
+        {
+            let crate::model::SampleOutcome::Ok(data) = &sample.outcome else {
+                continue;
+            };
+            let (Some(&num), Some(&den)) =
+                (data.gauges.get(numerator), data.gauges.get(denominator))
+            else {
+                continue;
+            };
+            let share = |gauge: &str| -> Option<f64> {
+                let per_peer = data.by_peer.get(gauge)?;
+                Some(
+                    links
+                        .iter()
+                        .filter(|(node, _)| node == name)
+                        .filter_map(|(_, peer)| per_peer.get(peer))
+                        .sum(),
+                )
+            };
+            let (value, separated) = if num <= 0.0 {
+                (0.0, true)
+            } else {
+                match (share(numerator), share(denominator)) {
+                    (Some(a), Some(b)) => (ratio((num - a).max(0.0), (den - b).max(0.0)), true),
+                    _ => (ratio(num, den), false),
+                }
+            };
+            if value > max {
+                if separated {
+                    over = true;
+                } else {
+                    unseparated = true;
+                }
+            }
+            worst = Some(worst.map_or(value, |m: f64| m.max(value)));
+        }
+        let (outcome, text, value) = match worst {
+            Some(v) if over => (Outcome::NoGo, format!("{name} {}", fmt_num(v)), v),
+            Some(v) if unseparated => (
+                Outcome::Unknown,
+                format!(
+                    "{name} {} (the exempt links cannot be separated: no per-peer breakdown)",
+                    fmt_num(v)
+                ),
+                v,
+            ),
+            Some(v) if !gapped => (Outcome::Go, format!("{name} {}", fmt_num(v)), v),
+            Some(v) => (
+                Outcome::Unknown,
+                format!("{name} {} (evidence gap)", fmt_num(v)),
+                v,
+            ),
+            None => (Outcome::Unknown, format!("{name} no sample"), 0.0),
+        };
+        tally.add(text, outcome, value, std::slice::from_ref(name));
+    }
+    tally
 }

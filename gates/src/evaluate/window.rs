@@ -28,25 +28,32 @@ pub(super) fn judge_window(
     w: usize,
     record: &WindowRecord,
 ) -> WindowVerdict {
-    let phase_a_exempt = profile
+    let phase_a_bar = profile
         .bars
         .iter()
-        .find(|b| matches!(b.rule, Rule::PhaseA { .. }))
+        .find(|b| matches!(b.rule, Rule::PhaseA { .. }));
+    let phase_a_exempt = phase_a_bar
         .map(|b| exemptions_for(record, &b.id).1)
+        .unwrap_or_default();
+    let phase_a_cut = phase_a_bar
+        .map(|b| exempt_pairs(record, &b.id))
         .unwrap_or_default();
     // Computed once per window; the phase_a bar reuses it when its exemptions are the same.
     let phase_a_full = record
         .phase_a
         .as_ref()
-        .map(|pa| phase_a_summary(&facts.obs.run.nodes, pa, &phase_a_exempt));
+        .map(|pa| phase_a_summary(&facts.obs.run.nodes, pa, &phase_a_exempt, &phase_a_cut));
     let phase_a = phase_a_full.as_ref().map(|full| full.0.clone());
     let mut bars = Vec::new();
     for bar in &profile.bars {
         let (exemptions, exempt) = exemptions_for(record, &bar.id);
         let judged = match &bar.rule {
             Rule::PhaseA { scenario } => {
-                let reuse = phase_a_full.as_ref().filter(|_| exempt == phase_a_exempt);
-                judge_phase_a(facts, record, scenario, &exempt, reuse)
+                let cut = exempt_pairs(record, &bar.id);
+                let reuse = phase_a_full
+                    .as_ref()
+                    .filter(|_| exempt == phase_a_exempt && cut == phase_a_cut);
+                judge_phase_a(facts, record, scenario, &exempt, &cut, reuse)
             }
             Rule::Telemetry => Some(judge_telemetry(facts, profile, w, &exempt)),
             Rule::Scenarios => judge_scenarios(record),
@@ -80,13 +87,18 @@ pub(super) fn judge_window(
             } => Some(judge_gauge_ratio(
                 facts,
                 w,
-                numerator,
-                denominator,
+                (numerator, denominator),
                 *scope,
                 *max,
                 &exempt,
+                &exempt_links(record, &bar.id),
             )),
             Rule::Recovery { max_ms } => judge_recovery(record, *max_ms),
+            Rule::FaultEffect => judge_fault_effect(record),
+            Rule::FaultResidue => judge_fault_residue(record),
+            Rule::PartitionHeal { max_ms } => judge_partition_heal(record, *max_ms),
+            Rule::Cooling => judge_cooling(record),
+            Rule::FirstAttempt => judge_first_attempt(record),
             Rule::Fanout {
                 scenario,
                 min_ratio,

@@ -11,6 +11,7 @@ pub(super) fn phase_a_summary(
     nodes: &[crate::model::NodeRef],
     pa: &PhaseAResult,
     exempt: &BTreeSet<String>,
+    expected_to_fail: &BTreeSet<(String, String)>,
 ) -> PhaseAFull {
     let mut recorded: HashMap<(&str, &str), (bool, &str)> = HashMap::new();
     for pair in &pa.pairs {
@@ -30,6 +31,7 @@ pub(super) fn phase_a_summary(
             .collect()
     };
     let (mut pairs, mut delivered, mut failed, mut missing, mut exempted) = (0, 0, 0, 0, 0);
+    let mut expected_failures = 0;
     let mut failures = Vec::new();
     let mut involved = BTreeSet::new();
     for from in &names {
@@ -39,6 +41,14 @@ pub(super) fn phase_a_summary(
             }
             if exempt.contains(*from) || exempt.contains(*to) {
                 exempted += 1;
+                continue;
+            }
+            // A pair a fault cuts on purpose is shown as expected to fail, not required.
+            if expected_to_fail.contains(&(from.to_string(), to.to_string())) {
+                exempted += 1;
+                if !matches!(recorded.get(&(*from, *to)), Some((true, _))) {
+                    expected_failures += 1;
+                }
                 continue;
             }
             pairs += 1;
@@ -77,6 +87,7 @@ pub(super) fn phase_a_summary(
             failed,
             missing,
             exempted,
+            expected_failures,
             p50_us: percentile(0.50),
             p99_us: percentile(0.99),
         },
@@ -97,6 +108,7 @@ pub(super) fn judge_phase_a(
     record: &WindowRecord,
     scenario: &str,
     exempt: &BTreeSet<String>,
+    expected_to_fail: &BTreeSet<(String, String)>,
     computed: Option<&PhaseAFull>,
 ) -> Option<Judged> {
     let statistic = "required ordered pairs delivered".to_string();
@@ -121,7 +133,7 @@ pub(super) fn judge_phase_a(
     };
     let (summary, failures, involved) = match computed {
         Some(full) => full.clone(),
-        None => phase_a_summary(&facts.obs.run.nodes, pa, exempt),
+        None => phase_a_summary(&facts.obs.run.nodes, pa, exempt, expected_to_fail),
     };
     let threshold = format!("== {}", summary.pairs);
     let (verdict, reason) = if summary.failed > 0 {

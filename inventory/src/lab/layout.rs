@@ -3,7 +3,8 @@
 //! Nothing here touches the system, so the whole layout of a lab can be unit-tested and the IO
 //! shell in [`super`] only has to follow it.
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -38,8 +39,30 @@ pub const SSH_PORT: u16 = 22;
 pub const API_PORT: u16 = 7100;
 /// The gossip port written into the lab inventory.
 pub const GOSSIP_PORT: u16 = 7000;
+/// The lab's IPv6 subnet (a ULA prefix; only inside the lab's namespaces).
+pub const SUBNET6: &str = "fd00:198:18::/64";
+/// Prefix length of the IPv6 subnets.
+pub const PREFIX6_LEN: u8 = 64;
+/// The controller's IPv6 address.
+pub const CONTROLLER_ADDRESS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 1);
+/// The subnet behind the bastion (hosts reachable only through the jump host).
+pub const INNER_SUBNET: &str = "198.18.1.0/24";
+/// The IPv6 subnet behind the bastion.
+pub const INNER_SUBNET6: &str = "fd00:198:18:1::/64";
+/// The bastion's address on the main subnet (`ssh -J root@198.18.0.2`).
+pub const BASTION_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The bastion's IPv6 address on the main subnet.
+pub const BASTION_ADDRESS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 2);
+/// The bastion's address on the inner subnet (the inner hosts' gateway).
+pub const BASTION_INNER_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The bastion's IPv6 address on the inner subnet.
+pub const BASTION_INNER_ADDRESS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 1, 0, 0, 0, 1);
 /// The bridge interface inside the bridge namespace.
 pub const BRIDGE_INTERFACE: &str = "br0";
+/// The inner bridge (hosts behind the bastion).
+pub const INNER_BRIDGE_INTERFACE: &str = "br1";
+/// The bastion's interface on the inner bridge.
+pub const BASTION_INNER_INTERFACE: &str = "eth1";
 /// The lab interface inside the controller and every host namespace.
 pub const MEMBER_INTERFACE: &str = "eth0";
 
@@ -49,6 +72,10 @@ pub struct LabLayout {
     dir: PathBuf,
     name: String,
     hosts: usize,
+    /// Hosts (1-based) whose SSH user is a non-root user with passwordless sudo.
+    sudo_hosts: BTreeSet<usize>,
+    /// Hosts (1-based) reachable only through the bastion.
+    inner_hosts: BTreeSet<usize>,
 }
 
 /// One host of a lab, as laid out (before anything runs).
@@ -62,6 +89,12 @@ pub struct HostLayout {
     pub namespace: String,
     /// Lab address.
     pub address: Ipv4Addr,
+    /// Lab IPv6 address.
+    pub address6: Ipv6Addr,
+    /// SSH login user (root, or the lab's sudo user).
+    pub ssh_user: String,
+    /// Reachable only through the bastion (on the inner bridge).
+    pub behind_bastion: bool,
     /// The bridge-side end of the host's veth pair (lives in the bridge namespace).
     pub bridge_port: String,
     /// Where deploy installs the node on this host.
@@ -103,7 +136,105 @@ impl LabLayout {
                 "a lab has 1 to {MAX_HOSTS} hosts, not {hosts}"
             )));
         }
-        Ok(LabLayout { dir, name, hosts })
+        Ok(LabLayout {
+            dir,
+            name,
+            hosts,
+            sudo_hosts: BTreeSet::new(),
+            inner_hosts: BTreeSet::new(),
+        })
+    }
+
+    fn host_indexes(&self, names: &[String], what: &str) -> Result<BTreeSet<usize>, LabError> {
+        names
+            .iter()
+            .map(|name| {
+                name.strip_prefix('h')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|i| (1..=self.hosts).contains(i))
+                    .ok_or_else(|| {
+                        LabError::Usage(format!(
+                            "{what} {name:?}: not a host of this lab (h1 … h{})",
+                            self.hosts
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// Makes the named hosts (`h2`, …) log in as the lab's non-root sudo user
+    /// ([`sudo_user`]) with passwordless sudo (`become = true` in the inventory).
+    pub fn with_sudo_hosts(mut self, names: &[String]) -> Result<Self, LabError> {
+        self.sudo_hosts = self.host_indexes(names, "--sudo-host")?;
+        Ok(self)
+    }
+
+    /// Puts the named hosts behind a bastion: on an inner subnet the controller has no route
+    /// to, reached with `ssh -J` through the bastion namespace (`proxy_jump` in the inventory).
+    pub fn with_bastion_hosts(mut self, names: &[String]) -> Result<Self, LabError> {
+        self.inner_hosts = self.host_indexes(names, "--behind-bastion")?;
+        if self.inner_hosts.len() == self.hosts {
+            return Err(LabError::Usage(
+                "at least one host must stay in front of the bastion".into(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Whether the lab has a bastion.
+    pub fn has_bastion(&self) -> bool {
+        !self.inner_hosts.is_empty()
+    }
+
+    /// Whether the lab has a sudo user.
+    pub fn has_sudo_user(&self) -> bool {
+        !self.sudo_hosts.is_empty()
+    }
+
+    /// The bastion namespace.
+    pub fn bastion_namespace(&self) -> String {
+        bastion_namespace(&self.name)
+    }
+
+    /// The bastion as an sshd host (index 0, `bastion`), when the lab has one.
+    pub fn bastion(&self) -> Option<HostLayout> {
+        self.has_bastion().then(|| HostLayout {
+            index: 0,
+            name: "bastion".into(),
+            namespace: self.bastion_namespace(),
+            address: BASTION_ADDRESS,
+            address6: BASTION_ADDRESS6,
+            ssh_user: SSH_USER.into(),
+            behind_bastion: false,
+            bridge_port: "vbas".into(),
+            install_dir: self.dir.join("hosts").join("bastion"),
+            sshd_dir: self.dir.join("sshd").join("bastion"),
+        })
+    }
+
+    /// The bridge-side veth end of the bastion on the inner bridge.
+    pub fn bastion_inner_port(&self) -> &'static str {
+        "vbas1"
+    }
+
+    /// The IPv6 inventory (every host's `address` is its IPv6 address).
+    pub fn inventory6_file(&self) -> PathBuf {
+        self.dir.join("inventory6.toml")
+    }
+
+    /// Per-user authorized_keys files (`AuthorizedKeysFile …/%u`).
+    pub fn authorized_keys_dir(&self) -> PathBuf {
+        self.dir.join("authorized_keys.d")
+    }
+
+    /// The sudoers drop-in of the lab's sudo user.
+    pub fn sudoers_file(&self) -> PathBuf {
+        sudoers_file(&self.name)
+    }
+
+    /// Home of the lab's sudo user.
+    pub fn sudo_home(&self) -> PathBuf {
+        self.dir.join("home").join(sudo_user(&self.name))
     }
 
     /// The lab directory.
@@ -166,10 +297,23 @@ impl LabLayout {
     /// Host `index` (1-based).
     pub fn host(&self, index: usize) -> HostLayout {
         let name = format!("h{index}");
+        let inner = self.inner_hosts.contains(&index);
+        let (address, address6) = if inner {
+            (inner_host_address(index), inner_host_address6(index))
+        } else {
+            (host_address(index), host_address6(index))
+        };
         HostLayout {
             index,
             namespace: host_namespace(&self.name, index),
-            address: host_address(index),
+            address,
+            address6,
+            ssh_user: if self.sudo_hosts.contains(&index) {
+                sudo_user(&self.name)
+            } else {
+                SSH_USER.to_owned()
+            },
+            behind_bastion: inner,
             bridge_port: format!("v{name}"),
             install_dir: self.dir.join("hosts").join(&name),
             sshd_dir: self.dir.join("sshd").join(&name),
@@ -191,6 +335,49 @@ pub fn controller_namespace(name: &str) -> String {
 /// The bridge namespace of lab `name`.
 pub fn bridge_namespace(name: &str) -> String {
     format!("{name}-br")
+}
+
+/// The bastion namespace of lab `name`.
+pub fn bastion_namespace(name: &str) -> String {
+    format!("{name}-bas")
+}
+
+/// The non-root SSH user of lab `name`'s sudo hosts (`soaklabu`).
+pub fn sudo_user(name: &str) -> String {
+    format!("{name}u")
+}
+
+/// The sudoers drop-in of lab `name` (no `.` in the name: sudo skips such files).
+pub fn sudoers_file(name: &str) -> PathBuf {
+    PathBuf::from(format!("/etc/sudoers.d/soak-lab-{name}"))
+}
+
+/// The GECOS field marking the lab's sudo user (down removes only a user carrying it).
+pub fn sudo_user_gecos(name: &str) -> String {
+    format!("soak lab {name}")
+}
+
+fn v6_suffix(octet: u8) -> u16 {
+    // Written like the IPv4 octet: h1 (…0.11) is …::11.
+    u16::from_str_radix(&octet.to_string(), 16).unwrap_or(u16::from(octet))
+}
+
+/// The IPv6 address of host `index` (1-based) in front of the bastion: `fd00:198:18::<octet>`.
+pub fn host_address6(index: usize) -> Ipv6Addr {
+    let octet = host_address(index).octets()[3];
+    Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, v6_suffix(octet))
+}
+
+/// The address of host `index` behind the bastion: `198.18.1.<octet>`.
+pub fn inner_host_address(index: usize) -> Ipv4Addr {
+    let octet = host_address(index).octets()[3];
+    Ipv4Addr::new(198, 18, 1, octet)
+}
+
+/// The IPv6 address of host `index` behind the bastion: `fd00:198:18:1::<octet>`.
+pub fn inner_host_address6(index: usize) -> Ipv6Addr {
+    let octet = host_address(index).octets()[3];
+    Ipv6Addr::new(0xfd00, 0x198, 0x18, 1, 0, 0, 0, v6_suffix(octet))
 }
 
 /// The namespace of host `index` of lab `name`.
@@ -222,6 +409,7 @@ pub fn lab_namespace_role(name: &str, namespace: &str) -> Option<NamespaceRole> 
     match rest {
         "ctl" => Some(NamespaceRole::Controller),
         "br" => Some(NamespaceRole::Bridge),
+        "bas" => Some(NamespaceRole::Bastion),
         _ => {
             let digits = rest.strip_prefix('h')?;
             if digits.is_empty() || digits.starts_with('0') {
@@ -239,6 +427,8 @@ pub enum NamespaceRole {
     Controller,
     /// The bridge joining everything.
     Bridge,
+    /// The jump host in front of the inner hosts.
+    Bastion,
     /// Host N (1-based).
     Host(usize),
 }
@@ -289,9 +479,11 @@ pub fn render_sshd_config(layout: &LabLayout, host: &HostLayout) -> String {
         "# Written by `soak lab up` for host {host_name} of lab {lab}; rewritten on every up.\n\
          Port {SSH_PORT}\n\
          ListenAddress {address}:{SSH_PORT}\n\
+         ListenAddress [{address6}]:{SSH_PORT}\n\
          HostKey {host_key}\n\
          PidFile {pid_file}\n\
-         AuthorizedKeysFile {authorized_keys}\n\
+         # One file per login user (%u), owned by that user: sshd reads it with the user's rights.\n\
+         AuthorizedKeysFile {authorized_keys}/%u\n\
          PubkeyAuthentication yes\n\
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\
@@ -310,15 +502,16 @@ pub fn render_sshd_config(layout: &LabLayout, host: &HostLayout) -> String {
         host_name = host.name,
         lab = layout.name(),
         address = host.address,
+        address6 = host.address6,
         host_key = host.host_key().display(),
         pid_file = host.sshd_pid_file().display(),
-        authorized_keys = layout.authorized_keys().display(),
+        authorized_keys = layout.authorized_keys_dir().display(),
     )
 }
 
 /// known_hosts: one line per host, `ADDRESS KEYTYPE KEY` (port 22 needs no brackets).
 /// `host_keys` holds each host's public key line as `ssh-keygen` wrote it.
-pub fn render_known_hosts(hosts: &[(Ipv4Addr, String)]) -> String {
+pub fn render_known_hosts(hosts: &[(String, String)]) -> String {
     let mut out = String::new();
     for (address, public_key) in hosts {
         // Keep type and key; drop the comment.
@@ -335,10 +528,20 @@ fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
 }
 
-/// The lab inventory in the native TOML format.
+/// The lab inventory in the native TOML format (IPv4 addresses; the IPv6 one is a label).
 pub fn render_inventory(layout: &LabLayout) -> String {
+    render_inventory_family(layout, false)
+}
+
+/// The lab inventory with every host's IPv6 address as its `address` (SSH and the overlay over
+/// IPv6); the IPv4 address is a label.
+pub fn render_inventory6(layout: &LabLayout) -> String {
+    render_inventory_family(layout, true)
+}
+
+fn render_inventory_family(layout: &LabLayout, ipv6: bool) -> String {
     let mut out = format!(
-        "# Written by `soak lab up` for lab {lab} ({count} hosts); rewritten on every up.\n\
+        "# Written by `soak lab up` for lab {lab} ({count} hosts, {family}); rewritten on every up.\n\
          [defaults]\n\
          ssh_user = {user}\n\
          ssh_port = {SSH_PORT}\n\
@@ -350,21 +553,39 @@ pub fn render_inventory(layout: &LabLayout) -> String {
          gossip_port = {GOSSIP_PORT}\n",
         lab = layout.name(),
         count = layout.host_count(),
+        family = if ipv6 { "IPv6" } else { "IPv4" },
         user = toml_string(SSH_USER),
         key = toml_string(&layout.client_key().to_string_lossy()),
         known_hosts = toml_string(&layout.known_hosts().to_string_lossy()),
     );
     for host in layout.hosts() {
+        let (address, other_key, other) = if ipv6 {
+            (host.address6.to_string(), "ipv4", host.address.to_string())
+        } else {
+            (host.address.to_string(), "ipv6", host.address6.to_string())
+        };
         out.push_str(&format!(
             "\n[[hosts]]\n\
              name = {name}\n\
              address = \"{address}\"\n\
              install_dir = {install_dir}\n\
-             labels = {{ region = \"lab\" }}\n",
+             labels = {{ region = \"lab\", {other_key} = \"{other}\" }}\n",
             name = toml_string(&host.name),
-            address = host.address,
             install_dir = toml_string(&host.install_dir.to_string_lossy()),
         ));
+        if host.ssh_user != SSH_USER {
+            out.push_str(&format!(
+                "ssh_user = {}\nbecome = true\n",
+                toml_string(&host.ssh_user)
+            ));
+        }
+        if host.behind_bastion {
+            // The jump host's own settings (key, known_hosts) come from the lab's ssh config.
+            out.push_str(&format!(
+                "proxy_jump = \"{SSH_USER}@{BASTION_ADDRESS}\"\nssh_config = {}\n",
+                toml_string(&layout.ssh_config().to_string_lossy())
+            ));
+        }
     }
     out
 }
@@ -376,12 +597,23 @@ pub fn render_ssh_config(layout: &LabLayout) -> String {
         lab = layout.name(),
         config = layout.ssh_config().display(),
     );
+    if layout.has_bastion() {
+        out.push_str(&format!(
+            "Host bastion {BASTION_ADDRESS}\n    HostName {BASTION_ADDRESS}\n"
+        ));
+    }
     for host in layout.hosts() {
         out.push_str(&format!(
             "Host {name}\n    HostName {address}\n",
             name = host.name,
             address = host.address
         ));
+        if host.ssh_user != SSH_USER {
+            out.push_str(&format!("    User {}\n", host.ssh_user));
+        }
+        if host.behind_bastion {
+            out.push_str(&format!("    ProxyJump {SSH_USER}@{BASTION_ADDRESS}\n"));
+        }
     }
     out.push_str(&format!(
         "Host *\n\
@@ -418,8 +650,20 @@ pub struct LabState {
     pub known_hosts: PathBuf,
     /// An `ssh -F` config naming every host.
     pub ssh_config: PathBuf,
-    /// SSH user on every host.
+    /// SSH user on every host (the sudo hosts' user is in each host's state).
     pub ssh_user: String,
+    /// The IPv6 subnet.
+    #[serde(default)]
+    pub subnet6: String,
+    /// The inventory with IPv6 addresses.
+    #[serde(default)]
+    pub inventory6: PathBuf,
+    /// The non-root sudo user, when some hosts use it.
+    #[serde(default)]
+    pub sudo_user: Option<String>,
+    /// The bastion, when some hosts are behind it.
+    #[serde(default)]
+    pub bastion: Option<HostState>,
     /// The bridge.
     pub bridge: BridgeState,
     /// The controller.
@@ -444,6 +688,21 @@ pub struct ControllerState {
     pub namespace: String,
     /// Lab address.
     pub address: Ipv4Addr,
+    /// Lab IPv6 address.
+    #[serde(default = "controller6")]
+    pub address6: Ipv6Addr,
+}
+
+fn controller6() -> Ipv6Addr {
+    CONTROLLER_ADDRESS6
+}
+
+fn unspecified6() -> Ipv6Addr {
+    Ipv6Addr::UNSPECIFIED
+}
+
+fn root_user() -> String {
+    SSH_USER.to_owned()
 }
 
 /// One host.
@@ -455,6 +714,15 @@ pub struct HostState {
     pub namespace: String,
     /// Lab address.
     pub address: Ipv4Addr,
+    /// Lab IPv6 address.
+    #[serde(default = "unspecified6")]
+    pub address6: Ipv6Addr,
+    /// SSH login user.
+    #[serde(default = "root_user")]
+    pub ssh_user: String,
+    /// Reachable only through the bastion.
+    #[serde(default)]
+    pub behind_bastion: bool,
     /// SSH port.
     pub ssh_port: u16,
     /// Install dir for deploy.
@@ -474,6 +742,26 @@ pub struct HostState {
 impl LabState {
     /// The state of `layout` once every host's sshd runs with the given pids (in host order).
     pub fn new(layout: &LabLayout, sshd_pids: &[u32]) -> Self {
+        Self::with_bastion(layout, sshd_pids, None)
+    }
+
+    /// Like [`LabState::new`], with the bastion's sshd pid when the lab has one.
+    pub fn with_bastion(layout: &LabLayout, sshd_pids: &[u32], bastion_pid: Option<u32>) -> Self {
+        let host_state = |host: HostLayout, pid: u32| HostState {
+            ssh_port: SSH_PORT,
+            sshd_pid: pid,
+            sshd_config: host.sshd_config(),
+            sshd_pid_file: host.sshd_pid_file(),
+            sshd_log: host.sshd_log(),
+            host_key_pub: host.host_key_pub(),
+            name: host.name,
+            namespace: host.namespace,
+            address: host.address,
+            address6: host.address6,
+            ssh_user: host.ssh_user,
+            behind_bastion: host.behind_bastion,
+            install_dir: host.install_dir,
+        };
         LabState {
             format: STATE_FORMAT,
             name: layout.name().to_owned(),
@@ -484,6 +772,12 @@ impl LabState {
             known_hosts: layout.known_hosts(),
             ssh_config: layout.ssh_config(),
             ssh_user: SSH_USER.to_owned(),
+            subnet6: SUBNET6.to_owned(),
+            inventory6: layout.inventory6_file(),
+            sudo_user: layout.has_sudo_user().then(|| sudo_user(layout.name())),
+            bastion: layout
+                .bastion()
+                .map(|b| host_state(b, bastion_pid.unwrap_or(0))),
             bridge: BridgeState {
                 namespace: layout.bridge_namespace(),
                 interface: BRIDGE_INTERFACE.to_owned(),
@@ -491,23 +785,13 @@ impl LabState {
             controller: ControllerState {
                 namespace: layout.controller_namespace(),
                 address: CONTROLLER_ADDRESS,
+                address6: CONTROLLER_ADDRESS6,
             },
             hosts: layout
                 .hosts()
                 .into_iter()
                 .zip(sshd_pids)
-                .map(|(host, &pid)| HostState {
-                    ssh_port: SSH_PORT,
-                    sshd_pid: pid,
-                    sshd_config: host.sshd_config(),
-                    sshd_pid_file: host.sshd_pid_file(),
-                    sshd_log: host.sshd_log(),
-                    host_key_pub: host.host_key_pub(),
-                    name: host.name,
-                    namespace: host.namespace,
-                    address: host.address,
-                    install_dir: host.install_dir,
-                })
+                .map(|(host, &pid)| host_state(host, pid))
                 .collect(),
         }
     }
@@ -518,6 +802,7 @@ impl LabState {
             self.controller.namespace.clone(),
             self.bridge.namespace.clone(),
         ];
+        all.extend(self.bastion.iter().map(|b| b.namespace.clone()));
         all.extend(self.hosts.iter().map(|h| h.namespace.clone()));
         all
     }
@@ -675,7 +960,8 @@ mod tests {
         assert!(config.contains("ListenAddress 198.18.0.12:22\n"));
         assert!(config.contains("HostKey /tmp/soak-lab/sshd/h2/ssh_host_ed25519_key\n"));
         assert!(config.contains("PidFile /tmp/soak-lab/sshd/h2/sshd.pid\n"));
-        assert!(config.contains("AuthorizedKeysFile /tmp/soak-lab/authorized_keys\n"));
+        assert!(config.contains("AuthorizedKeysFile /tmp/soak-lab/authorized_keys.d/%u\n"));
+        assert!(config.contains("ListenAddress [fd00:198:18::12]:22\n"));
         assert!(config.contains("UsePAM no\n"));
     }
 
@@ -683,12 +969,68 @@ mod tests {
     fn known_hosts_drops_comments_and_blank_keys() {
         let text = render_known_hosts(&[
             (
-                Ipv4Addr::new(198, 18, 0, 11),
+                "198.18.0.11".into(),
                 "ssh-ed25519 AAAAkey1 root@box\n".into(),
             ),
-            (Ipv4Addr::new(198, 18, 0, 12), "garbage".into()),
+            ("198.18.0.12".into(), "garbage".into()),
         ]);
         assert_eq!(text, "198.18.0.11 ssh-ed25519 AAAAkey1\n");
+    }
+
+    #[test]
+    fn every_host_has_both_families_and_options_change_only_their_hosts() {
+        let lab = layout(3);
+        assert_eq!(lab.host(1).address6.to_string(), "fd00:198:18::11");
+        assert!(lab.bastion().is_none());
+        let lab = layout(3)
+            .with_sudo_hosts(&["h2".into()])
+            .unwrap()
+            .with_bastion_hosts(&["h3".into()])
+            .unwrap();
+        let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
+        assert_eq!((h1.ssh_user.as_str(), h1.behind_bastion), ("root", false));
+        assert_eq!(h2.ssh_user, "soaklabu");
+        assert!(h3.behind_bastion);
+        assert_eq!(h3.address, Ipv4Addr::new(198, 18, 1, 13));
+        assert_eq!(h3.address6.to_string(), "fd00:198:18:1::13");
+        assert_eq!(
+            h1.address,
+            Ipv4Addr::new(198, 18, 0, 11),
+            "defaults unchanged"
+        );
+        let inv = crate::native::parse(&lab.inventory_file(), &render_inventory(&lab)).unwrap();
+        assert_eq!(inv.hosts[0].privilege, crate::Privilege::Login);
+        assert_eq!(
+            inv.hosts[1].privilege,
+            crate::Privilege::Sudo { user: None }
+        );
+        assert_eq!(inv.hosts[1].ssh.user.as_deref(), Some("soaklabu"));
+        assert_eq!(
+            inv.hosts[2].ssh.proxy_jump.as_deref(),
+            Some("root@198.18.0.2")
+        );
+        assert_eq!(
+            inv.hosts[2].ssh.config_file.as_deref(),
+            Some(lab.ssh_config().as_path())
+        );
+        assert_eq!(inv.hosts[0].labels["ipv6"], "fd00:198:18::11");
+        let inv6 = crate::native::parse(&lab.inventory6_file(), &render_inventory6(&lab)).unwrap();
+        assert_eq!(inv6.hosts[0].address, "fd00:198:18::11");
+        assert_eq!(inv6.hosts[0].labels["ipv4"], "198.18.0.11");
+        let ssh = render_ssh_config(&lab);
+        assert!(ssh.contains("Host bastion 198.18.0.2\n"));
+        assert!(ssh.contains("Host h3\n    HostName 198.18.1.13\n    ProxyJump root@198.18.0.2\n"));
+        assert!(ssh.contains("Host h2\n    HostName 198.18.0.12\n    User soaklabu\n"));
+        assert!(layout(2).with_sudo_hosts(&["h3".into()]).is_err());
+        assert!(
+            layout(2)
+                .with_bastion_hosts(&["h1".into(), "h2".into()])
+                .is_err()
+        );
+        assert_eq!(
+            lab_namespace_role("soaklab", "soaklab-bas"),
+            Some(NamespaceRole::Bastion)
+        );
     }
 
     #[test]

@@ -274,6 +274,12 @@ pub fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), LabError
     result.map_err(|source| LabError::io(format!("write {}", path.display()), source))
 }
 
+/// Writes `value` to the (namespaced) `/proc/sys` file `path` inside namespace `ns`.
+pub fn write_proc_in(tools: &Tools, ns: &str, path: &str, value: &str) -> Result<(), LabError> {
+    run_checked(ip(tools, ["netns", "exec", ns, "sh", "-c"]).arg(format!("echo {value} > {path}")))
+        .map(drop)
+}
+
 /// Creates `dir` and its parents.
 pub fn create_dir(dir: &Path) -> Result<(), LabError> {
     fs::create_dir_all(dir)

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::model::{Connection, Host};
+use crate::model::{Connection, Host, Privilege};
 
 /// Output of a command run on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +132,19 @@ pub enum RemoteErrorKind {
         /// Tail of its standard error.
         stderr: String,
     },
+    /// A privileged step could not run: sudo wants a password (soak never types one), or sudo
+    /// is missing. Names the setting to change.
+    #[error(
+        "privileged steps need `sudo -n` as {login}, but {detail}: allow passwordless sudo for {login} \
+         (a NOPASSWD rule in sudoers) or log in as root (ssh_user = \"root\" / ansible_user: root) and \
+         turn become off (become = false / ansible_become: false)"
+    )]
+    Privilege {
+        /// The login user.
+        login: String,
+        /// What sudo said.
+        detail: String,
+    },
     /// The session broke or a local IO operation failed.
     #[error("{what}: {detail}")]
     Io {
@@ -198,6 +211,104 @@ pub fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// Which privilege a script needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Root (tc, iptables, service control, the fault guard, signals to the node).
+    Root,
+    /// Whatever owns the install dir: root when it is outside the login user's home, else the
+    /// login user (deploy, probe, stop, logs).
+    InstallDir,
+}
+
+/// `script` wrapped to run with the privilege `needs` on `host`: unchanged for hosts without
+/// `become`; with `become`, `sudo -n [-u USER] -- sh -c SCRIPT` (never a password prompt). A
+/// root login running a root step skips sudo; [`Needs::InstallDir`] skips it when the install
+/// dir is under the login user's `$HOME`.
+pub fn privileged(host: &Host, needs: Needs, script: &str) -> String {
+    let Privilege::Sudo { user } = &host.privilege else {
+        return script.to_string();
+    };
+    let target = user.as_deref().unwrap_or("root");
+    let sudo = match user {
+        Some(user) => format!("sudo -n -u {} --", sh_quote(user)),
+        None => "sudo -n --".to_string(),
+    };
+    let quoted = sh_quote(script);
+    let skip = match needs {
+        Needs::Root if target == "root" => "[ \"$(id -u)\" = 0 ]".to_string(),
+        Needs::Root => "false".to_string(),
+        Needs::InstallDir => format!(
+            "case {dir}/ in \"$HOME\"/*) true;; *) false;; esac",
+            dir = sh_quote(&host.install_dir)
+        ),
+    };
+    format!("if {skip}; then sh -c {quoted}; else {sudo} sh -c {quoted}; fi")
+}
+
+/// Recognises sudo's own refusals (password wanted, no sudo) in a failed privileged command.
+fn sudo_refusal(out: &ExecOutput) -> Option<String> {
+    if out.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .map(str::trim)
+        .find(|l| {
+            (l.starts_with("sudo:")
+                && (l.contains("password is required")
+                    || l.contains("a terminal is required")
+                    || l.contains("no tty present")
+                    || l.contains("not in the sudoers file")
+                    || l.contains("is not allowed to run sudo")))
+                || (l.contains("sudo") && (l.contains("not found") || l.contains("No such file")))
+        })
+        .map(str::to_string)
+}
+
+/// A [`Remote`] whose `exec` runs every script with the privilege `needs` (see [`privileged`]);
+/// forwards pass through. For code that runs a whole sequence of node-management scripts
+/// (deploy) without knowing about `become`.
+pub struct Elevated<'a> {
+    inner: &'a dyn Remote,
+    needs: Needs,
+}
+
+impl<'a> Elevated<'a> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a dyn Remote, needs: Needs) -> Self {
+        Elevated { inner, needs }
+    }
+}
+
+impl Remote for Elevated<'_> {
+    fn host(&self) -> &Host {
+        self.inner.host()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        script: &'a str,
+        input: &'a [u8],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, RemoteError>> {
+        Box::pin(async move {
+            self.inner
+                .exec_privileged(self.needs, script, input, timeout)
+                .await
+        })
+    }
+
+    fn forward(&self, remote_port: u16) -> BoxFuture<'_, Result<SocketAddr, RemoteError>> {
+        self.inner.forward(remote_port)
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), RemoteError>> {
+        // Borrowed: the owner closes the connection.
+        Box::pin(async { Ok(()) })
+    }
+}
+
 impl dyn Remote + '_ {
     /// Name of the host.
     pub fn name(&self) -> &str {
@@ -260,6 +371,56 @@ impl dyn Remote + '_ {
         self.check(&format!("upload to {path}"), out).map(drop)
     }
 
+    /// Runs `script` with the privilege `needs` ([`privileged`]); sudo's refusals (a password
+    /// wanted, no sudo) become [`RemoteErrorKind::Privilege`] naming the setting to fix.
+    pub async fn exec_privileged(
+        &self,
+        needs: Needs,
+        script: &str,
+        input: &[u8],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RemoteError> {
+        let wrapped = privileged(self.host(), needs, script);
+        let out = self.exec(&wrapped, input, timeout).await?;
+        if matches!(self.host().privilege, Privilege::Sudo { .. })
+            && let Some(detail) = sudo_refusal(&out)
+        {
+            return Err(self.error(RemoteErrorKind::Privilege {
+                login: self
+                    .host()
+                    .ssh
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| "the login user".to_string()),
+                detail,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// [`Self::exec_privileged`] requiring exit status 0; `what` names it in errors.
+    pub async fn run_privileged(
+        &self,
+        needs: Needs,
+        what: &str,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, RemoteError> {
+        let out = self.exec_privileged(needs, script, &[], timeout).await?;
+        self.check(what, out)
+    }
+
+    /// Fails fast when the host's privileged steps cannot run (`become` with a sudo that wants
+    /// a password, or no sudo). A no-op for hosts without `become`.
+    pub async fn check_privilege(&self, timeout: Duration) -> Result<(), RemoteError> {
+        if !matches!(self.host().privilege, Privilege::Sudo { .. }) {
+            return Ok(());
+        }
+        self.run_privileged(Needs::Root, "checking sudo", "true", timeout)
+            .await
+            .map(drop)
+    }
+
     /// Reads the file at `path` on the host; `Ok(None)` when it does not exist.
     pub async fn download(
         &self,
@@ -296,6 +457,80 @@ mod tests {
     fn sh_quote_survives_single_quotes() {
         assert_eq!(sh_quote("a'b"), r"'a'\''b'");
         assert_eq!(sh_quote("/opt/x y"), "'/opt/x y'");
+    }
+
+    fn sh_c(script: &str) -> (Option<i32>, String) {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn privileged_scripts_use_sudo_only_with_become() {
+        let mut host = Host::with_defaults("h", "192.0.2.1");
+        assert_eq!(
+            privileged(&host, Needs::Root, "tc qdisc show"),
+            "tc qdisc show"
+        );
+        host.privilege = Privilege::Sudo { user: None };
+        let root = privileged(&host, Needs::Root, "echo it's");
+        assert_eq!(
+            root,
+            r#"if [ "$(id -u)" = 0 ]; then sh -c 'echo it'\''s'; else sudo -n -- sh -c 'echo it'\''s'; fi"#
+        );
+        host.privilege = Privilege::Sudo {
+            user: Some("ops".into()),
+        };
+        let as_ops = privileged(&host, Needs::Root, "true");
+        assert!(as_ops.starts_with("if false;"), "{as_ops}");
+        assert!(
+            as_ops.contains("sudo -n -u 'ops' -- sh -c 'true'"),
+            "{as_ops}"
+        );
+        // Install dirs under $HOME need no sudo; others do (decided on the host).
+        host.install_dir = "/home/ops/soak".into();
+        let script = privileged(&host, Needs::InstallDir, "echo plain");
+        let (code, out) = sh_c(&format!("HOME=/home/ops; {script}"));
+        assert_eq!((code, out.as_str()), (Some(0), "plain\n"));
+        let (code, _) = sh_c(&format!("HOME=/elsewhere; PATH=/nonexistent; {script}"));
+        assert_eq!(
+            code,
+            Some(127),
+            "outside $HOME it went through (missing) sudo"
+        );
+    }
+
+    #[test]
+    fn sudo_refusals_are_recognised() {
+        let out = |code, stderr: &str| ExecOutput {
+            status: Some(code),
+            stdout: vec![],
+            stderr: stderr.as_bytes().to_vec(),
+        };
+        assert!(sudo_refusal(&out(1, "sudo: a password is required\n")).is_some());
+        assert!(sudo_refusal(&out(127, "sh: 1: sudo: not found\n")).is_some());
+        assert!(sudo_refusal(&out(1, "RTNETLINK answers: File exists\n")).is_none());
+        assert!(sudo_refusal(&out(0, "sudo: a password is required\n")).is_none());
+        let err = RemoteError::new(
+            "h2",
+            RemoteErrorKind::Privilege {
+                login: "deploy".into(),
+                detail: "sudo: a password is required".into(),
+            },
+        )
+        .to_string();
+        assert!(
+            err.starts_with("host `h2`: privileged steps need `sudo -n` as deploy")
+                && err.contains("NOPASSWD")
+                && err.contains("become = false"),
+            "{err}"
+        );
     }
 
     #[test]

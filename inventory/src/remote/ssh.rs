@@ -142,6 +142,14 @@ impl SshRemote {
         if let Some(key) = &host.ssh.key {
             builder.keyfile(key);
         }
+        // Without a config file ssh reads the user's ~/.ssh/config (jump hosts' own settings
+        // come from there, as with `ssh -J`).
+        if let Some(config) = &host.ssh.config_file {
+            builder.config_file(config);
+        }
+        if let Some(jump) = &host.ssh.proxy_jump {
+            builder.jump_hosts(jump.split(',').map(str::trim).filter(|j| !j.is_empty()));
+        }
         match host.ssh.host_key_checking {
             HostKeyChecking::Strict => {
                 builder.known_hosts_check(KnownHosts::Strict);

@@ -402,6 +402,11 @@ pub mod counters {
     pub const DM_BUSY: &str = "dm_busy_total";
     /// Direct messages that could not be sent: no usable connection.
     pub const DM_UNREACHABLE: &str = "dm_unreachable_total";
+    /// Datagrams the node's own impairments dropped (loss or partition, either direction): the
+    /// node-side evidence that an impairment took effect, like `tc -s qdisc` on a host.
+    pub const IMPAIRMENT_DROPPED: &str = "impairment_dropped_total";
+    /// Outgoing datagrams the node's own impairments held back (delay).
+    pub const IMPAIRMENT_DELAYED: &str = "impairment_delayed_total";
     /// Frames put on the bounded receive queue ("recv pump").
     pub const RECV_PUMP_PRODUCED: &str = "recv_pump_produced_total";
     /// Frames taken off the receive queue.

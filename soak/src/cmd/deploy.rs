@@ -16,7 +16,7 @@ use clap::Args;
 use comfy_table::{Table, presets};
 use soak_api::NodeInfo;
 use soak_inventory::node::{self, Apply, DeployRecord, NodeConfig, NodeLayout, Probe, RunMode};
-use soak_inventory::remote::{self, ConnectOptions, Remote};
+use soak_inventory::remote::{self, ConnectOptions, Elevated, Needs, Remote};
 use soak_inventory::{Host, Inventory};
 use soak_scenarios::NodeApi;
 use tokio::time::Instant;
@@ -364,7 +364,19 @@ async fn deploy_host(
     let remote = remote::connect(&host, &settings.connect)
         .await
         .map_err(|e| e.to_string())?;
-    let result = deploy_on(remote.as_ref(), fleet, payload, settings).await;
+    let result = match remote.check_privilege(COMMAND_TIMEOUT).await {
+        // With `become`, installs outside the login user's home go through `sudo -n`.
+        Ok(()) => {
+            deploy_on(
+                &Elevated::new(remote.as_ref(), Needs::InstallDir),
+                fleet,
+                payload,
+                settings,
+            )
+            .await
+        }
+        Err(e) => Err(e.to_string()),
+    };
     let _ = remote.close().await;
     result
 }
@@ -631,7 +643,7 @@ async fn host_status(host: Host, connect: &ConnectOptions) -> HostStatus {
         }
     };
     s.reachable = true;
-    if let Err(e) = status_on(remote.as_ref(), &mut s).await {
+    if let Err(e) = status_on(&Elevated::new(remote.as_ref(), Needs::InstallDir), &mut s).await {
         s.error = Some(e);
     }
     let _ = remote.close().await;
@@ -712,7 +724,8 @@ pub async fn stop(args: StopArgs) -> CliResult {
                 .await
                 .map_err(|e| e.to_string())?;
             let out = remote
-                .run(
+                .run_privileged(
+                    Needs::InstallDir,
                     "stopping soak-node",
                     &node::stop_script(&host),
                     COMMAND_TIMEOUT,
@@ -781,7 +794,12 @@ pub async fn logs(args: LogsArgs) -> CliResult {
         .await
         .map_err(|e| CliError::unavailable(e.to_string()))?;
     let out = remote
-        .exec(&node::logs_script(&host, args.lines), &[], COMMAND_TIMEOUT)
+        .exec_privileged(
+            Needs::InstallDir,
+            &node::logs_script(&host, args.lines),
+            &[],
+            COMMAND_TIMEOUT,
+        )
         .await;
     let _ = remote.close().await;
     let out = out.map_err(|e| CliError::unavailable(e.to_string()))?;

@@ -49,6 +49,14 @@ struct UpArgs {
     /// Number of hosts.
     #[arg(long, default_value_t = 3)]
     hosts: usize,
+    /// Hosts (e.g. `h2`) whose SSH user is the lab's non-root user with passwordless sudo
+    /// (`become = true` in the inventory). Creates that user on this machine; `down` removes it.
+    #[arg(long = "sudo-host", value_name = "HOST", value_delimiter = ',')]
+    sudo_hosts: Vec<String>,
+    /// Hosts (e.g. `h3`) reachable only through a bastion namespace (`proxy_jump` in the
+    /// inventory): the controller has no route to them.
+    #[arg(long = "behind-bastion", value_name = "HOST", value_delimiter = ',')]
+    bastion_hosts: Vec<String>,
     #[command(flatten)]
     place: WhereArgs,
     /// Print the lab state as JSON instead of a summary.
@@ -96,7 +104,10 @@ fn cli_error(err: LabError) -> CliError {
 
 fn up(args: UpArgs) -> CliResult {
     let name = lab::resolve_name(&args.place.dir, args.place.name.as_deref()).map_err(cli_error)?;
-    let layout = LabLayout::new(args.place.dir, name, args.hosts).map_err(cli_error)?;
+    let layout = LabLayout::new(args.place.dir, name, args.hosts)
+        .and_then(|l| l.with_sudo_hosts(&args.sudo_hosts))
+        .and_then(|l| l.with_bastion_hosts(&args.bastion_hosts))
+        .map_err(cli_error)?;
     let tools = lab::preflight(Need::Up).map_err(cli_error)?;
     let state = lab::up(&layout, &tools).map_err(|err| {
         let mut err = cli_error(err);
@@ -165,17 +176,26 @@ fn down(args: WhereArgs) -> CliResult {
     }
     let tools = lab::preflight(Need::Manage).map_err(cli_error)?;
     let report = lab::down(&args.dir, &name, &tools).map_err(cli_error)?;
-    if report.namespaces.is_empty() && !report.removed_dir && report.killed == 0 {
+    if report.namespaces.is_empty()
+        && !report.removed_dir
+        && report.killed == 0
+        && !report.removed_sudo_user
+    {
         println!("lab {name}: nothing to remove");
     } else {
         println!(
-            "lab {name} down: killed {} processes, deleted {} namespaces{}",
+            "lab {name} down: killed {} processes, deleted {} namespaces{}{}",
             report.killed,
             report.namespaces.len(),
             if report.removed_dir {
                 format!(", removed {}", args.dir.display())
             } else {
                 String::new()
+            },
+            if report.removed_sudo_user {
+                ", removed the lab's sudo user and its sudoers file"
+            } else {
+                ""
             }
         );
     }

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -15,6 +16,9 @@ use soak_gates::Profile;
 use soak_gates::model::{NodeRef, Observations, RunInfo};
 use soak_proofs::{MissingHost, ProofWriter, RunMeta};
 use soak_scenarios::fanout::FanoutConfig;
+use soak_scenarios::faults::schedule::{Schedule, schedule};
+use soak_scenarios::faults::spec::{FaultSpec, Permission};
+use soak_scenarios::faults::{Capabilities, catalog};
 use soak_scenarios::phase_a::PhaseAConfig;
 use soak_scenarios::{HttpNode, http_client};
 
@@ -26,7 +30,7 @@ use crate::runner::event::{FleetNode, RunEvent, RunStatus, now_ms};
 use crate::runner::proof::{ProofOutcome, ProofReporter};
 use crate::runner::reporter::{Dispatch, JsonLines, Progress};
 use crate::runner::signals::Signals;
-use crate::runner::{RunnerConfig, Workload, table};
+use crate::runner::{NodeDown, RunnerConfig, table};
 
 /// Format of the machine-readable event stream on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -64,7 +68,9 @@ pub struct RunArgs {
     /// has more than one, else none].
     #[arg(long, value_parser = parse_duration)]
     pub warmup: Option<Duration>,
-    /// Workloads run in every window, in order (`baseline`, `fanout_burst`).
+    /// Scenarios: workloads run in every window, in order (`baseline`, `fanout_burst`), and
+    /// built-in faults (`soak scenarios list`), each given its own window after the warm-up
+    /// and followed by a heal window.
     #[arg(
         long,
         value_delimiter = ',',
@@ -72,6 +78,27 @@ pub struct RunArgs {
         value_name = "NAMES"
     )]
     pub scenarios: Vec<String>,
+    /// Faults from a scenario file (TOML `[[fault]]` tables; `soak scenarios show NAME` prints
+    /// one to start from), scheduled after the `--scenarios` faults; copied into the proof.
+    #[arg(long, value_name = "PATH")]
+    pub scenario_file: Option<PathBuf>,
+    /// Allow faults that restart or stop node processes (restart_storm, stale_peer).
+    #[arg(long)]
+    pub allow_restart: bool,
+    /// Allow tc qdisc faults on hosts (netem delay/loss, tbf bandwidth; host fleets).
+    #[arg(long)]
+    pub allow_netem: bool,
+    /// Allow iptables partitions on hosts (host fleets).
+    #[arg(long)]
+    pub allow_iptables: bool,
+    /// Lease of every fault held by a node: renewed every third of it while the fault holds,
+    /// so faults lapse by themselves this long after `soak` dies.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub fault_lease: Duration,
+    /// Extra argument for every local node's `soak-node run` (repeatable), e.g.
+    /// `--node-arg=--idle-timeout-ms=10000`.
+    #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
     /// Built-in gate profile to judge with (`broad-launch`, `limited-production`).
     #[arg(long, default_value = "broad-launch", value_name = "NAME")]
     pub gate: String,
@@ -141,7 +168,20 @@ pub struct RunPlan {
     /// Sampler period, milliseconds.
     pub sample_interval_ms: u64,
     /// Workloads per window.
-    pub workloads: Vec<Workload>,
+    pub workloads: Vec<String>,
+    /// Faults (built-in and from the scenario file), as scheduled.
+    pub schedule: Schedule,
+    /// The scenario file as given, when one was.
+    pub scenario_file: Option<PathBuf>,
+    /// The scenario file's text (copied into the proof).
+    #[serde(skip)]
+    pub scenario_text: Option<String>,
+    /// Opt-ins granted.
+    pub allow: Vec<Permission>,
+    /// Fault lease, milliseconds.
+    pub fault_lease_ms: u64,
+    /// Extra node arguments (local mesh).
+    pub node_args: Vec<String>,
     /// Gate: built-in name or file.
     pub gate: GateChoice,
     /// Proof directory as given.
@@ -247,24 +287,69 @@ impl RunArgs {
                 "--sample-interval must be between 100ms and the window length (--interval)",
             ));
         }
-        let mut workloads = Vec::new();
+        let mut workloads: Vec<String> = Vec::new();
+        let mut faults: Vec<FaultSpec> = Vec::new();
         for name in &self.scenarios {
             let name = name.trim();
-            let workload = Workload::parse(name).ok_or_else(|| {
-                CliError::usage(format!(
-                    "unknown scenario `{name}` (known: {})",
-                    Workload::ALL.map(Workload::name).join(", ")
-                ))
-            })?;
-            if workloads.contains(&workload) {
+            if workloads.iter().any(|w| w == name) || faults.iter().any(|f| f.name == name) {
                 return Err(CliError::usage(format!(
                     "scenario `{name}` is listed twice"
                 )));
             }
-            workloads.push(workload);
+            if catalog::WORKLOADS.iter().any(|(w, _)| *w == name) {
+                workloads.push(name.to_owned());
+            } else if catalog::text(name).is_some() {
+                faults.push(catalog::builtin(name).map_err(CliError::usage)?);
+            } else {
+                return Err(CliError::usage(format!(
+                    "unknown scenario `{name}` (workloads: {}; faults: {}; see `soak scenarios list`)",
+                    catalog::WORKLOADS
+                        .iter()
+                        .map(|(w, _)| *w)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    catalog::names().collect::<Vec<_>>().join(", ")
+                )));
+            }
         }
-        if workloads.is_empty() {
+        let scenario_text = match &self.scenario_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    CliError::usage(format!(
+                        "cannot read scenario file {}: {err}",
+                        path.display()
+                    ))
+                })?;
+                faults.extend(
+                    catalog::parse_file(&text, &path.display().to_string())
+                        .map_err(CliError::usage)?,
+                );
+                Some(text)
+            }
+            None => None,
+        };
+        if workloads.is_empty() && faults.is_empty() {
             return Err(CliError::usage("--scenarios lists no scenario"));
+        }
+        let schedule = schedule(&faults, windows, warmup_windows).map_err(CliError::usage)?;
+        let mut allow = Vec::new();
+        for (flag, permission) in [
+            (self.allow_restart, Permission::Restart),
+            (self.allow_netem, Permission::Netem),
+            (self.allow_iptables, Permission::Iptables),
+        ] {
+            if flag {
+                allow.push(permission);
+            }
+        }
+        if self.fault_lease < Duration::from_secs(1) || self.fault_lease > Duration::from_secs(3600)
+        {
+            return Err(CliError::usage("--fault-lease must be between 1s and 1h"));
+        }
+        if !self.node_args.is_empty() && self.inventory.is_some() {
+            return Err(CliError::usage(
+                "--node-arg applies to the local mesh; set node options in the inventory",
+            ));
         }
         if self.label.trim().is_empty() {
             return Err(CliError::usage("--label must not be empty"));
@@ -307,6 +392,12 @@ impl RunArgs {
             interval_ms: millis(self.interval),
             sample_interval_ms: millis(self.sample_interval),
             workloads,
+            schedule,
+            scenario_file: self.scenario_file.clone(),
+            scenario_text,
+            allow,
+            fault_lease_ms: millis(self.fault_lease),
+            node_args: self.node_args.clone(),
             gate,
             proof_dir: self.proof_dir.clone(),
             seed: self.seed.unwrap_or_else(rand::random),
@@ -412,18 +503,33 @@ pub async fn execute(args: RunArgs) -> CliResult {
         inventory_digest,
         gate: profile.name().to_owned(),
         gate_source: gate_source.or_else(|| Some(profile.source().to_owned())),
-        scenarios: plan.workloads.iter().map(|w| w.name().to_owned()).collect(),
+        scenarios: plan
+            .workloads
+            .iter()
+            .cloned()
+            .chain(plan.schedule.faults().map(|f| f.instance.clone()))
+            .collect(),
         sample_interval_ms: plan.sample_interval_ms,
         nodes: Vec::new(),
         config: serde_json::to_value(&plan).unwrap_or(serde_json::Value::Null),
         coverage: None,
+        command: Some(std::env::args().collect()),
+        seed: Some(plan.seed),
     };
+    // Kept for the end summary (the command line and seed); the writer owns the original.
+    let summary_meta = meta.clone();
     let writer = ProofWriter::create(&proof_dir, meta).map_err(|err| match err.kind {
         // The directory could not be written (permissions, disk): infrastructure.
         soak_proofs::ErrorKind::Io(_) => CliError::unavailable(format!("{err}: {}", err.kind)),
         // It exists and is not empty, or similar: the user picked the wrong place.
         _ => CliError::usage(format!("{err}: {}", err.kind)),
     })?;
+    let mut writer = writer;
+    if let Some(text) = &plan.scenario_text {
+        writer
+            .write_fault_file(soak_proofs::format::SCENARIO_FILE, text.as_bytes())
+            .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
+    }
     let proof_path = writer.dir().to_owned();
 
     let progress = Progress::new();
@@ -468,6 +574,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
                 data_root: data_root.clone(),
                 start_timeout: Duration::from_millis(plan.start_timeout_ms),
                 client: client.clone(),
+                extra_args: plan.node_args.clone(),
             };
             let say = |line: &str| progress.line(line);
             tokio::select! {
@@ -480,7 +587,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
         }
     };
     dispatch.add(Box::new(progress));
-    let fleet = match fleet {
+    let mut fleet = match fleet {
         Ok(fleet) => fleet,
         Err(err) => {
             let status = if err.exit == Exit::Interrupted {
@@ -552,6 +659,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
         .map(|e| HttpNode::new(e, client.clone()))
         .collect();
 
+    let (control, down, capabilities) = runner_fleet(&mut fleet, &plan);
     let config = RunnerConfig {
         run_id: run_id.clone(),
         proof_dir: proof_path.display().to_string(),
@@ -573,8 +681,18 @@ pub async fn execute(args: RunArgs) -> CliResult {
         burst_publishers: plan.burst_publishers,
         seed: plan.seed,
         inventory_hosts: coverage.as_ref().map(|c| c.inventory_hosts),
+        schedule: plan.schedule.clone(),
+        capabilities,
+        fault_lease: Duration::from_millis(plan.fault_lease_ms),
+        request_timeout: Duration::from_millis(plan.request_timeout_ms),
+        profile: Some(profile.clone()),
     };
-    let report = crate::runner::run(config, nodes, &mut dispatch, &mut signals).await;
+    let runner_fleet = crate::runner::Fleet {
+        nodes,
+        control,
+        down,
+    };
+    let report = crate::runner::run(config, runner_fleet, &mut dispatch, &mut signals).await;
 
     // Final samples are in; stop every node before sealing the proof, so nothing outlives the
     // run even if writing the proof fails.
@@ -595,12 +713,14 @@ pub async fn execute(args: RunArgs) -> CliResult {
     .await?;
     let _ = std::fs::remove_dir_all(&data_root);
 
+    let summary = table::end_summary(&summary_meta, report.status, &verdict, &report.observations);
     let rendered = table::render(
         &verdict,
         &report.observations,
         &proof_path,
         report.status,
         coverage.as_ref(),
+        &summary,
     );
     // A closed stdout/stderr (e.g. piped into `head`) must not turn a judged run into a panic.
     let _ = if table_to_stderr {
@@ -619,6 +739,63 @@ pub async fn execute(args: RunArgs) -> CliResult {
         soak_gates::Outcome::NoGo => Exit::NoGo,
         soak_gates::Outcome::Unknown => Exit::Unknown,
     })
+}
+
+/// What the runner gets from the fleet besides the admin API handles: process control, the
+/// supervisor's reports of nodes that stop on their own, and what the nemesis may do here.
+fn runner_fleet(
+    fleet: &mut Fleet,
+    plan: &RunPlan,
+) -> (
+    Arc<dyn soak_scenarios::faults::control::NodeControl>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<NodeDown>>,
+    Capabilities,
+) {
+    let host_faults = "host faults (tc, iptables) need a host fleet (-i INVENTORY) with the host                        backends"
+        .to_owned();
+    match fleet {
+        Fleet::Local(mesh) => {
+            let mut exits = mesh.supervise();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                while let Some(exit) = exits.recv().await {
+                    let down = NodeDown {
+                        node: exit.node.clone(),
+                        pid: Some(exit.pid),
+                        cause: exit.describe(),
+                        at_ms: exit.at_ms,
+                    };
+                    if tx.send(down).is_err() {
+                        return;
+                    }
+                }
+            });
+            (
+                mesh.control(),
+                Some(rx),
+                Capabilities {
+                    allowed: plan.allow.clone(),
+                    process_unavailable: None,
+                    tc_unavailable: Some(host_faults.clone()),
+                    iptables_unavailable: Some(host_faults),
+                },
+            )
+        }
+        Fleet::Remote(_) => {
+            let reason = "restarts and pauses over SSH need the host-fault backends, not in this                           build"
+                .to_owned();
+            (
+                Arc::new(soak_scenarios::faults::control::NoControl(reason.clone())),
+                None,
+                Capabilities {
+                    allowed: plan.allow.clone(),
+                    process_unavailable: Some(reason.clone()),
+                    tc_unavailable: Some(reason.clone()),
+                    iptables_unavailable: Some(reason),
+                },
+            )
+        }
+    }
 }
 
 /// The `FleetCoverage` event of an inventory run that reached `reached` hosts and left out
@@ -642,6 +819,7 @@ fn empty_observations(run_id: &str, sample_interval_ms: u64, nodes: &[NodeRef]) 
         },
         samples: nodes.iter().map(|n| (n.name.clone(), Vec::new())).collect(),
         windows: Vec::new(),
+        residue: Vec::new(),
     }
 }
 
@@ -725,10 +903,8 @@ mod tests {
         assert_eq!(plan.nodes, 6);
         assert_eq!(plan.windows, 4);
         assert_eq!(plan.warmup_windows, 1);
-        assert_eq!(
-            plan.workloads,
-            vec![Workload::Baseline, Workload::FanoutBurst]
-        );
+        assert_eq!(plan.workloads, vec!["baseline", "fanout_burst"]);
+        assert_eq!(plan.schedule.faults().count(), 0);
         assert_eq!(plan.gate, GateChoice::Builtin("broad-launch".into()));
     }
 

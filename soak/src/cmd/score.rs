@@ -1,14 +1,17 @@
 //! `soak score`: re-judge a stored proof directory with a gate profile.
 //!
 //! Step one validates what the user typed (gate name or gate file, touching no proof); step two
-//! reads the proof, evaluates, prints the verdict table and optionally writes the re-scored
-//! verdict and summaries to `--out`. Exit code: the verdict (GO 0, NO-GO 1, UNKNOWN 2); bad
+//! reads the proof, evaluates, prints the verdict tables and the end summary, and optionally
+//! writes the re-scored verdict and every rendered file (report and JUnit included) to `--out`. Exit code: the verdict (GO 0, NO-GO 1, UNKNOWN 2); bad
 //! input 64.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use soak_gates::{Outcome, Profile, Verdict, evaluate};
+use soak_proofs::faults::FaultJournal;
+use soak_proofs::render::{Evidence, SampleSource};
+use soak_proofs::summary::{EndSummary, Totals};
 use soak_proofs::{Proof, render};
 
 use crate::exit::{CliError, CliResult, Exit};
@@ -26,7 +29,8 @@ pub struct ScoreArgs {
     /// Gate profile TOML file (see docs/gates.md).
     #[arg(long, value_name = "FILE")]
     pub gate_file: Option<PathBuf>,
-    /// Write the re-scored verdict.json, summary.md, summary.csv and timeline.csv here.
+    /// Write the re-scored verdict.json, summary.md, summary.csv, windows.csv, timeline.csv,
+    /// junit.xml and report.html here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the verdict as JSON instead of tables.
@@ -58,17 +62,37 @@ pub async fn execute(args: ScoreArgs) -> CliResult {
         None => stored_gate(&proof)?,
     };
     let verdict = evaluate(&proof.observations, &profile);
+    let faults = FaultJournal::read(&proof.dir);
+    let evidence = Evidence {
+        meta: &proof.meta,
+        status: proof.status(),
+        windows: &proof.observations.windows,
+        samples: SampleSource::Memory(&proof.observations.samples),
+        faults: &faults,
+        notes: &proof.warnings,
+    };
     if args.json {
         let text = render::verdict_json(&verdict)
             .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
         print!("{text}");
     } else {
-        print_tables(&proof, &verdict);
+        let summary = EndSummary::new(
+            &proof.meta,
+            proof.status(),
+            &verdict,
+            &proof.observations.windows,
+            Totals::of_samples(
+                &proof.observations.samples,
+                &proof.observations.windows,
+                proof.meta.sample_interval_ms,
+            ),
+        );
+        print_tables(&proof, &verdict, &summary);
     }
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)
             .map_err(|err| CliError::usage(format!("failed to create {}: {err}", out.display())))?;
-        render::write_report(out, &proof.meta, proof.status(), &verdict)
+        render::write_report(out, &evidence, &verdict)
             .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
         if !args.json {
             println!(
@@ -100,7 +124,7 @@ fn stored_gate(proof: &Proof) -> Result<Profile, CliError> {
 
 /// The same tables `soak run` prints at its end (one renderer for both), under a header naming
 /// the proof.
-fn print_tables(proof: &Proof, verdict: &Verdict) {
+fn print_tables(proof: &Proof, verdict: &Verdict, summary: &EndSummary) {
     let status = if proof.is_complete() {
         proof.status().as_str().to_string()
     } else {
@@ -121,6 +145,7 @@ fn print_tables(proof: &Proof, verdict: &Verdict) {
         Some(bars) => println!("\n{bars}"),
         None => println!("\nevery bar holds"),
     }
+    print!("\n{}", summary.text());
     if let Some(coverage) = proof.meta.coverage.as_ref().filter(|c| c.is_partial()) {
         println!(
             "PARTIAL FLEET: the verdict covers {}; it says nothing about the hosts left out",

@@ -16,7 +16,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use soak_api::NodeInfo;
 use soak_inventory::node;
-use soak_inventory::remote::{self, ConnectOptions, Remote, RemoteError, RemoteErrorKind};
+use soak_inventory::remote::{
+    self, ConnectOptions, Elevated, Needs, Remote, RemoteError, RemoteErrorKind,
+};
 use soak_inventory::{Host, Inventory};
 use soak_scenarios::{HttpNode, NodeApi, NodeEndpoint, http_client};
 use tokio::time::Instant;
@@ -348,7 +350,8 @@ async fn attach(host: Host, options: &RemoteFleetOptions) -> Result<RemoteNode, 
     let remote = remote::connect(&host, &options.connect)
         .await
         .map_err(|e| e.to_string())?;
-    match attach_on(remote.as_ref(), options).await {
+    // Reading the token of an install made with `become` needs the same privilege.
+    match attach_on(&Elevated::new(remote.as_ref(), Needs::InstallDir), options).await {
         Ok((endpoint, build)) => Ok(RemoteNode {
             remote,
             endpoint,

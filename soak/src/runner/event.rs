@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 use soak_gates::Verdict;
-use soak_gates::model::{FanoutResult, NodeRef, Sample, ScenarioRecord, WindowRecord};
+use soak_gates::model::{FanoutResult, NodeRef, Residue, Sample, ScenarioRecord, WindowRecord};
+use soak_scenarios::faults::journal::JournalEntry;
 
 use soak_proofs::{FleetCoverage, MissingHost};
 
@@ -47,6 +48,52 @@ pub struct PhaseASummary {
     pub wall_ms: u64,
     /// Up to a few failed pairs, `from→to: why`.
     pub failures: Vec<String>,
+}
+
+/// A window's verdict for the live views.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowBrief {
+    /// `GO`, `NO-GO` or `UNKNOWN`.
+    pub verdict: String,
+    /// Worst verdict of the windows so far (soak-level bars are judged at the end).
+    pub so_far: String,
+    /// Bars of the window that are not GO.
+    pub bars: Vec<BarBrief>,
+}
+
+/// One bar that is not GO.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BarBrief {
+    /// Bar id.
+    pub bar: String,
+    /// Its verdict.
+    pub verdict: String,
+    /// Why.
+    pub reason: String,
+    /// Nodes it names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+}
+
+/// A scheduled fault as the run resolved it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedFault {
+    /// Instance (`partition_halves@w3`).
+    pub instance: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Kind.
+    pub kind: String,
+    /// Window.
+    pub window: u32,
+    /// Target nodes.
+    pub targets: Vec<String>,
+    /// Backend, when it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Why it will be SKIPPED, when it will.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// One node of the fleet as the run reached it (no secrets: the token stays out).
@@ -151,10 +198,45 @@ pub enum RunEvent {
         /// One sample per node name.
         samples: Vec<(String, Sample)>,
     },
-    /// A window ended; its full record.
+    /// A window ended (and its closing samples are in); its full record and, when the gate
+    /// is known, its verdict.
     WindowEnded {
         /// The record (stored in the proof and judged).
         record: WindowRecord,
+        /// The window's own verdict and its bars that are not GO (the soak-level adaptive
+        /// policy is judged at the end).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verdict: Option<WindowBrief>,
+    },
+    /// The run's fault schedule, resolved (targets from selectors and the seed; backends, or
+    /// why a fault will be skipped).
+    FaultSchedule {
+        /// Every scheduled fault.
+        faults: Vec<PlannedFault>,
+    },
+    /// One fault journal line (also in `faults/journal.jsonl`).
+    Fault {
+        /// The line.
+        entry: JournalEntry,
+    },
+    /// The residue sweep before the first window and the audit after the last.
+    FaultResidue {
+        /// Objects of earlier runs found and removed before this run.
+        swept: Vec<Residue>,
+        /// Objects of this run found after its teardown (any is NO-GO).
+        found: Vec<Residue>,
+    },
+    /// A node stopped on its own (not stopped by `soak`), with its cause.
+    NodeDown {
+        /// Node name.
+        node: String,
+        /// Its pid, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        /// One line: "node-2 (pid 1234) exited on signal 9 (SIGKILL)".
+        cause: String,
+        /// Unix ms.
+        at_ms: u64,
     },
     /// Something went wrong that did not stop the run.
     Error {

@@ -1,11 +1,19 @@
-//! The runner: drives windows of workloads over a fleet while a continuous sampler reads every
-//! node's diagnostics, and turns everything that happens into one ordered event stream.
+//! The runner: drives windows of scenarios (workloads and faults) over a fleet while a
+//! continuous sampler reads every node's diagnostics, and turns everything that happens into one
+//! ordered event stream.
 //!
 //! The dispatcher loop ([`run`]) is the only owner of run state. It merges signals, timers
-//! (sampler ticks, window deadlines) and worker results (sample rounds, workloads) with
-//! `tokio::select!`, and hands every [`event::RunEvent`] to the reporters in [`Dispatch`].
-//! Workers never share mutable state with it: they send messages. The runner sees only
-//! [`NodeApi`] handles, so the same code drives a local mesh, an SSH fleet or the lab.
+//! (sampler ticks, window deadlines), worker results (per-node samples, scenario reports, fault
+//! journal lines) and fleet supervision with `tokio::select!`, and hands every
+//! [`event::RunEvent`] to the reporters in [`Dispatch`]. Workers never share run state with it:
+//! they send messages. The runner sees only [`NodeApi`] handles and a
+//! [`NodeControl`](soak_scenarios::faults::control::NodeControl), so the same code drives a
+//! local mesh, an SSH fleet or the lab.
+//!
+//! Faults are applied inside the (abortable) window tasks but registered in a
+//! [`FaultRegistry`] the runner owns: on every way out — the last window, an error, a panic or
+//! timeout of a window task, SIGINT, SIGTERM — the teardown reverts and checks whatever is
+//! still held, outside the worker set, bounded in time, and a second signal does not skip it.
 
 pub mod event;
 pub mod proof;
@@ -14,56 +22,40 @@ pub mod sampler;
 pub mod signals;
 pub mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::seq::index::sample as sample_indices;
 use rand::{RngCore, SeedableRng};
 use soak_gates::model::{
-    FanoutResult, NodeRef, Observations, PhaseAResult, RunInfo, ScenarioRecord, ScenarioStatus,
-    WindowRecord,
+    FanoutResult, NodeRef, Observations, PhaseAResult, Residue, RunInfo, Sample, ScenarioRecord,
+    ScenarioStatus, WindowRecord,
 };
+use soak_gates::{Outcome, Profile};
 use soak_scenarios::NodeApi;
-use soak_scenarios::fanout::{FanoutConfig, FanoutOutcome, run_fanout};
-use soak_scenarios::phase_a::{PhaseA, PhaseAConfig};
-use tokio::sync::mpsc;
+use soak_scenarios::fanout::FanoutConfig;
+use soak_scenarios::faults::control::NodeControl;
+use soak_scenarios::faults::journal::{Journal, JournalEntry, Step};
+use soak_scenarios::faults::nemesis::{ActiveFault, FaultCtx, FaultRegistry};
+use soak_scenarios::faults::schedule::Schedule;
+use soak_scenarios::faults::spec::FaultKind;
+use soak_scenarios::faults::{self, Capabilities};
+use soak_scenarios::phase_a::PhaseAConfig;
+use soak_scenarios::pipeline::{self, ScenarioReport, WindowCx, WindowPlan, Workload};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use self::event::{PhaseASummary, RunEvent, RunStatus, now_ms};
+use self::event::{
+    BarBrief, PhaseASummary, PlannedFault, RunEvent, RunStatus, WindowBrief, now_ms,
+};
 use self::reporter::Dispatch;
-use self::sampler::{SampleRound, sample_round};
+use self::sampler::{NodeSampler, SampleRequest};
 use self::signals::Signals;
-
-/// A workload the runner can drive in every window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Workload {
-    /// Phase A: the all-pairs acknowledged DM matrix.
-    Baseline,
-    /// A pub/sub burst.
-    FanoutBurst,
-}
-
-impl Workload {
-    /// Every workload, by its `--scenarios` name.
-    pub const ALL: [Workload; 2] = [Workload::Baseline, Workload::FanoutBurst];
-
-    /// The `--scenarios` name (also the scenario name in the proof).
-    pub fn name(self) -> &'static str {
-        match self {
-            Workload::Baseline => "baseline",
-            Workload::FanoutBurst => "fanout_burst",
-        }
-    }
-
-    /// Parses a `--scenarios` name.
-    pub fn parse(name: &str) -> Option<Workload> {
-        Workload::ALL.into_iter().find(|w| w.name() == name)
-    }
-}
 
 /// Everything the runner needs to know, resolved and validated.
 #[derive(Debug, Clone)]
@@ -80,18 +72,28 @@ pub struct RunnerConfig {
     pub interval: Duration,
     /// Sampler period.
     pub sample_interval: Duration,
-    /// Workloads run in each window, in this order.
-    pub workloads: Vec<Workload>,
+    /// Workloads run in each window, in this order (`baseline`, `fanout_burst`).
+    pub workloads: Vec<String>,
     /// Phase A settings.
     pub phase_a: PhaseAConfig,
     /// Fanout settings.
     pub fanout: FanoutConfig,
     /// Publishers per burst.
     pub burst_publishers: usize,
-    /// Seed for the run's random choices (which nodes publish).
+    /// Seed for the run's random choices (publishers, fault targets).
     pub seed: u64,
     /// Hosts the inventory lists (inventory runs only): lets the gates see a partial fleet.
     pub inventory_hosts: Option<usize>,
+    /// Which fault holds in which window.
+    pub schedule: Schedule,
+    /// What the fleet and the user's flags allow the nemesis.
+    pub capabilities: Capabilities,
+    /// Lease of node-held faults.
+    pub fault_lease: Duration,
+    /// Timeout of admin API requests (the sampler's per-request bound).
+    pub request_timeout: Duration,
+    /// The gate, for live window verdicts (the final verdict is judged by the caller).
+    pub profile: Option<Profile>,
 }
 
 /// What a run produced.
@@ -103,23 +105,45 @@ pub struct RunReport {
     pub observations: Observations,
 }
 
+/// A node that stopped on its own, as the fleet's supervisor saw it.
+#[derive(Debug, Clone)]
+pub struct NodeDown {
+    /// Node name.
+    pub node: String,
+    /// Its pid, when known.
+    pub pid: Option<u32>,
+    /// One line with the cause.
+    pub cause: String,
+    /// Unix ms.
+    pub at_ms: u64,
+}
+
 /// Messages from workers to the dispatcher loop.
 enum WorkerMsg {
-    Samples(SampleRound),
-    PhaseA {
-        window: u32,
-        result: PhaseAResult,
-        state: PhaseA,
-        wall: Duration,
-    },
-    Fanout {
-        window: u32,
-        outcome: FanoutOutcome,
-        publishers: Vec<String>,
-    },
-    WorkloadsDone {
-        window: u32,
-    },
+    Sample { node: usize, sample: Sample },
+    Report(Box<ScenarioReport>),
+    WindowDone { window: u32 },
+    Journal(Box<JournalEntry>, oneshot::Sender<Result<(), String>>),
+}
+
+/// The fault journal as the workers see it: a line goes to the dispatcher loop, which writes
+/// it (proof first) and acknowledges; the step acts only after the acknowledgement.
+struct ChannelJournal(mpsc::UnboundedSender<WorkerMsg>);
+
+impl Journal for ChannelJournal {
+    fn record(
+        &self,
+        entry: JournalEntry,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            let (ack, done) = oneshot::channel();
+            self.0
+                .send(WorkerMsg::Journal(Box::new(entry), ack))
+                .map_err(|_| "the run is over".to_owned())?;
+            done.await
+                .map_err(|_| "the run stopped before the line was written".to_owned())?
+        })
+    }
 }
 
 /// What the current window has gathered so far.
@@ -130,27 +154,35 @@ struct WindowAcc {
     phase_a: Option<PhaseAResult>,
     fanout: Option<FanoutResult>,
     scenarios: Vec<ScenarioRecord>,
-    workloads_done: bool,
+    done: bool,
 }
 
 impl WindowAcc {
-    fn into_record(
-        mut self,
-        end_ms: u64,
-        warmup_windows: u32,
-        planned: &[Workload],
-    ) -> WindowRecord {
-        // A workload that never reported (interrupted) is recorded as skipped, never passed.
-        for workload in planned {
-            if !self.scenarios.iter().any(|s| s.name == workload.name()) {
+    fn new(index: u32, start_ms: u64, deadline: tokio::time::Instant) -> Self {
+        WindowAcc {
+            index,
+            start_ms,
+            deadline,
+            phase_a: None,
+            fanout: None,
+            scenarios: Vec::new(),
+            done: false,
+        }
+    }
+
+    fn into_record(mut self, end_ms: u64, warmup_windows: u32, planned: &[String]) -> WindowRecord {
+        // A scenario that never reported (interrupted) is recorded as skipped, never passed.
+        for name in planned {
+            if !self.scenarios.iter().any(|s| &s.name == name) {
                 self.scenarios.push(ScenarioRecord {
-                    name: workload.name().to_owned(),
+                    name: name.clone(),
                     status: ScenarioStatus::Skipped {
                         reason: "interrupted before it finished".to_owned(),
                     },
                     targets: Vec::new(),
                     exemptions: Vec::new(),
                     recovery: None,
+                    fault: None,
                 });
             }
         }
@@ -194,14 +226,312 @@ pub fn summarize_phase_a(result: &PhaseAResult, wall: Duration) -> PhaseASummary
     }
 }
 
-/// Runs every window over `nodes`, emitting events to `out`, until done or interrupted.
+/// How long the teardown may take to revert and check every fault still held.
+const TEARDOWN_BUDGET: Duration = Duration::from_secs(90);
+/// A window task (workloads and faults, with their own deadlines) that runs longer than its
+/// interval plus this is abandoned: its faults are reverted and the window recorded as is.
+const WINDOW_OVERRUN: Duration = Duration::from_secs(300);
+
+/// The per-window plans of the run's faults: targets resolved from selectors and the seed,
+/// backends chosen, or the reason each will be SKIPPED.
+struct FaultPlans<A> {
+    active: BTreeMap<u32, Vec<Arc<ActiveFault<A>>>>,
+    skipped: BTreeMap<u32, Vec<(ScenarioRecord, JournalEntry)>>,
+    planned: Vec<PlannedFault>,
+}
+
+fn plan_faults<A: NodeApi + 'static>(
+    config: &RunnerConfig,
+    nodes: &[A],
+    tag: &str,
+) -> FaultPlans<A> {
+    let names: Vec<String> = nodes.iter().map(|n| n.name().to_owned()).collect();
+    let mut plans = FaultPlans {
+        active: BTreeMap::new(),
+        skipped: BTreeMap::new(),
+        planned: Vec::new(),
+    };
+    for (k, scheduled) in config.schedule.faults().enumerate() {
+        let spec = &scheduled.spec;
+        // Each fault gets its own stream of the run's seed, so adding a fault never changes
+        // the targets of another.
+        let seed = config.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(k as u64 + 1));
+        let resolved = if spec.kind == FaultKind::Idle {
+            Ok(faults::select::Targets {
+                selector: "none".into(),
+                nodes: Vec::new(),
+                a: Vec::new(),
+                b: Vec::new(),
+                one_way: false,
+            })
+        } else {
+            faults::select::resolve(&spec.targets, &names, seed).map_err(|e| e.to_string())
+        };
+        let choice = resolved.and_then(|targets| {
+            let backend = faults::choose_backend(spec, &config.capabilities)?;
+            let prefix = format!("{tag}.w{}.{k}", scheduled.window);
+            let fault = faults::make::<A>(spec, &targets, backend, prefix)?;
+            Ok((targets, backend, fault))
+        });
+        match choice {
+            Ok((targets, backend, fault)) => {
+                plans.planned.push(PlannedFault {
+                    instance: scheduled.instance.clone(),
+                    scenario: spec.name.clone(),
+                    kind: spec.kind.as_str().to_owned(),
+                    window: scheduled.window,
+                    targets: targets.nodes.clone(),
+                    backend: Some(backend.as_str().to_owned()),
+                    skipped: None,
+                });
+                let active = Arc::new(ActiveFault::new(
+                    scheduled.clone(),
+                    targets,
+                    names.clone(),
+                    backend,
+                    fault,
+                ));
+                plans
+                    .active
+                    .entry(scheduled.window)
+                    .or_default()
+                    .push(active);
+            }
+            Err(reason) => {
+                plans.planned.push(PlannedFault {
+                    instance: scheduled.instance.clone(),
+                    scenario: spec.name.clone(),
+                    kind: spec.kind.as_str().to_owned(),
+                    window: scheduled.window,
+                    targets: Vec::new(),
+                    backend: None,
+                    skipped: Some(reason.clone()),
+                });
+                let record = ScenarioRecord {
+                    name: spec.name.clone(),
+                    status: ScenarioStatus::Skipped {
+                        reason: reason.clone(),
+                    },
+                    targets: Vec::new(),
+                    exemptions: Vec::new(),
+                    recovery: None,
+                    fault: None,
+                };
+                let entry = JournalEntry {
+                    fault: scheduled.instance.clone(),
+                    scenario: spec.name.clone(),
+                    kind: spec.kind.as_str().to_owned(),
+                    backend: String::new(),
+                    window: scheduled.window,
+                    targets: Vec::new(),
+                    step: Step::Skipped,
+                    of: None,
+                    at_ms: 0,
+                    evidence: serde_json::Value::Null,
+                    detail: reason,
+                };
+                plans
+                    .skipped
+                    .entry(scheduled.window)
+                    .or_default()
+                    .push((record, entry));
+            }
+        }
+    }
+    plans
+}
+
+/// Short, stable tag of a run for the ids of everything its faults create on nodes.
+fn run_tag(run_id: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(run_id.as_bytes());
+    format!("soak.{}", hex::encode(&digest[..4]))
+}
+
+/// Impairments of earlier soak runs still held by the fleet's nodes (ids `soak.*` not of this
+/// run): removed before the first window and reported.
+async fn sweep_impairments<A: NodeApi>(nodes: &[A], tag: &str) -> Vec<Residue> {
+    let mut swept = Vec::new();
+    for node in nodes {
+        let Ok(list) = node.impairments().await else {
+            continue;
+        };
+        for imp in list {
+            let Some(id) = imp.id.clone() else { continue };
+            if id.starts_with("soak.") && !id.starts_with(tag) {
+                let removed = node.remove_impairment(&id).await.is_ok();
+                swept.push(Residue {
+                    node: node.name().to_owned(),
+                    object: format!("impairment {id}"),
+                    detail: if removed {
+                        "left by an earlier run; removed before this run".into()
+                    } else {
+                        "left by an earlier run; could not be removed".into()
+                    },
+                    unverified: !removed,
+                });
+            }
+        }
+    }
+    swept
+}
+
+/// Impairments of this run still held after the teardown (any is a fault residue), or nodes
+/// whose impairments could not be listed (unverified).
+async fn audit_impairments<A: NodeApi>(nodes: &[A], tag: &str) -> Vec<Residue> {
+    let lists = futures::future::join_all(nodes.iter().map(|n| n.impairments())).await;
+    let mut found = Vec::new();
+    for (node, list) in nodes.iter().zip(lists) {
+        match list {
+            Ok(list) => found.extend(
+                list.into_iter()
+                    .filter_map(|i| i.id)
+                    .filter(|id| id.starts_with(tag))
+                    .map(|id| Residue {
+                        node: node.name().to_owned(),
+                        object: format!("impairment {id}"),
+                        detail: "still held after the teardown".into(),
+                        unverified: false,
+                    }),
+            ),
+            Err(err) => found.push(Residue {
+                node: node.name().to_owned(),
+                object: "impairments".into(),
+                detail: format!("could not be listed after the run: {err}"),
+                unverified: true,
+            }),
+        }
+    }
+    found
+}
+
+/// Pending sample rounds: one slot per node per stamp, emitted in stamp order once complete.
+struct Rounds {
+    nodes: Vec<String>,
+    pending: BTreeMap<u64, Vec<Option<Sample>>>,
+}
+
+impl Rounds {
+    fn open(&mut self, at_ms: u64) {
+        let n = self.nodes.len();
+        self.pending.entry(at_ms).or_insert_with(|| vec![None; n]);
+    }
+
+    fn fill(&mut self, node: usize, sample: Sample) {
+        if let Some(slot) = self
+            .pending
+            .get_mut(&sample.at_ms)
+            .and_then(|round| round.get_mut(node))
+        {
+            *slot = Some(sample);
+        }
+    }
+
+    /// Complete rounds at the front, in stamp order.
+    fn ready(&mut self) -> Vec<(u64, Vec<(String, Sample)>)> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().iter().any(Option::is_none) {
+                break;
+            }
+            let (at, round) = entry.remove_entry();
+            let samples = self
+                .nodes
+                .iter()
+                .cloned()
+                .zip(round.into_iter().flatten())
+                .collect();
+            out.push((at, samples));
+        }
+        out
+    }
+}
+
+/// The window's own verdict from the observations so far (its samples and record); the
+/// soak-level adaptive policy is left to the final judgement.
+fn live_verdict(
+    profile: &Profile,
+    observations: &Observations,
+    record: &WindowRecord,
+    so_far: &mut Outcome,
+) -> WindowBrief {
+    let margin = observations
+        .run
+        .sample_interval_ms
+        .saturating_mul(10)
+        .max(30_000);
+    let from = record.start_ms.saturating_sub(margin);
+    let window_obs = Observations {
+        run: observations.run.clone(),
+        samples: observations
+            .samples
+            .iter()
+            .map(|(node, series)| {
+                let lo = series.partition_point(|s| s.at_ms < from);
+                let hi = series.partition_point(|s| s.at_ms <= record.end_ms);
+                (node.clone(), series[lo..hi.max(lo)].to_vec())
+            })
+            .collect(),
+        windows: vec![record.clone()],
+        residue: Vec::new(),
+    };
+    let verdict = soak_gates::evaluate(&window_obs, profile);
+    let adaptive = profile.adaptive.as_ref().map(|a| a.id.clone());
+    let Some(window) = verdict.windows.into_iter().next() else {
+        return WindowBrief {
+            verdict: Outcome::Unknown.as_str().to_owned(),
+            so_far: so_far.as_str().to_owned(),
+            bars: Vec::new(),
+        };
+    };
+    let bars: Vec<_> = window
+        .bars
+        .into_iter()
+        .filter(|b| Some(&b.bar) != adaptive.as_ref())
+        .collect();
+    let outcome = if bars.is_empty() {
+        Outcome::Unknown
+    } else {
+        Outcome::worst_of(bars.iter().map(|b| b.verdict))
+    };
+    if !record.warmup {
+        *so_far = so_far.worst(outcome);
+    }
+    WindowBrief {
+        verdict: outcome.as_str().to_owned(),
+        so_far: so_far.as_str().to_owned(),
+        bars: bars
+            .into_iter()
+            .filter(|b| b.verdict != Outcome::Go)
+            .map(|b| BarBrief {
+                bar: b.bar,
+                verdict: b.verdict.as_str().to_owned(),
+                reason: b.reason,
+                nodes: b.nodes,
+            })
+            .collect(),
+    }
+}
+
+/// The fleet handles and control the runner drives.
+pub struct Fleet<A> {
+    /// Admin API handles, in fleet order.
+    pub nodes: Vec<A>,
+    /// Process control (restarts, signals).
+    pub control: Arc<dyn NodeControl>,
+    /// Nodes that stop on their own, as the fleet's supervisor sees them.
+    pub down: Option<mpsc::UnboundedReceiver<NodeDown>>,
+}
+
+/// Runs every window over the fleet, emitting events to `out`, until done or interrupted.
 pub async fn run<A: NodeApi + 'static>(
     config: RunnerConfig,
-    nodes: Vec<A>,
+    fleet: Fleet<A>,
     out: &mut Dispatch,
     signals: &mut Signals,
 ) -> RunReport {
-    let nodes = Arc::new(nodes);
+    let nodes = Arc::new(fleet.nodes);
+    let mut down_rx = fleet.down;
     let node_refs: Vec<NodeRef> = nodes
         .iter()
         .map(|n| NodeRef {
@@ -222,10 +552,11 @@ pub async fn run<A: NodeApi + 'static>(
             .map(|n| (n.name.clone(), Vec::new()))
             .collect::<BTreeMap<_, _>>(),
         windows: Vec::new(),
+        residue: Vec::new(),
     };
     out.emit(&RunEvent::RunStarted {
         run_id: config.run_id.clone(),
-        nodes: node_refs,
+        nodes: node_refs.clone(),
         windows: config.windows,
         warmup_windows: config.warmup_windows,
         interval_ms: u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX),
@@ -235,25 +566,95 @@ pub async fn run<A: NodeApi + 'static>(
     });
 
     let (tx, mut rx) = mpsc::unbounded_channel::<WorkerMsg>();
+    let journal: Arc<dyn Journal> = Arc::new(ChannelJournal(tx.clone()));
+    let tag = run_tag(&config.run_id);
+    let cx = Arc::new(FaultCtx {
+        nodes: Arc::clone(&nodes),
+        control: fleet.control,
+        lease: config.fault_lease,
+        tag: tag.clone(),
+        probe_timeout: config.request_timeout.min(Duration::from_secs(2)),
+    });
+    let registry: Arc<FaultRegistry<A>> = Arc::new(FaultRegistry::default());
+    let mut plans = plan_faults(&config, &nodes, &tag);
+    let faults_scheduled = !plans.planned.is_empty();
+    if faults_scheduled {
+        out.emit(&RunEvent::FaultSchedule {
+            faults: plans.planned.clone(),
+        });
+        for f in plans.active.values().flatten() {
+            registry.register(Arc::clone(f));
+            out.emit(&RunEvent::Fault {
+                entry: f.planned_entry(),
+            });
+        }
+        let swept = sweep_impairments(&nodes, &tag).await;
+        out.emit(&RunEvent::FaultResidue {
+            swept,
+            found: Vec::new(),
+        });
+    }
+    let workloads: Vec<Arc<dyn Workload<A>>> = config
+        .workloads
+        .iter()
+        .filter_map(|w| pipeline::workload::<A>(w, config.phase_a, &config.fanout))
+        .collect();
+
+    // One sampler per node: one request in flight each, FIFO, so a slow or stopped node never
+    // delays the others, and its samples come back late-as-missing, in stamp order.
+    let samplers: Vec<NodeSampler> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let (nodes, tx) = (Arc::clone(&nodes), tx.clone());
+            NodeSampler::spawn(
+                nodes,
+                i,
+                config.sample_interval,
+                config.request_timeout,
+                move |node, sample| {
+                    let _ = tx.send(WorkerMsg::Sample { node, sample });
+                },
+            )
+        })
+        .collect();
+    let mut rounds = Rounds {
+        nodes: node_refs.iter().map(|n| n.name.clone()).collect(),
+        pending: BTreeMap::new(),
+    };
+    let request_round = |rounds: &mut Rounds, at_ms: u64| {
+        rounds.open(at_ms);
+        for sampler in &samplers {
+            sampler.request(SampleRequest { at_ms });
+        }
+    };
+
     let mut workers: JoinSet<()> = JoinSet::new();
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut phase_state = Some(PhaseA::new());
-    let mut sampling = false;
     let mut sample_tick = tokio::time::interval(config.sample_interval);
     sample_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut so_far = Outcome::Go;
+    // Ended windows waiting for their closing samples before their verdict is told.
+    let mut closing: VecDeque<(WindowRecord, u64)> = VecDeque::new();
 
     let run_start_ms = now_ms();
-    spawn_samples(&nodes, run_start_ms, &tx, &mut workers);
+    request_round(&mut rounds, run_start_ms);
     sample_tick.reset();
-    let mut window = start_window(
+    let spawn = SpawnWindow {
+        config: &config,
+        nodes: &nodes,
+        cx: &cx,
+        registry: &registry,
+        journal: &journal,
+        workloads: &workloads,
+        tx: &tx,
+    };
+    let mut window = spawn.start(
         0,
         run_start_ms,
         tokio::time::Instant::now() + config.interval,
-        &config,
-        &nodes,
-        &mut phase_state,
+        &mut plans,
         &mut rng,
-        &tx,
         &mut workers,
         out,
     );
@@ -267,64 +668,30 @@ pub async fn run<A: NodeApi + 'static>(
                 break RunStatus::Interrupted;
             }
             Some(msg) = rx.recv() => match msg {
-                WorkerMsg::Samples(round) => {
-                    sampling = false;
-                    record_samples(&mut observations, &round);
-                    out.emit(&RunEvent::Samples {
-                        at_ms: round.at_ms,
-                        took_ms: round.took_ms,
-                        samples: round.samples,
-                    });
+                WorkerMsg::Journal(entry, ack) => {
+                    out.emit(&RunEvent::Fault { entry: *entry });
+                    let _ = ack.send(Ok(()));
                 }
-                WorkerMsg::PhaseA { window: index, result, state, wall } => {
-                    phase_state = Some(state);
-                    out.emit(&RunEvent::PhaseAFinished {
-                        window: index,
-                        summary: summarize_phase_a(&result, wall),
-                    });
-                    let record = ScenarioRecord {
-                        name: Workload::Baseline.name().to_owned(),
-                        // The workload ran; whether its pairs pass is the gates' call.
-                        status: ScenarioStatus::Completed,
-                        targets: Vec::new(),
-                        exemptions: Vec::new(),
-                        recovery: None,
-                    };
-                    out.emit(&RunEvent::Scenario { window: index, record: record.clone() });
-                    if index == window.index {
-                        window.phase_a = Some(result);
-                        window.scenarios.push(record);
-                    }
+                WorkerMsg::Sample { node, sample } => {
+                    rounds.fill(node, sample);
+                    flush_rounds(&mut rounds, &mut observations, &mut closing, &config, &mut so_far, out);
                 }
-                WorkerMsg::Fanout { window: index, outcome, publishers } => {
-                    out.emit(&RunEvent::FanoutFinished {
-                        window: index,
-                        result: outcome.result.clone(),
-                    });
-                    // A burst that never published targeted nobody.
-                    let targets = if outcome.result.is_some() { publishers } else { Vec::new() };
-                    let record = ScenarioRecord {
-                        name: Workload::FanoutBurst.name().to_owned(),
-                        status: outcome.status,
-                        targets,
-                        exemptions: Vec::new(),
-                        recovery: None,
-                    };
-                    out.emit(&RunEvent::Scenario { window: index, record: record.clone() });
-                    if index == window.index {
-                        window.fanout = outcome.result;
-                        window.scenarios.push(record);
-                    }
+                WorkerMsg::Report(report) => {
+                    absorb_report(*report, &mut window, out);
                 }
-                WorkerMsg::WorkloadsDone { window: index } => {
+                WorkerMsg::WindowDone { window: index } => {
                     if index == window.index {
-                        window.workloads_done = true;
+                        window.done = true;
                     }
                 }
             },
-            _ = sample_tick.tick(), if !sampling => {
-                sampling = true;
-                spawn_samples(&nodes, now_ms(), &tx, &mut workers);
+            Some(down) = async { match down_rx.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
+                out.emit(&RunEvent::NodeDown {
+                    node: down.node, pid: down.pid, cause: down.cause, at_ms: down.at_ms,
+                });
+            }
+            _ = sample_tick.tick() => {
+                request_round(&mut rounds, now_ms());
             }
             () = tokio::time::sleep_until(window.deadline), if !window_due => {
                 window_due = true;
@@ -333,190 +700,344 @@ pub async fn run<A: NodeApi + 'static>(
                 if let Err(err) = joined
                     && err.is_panic()
                 {
-                    out.emit(&RunEvent::Error { message: format!("a worker panicked: {err}") });
+                    out.emit(&RunEvent::Error { message: format!("a window task panicked: {err}") });
+                    // Its faults are reverted by a task of their own (the journal needs this
+                    // loop), and the window is closed with what it reported.
+                    let (cx, journal, registry) = (Arc::clone(&cx), Arc::clone(&journal), Arc::clone(&registry));
+                    let (tx, index) = (tx.clone(), window.index);
+                    workers.spawn(async move {
+                        registry.teardown(&cx, journal.as_ref(), TEARDOWN_BUDGET).await;
+                        let _ = tx.send(WorkerMsg::WindowDone { window: index });
+                    });
                 }
             }
         }
-        if window_due && window.workloads_done {
+        if window_due && window.done {
             window_due = false;
             let next_index = window.index + 1;
-            // Windows keep a fixed cadence unless a workload overran its window.
+            // Windows keep a fixed cadence unless a window overran.
             let next_deadline = (window.deadline + config.interval)
                 .max(tokio::time::Instant::now() + config.interval / 2);
             let boundary_ms = now_ms();
             let finished = std::mem::replace(
                 &mut window,
-                placeholder_window(next_index, boundary_ms, next_deadline),
+                WindowAcc::new(next_index, boundary_ms, next_deadline),
             );
-            let record =
-                finished.into_record(boundary_ms, config.warmup_windows, &config.workloads);
-            out.emit(&RunEvent::WindowEnded {
-                record: record.clone(),
-            });
-            observations.windows.push(record);
+            let planned = planned_names(&config, &plans, finished.index);
+            let record = finished.into_record(boundary_ms, config.warmup_windows, &planned);
+            observations.windows.push(record.clone());
+            // The window is told (and stored) once its closing samples are in.
+            closing.push_back((record, boundary_ms));
+            request_round(&mut rounds, boundary_ms);
             if next_index >= config.windows {
                 last_boundary_ms = Some(boundary_ms);
                 break RunStatus::Completed;
             }
-            // A sample round stamped exactly at the boundary: the post sample of the window
-            // that ended and the pre sample of the one that starts.
-            spawn_samples(&nodes, boundary_ms, &tx, &mut workers);
             sample_tick.reset();
-            window = start_window(
+            window = spawn.start(
                 next_index,
                 boundary_ms,
                 next_deadline,
-                &config,
-                &nodes,
-                &mut phase_state,
+                &mut plans,
                 &mut rng,
-                &tx,
                 &mut workers,
                 out,
             );
         }
     };
 
-    // Stop starting work. In-flight workloads (only when interrupted) are abandoned; sample
-    // rounds still in flight are superseded by the final round below.
+    // Stop starting work: window tasks are abandoned (only when interrupted; a completed run
+    // has none left) — their faults stay registered and the teardown reverts them.
     workers.abort_all();
-    while rx.try_recv().is_ok() {}
-    // A completed run's final round is stamped at the last window's end, like every boundary.
+    while workers.join_next().await.is_some() {}
+    let teardown = registry.teardown(&cx, journal.as_ref(), TEARDOWN_BUDGET);
+    tokio::pin!(teardown);
+    loop {
+        tokio::select! {
+            () = &mut teardown => break,
+            Some(msg) = rx.recv() => match msg {
+                WorkerMsg::Journal(entry, ack) => {
+                    out.emit(&RunEvent::Fault { entry: *entry });
+                    let _ = ack.send(Ok(()));
+                }
+                WorkerMsg::Sample { node, sample } => {
+                    rounds.fill(node, sample);
+                    flush_rounds(&mut rounds, &mut observations, &mut closing, &config, &mut so_far, out);
+                }
+                WorkerMsg::Report(report) => absorb_report(*report, &mut window, out),
+                WorkerMsg::WindowDone { .. } => {}
+            },
+            // A second signal does not skip the teardown: faults must not outlive the run.
+            signal = signals.recv() => {
+                out.emit(&RunEvent::Error {
+                    message: format!("{signal} during the fault teardown: reverting first (bounded by {} s)", TEARDOWN_BUDGET.as_secs()),
+                });
+            }
+        }
+    }
+    if faults_scheduled {
+        let found = audit_impairments(&nodes, &tag).await;
+        observations.residue = found.clone();
+        out.emit(&RunEvent::FaultResidue {
+            swept: Vec::new(),
+            found,
+        });
+    }
     let final_ms = last_boundary_ms.unwrap_or_else(now_ms);
     if status == RunStatus::Interrupted {
-        // The partial window is kept, its unfinished workloads recorded as skipped.
-        let record = window.into_record(final_ms, config.warmup_windows, &config.workloads);
-        out.emit(&RunEvent::WindowEnded {
-            record: record.clone(),
-        });
-        observations.windows.push(record);
-    }
-    // Final samples close the last window's deltas. A second signal skips them.
-    let final_round = tokio::select! {
-        round = sample_round(&nodes[..], final_ms) => Some(round),
-        signal = signals.recv() => {
-            out.emit(&RunEvent::Signal { signal: signal.to_owned(), at_ms: now_ms() });
-            None
+        // The partial window is kept: its faults as the teardown left them, its unfinished
+        // scenarios recorded as skipped.
+        for f in plans.active.get(&window.index).into_iter().flatten() {
+            if !window
+                .scenarios
+                .iter()
+                .any(|s| s.name == f.scheduled.spec.name)
+            {
+                window.scenarios.push(f.record());
+            }
         }
-    };
-    if let Some(round) = final_round {
-        record_samples(&mut observations, &round);
-        out.emit(&RunEvent::Samples {
-            at_ms: round.at_ms,
-            took_ms: round.took_ms,
-            samples: round.samples,
+        let planned = planned_names(&config, &plans, window.index);
+        let record = window.into_record(final_ms, config.warmup_windows, &planned);
+        observations.windows.push(record.clone());
+        closing.push_back((record, final_ms));
+        request_round(&mut rounds, final_ms);
+    }
+    // Final samples close the last window's deltas (every node answers, late or missing,
+    // within the request bound). A second signal skips them.
+    loop {
+        if closing.is_empty() && rounds.pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(msg) = rx.recv() => match msg {
+                WorkerMsg::Sample { node, sample } => {
+                    rounds.fill(node, sample);
+                    flush_rounds(&mut rounds, &mut observations, &mut closing, &config, &mut so_far, out);
+                }
+                WorkerMsg::Journal(entry, ack) => {
+                    out.emit(&RunEvent::Fault { entry: *entry });
+                    let _ = ack.send(Ok(()));
+                }
+                WorkerMsg::Report(_) | WorkerMsg::WindowDone { .. } => {}
+            },
+            signal = signals.recv() => {
+                out.emit(&RunEvent::Signal { signal: signal.to_owned(), at_ms: now_ms() });
+                break;
+            }
+        }
+    }
+    // Windows whose closing samples never came (second signal) are still stored and judged.
+    while let Some((record, _)) = closing.pop_front() {
+        out.emit(&RunEvent::WindowEnded {
+            record,
+            verdict: None,
         });
     }
+    drop(samplers);
     RunReport {
         status,
         observations,
     }
 }
 
-fn placeholder_window(index: u32, start_ms: u64, deadline: tokio::time::Instant) -> WindowAcc {
-    WindowAcc {
-        index,
-        start_ms,
-        deadline,
-        phase_a: None,
-        fanout: None,
-        scenarios: Vec::new(),
-        workloads_done: false,
+/// Names of the scenarios window `index` plans (workloads, then its faults).
+fn planned_names<A>(config: &RunnerConfig, plans: &FaultPlans<A>, index: u32) -> Vec<String> {
+    let mut names = config.workloads.clone();
+    names.extend(
+        config
+            .schedule
+            .windows
+            .get(index as usize)
+            .into_iter()
+            .flat_map(|w| w.faults.iter().map(|f| f.spec.name.clone())),
+    );
+    let _ = plans;
+    names
+}
+
+fn absorb_report(report: ScenarioReport, window: &mut WindowAcc, out: &mut Dispatch) {
+    if let Some((result, wall)) = &report.phase_a {
+        out.emit(&RunEvent::PhaseAFinished {
+            window: report.window,
+            summary: summarize_phase_a(result, *wall),
+        });
     }
-}
-
-fn record_samples(observations: &mut Observations, round: &SampleRound) {
-    for (node, sample) in &round.samples {
-        let series = observations.samples.entry(node.clone()).or_default();
-        // Rounds may finish out of order (a boundary round next to a periodic one); keep each
-        // node's samples in the order they were taken.
-        let at = series.partition_point(|s| s.at_ms <= sample.at_ms);
-        series.insert(at, sample.clone());
+    if report.record.name == "fanout_burst" {
+        out.emit(&RunEvent::FanoutFinished {
+            window: report.window,
+            result: report.fanout.clone(),
+        });
     }
-}
-
-fn spawn_samples<A: NodeApi + 'static>(
-    nodes: &Arc<Vec<A>>,
-    at_ms: u64,
-    tx: &mpsc::UnboundedSender<WorkerMsg>,
-    workers: &mut JoinSet<()>,
-) {
-    let nodes = Arc::clone(nodes);
-    let tx = tx.clone();
-    workers.spawn(async move {
-        let round = sample_round(&nodes[..], at_ms).await;
-        // The receiver only goes away when the run is over; nothing to do then.
-        let _ = tx.send(WorkerMsg::Samples(round));
+    out.emit(&RunEvent::Scenario {
+        window: report.window,
+        record: report.record.clone(),
     });
-}
-
-#[allow(clippy::too_many_arguments)]
-fn start_window<A: NodeApi + 'static>(
-    index: u32,
-    start_ms: u64,
-    deadline: tokio::time::Instant,
-    config: &RunnerConfig,
-    nodes: &Arc<Vec<A>>,
-    phase_state: &mut Option<PhaseA>,
-    rng: &mut StdRng,
-    tx: &mpsc::UnboundedSender<WorkerMsg>,
-    workers: &mut JoinSet<()>,
-    out: &mut Dispatch,
-) -> WindowAcc {
-    let window = placeholder_window(index, start_ms, deadline);
-    out.emit(&RunEvent::WindowStarted {
-        window: index,
-        warmup: index < config.warmup_windows,
-        at_ms: window.start_ms,
-    });
-    let publishers: Vec<usize> = if nodes.is_empty() {
-        Vec::new()
-    } else {
-        let count = config.burst_publishers.clamp(1, nodes.len());
-        let mut picked = sample_indices(rng, nodes.len(), count).into_vec();
-        picked.sort_unstable();
-        picked
-    };
-    let topic = format!("fanout-w{index}-{:08x}", rand::rng().next_u32());
-    let workloads = config.workloads.clone();
-    let phase_config = config.phase_a;
-    let fanout_config = config.fanout.clone();
-    // Phase A state moves into the worker and comes back with its result; when the previous
-    // window's matrix is somehow still out, a fresh state (cursors from zero) is safe.
-    let mut state = phase_state.take().unwrap_or_default();
-    let nodes = Arc::clone(nodes);
-    let tx = tx.clone();
-    workers.spawn(async move {
-        for workload in workloads {
-            match workload {
-                Workload::Baseline => {
-                    let started = Instant::now();
-                    let result = state.run(&nodes[..], phase_config).await;
-                    let wall = started.elapsed();
-                    let _ = tx.send(WorkerMsg::PhaseA {
-                        window: index,
-                        result,
-                        state: std::mem::take(&mut state),
-                        wall,
-                    });
-                }
-                Workload::FanoutBurst => {
-                    let outcome = run_fanout(&nodes[..], &topic, &publishers, &fanout_config).await;
-                    let names = publishers
-                        .iter()
-                        .filter_map(|&i| nodes.get(i).map(|n| n.name().to_owned()))
-                        .collect();
-                    let _ = tx.send(WorkerMsg::Fanout {
-                        window: index,
-                        outcome,
-                        publishers: names,
-                    });
-                }
-            }
+    if report.window == window.index {
+        if let Some((result, _)) = report.phase_a {
+            window.phase_a = Some(result);
         }
-        let _ = tx.send(WorkerMsg::WorkloadsDone { window: index });
-    });
-    window
+        if report.fanout.is_some() {
+            window.fanout = report.fanout;
+        }
+        window.scenarios.push(report.record);
+    }
+}
+
+/// Emits every complete sample round in stamp order, then every ended window whose closing
+/// round is in, with its live verdict.
+fn flush_rounds(
+    rounds: &mut Rounds,
+    observations: &mut Observations,
+    closing: &mut VecDeque<(WindowRecord, u64)>,
+    config: &RunnerConfig,
+    so_far: &mut Outcome,
+    out: &mut Dispatch,
+) {
+    for (at_ms, samples) in rounds.ready() {
+        for (node, sample) in &samples {
+            let series = observations.samples.entry(node.clone()).or_default();
+            let at = series.partition_point(|s| s.at_ms <= sample.at_ms);
+            series.insert(at, sample.clone());
+        }
+        out.emit(&RunEvent::Samples {
+            at_ms,
+            took_ms: 0,
+            samples,
+        });
+        while let Some((_, boundary)) = closing.front() {
+            if *boundary > at_ms {
+                break;
+            }
+            let Some((record, _)) = closing.pop_front() else {
+                break;
+            };
+            let verdict = config
+                .profile
+                .as_ref()
+                .map(|p| live_verdict(p, observations, &record, so_far));
+            out.emit(&RunEvent::WindowEnded { record, verdict });
+        }
+    }
+}
+
+/// What starting a window needs from the run.
+struct SpawnWindow<'a, A> {
+    config: &'a RunnerConfig,
+    nodes: &'a Arc<Vec<A>>,
+    cx: &'a Arc<FaultCtx<A>>,
+    registry: &'a Arc<FaultRegistry<A>>,
+    journal: &'a Arc<dyn Journal>,
+    workloads: &'a [Arc<dyn Workload<A>>],
+    tx: &'a mpsc::UnboundedSender<WorkerMsg>,
+}
+
+impl<A: NodeApi + 'static> SpawnWindow<'_, A> {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &self,
+        index: u32,
+        start_ms: u64,
+        deadline: tokio::time::Instant,
+        plans: &mut FaultPlans<A>,
+        rng: &mut StdRng,
+        workers: &mut JoinSet<()>,
+        out: &mut Dispatch,
+    ) -> WindowAcc {
+        let acc = WindowAcc::new(index, start_ms, deadline);
+        out.emit(&RunEvent::WindowStarted {
+            window: index,
+            warmup: index < self.config.warmup_windows,
+            at_ms: start_ms,
+        });
+        let faults = plans.active.remove(&index).unwrap_or_default();
+        let mut skipped = plans.skipped.remove(&index).unwrap_or_default();
+        for (_, entry) in &mut skipped {
+            entry.at_ms = start_ms;
+        }
+        // While a partition holds, the burst is published from its first side (the far side
+        // is exempt from the fanout bar: it cannot hear it while cut).
+        let near_side: Option<Vec<usize>> = faults
+            .iter()
+            .find(|f| f.scheduled.spec.kind == FaultKind::Partition)
+            .map(|f| self.cx.indices(&f.targets.a));
+        // Nodes a pause holds unresponsive sit the burst out (and never publish it).
+        let unavailable: Vec<usize> = faults
+            .iter()
+            .filter(|f| f.scheduled.spec.kind == FaultKind::Pause)
+            .flat_map(|f| self.cx.indices(&f.targets.nodes))
+            .collect();
+        let pool: Vec<usize> = near_side
+            .filter(|side| !side.is_empty())
+            .unwrap_or_else(|| (0..self.nodes.len()).collect())
+            .into_iter()
+            .filter(|i| !unavailable.contains(i))
+            .collect();
+        let publishers: Vec<usize> = if pool.is_empty() {
+            Vec::new()
+        } else {
+            let count = self.config.burst_publishers.clamp(1, pool.len());
+            let mut picked: Vec<usize> = sample_indices(rng, pool.len(), count)
+                .into_iter()
+                .map(|i| pool[i])
+                .collect();
+            picked.sort_unstable();
+            picked
+        };
+        let window = WindowCx {
+            index,
+            publishers,
+            topic: format!("fanout-w{index}-{:08x}", rand::rng().next_u32()),
+            unavailable,
+        };
+        let plan = WindowPlan {
+            index,
+            start: tokio::time::Instant::now(),
+            faults: faults.clone(),
+            skipped,
+        };
+        let (cx, journal, registry) = (
+            Arc::clone(self.cx),
+            Arc::clone(self.journal),
+            Arc::clone(self.registry),
+        );
+        let workloads = self.workloads.to_vec();
+        let tx = self.tx.clone();
+        let budget = self.config.interval + WINDOW_OVERRUN;
+        workers.spawn(async move {
+            let sink_tx = tx.clone();
+            let sink: pipeline::ReportSink = Arc::new(move |report| {
+                let _ = sink_tx.send(WorkerMsg::Report(Box::new(report)));
+            });
+            let ran = tokio::time::timeout(
+                budget,
+                pipeline::run_window(
+                    plan,
+                    Arc::clone(&cx),
+                    workloads,
+                    window,
+                    Arc::clone(&journal),
+                    Arc::clone(&sink),
+                ),
+            )
+            .await;
+            if ran.is_err() {
+                // Overran its budget: revert what it held, record its faults as they are.
+                for f in &faults {
+                    f.end(&cx, journal.as_ref()).await;
+                    sink(ScenarioReport {
+                        window: index,
+                        record: f.record(),
+                        phase_a: None,
+                        fanout: None,
+                        publishers: Vec::new(),
+                    });
+                }
+                let _ = registry;
+            }
+            let _ = tx.send(WorkerMsg::WindowDone { window: index });
+        });
+        acc
+    }
 }
 
 #[cfg(test)]
@@ -553,7 +1074,7 @@ mod tests {
             warmup_windows: 1,
             interval: Duration::from_millis(600),
             sample_interval: Duration::from_millis(150),
-            workloads: vec![Workload::Baseline, Workload::FanoutBurst],
+            workloads: vec!["baseline".into(), "fanout_burst".into()],
             phase_a: PhaseAConfig::default(),
             fanout: FanoutConfig {
                 messages: 10,
@@ -566,6 +1087,21 @@ mod tests {
             burst_publishers: 2,
             seed: 7,
             inventory_hosts: None,
+            schedule: Schedule {
+                windows: vec![Default::default(); windows as usize],
+            },
+            capabilities: Capabilities::default(),
+            fault_lease: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(2),
+            profile: Profile::builtin("broad-launch").ok(),
+        }
+    }
+
+    fn fleet(mesh: &FakeMesh) -> Fleet<soak_scenarios::fake::FakeNode> {
+        Fleet {
+            nodes: mesh.nodes(),
+            control: Arc::new(soak_scenarios::faults::control::NoControl("fake".into())),
+            down: None,
         }
     }
 
@@ -576,7 +1112,7 @@ mod tests {
         let mut dispatch = Dispatch::new();
         dispatch.add(Box::new(Recorder(Arc::clone(&events))));
         let mut signals = Signals::install().expect("signals");
-        let report = run(config(2), mesh.nodes(), &mut dispatch, &mut signals).await;
+        let report = run(config(2), fleet(&mesh), &mut dispatch, &mut signals).await;
 
         assert_eq!(report.status, RunStatus::Completed);
         let windows = &report.observations.windows;
@@ -605,7 +1141,15 @@ mod tests {
 
         let events = events.lock().expect("events");
         assert!(matches!(events.first(), Some(RunEvent::RunStarted { .. })));
-        assert!(matches!(events.last(), Some(RunEvent::Samples { .. })));
+        // A window is told once its closing samples are in, with its verdict.
+        assert!(matches!(
+            events.last(),
+            Some(RunEvent::WindowEnded {
+                verdict: Some(_),
+                ..
+            })
+        ));
+        assert!(matches!(events[events.len() - 2], RunEvent::Samples { .. }));
         let ended = events
             .iter()
             .filter(|e| matches!(e, RunEvent::WindowEnded { .. }))
@@ -619,7 +1163,7 @@ mod tests {
         mesh.set_fault(1, Fault::Dead);
         let mut dispatch = Dispatch::new();
         let mut signals = Signals::install().expect("signals");
-        let report = run(config(1), mesh.nodes(), &mut dispatch, &mut signals).await;
+        let report = run(config(1), fleet(&mesh), &mut dispatch, &mut signals).await;
         let samples = &report.observations.samples["node-1"];
         assert!(!samples.is_empty());
         assert!(

@@ -19,6 +19,8 @@ use super::reporter::{Reporter, json_line};
 pub struct ProofReporter {
     writer: Option<ProofWriter>,
     done: Option<oneshot::Sender<Result<PathBuf, String>>>,
+    swept: Vec<soak_gates::model::Residue>,
+    found: Vec<soak_gates::model::Residue>,
 }
 
 /// Receives the proof reporter's final outcome.
@@ -33,6 +35,8 @@ impl ProofReporter {
             ProofReporter {
                 writer: Some(writer),
                 done: Some(tx),
+                swept: Vec::new(),
+                found: Vec::new(),
             },
             rx,
         )
@@ -92,8 +96,35 @@ impl ProofReporter {
                         .map_err(|e| e.to_string())?;
                 }
             }
-            RunEvent::WindowEnded { record } => {
+            RunEvent::WindowEnded { record, .. } => {
                 writer.write_window(record).map_err(|e| e.to_string())?;
+            }
+            RunEvent::Fault { entry } => {
+                let line = serde_json::to_value(entry).map_err(|e| e.to_string())?;
+                writer
+                    .append_fault_journal(&line)
+                    .map_err(|e| e.to_string())?;
+            }
+            RunEvent::FaultSchedule { faults } => {
+                let text = serde_json::to_vec_pretty(faults).map_err(|e| e.to_string())?;
+                writer
+                    .write_fault_file(soak_proofs::format::FAULT_SCHEDULE, &text)
+                    .map_err(|e| e.to_string())?;
+            }
+            RunEvent::FaultResidue { swept, found } => {
+                self.swept.extend(swept.iter().cloned());
+                self.found.extend(found.iter().cloned());
+                let text = serde_json::to_vec_pretty(&serde_json::json!({
+                    "swept_before": self.swept,
+                    "found_after": self.found,
+                }))
+                .map_err(|e| e.to_string())?;
+                let Some(writer) = self.writer.as_mut() else {
+                    return Err("the proof is already finished".to_owned());
+                };
+                writer
+                    .write_fault_file(soak_proofs::format::FAULT_RESIDUE, &text)
+                    .map_err(|e| e.to_string())?;
             }
             RunEvent::RunFinished { status, judged, .. } => {
                 let Some(verdict) = judged else {
@@ -151,6 +182,8 @@ mod tests {
             nodes: Vec::new(),
             config: serde_json::json!({}),
             coverage: None,
+            command: None,
+            seed: None,
         }
     }
 
@@ -184,6 +217,7 @@ mod tests {
             reporter.report(event).expect("written");
         }
         let observations = Observations {
+            residue: Vec::new(),
             run: RunInfo {
                 run_id: "20260101T000000Z-partial".into(),
                 sample_interval_ms: 1_000,

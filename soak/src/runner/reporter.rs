@@ -56,6 +56,26 @@ impl Dispatch {
     }
 }
 
+/// At most `max` characters of `text`, with an ellipsis when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}
+
+/// `10:51:02Z` of unix milliseconds.
+fn utc(at_ms: u64) -> String {
+    let secs = at_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}Z",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
 fn ms(us: Option<u64>) -> String {
     match us {
         Some(us) => format!("{:.1}ms", us as f64 / 1_000.0),
@@ -163,7 +183,89 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
             }
             lines
         }
-        RunEvent::WindowEnded { record } => vec![format!("window {} ended", record.index)],
+        RunEvent::WindowEnded { record, verdict } => match verdict {
+            Some(v) => {
+                let mut lines = vec![format!(
+                    "window {}{} {}  (windows so far: {})",
+                    record.index,
+                    if record.warmup { " (warm-up)" } else { "" },
+                    v.verdict,
+                    v.so_far
+                )];
+                lines.extend(
+                    v.bars
+                        .iter()
+                        .take(6)
+                        .map(|b| format!("  {} {}: {}", b.verdict, b.bar, clip(&b.reason, 160))),
+                );
+                if v.bars.len() > 6 {
+                    lines.push(format!("  … and {} more bars", v.bars.len() - 6));
+                }
+                lines
+            }
+            None => vec![format!("window {} ended", record.index)],
+        },
+        RunEvent::FaultSchedule { faults } => faults
+            .iter()
+            .map(|f| match &f.skipped {
+                Some(reason) => format!(
+                    "fault plan: {} in window {}: will be SKIPPED: {reason}",
+                    f.instance, f.window
+                ),
+                None => format!(
+                    "fault plan: {} in window {} on {} ({})",
+                    f.instance,
+                    f.window,
+                    if f.targets.is_empty() {
+                        "the fleet".to_owned()
+                    } else {
+                        f.targets.join(", ")
+                    },
+                    f.backend.as_deref().unwrap_or("-")
+                ),
+            })
+            .collect(),
+        RunEvent::Fault { entry } => {
+            use soak_scenarios::faults::journal::Step;
+            let what = match entry.step {
+                Step::Applied => Some("applied".to_owned()),
+                Step::Effective => Some(format!("effective: {}", entry.detail)),
+                Step::Reverted => Some("reverted".to_owned()),
+                Step::Clean => Some(format!("clean: {}", entry.detail)),
+                Step::Skipped => Some(format!("SKIPPED: {}", entry.detail)),
+                Step::Failed => Some(format!(
+                    "FAILED{}: {}",
+                    entry
+                        .of
+                        .map(|s| format!(" at {}", s.as_str()))
+                        .unwrap_or_default(),
+                    entry.detail
+                )),
+                _ => None,
+            };
+            what.map(|w| {
+                format!(
+                    "window {}: fault {} {}",
+                    entry.window,
+                    entry.fault,
+                    clip(&w, 200)
+                )
+            })
+            .into_iter()
+            .collect()
+        }
+        RunEvent::FaultResidue { swept, found } => swept
+            .iter()
+            .map(|r| format!("residue sweep: {} {}: {}", r.node, r.object, r.detail))
+            .chain(
+                found
+                    .iter()
+                    .map(|r| format!("FAULT RESIDUE: {} {}: {}", r.node, r.object, r.detail)),
+            )
+            .collect(),
+        RunEvent::NodeDown { cause, at_ms, .. } => {
+            vec![format!("node down: {cause} at {}", utc(*at_ms))]
+        }
         RunEvent::Error { message } => vec![format!("error: {message}")],
         RunEvent::Signal { signal, .. } => vec![format!(
             "{signal}: stopping — final samples, proof, then every node"
@@ -179,28 +281,37 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
 pub struct Progress {
     bar: Option<ProgressBar>,
     missing: BTreeSet<String>,
+    /// Window length, for the ETA.
+    interval: Duration,
+    windows: u64,
+    done: u64,
+    so_far: String,
+    running_fault: Option<String>,
 }
 
 impl Progress {
-    /// Chooses the bar when stderr is a terminal.
     pub fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] window {pos}/{len} {wide_msg}",
+                "{spinner} [{elapsed_precise}] {bar:24.cyan/blue} {pos}/{len} windows {wide_msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style);
+            bar.set_style(style.progress_chars("=> "));
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
         Progress {
             bar,
             missing: BTreeSet::new(),
+            interval: Duration::ZERO,
+            windows: 0,
+            done: 0,
+            so_far: "-".to_owned(),
+            running_fault: None,
         }
     }
 
-    /// Prints a line above the bar, or on stderr without one.
     pub fn line(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(line),
@@ -209,6 +320,18 @@ impl Progress {
                 let _ = writeln!(std::io::stderr(), "{line}");
             }
         }
+    }
+
+    /// The bar's message: the soak-level verdict so far, the running fault and the ETA.
+    fn status(&self) -> String {
+        let left = self.windows.saturating_sub(self.done);
+        let eta = humantime::format_duration(Duration::from_secs(self.interval.as_secs() * left));
+        let fault = self
+            .running_fault
+            .as_ref()
+            .map(|f| format!(" · fault: {f}"))
+            .unwrap_or_default();
+        format!("so far {} · ETA ~{eta}{fault}", self.so_far)
     }
 }
 
@@ -227,16 +350,53 @@ impl Reporter for Progress {
         for line in describe(event, &mut self.missing) {
             self.line(&line);
         }
+        match event {
+            RunEvent::RunStarted {
+                windows,
+                interval_ms,
+                ..
+            } => {
+                self.windows = u64::from(*windows);
+                self.interval = Duration::from_millis(*interval_ms);
+            }
+            RunEvent::WindowEnded { verdict, .. } => {
+                self.done += 1;
+                if let Some(v) = verdict {
+                    self.so_far = v.so_far.clone();
+                }
+                if self.bar.is_none() && self.windows > 0 {
+                    // Plain lines: the same progress as the bar, one line per window.
+                    self.line(&format!(
+                        "progress: {}/{} windows · {}",
+                        self.done,
+                        self.windows,
+                        self.status()
+                    ));
+                }
+            }
+            RunEvent::Fault { entry } => {
+                use soak_scenarios::faults::journal::Step;
+                match entry.step {
+                    Step::Applied => self.running_fault = Some(entry.fault.clone()),
+                    Step::Reverted | Step::Clean | Step::Failed
+                        if self.running_fault.as_deref() == Some(entry.fault.as_str()) =>
+                    {
+                        self.running_fault = None;
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        let status = self.status();
         if let Some(bar) = &self.bar {
             match event {
                 RunEvent::RunStarted { windows, .. } => bar.set_length(u64::from(*windows)),
-                RunEvent::WindowStarted { window, .. } => {
-                    bar.set_message(format!("running window {window}"));
-                }
                 RunEvent::WindowEnded { .. } => bar.inc(1),
                 RunEvent::RunFinished { .. } => bar.finish_and_clear(),
                 _ => {}
             }
+            bar.set_message(status);
         }
         Ok(())
     }
@@ -313,6 +473,7 @@ mod tests {
         Sample {
             at_ms: 2,
             outcome: SampleOutcome::Ok(SampleData {
+                by_peer: Default::default(),
                 instance_id: "i".into(),
                 counters: Default::default(),
                 gauges: Default::default(),

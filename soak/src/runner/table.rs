@@ -1,5 +1,6 @@
 //! The end-of-run terminal tables (comfy-table): one row per window, then every bar that is not
-//! GO (window and soak level), then the verdict line with the proof path.
+//! GO (window and soak level), then the k6-class end summary (totals, throughput, latency, the
+//! command line and the seed), then the verdict line with the proof path.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -7,7 +8,8 @@ use std::path::Path;
 use comfy_table::{Table, presets};
 use soak_gates::model::Observations;
 use soak_gates::{BarResult, Outcome, Verdict};
-use soak_proofs::FleetCoverage;
+use soak_proofs::summary::{EndSummary, Totals};
+use soak_proofs::{FleetCoverage, RunMeta};
 
 use super::event::RunStatus;
 
@@ -37,18 +39,23 @@ pub fn windows_table(verdict: &Verdict, observations: &Observations) -> Table {
         "p50",
         "p99",
         "fanout min delivery",
+        "fanout p99",
         "bars not GO",
     ]);
     for window in &verdict.windows {
         let phase_a = window.phase_a.as_ref();
-        let fanout = observations
+        let burst = observations
             .windows
             .iter()
             .find(|w| w.index == window.index)
-            .and_then(|w| w.fanout.as_ref())
+            .and_then(|w| w.fanout.as_ref());
+        let fanout = burst
             .and_then(|f| f.min_delivery_ratio())
             .map(|min| format!("{:.1}%", min * 100.0))
             .unwrap_or_else(|| "-".to_owned());
+        // The worst subscriber's p99 delivery latency.
+        let fanout_p99 =
+            ms(burst.and_then(|f| f.subscribers.iter().filter_map(|s| s.p99_us).max()));
         let failing: Vec<&str> = window
             .bars
             .iter()
@@ -66,6 +73,7 @@ pub fn windows_table(verdict: &Verdict, observations: &Observations) -> Table {
             ms(phase_a.and_then(|p| p.p50_us)),
             ms(phase_a.and_then(|p| p.p99_us)),
             fanout,
+            fanout_p99,
             if failing.is_empty() {
                 "-".to_owned()
             } else {
@@ -121,6 +129,37 @@ pub fn bars_table(verdict: &Verdict) -> Option<Table> {
     Some(table)
 }
 
+/// The proof format's status of a runner status.
+pub fn proof_status(status: RunStatus) -> soak_proofs::RunStatus {
+    match status {
+        RunStatus::Completed => soak_proofs::RunStatus::Complete,
+        RunStatus::Interrupted => soak_proofs::RunStatus::Interrupted,
+        RunStatus::Failed => soak_proofs::RunStatus::Failed,
+    }
+}
+
+/// The end summary of a judged run from its in-memory observations (the same numbers the
+/// proof's `summary.md` shows).
+pub fn end_summary(
+    meta: &RunMeta,
+    status: RunStatus,
+    verdict: &Verdict,
+    observations: &Observations,
+) -> EndSummary {
+    let totals = Totals::of_samples(
+        &observations.samples,
+        &observations.windows,
+        observations.run.sample_interval_ms,
+    );
+    EndSummary::new(
+        meta,
+        proof_status(status),
+        verdict,
+        &observations.windows,
+        totals,
+    )
+}
+
 /// Everything printed at the end of a run. `coverage` is the inventory coverage of an
 /// inventory run (`None` for a local mesh): a partial fleet is named before the verdict and in
 /// the verdict line, so a GO on part of the inventory never reads like one on all of it.
@@ -130,6 +169,7 @@ pub fn render(
     proof_dir: &Path,
     status: RunStatus,
     coverage: Option<&FleetCoverage>,
+    summary: &EndSummary,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", windows_table(verdict, observations));
@@ -150,6 +190,7 @@ pub fn render(
             gap.window
         );
     }
+    let _ = write!(out, "\n{}", summary.text());
     if let Some(c) = coverage.filter(|c| c.is_partial()) {
         let _ = writeln!(
             out,
@@ -215,6 +256,7 @@ mod tests {
                         }
                     } else {
                         SampleOutcome::Ok(SampleData {
+                            by_peer: Default::default(),
                             instance_id: format!("inst-{i}"),
                             counters: [
                                 ("dispatcher_completed_total".to_owned(), 10 * t),
@@ -268,6 +310,7 @@ mod tests {
             }
         };
         Observations {
+            residue: Vec::new(),
             run: RunInfo {
                 run_id: "20260101T000000Z-snap".into(),
                 sample_interval_ms: 1_000,
@@ -285,6 +328,16 @@ mod tests {
         }
     }
 
+    fn summary(verdict: &Verdict, observations: &Observations) -> EndSummary {
+        let meta: RunMeta = serde_json::from_value(serde_json::json!({
+            "run_id": "20260101T000000Z-snap", "label": "snap", "started_at_ms": 1_000_000,
+            "tool_version": "0.0.0", "gate": "broad-launch", "sample_interval_ms": 1_000,
+            "command": ["soak", "run", "--nodes", "3", "--seed", "7"], "seed": 7
+        }))
+        .expect("meta");
+        end_summary(&meta, RunStatus::Completed, verdict, observations)
+    }
+
     #[test]
     fn end_of_run_tables_snapshot() {
         let observations = observations();
@@ -296,8 +349,14 @@ mod tests {
             Path::new("proofs/20260101T000000Z-snap"),
             RunStatus::Completed,
             None,
+            &summary(&verdict, &observations),
         );
         assert!(rendered.contains("verdict: NO-GO"), "{rendered}");
+        assert!(
+            rendered.contains("  command...........: soak run --nodes 3 --seed 7")
+                && rendered.contains("  seed..............: 7"),
+            "{rendered}"
+        );
         insta::assert_snapshot!(rendered);
     }
 
@@ -321,6 +380,7 @@ mod tests {
             proof,
             RunStatus::Completed,
             Some(&partial),
+            &summary(&verdict, &observations),
         );
         assert!(
             rendered
@@ -349,6 +409,7 @@ mod tests {
             proof,
             RunStatus::Completed,
             Some(&full),
+            &summary(&verdict, &observations),
         );
         assert!(!rendered.contains("PARTIAL"), "{rendered}");
         assert!(rendered.contains("3 of 3 inventory hosts)"), "{rendered}");

@@ -1,0 +1,92 @@
+//! Probes: the measurements faults are proven with — acknowledged DM round trips between two
+//! nodes, and whether a node's process answers at all.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde::Serialize;
+use soak_api::{DmOutcome, DmRequest};
+
+use crate::api::NodeApi;
+
+/// One probe DM `from → to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DmProbe {
+    /// Sender.
+    pub from: String,
+    /// Receiver.
+    pub to: String,
+    /// Acknowledged.
+    pub acked: bool,
+    /// Node-measured send-to-ACK time, µs (acked only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u64>,
+    /// Attempts the sender made.
+    pub attempts: u32,
+    /// Outcome (`acked`, `timeout`, …) or the API error.
+    pub outcome: String,
+}
+
+/// Sends one probe DM `from → to` with a fresh request id and an ACK timeout of `ack_timeout`
+/// per attempt.
+pub async fn dm<A: NodeApi>(from: &A, to: &A, ack_timeout: Duration) -> DmProbe {
+    let request = DmRequest {
+        to: to.peer_id().to_owned(),
+        payload_b64: base64::engine::general_purpose::STANDARD.encode(b"soak-probe"),
+        request_id: Some(hex::encode(rand::random::<[u8; 16]>())),
+        timeout_ms: Some(
+            u64::try_from(ack_timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        ),
+    };
+    match from.send_dm(&request).await {
+        Ok(r) => DmProbe {
+            from: from.name().to_owned(),
+            to: to.name().to_owned(),
+            acked: r.outcome == DmOutcome::Acked,
+            rtt_us: (r.outcome == DmOutcome::Acked).then_some(r.elapsed_us),
+            attempts: r.attempts,
+            outcome: serde_json::to_value(r.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unknown".into()),
+        },
+        Err(err) => DmProbe {
+            from: from.name().to_owned(),
+            to: to.name().to_owned(),
+            acked: false,
+            rtt_us: None,
+            attempts: 0,
+            outcome: format!("error: {err}"),
+        },
+    }
+}
+
+/// Probes every pair of `pairs` (indices into `nodes`) concurrently.
+pub async fn dm_pairs<A: NodeApi>(
+    nodes: &[A],
+    pairs: &[(usize, usize)],
+    ack_timeout: Duration,
+) -> Vec<DmProbe> {
+    futures::future::join_all(
+        pairs
+            .iter()
+            .map(|&(a, b)| dm(&nodes[a], &nodes[b], ack_timeout)),
+    )
+    .await
+}
+
+/// Median round trip of the acknowledged probes, µs.
+pub fn median_rtt_us(probes: &[DmProbe]) -> Option<u64> {
+    let mut rtts: Vec<u64> = probes.iter().filter_map(|p| p.rtt_us).collect();
+    rtts.sort_unstable();
+    rtts.get(rtts.len() / 2).copied()
+}
+
+/// Whether `node` answers `/healthz` within `timeout`, and how long it took.
+pub async fn answers<A: NodeApi>(node: &A, timeout: Duration) -> (bool, Duration) {
+    let started = Instant::now();
+    let ok = node.healthz(timeout).await.is_ok();
+    (ok, started.elapsed())
+}
