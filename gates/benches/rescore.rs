@@ -140,5 +140,6 @@ fn deserialize(run_json: &str, sample_lines: &[String]) -> Observations {
         run,
         samples,
         windows,
+        node_events: Vec::new(),
     }
 }

@@ -6,6 +6,8 @@
 //! [`Verdict`]). How verdicts are reached is explained in `docs/gates.md`.
 #![warn(missing_docs)]
 
+pub mod compare;
+pub mod display;
 mod error;
 mod evaluate;
 pub mod model;
@@ -23,6 +25,6 @@ pub use outcome::Outcome;
 pub use profile::Profile;
 pub use stats::poisson_upper_tail;
 pub use verdict::{
-    BarResult, Baseline, GapRecord, IntegrityRecord, PhaseASummary, RestartRecord, ScenarioSummary,
-    VERDICT_VERSION, Verdict, WindowVerdict,
+    BarResult, Baseline, Cause, GapRecord, IntegrityRecord, PairTally, PhaseASoak, PhaseASummary,
+    RestartRecord, SamplingFailure, ScenarioSummary, VERDICT_VERSION, Verdict, WindowVerdict,
 };

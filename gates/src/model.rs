@@ -19,6 +19,11 @@ pub struct Observations {
     /// What the audit after the run's faults found left behind (runs with faults).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub residue: Vec<Residue>,
+    /// What happened to the nodes themselves, as the runner saw it (a process that exited, a
+    /// host that stopped answering), in time order. Used to explain failures by their cause;
+    /// never evidence of health. Empty in older proofs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_events: Vec<NodeEvent>,
 }
 
 /// An object a fault left behind, or a place the audit could not look.
@@ -35,6 +40,79 @@ pub struct Residue {
     pub unverified: bool,
 }
 
+/// Something that happened to one node, seen by the runner rather than sampled from the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEvent {
+    /// Node name.
+    pub node: String,
+    /// When the runner noticed, unix milliseconds (orchestrator clock).
+    pub at_ms: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: NodeEventKind,
+}
+
+/// What happened to a node. Serialized with a `kind` tag in snake case; more kinds may follow
+/// (readers must tolerate them only as far as serde does: an unknown kind is a parse error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NodeEventKind {
+    /// A node process the runner supervises exited.
+    Exited {
+        /// Its process id, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        /// Exit code, when it exited normally.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<i32>,
+        /// Signal number, when a signal ended it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+        /// Signal name (`SIGKILL`), when a signal ended it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal_name: Option<String>,
+    },
+    /// A remote host stopped answering (SSH or the admin API), and how.
+    Unreachable {
+        /// The error, naming the host.
+        error: String,
+    },
+    /// A kind written by a newer build; read so old builds still score new proofs.
+    #[serde(other)]
+    Other,
+}
+
+impl NodeEvent {
+    /// The event in words, e.g. `node-2 (pid 1234) exited on signal 9 (SIGKILL)`.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            NodeEventKind::Exited {
+                pid,
+                code,
+                signal,
+                signal_name,
+            } => {
+                let who = match pid {
+                    Some(pid) => format!("{} (pid {pid})", self.node),
+                    None => self.node.clone(),
+                };
+                match (signal, code) {
+                    (Some(sig), _) => match signal_name {
+                        Some(name) => format!("{who} exited on signal {sig} ({name})"),
+                        None => format!("{who} exited on signal {sig}"),
+                    },
+                    (None, Some(code)) => format!("{who} exited with code {code}"),
+                    (None, None) => format!("{who} exited"),
+                }
+            }
+            NodeEventKind::Unreachable { error } => {
+                format!("{} stopped answering: {error}", self.node)
+            }
+            NodeEventKind::Other => format!("{}: an event this build does not know", self.node),
+        }
+    }
+}
+
 /// Run-level facts the evaluator needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -48,6 +126,15 @@ pub struct RunInfo {
     /// fleet (hosts left out under `--min-hosts`), which the `coverage` soak bar never passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory_hosts: Option<usize>,
+    /// Windows the run planned (warm-up included); fewer recorded windows means the run was
+    /// interrupted or a window was removed from the proof, which the `windows` soak bar never
+    /// passes. `None` when unknown (observations not made by `soak run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_windows: Option<u32>,
+    /// Planned window length, milliseconds: a recorded window shorter than half of it is
+    /// partial and never judged GO. `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
 }
 
 /// One node of the fleet.
@@ -132,8 +219,15 @@ pub struct PairOutcome {
     pub to: String,
     /// `soak_api::DmOutcome` as its wire string (`acked`, `timeout`, …) or `error`.
     pub outcome: String,
-    /// Receipt confirmed in the receiver's inbox (exactly once).
+    /// What the runner concluded: acked **and** found exactly once in the receiver's inbox.
+    /// The gates never trust this flag alone; they judge from `outcome` and `inbox_copies`
+    /// (see [`PairOutcome::copies`]).
     pub delivered: bool,
+    /// Copies of this message found in the receiver's inbox; `None` when the inbox could not
+    /// be read (receipt unconfirmed). Absent in proofs older than format 1.2, where
+    /// `delivered` meant "found exactly once".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_copies: Option<u32>,
     /// Send-to-ACK latency, microseconds, when acked.
     pub latency_us: Option<u64>,
     /// Attempts the sender made.
@@ -141,6 +235,28 @@ pub struct PairOutcome {
     /// Detail for failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl PairOutcome {
+    /// Copies in the receiver's inbox, from the raw fact; for proofs older than
+    /// `inbox_copies`, a `delivered` pair was found exactly once and any other is unknown.
+    pub fn copies(&self) -> Option<u32> {
+        self.inbox_copies.or_else(|| self.delivered.then_some(1))
+    }
+
+    /// Whether the sender saw the ACK.
+    pub fn acked(&self) -> bool {
+        self.outcome == "acked"
+    }
+
+    /// What the user saw: acked by the sender **and** in the receiver's inbox exactly once.
+    /// A message that arrived while its sender saw a timeout, busy or an error is a failed
+    /// pair (the application was told it failed); so is one that arrived twice. The runner's
+    /// own `delivered` flag can only take a delivery away (a record that contradicts itself is
+    /// never a pass), never grant one.
+    pub fn is_delivered(&self) -> bool {
+        self.delivered && self.acked() && self.copies() == Some(1)
+    }
 }
 
 /// Fanout burst results of one window.
@@ -204,7 +320,8 @@ pub struct ScenarioRecord {
     pub name: String,
     /// What became of it.
     pub status: ScenarioStatus,
-    /// Node names it targeted.
+    /// Node names it targeted (for a fault: the nodes it acted on; failures on them in this
+    /// window are explained by the fault in the verdict's causes).
     #[serde(default)]
     pub targets: Vec<String>,
     /// Explicit bar exemptions this scenario grants (reported with the verdict).

@@ -13,3 +13,7 @@ pub const OUTBOUND_QUEUE_MAX_DEPTH: &str = "outbound_queue_max_depth";
 pub const SUPPRESSED_TOPIC_PEERS: &str = "suppressed_topic_peers";
 /// `soak_api::gauges::KNOWN_TOPIC_PEERS`.
 pub const KNOWN_TOPIC_PEERS: &str = "known_topic_peers";
+/// `soak_api::gauges::PROCESS_RESIDENT_MEMORY_BYTES` (contract with the node; resource bars).
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+/// `soak_api::gauges::PROCESS_OPEN_FDS` (contract with the node; resource bars).
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";

@@ -37,6 +37,9 @@ pub struct Profile {
     pub adaptive: Option<AdaptivePolicy>,
     /// Soak-level limits.
     pub soak: SoakPolicy,
+    /// Soak-level resource-stability bars (leaks), judged over the judged windows.
+    #[serde(default)]
+    pub resources: Vec<ResourceBar>,
     /// Where the profile came from (`builtin:NAME` or a file name).
     pub source_name: String,
     /// The TOML text it was parsed from (stored in proofs so a re-score can use the same gate).
@@ -223,6 +226,23 @@ pub struct AdaptivePolicy {
     pub max_baseline_rate: f64,
     /// This many consecutive anomalous windows fail the soak.
     pub consecutive: u32,
+    /// Fewest baseline windows the adaptive test needs. A baseline learned from fewer (short
+    /// readiness runs) is not trusted: every judged window is held to `strict_max_per_node`
+    /// instead (or, without one, the policy is UNKNOWN).
+    #[serde(default = "default_min_baseline_windows")]
+    pub min_baseline_windows: u32,
+    /// The strict per-window count bar (events per node per window) applied instead of the
+    /// adaptive test when the baseline is too short.
+    #[serde(default)]
+    pub strict_max_per_node: Option<u64>,
+    /// Absolute per-window fleet ceiling on events / exposure, applied to every judged window
+    /// whatever the baseline (so a bad baseline can never legitimise a bad window).
+    #[serde(default)]
+    pub max_window_rate: Option<f64>,
+}
+
+fn default_min_baseline_windows() -> u32 {
+    1
 }
 
 fn default_adaptive_id() -> String {
@@ -230,6 +250,42 @@ fn default_adaptive_id() -> String {
 }
 fn default_adaptive_title() -> String {
     "dispatcher timeout rate (adaptive)".to_string()
+}
+
+/// A resource-stability bar: one gauge per node (resident memory, open descriptors) over the
+/// judged windows, its trend estimated robustly (Theil–Sen within each process epoch). See
+/// `docs/gates.md` ("Resource stability").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceBar {
+    /// Stable id, e.g. `rss_growth`.
+    pub id: String,
+    /// Human title.
+    #[serde(default)]
+    pub title: String,
+    /// Gauge name, e.g. `process_resident_memory_bytes`.
+    pub gauge: String,
+    /// Largest allowed growth per hour relative to the node's median level (0.05 = 5 %/h).
+    #[serde(default)]
+    pub max_growth_per_hour: Option<f64>,
+    /// Largest allowed rise per hour in the gauge's own unit (0 = no upward trend at all).
+    #[serde(default)]
+    pub max_rise_per_hour: Option<f64>,
+    /// Fewest units the fitted rise over the judged span must exceed to count as a trend at
+    /// all (the gauge's known jitter).
+    #[serde(default)]
+    pub noise_floor: f64,
+    /// The fitted rise must also exceed this many robust standard deviations of the samples
+    /// around the fitted line.
+    #[serde(default = "default_noise_sigmas")]
+    pub noise_sigmas: f64,
+    /// Below this judged span (milliseconds) the bar is not applicable: a leak that slow cannot
+    /// show. Not a pass.
+    pub min_span_ms: u64,
+}
+
+fn default_noise_sigmas() -> f64 {
+    3.0
 }
 
 /// Soak-level limits.
@@ -275,6 +331,8 @@ struct RawProfile {
     adaptive: Option<AdaptivePolicy>,
     #[serde(default)]
     soak: SoakPolicy,
+    #[serde(default)]
+    resource: Vec<ResourceBar>,
 }
 
 /// The TOML shape of a bar: flat, so unknown keys are rejected.
@@ -389,13 +447,66 @@ fn validate(raw: RawProfile, text: &str, source_name: &str) -> Result<Profile, S
         if !(ad.min_ratio.is_finite() && ad.min_ratio >= 1.0) {
             return Err("`adaptive.min_ratio` must be ≥ 1".into());
         }
-        if ad.consecutive == 0 || ad.warmup_windows == 0 {
-            return Err("`adaptive.consecutive` and `adaptive.warmup_windows` must be ≥ 1".into());
+        if ad.consecutive == 0 || ad.warmup_windows == 0 || ad.min_baseline_windows == 0 {
+            return Err("`adaptive.consecutive`, `adaptive.warmup_windows` and \
+                 `adaptive.min_baseline_windows` must be ≥ 1"
+                .into());
+        }
+        if ad
+            .max_window_rate
+            .is_some_and(|c| !(c.is_finite() && c >= 0.0))
+        {
+            return Err("`adaptive.max_window_rate` must be a number ≥ 0".into());
         }
         if bars.iter().any(|b| b.id == ad.id) {
             return Err(format!("adaptive id `{}` clashes with a bar id", ad.id));
         }
     }
+    for (i, r) in raw.resource.iter().enumerate() {
+        if r.id.trim().is_empty() || r.gauge.trim().is_empty() {
+            return Err(format!("resource bar {} needs `id` and `gauge`", i + 1));
+        }
+        if bars.iter().any(|b| b.id == r.id)
+            || raw.resource[..i].iter().any(|o| o.id == r.id)
+            || raw.adaptive.as_ref().is_some_and(|a| a.id == r.id)
+        {
+            return Err(format!("resource bar id `{}` appears twice", r.id));
+        }
+        let limit = |v: Option<f64>| v.is_none_or(|v| v.is_finite() && v >= 0.0);
+        if r.max_growth_per_hour.is_none() && r.max_rise_per_hour.is_none() {
+            return Err(format!(
+                "resource bar `{}` needs `max_growth_per_hour` or `max_rise_per_hour`",
+                r.id
+            ));
+        }
+        let number = |v: f64| v.is_finite() && v >= 0.0;
+        let valid = limit(r.max_growth_per_hour)
+            && limit(r.max_rise_per_hour)
+            && number(r.noise_floor)
+            && number(r.noise_sigmas);
+        if !valid {
+            return Err(format!(
+                "resource bar `{}`: limits, `noise_floor` and `noise_sigmas` must be numbers ≥ 0",
+                r.id
+            ));
+        }
+        if r.min_span_ms == 0 {
+            return Err(format!(
+                "resource bar `{}`: `min_span_ms` must be > 0",
+                r.id
+            ));
+        }
+    }
+    let resources = raw
+        .resource
+        .into_iter()
+        .map(|mut r| {
+            if r.title.is_empty() {
+                r.title = r.id.clone();
+            }
+            r
+        })
+        .collect();
     let soak = &raw.soak;
     if !(soak.phase_a_min_ratio.is_finite() && (0.0..=1.0).contains(&soak.phase_a_min_ratio)) {
         return Err("`soak.phase_a_min_ratio` must be in [0, 1]".into());
@@ -407,6 +518,7 @@ fn validate(raw: RawProfile, text: &str, source_name: &str) -> Result<Profile, S
         bars,
         adaptive: raw.adaptive,
         soak: raw.soak,
+        resources,
         source_name: source_name.to_string(),
         source_text: text.to_string(),
     })

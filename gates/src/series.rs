@@ -69,6 +69,7 @@ pub struct NodeSeries<'a> {
     points: Vec<Point<'a>>,
     instances: Vec<&'a str>,
     missing: Vec<u64>,
+    missing_errors: Vec<&'a str>,
 }
 
 /// What happened between two consecutive points of one metric.
@@ -121,6 +122,7 @@ impl<'a> NodeSeries<'a> {
         let mut instances = Vec::new();
         let mut points = Vec::with_capacity(ordered.len());
         let mut missing = Vec::new();
+        let mut missing_errors = Vec::new();
         for sample in ordered {
             match &sample.outcome {
                 SampleOutcome::Ok(data) => {
@@ -135,13 +137,17 @@ impl<'a> NodeSeries<'a> {
                         data,
                     });
                 }
-                SampleOutcome::Missing { .. } => missing.push(sample.at_ms),
+                SampleOutcome::Missing { error } => {
+                    missing.push(sample.at_ms);
+                    missing_errors.push(error.as_str());
+                }
             }
         }
         NodeSeries {
             points,
             instances,
             missing,
+            missing_errors,
         }
     }
 
@@ -155,6 +161,107 @@ impl<'a> NodeSeries<'a> {
         let lo = self.missing.partition_point(|&t| t <= start);
         let hi = self.missing.partition_point(|&t| t <= end);
         hi - lo
+    }
+
+    /// Failed sampling attempts in `(start, end]`, in time order, folded: consecutive attempts
+    /// (no good sample between them) with the same error become one [`FailedRun`].
+    pub fn failures_in(&self, start: u64, end: u64) -> Vec<FailedRun<'a>> {
+        let lo = self.missing.partition_point(|&t| t <= start);
+        let hi = self.missing.partition_point(|&t| t <= end);
+        let mut out: Vec<FailedRun<'a>> = Vec::new();
+        for i in lo..hi {
+            let (at, error) = (self.missing[i], self.missing_errors[i]);
+            match out.last_mut() {
+                Some(run) if run.error == error && !self.good_between(run.to_ms, at) => {
+                    run.to_ms = at;
+                    run.attempts += 1;
+                }
+                _ => out.push(FailedRun {
+                    from_ms: at,
+                    to_ms: at,
+                    attempts: 1,
+                    error,
+                }),
+            }
+        }
+        out
+    }
+
+    /// Whether the node has **closing evidence** for the window `(start, end]`: a good sample
+    /// inside the window, and no failed attempt after the last good one up to the end. A node
+    /// whose sample at the window's closing boundary failed has none, even when a later good
+    /// sample would let a delta be interpolated across the boundary.
+    pub fn closing_evidence(&self, start: u64, end: u64) -> bool {
+        let after_end = self.points.partition_point(|p| p.at <= end);
+        let Some(last) = after_end.checked_sub(1).map(|i| self.points[i].at) else {
+            return false;
+        };
+        last > start && !self.missing_between(last, end.saturating_add(1))
+    }
+
+    /// The failed attempt that took away the closing evidence of `(start, end]`, if one did:
+    /// the last failed attempt at or before `end` after the last good sample.
+    pub fn closing_failure(&self, end: u64) -> Option<(u64, &'a str)> {
+        let after_end = self.missing.partition_point(|&t| t <= end);
+        let i = after_end.checked_sub(1)?;
+        let last_good = self.points.partition_point(|p| p.at <= end);
+        let beaten = last_good
+            .checked_sub(1)
+            .is_some_and(|g| self.points[g].at >= self.missing[i]);
+        (!beaten).then(|| (self.missing[i], self.missing_errors[i]))
+    }
+
+    /// When the window `(start, end]` has no good sample at or before its start (no `pre`) and
+    /// the sampler tried and failed before the first good sample inside it, what happened
+    /// between the start and that sample is unobserved: returns that sample's time. (A node
+    /// first sampled inside the window without a failed attempt before is not unobserved.)
+    pub fn opening_unobserved(&self, start: u64, end: u64) -> Option<u64> {
+        if self.last_good_at_or_before(start).is_some() {
+            return None;
+        }
+        let first = self.first_good_at_or_after(start.saturating_add(1))?;
+        (first <= end && self.missing.first().is_some_and(|&t| t < first)).then_some(first)
+    }
+
+    /// Time of the last good sample at or before `at`.
+    pub fn last_good_at_or_before(&self, at: u64) -> Option<u64> {
+        let after = self.points.partition_point(|p| p.at <= at);
+        after.checked_sub(1).map(|i| self.points[i].at)
+    }
+
+    /// Time of the first good sample at or after `at`.
+    pub fn first_good_at_or_after(&self, at: u64) -> Option<u64> {
+        let from = self.points.partition_point(|p| p.at < at);
+        self.points.get(from).map(|p| p.at)
+    }
+
+    /// Time of the first good sample after `at` from a process instance other than the one
+    /// last seen at or before `at` (any instance when none was seen): when a process that died
+    /// at `at` was back.
+    pub fn first_new_instance_after(&self, at: u64) -> Option<u64> {
+        let from = self.points.partition_point(|p| p.at <= at);
+        let before = from.checked_sub(1).map(|i| self.points[i].instance);
+        self.points[from..]
+            .iter()
+            .find(|p| Some(p.instance) != before)
+            .map(|p| p.at)
+    }
+
+    /// Whether a good sample lies strictly between `a` and `b`.
+    fn good_between(&self, a: u64, b: u64) -> bool {
+        let from = self.points.partition_point(|p| p.at <= a);
+        self.points.get(from).is_some_and(|p| p.at < b)
+    }
+
+    /// Good samples of a gauge column (see [`NodeSeries::columns`]) as `(time, instance,
+    /// value)`, for trend estimates per process epoch (the instance is an index, equal within
+    /// one process); non-finite values are not evidence.
+    pub fn points_of(&self, column: &[Option<f64>]) -> Vec<(u64, u32, f64)> {
+        self.points
+            .iter()
+            .zip(column)
+            .filter_map(|(p, v)| v.filter(|v| v.is_finite()).map(|v| (p.at, p.instance, v)))
+            .collect()
     }
 
     /// Whether a sampling attempt failed strictly between `a` and `b`.
@@ -299,6 +406,19 @@ impl<'a> NodeSeries<'a> {
     }
 }
 
+/// Consecutive failed sampling attempts of one node with the same error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedRun<'a> {
+    /// First attempt, unix ms.
+    pub from_ms: u64,
+    /// Last attempt, unix ms.
+    pub to_ms: u64,
+    /// Attempts folded.
+    pub attempts: u32,
+    /// The error.
+    pub error: &'a str,
+}
+
 /// Several metrics of every good sample, column by column (see [`NodeSeries::columns`]).
 #[derive(Debug, Clone, Default)]
 pub struct Columns {
@@ -393,8 +513,11 @@ impl CounterSeries {
                 }
             }
         }
-        // Unobserved tail: increments there show up in the next step, if there is one.
-        if end - self.times[post] > tolerance_ms {
+        // Unobserved tail: increments there show up in the next step, if there is one. A
+        // window with no sample inside it at all is never exact, whatever the tolerance (with
+        // pre/post-only sampling the tolerance may reach the window length).
+        let none_inside = pre.is_some_and(|i| post <= i);
+        if none_inside || end - self.times[post] > tolerance_ms {
             delta.hi = match (delta.hi, self.steps.get(post)) {
                 (Some(h), Some(next)) => next.hi.map(|n| h.saturating_add(n)),
                 _ => None,
@@ -443,7 +566,8 @@ impl ValueSeries {
 
 /// Unobserved spans longer than `tolerance_ms` that touch the window `(start, end]`, as
 /// `(from, to)`: from the last good sample at/before the start (or the start itself when there
-/// is none) through every sample inside the window to the window end.
+/// is none) through every sample inside the window to the window end. A window without any
+/// good sample inside is one gap whatever the tolerance.
 pub fn gaps(times: &[u64], start: u64, end: u64, tolerance_ms: u64) -> Vec<(u64, u64)> {
     let first_inside = times.partition_point(|&t| t <= start);
     let after_end = times.partition_point(|&t| t <= end);
@@ -452,6 +576,13 @@ pub fn gaps(times: &[u64], start: u64, end: u64, tolerance_ms: u64) -> Vec<(u64,
         Some(i) => times[i],
         None => start,
     };
+    // No good sample inside the window at all: one gap, whatever the tolerance (pre/post-only
+    // sampling with a missing post sample).
+    if after_end <= first_inside {
+        let to = times.get(after_end).copied().unwrap_or(end).min(end);
+        out.push((from, to.max(from)));
+        return out;
+    }
     for &t in &times[first_inside..after_end.max(first_inside)] {
         if t - from > tolerance_ms {
             out.push((from, t));

@@ -11,6 +11,12 @@ use crate::model::{
     Observations, PairOutcome, PhaseAResult, RunInfo, Sample, SampleData, SampleOutcome,
     ScenarioRecord, ScenarioStatus, SubscriberResult, WindowRecord,
 };
+use crate::names;
+
+/// Resident memory of a healthy fixture node, bytes (plus up to 256 KiB of jitter).
+pub const HEALTHY_RSS_BYTES: f64 = 50_331_648.0;
+/// Open descriptors of a healthy fixture node (plus 0–2 of jitter).
+pub const HEALTHY_OPEN_FDS: f64 = 24.0;
 
 /// Every counter a healthy node reports and its increase per sample interval.
 pub const HEALTHY_COUNTERS: &[(&str, u64)] = &[
@@ -61,6 +67,13 @@ pub struct FleetBuilder {
     pub start_ms: u64,
     /// Record a Phase A matrix and a fanout burst in every window.
     pub workloads: bool,
+    /// Dispatcher completions per node per sample interval (default 1000).
+    pub dispatch_per_interval: u64,
+    /// Leading windows marked warm-up (default 0).
+    pub warmup: usize,
+    /// Record the plan (`planned_windows`, `window_ms`) in `RunInfo`, as `soak run` does
+    /// (default true).
+    pub plan: bool,
 }
 
 impl FleetBuilder {
@@ -74,6 +87,9 @@ impl FleetBuilder {
             interval_ms: 10_000,
             start_ms: 1_795_309_786_000,
             workloads: true,
+            dispatch_per_interval: 1_000,
+            warmup: 0,
+            plan: true,
         }
     }
 
@@ -97,8 +113,18 @@ impl FleetBuilder {
                 // Lifetime offset: counters did not start at zero with the run.
                 let counters = HEALTHY_COUNTERS
                     .iter()
-                    .map(|(name, per)| (name.to_string(), 1_000 * per + (k + 1) * per))
+                    .map(|&(name, per)| {
+                        let per = if name == "dispatcher_completed_total" {
+                            self.dispatch_per_interval
+                        } else {
+                            per
+                        };
+                        (name.to_string(), 1_000 * per + (k + 1) * per)
+                    })
                     .collect();
+                // Flat process metrics with a little deterministic jitter (a healthy node).
+                let rss = HEALTHY_RSS_BYTES + ((k * 7_919 + i as u64 * 104_729) % 262_144) as f64;
+                let fds = HEALTHY_OPEN_FDS + (k % 3) as f64;
                 let peers = self.nodes.saturating_sub(1) as f64;
                 let gauges = BTreeMap::from([
                     ("peers_established".to_string(), peers),
@@ -113,6 +139,8 @@ impl FleetBuilder {
                     ("dispatcher_inflight".to_string(), 0.0),
                     ("suppressed_topic_peers".to_string(), 0.0),
                     ("known_topic_peers".to_string(), 2.0 * peers),
+                    (names::PROCESS_RESIDENT_MEMORY_BYTES.to_string(), rss),
+                    (names::PROCESS_OPEN_FDS.to_string(), fds),
                 ]);
                 series.push(Sample {
                     at_ms: at,
@@ -143,7 +171,7 @@ impl FleetBuilder {
                     index: w as u32,
                     start_ms: start,
                     end_ms: start + self.window_ms,
-                    warmup: false,
+                    warmup: w < self.warmup,
                     phase_a,
                     fanout,
                     scenarios,
@@ -156,6 +184,8 @@ impl FleetBuilder {
                 run_id: "20261122T010946Z-fixture".into(),
                 sample_interval_ms: self.interval_ms,
                 inventory_hosts: None,
+                planned_windows: self.plan.then_some(self.windows as u32),
+                window_ms: self.plan.then_some(self.window_ms),
                 nodes: names
                     .iter()
                     .enumerate()
@@ -167,6 +197,7 @@ impl FleetBuilder {
             },
             samples,
             windows,
+            node_events: Vec::new(),
         }
     }
 }
@@ -231,6 +262,7 @@ pub fn full_matrix(names: &[String], salt: u64) -> PhaseAResult {
                     to: to.clone(),
                     outcome: "acked".into(),
                     delivered: true,
+                    inbox_copies: Some(1),
                     latency_us: Some(800 + ((i * 31 + j * 17) as u64 + salt * 7) % 400),
                     attempts: 1,
                     error: None,
@@ -334,6 +366,52 @@ pub fn restart(obs: &mut Observations, node: &str, at_ms: u64, instance: &str) {
             for (name, value) in data.counters.iter_mut() {
                 *value -= base.get(name).copied().unwrap_or(0).min(*value);
             }
+        }
+    }
+}
+
+/// Adds a steady trend to `gauge` of `node` from `from_ms` on: `per_hour` units per hour of
+/// time since `from_ms` (a leak when positive).
+pub fn trend(obs: &mut Observations, node: &str, gauge: &str, from_ms: u64, per_hour: f64) {
+    for sample in obs.samples.get_mut(node).into_iter().flatten() {
+        let at = sample.at_ms;
+        if at >= from_ms
+            && let Some(data) = data_mut(sample)
+            && let Some(v) = data.gauges.get_mut(gauge)
+        {
+            *v += per_hour * (at - from_ms) as f64 / 3_600_000.0;
+        }
+    }
+}
+
+/// Removes `gauge` from every sample of `node` (a node that does not report it).
+pub fn remove_gauge(obs: &mut Observations, node: &str, gauge: &str) {
+    for sample in obs.samples.get_mut(node).into_iter().flatten() {
+        if let Some(data) = data_mut(sample) {
+            data.gauges.remove(gauge);
+        }
+    }
+}
+
+/// Marks `delivered` pair `from → to` of window `w` with what the sender saw and how many
+/// copies the receiver's inbox held (the runner's flag follows the raw facts).
+pub fn set_pair(
+    obs: &mut Observations,
+    w: usize,
+    from: &str,
+    to: &str,
+    outcome: &str,
+    inbox_copies: Option<u32>,
+) {
+    let Some(pa) = obs.windows.get_mut(w).and_then(|w| w.phase_a.as_mut()) else {
+        return;
+    };
+    for pair in pa.pairs.iter_mut().filter(|p| p.from == from && p.to == to) {
+        pair.outcome = outcome.to_string();
+        pair.inbox_copies = inbox_copies;
+        pair.delivered = outcome == "acked" && inbox_copies == Some(1);
+        if outcome != "acked" {
+            pair.latency_us = None;
         }
     }
 }

@@ -10,7 +10,11 @@ use crate::model::Exemption;
 use crate::outcome::Outcome;
 
 /// Version of the verdict shape; bumped on incompatible change.
-pub const VERDICT_VERSION: u32 = 1;
+///
+/// 2: Phase A counts what the user saw (`sent`, `acked`, `received` per window, the soak-level
+/// `phase_a` with per-pair tallies), failed sampling attempts per window, partial windows,
+/// not-applicable bars, resource-trend bars and failures grouped under their `causes`.
+pub const VERDICT_VERSION: u32 = 2;
 
 /// The verdict of one soak under one gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +39,13 @@ pub struct Verdict {
     pub gaps: Vec<GapRecord>,
     /// Every integrity error (a counter decreasing within one process instance).
     pub integrity_errors: Vec<IntegrityRecord>,
+    /// Phase A over the whole soak: totals and one tally per ordered pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_a: Option<PhaseASoak>,
+    /// Root causes (a dead node, an unreadable node, a fault window) and how many of the bar
+    /// results that are not GO follow from each; those bars name their cause in `cause`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<Cause>,
 }
 
 /// The verdict of one window.
@@ -48,6 +59,10 @@ pub struct WindowVerdict {
     pub end_ms: u64,
     /// Marked as explicit warm-up.
     pub warmup: bool,
+    /// Shorter than half the planned window length (an interrupted run's last window): never
+    /// judged GO.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     /// Worst of the window's bars.
     pub verdict: Outcome,
     /// Phase A summary, when a matrix was recorded.
@@ -56,14 +71,49 @@ pub struct WindowVerdict {
     pub scenarios: Vec<ScenarioSummary>,
     /// Bar results in profile order (bars that do not apply to the window are left out).
     pub bars: Vec<BarResult>,
+    /// Every failed sampling attempt in the window (`(start, end]`), consecutive attempts of
+    /// one node with the same error folded into one entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sampling_failures: Vec<SamplingFailure>,
 }
 
-/// Phase A in one window.
+impl WindowVerdict {
+    /// Whether the window counts as judged: neither warm-up nor partial.
+    pub fn is_judged(&self) -> bool {
+        !self.warmup && !self.partial
+    }
+}
+
+/// Failed sampling attempts of one node: consecutive attempts with the same error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamplingFailure {
+    /// Node name.
+    pub node: String,
+    /// First failed attempt, unix ms.
+    pub from_ms: u64,
+    /// Last failed attempt, unix ms (equal to `from_ms` for a single attempt).
+    pub to_ms: u64,
+    /// Failed attempts folded into this entry.
+    pub attempts: u32,
+    /// The error.
+    pub error: String,
+}
+/// Phase A in one window. A pair is **delivered** only when its sender saw the ACK and the
+/// receiver's inbox held the message exactly once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseASummary {
     /// Ordered pairs required (N·(N−1) minus exempted pairs).
     pub pairs: u64,
-    /// Required pairs delivered.
+    /// Required pairs attempted (a DM was sent, whatever came of it).
+    #[serde(default)]
+    pub sent: u64,
+    /// Required pairs whose sender saw the ACK.
+    #[serde(default)]
+    pub acked: u64,
+    /// Required pairs whose message was found in the receiver's inbox at least once.
+    #[serde(default)]
+    pub received: u64,
+    /// Required pairs delivered (acked and received exactly once).
     pub delivered: u64,
     /// Required pairs attempted and not delivered.
     pub failed: u64,
@@ -78,6 +128,75 @@ pub struct PhaseASummary {
     pub p50_us: Option<u64>,
     /// 99th percentile.
     pub p99_us: Option<u64>,
+    /// The node every failing pair involves, when there is one and more than one pair failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_node: Option<String>,
+}
+
+/// Phase A over the whole soak.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseASoak {
+    /// Windows with a Phase A matrix.
+    pub matrices: u64,
+    /// Required pairs summed over the matrices.
+    pub pairs: u64,
+    /// Of those, attempted.
+    pub sent: u64,
+    /// Of those, acked by the sender.
+    pub acked: u64,
+    /// Of those, found in the receiver's inbox at least once.
+    pub received: u64,
+    /// Of those, delivered (acked and received exactly once).
+    pub delivered: u64,
+    /// The node every failing pair of the soak involves, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_node: Option<String>,
+    /// One tally per ordered pair, sorted by `(from, to)`.
+    pub per_pair: Vec<PairTally>,
+}
+
+/// One ordered pair over the soak.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairTally {
+    /// Sender.
+    pub from: String,
+    /// Receiver.
+    pub to: String,
+    /// Matrices that required the pair.
+    pub required: u64,
+    /// Attempts sent.
+    pub sent: u64,
+    /// Attempts acked.
+    pub acked: u64,
+    /// Attempts found in the inbox at least once.
+    pub received: u64,
+    /// Attempts delivered.
+    pub delivered: u64,
+    /// Windows in which the pair was required and not delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_windows: Vec<u32>,
+}
+
+/// A root cause that explains several bar results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// Stable id, referenced by `BarResult::cause`.
+    pub id: String,
+    /// `node_exited`, `node_unreachable`, `node_unreadable` or `fault`.
+    pub kind: String,
+    /// The cause in one line, e.g. `node-2 (pid 1234) exited on signal 9 (SIGKILL) at …`.
+    pub headline: String,
+    /// Nodes it concerns.
+    pub nodes: Vec<String>,
+    /// When it began, unix ms.
+    pub from_ms: u64,
+    /// When it ended (the node answered again, the fault window closed), unix ms; `None`: it
+    /// lasted to the end of the run.
+    pub to_ms: Option<u64>,
+    /// Windows it touches.
+    pub windows: Vec<u32>,
+    /// Bar results (not GO) it explains.
+    pub explains: usize,
 }
 
 /// A scenario as reported: `COMPLETED`, `SKIPPED` or `FAILED`.
@@ -121,6 +240,14 @@ pub struct BarResult {
     pub exemptions: Vec<Exemption>,
     /// Why, in words.
     pub reason: String,
+    /// The bar could not apply (e.g. a leak bar on a run shorter than its minimum span): it is
+    /// reported with verdict UNKNOWN and left out of the soak verdict — never a pass, and never
+    /// what makes a run GO (the `windows` bar still needs judged windows).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_applicable: bool,
+    /// Id of the [`Cause`] this result follows from, when it follows from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// Baseline and test detail of an adaptive bar.
@@ -150,6 +277,13 @@ pub struct Baseline {
     pub anomalous: Option<bool>,
     /// Signs of real degradation in the judged window (coupled with an anomaly: fail).
     pub degradation: Vec<String>,
+    /// The per-window fleet ceiling on events / exposure, when the profile sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceiling_rate: Option<f64>,
+    /// Set when the baseline was too short to trust (fewer windows than the profile's
+    /// `min_baseline_windows`): the strict per-node count every judged window was held to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict_max_per_node: Option<u64>,
 }
 
 /// A process restart: a node answered with a new instance id.

@@ -59,10 +59,9 @@ fn evaluation_is_deterministic() {
 #[test]
 fn phase_a_failed_pair_is_no_go_and_names_the_pair() {
     let mut obs = FleetBuilder::new(3, 2).build();
-    let pair = &mut obs.windows[1].phase_a.as_mut().unwrap().pairs[2];
-    pair.delivered = false;
-    pair.outcome = "timeout".into();
+    let pair = &obs.windows[1].phase_a.as_ref().unwrap().pairs[2];
     let (from, to) = (pair.from.clone(), pair.to.clone());
+    testkit::set_pair(&mut obs, 1, &from, &to, "timeout", Some(0));
     let v = evaluate(&obs, &profile("limited-production"));
     let b = bar(&v, 1, "phase_a");
     assert_eq!(b.verdict, Outcome::NoGo);

@@ -1,10 +1,13 @@
-//! For every bar of both built-in profiles, a fixture that must fail does fail.
+//! For every bar of both built-in profiles, a fixture that must fail does fail — and every way
+//! evidence can go missing, at the first, a middle and the last window, is never GO.
 //!
-//! The test walks the profile's own bar list, so a bar added to a profile without a failing
-//! fixture here makes this test fail.
+//! The test walks the profile's own bar lists (window bars, the adaptive policy, the resource
+//! bars), so a bar added to a profile without a failing fixture here makes this test fail.
 
 use soak_gates::model::{Check, Observations, Recovery, ScenarioStatus};
-use soak_gates::testkit::{self, FleetBuilder, bump, drop_samples, set_gauge, span};
+use soak_gates::testkit::{
+    self, FleetBuilder, HEALTHY_RSS_BYTES, bump, drop_samples, restart, set_gauge, span, trend,
+};
 use soak_gates::{Outcome, Profile, evaluate};
 
 /// Breaks window 3 of a healthy 4-node, 6-window fleet in the way `bar` must catch; returns the
@@ -13,8 +16,8 @@ fn break_for(bar: &str, obs: &mut Observations) -> Outcome {
     let (s, e) = span(obs, 3);
     match bar {
         "phase_a" => {
+            // The message arrived, but its sender was told it timed out.
             let pair = &mut obs.windows[3].phase_a.as_mut().unwrap().pairs[0];
-            pair.delivered = false;
             pair.outcome = "timeout".into();
             Outcome::NoGo
         }
@@ -127,7 +130,7 @@ fn break_for(bar: &str, obs: &mut Observations) -> Outcome {
             Outcome::NoGo
         }
         "dispatcher_timeout_rate" => {
-            // Two consecutive windows far above the learned baseline.
+            // Two consecutive windows far above the learned baseline (and the ceiling).
             for w in [3, 4] {
                 let (ws, _) = span(obs, w);
                 for n in 0..4 {
@@ -146,6 +149,31 @@ fn break_for(bar: &str, obs: &mut Observations) -> Outcome {
     }
 }
 
+/// 3 warm-up windows and 30 judged minutes: long enough for the leak bars.
+fn long_healthy() -> Observations {
+    let mut builder = FleetBuilder::new(4, 33);
+    builder.warmup = 3;
+    builder.build()
+}
+
+/// Makes node-2 leak what resource bar `id` watches, from the end of the warm-up on.
+fn leak_for(id: &str, obs: &mut Observations) {
+    let from = span(obs, 3).0;
+    match id {
+        "rss_growth" => trend(
+            obs,
+            "node-2",
+            "process_resident_memory_bytes",
+            from,
+            0.5 * HEALTHY_RSS_BYTES,
+        ),
+        "fd_growth" => trend(obs, "node-2", "process_open_fds", from, 60.0),
+        other => {
+            panic!("resource bar `{other}` has no leaking fixture: add one to no_false_pass.rs")
+        }
+    }
+}
+
 fn check_profile(name: &str) {
     let profile = Profile::builtin(name).unwrap();
     let healthy = FleetBuilder::new(4, 6).build();
@@ -157,6 +185,24 @@ fn check_profile(name: &str) {
     let mut ids: Vec<String> = profile.bars.iter().map(|b| b.id.clone()).collect();
     if let Some(a) = &profile.adaptive {
         ids.push(a.id.clone());
+    }
+    for resource in &profile.resources {
+        let mut obs = long_healthy();
+        assert_eq!(
+            evaluate(&obs, &profile).verdict,
+            Outcome::Go,
+            "{name}: long fixture"
+        );
+        leak_for(&resource.id, &mut obs);
+        let v = evaluate(&obs, &profile);
+        let result = v.soak_bars.iter().find(|b| b.bar == resource.id).unwrap();
+        assert_eq!(
+            result.verdict,
+            Outcome::NoGo,
+            "{name}/{}: {result:#?}",
+            resource.id
+        );
+        assert_ne!(v.verdict, Outcome::Go, "{name}/{}", resource.id);
     }
     for id in ids {
         let mut obs = healthy.clone();
@@ -209,5 +255,121 @@ fn soak_level_bars_fail_their_fixtures() {
         let v = evaluate(&FleetBuilder::new(4, 0).build(), &profile);
         let windows = v.soak_bars.iter().find(|b| b.bar == "windows").unwrap();
         assert_eq!(windows.verdict, Outcome::Unknown);
+    }
+}
+
+/// One way evidence can go missing around window `w`.
+#[derive(Debug, Clone, Copy)]
+enum Edge {
+    /// node-1's sample at the window's closing boundary failed.
+    ClosingSampleFailed,
+    /// node-1 unobserved for 40 s across the window's opening boundary.
+    GapAcrossOpening,
+    /// node-1 never answered inside the window.
+    SilentWholeWindow,
+    /// node-1 restarted right after a failed attempt (its last increments are invisible).
+    RestartAfterFailedAttempt,
+    /// The Phase A matrix of a window whose scenario list says `baseline` ran is missing.
+    MatrixMissing,
+    /// A pair of the matrix was never attempted.
+    PairNeverAttempted,
+    /// A fanout subscriber has no result.
+    SubscriberMissing,
+    /// A destructive scenario was skipped.
+    ScenarioSkipped,
+    /// The window's directory was deleted from the proof.
+    WindowDeleted,
+    /// The run was interrupted inside this window (it is partial and the last).
+    InterruptedHere,
+}
+
+impl Edge {
+    const ALL: [Edge; 10] = [
+        Edge::ClosingSampleFailed,
+        Edge::GapAcrossOpening,
+        Edge::SilentWholeWindow,
+        Edge::RestartAfterFailedAttempt,
+        Edge::MatrixMissing,
+        Edge::PairNeverAttempted,
+        Edge::SubscriberMissing,
+        Edge::ScenarioSkipped,
+        Edge::WindowDeleted,
+        Edge::InterruptedHere,
+    ];
+
+    /// Applies the edge at window `w`; returns whether window `w` itself must not be GO (the
+    /// soak never may).
+    fn apply(self, obs: &mut Observations, w: usize) -> bool {
+        let (s, e) = span(obs, w);
+        match self {
+            Edge::ClosingSampleFailed => drop_samples(obs, "node-1", e, e + 1),
+            Edge::GapAcrossOpening => {
+                drop_samples(obs, "node-1", s.saturating_sub(15_000), s + 15_000)
+            }
+            Edge::SilentWholeWindow => drop_samples(obs, "node-1", s + 1, e + 1),
+            Edge::RestartAfterFailedAttempt => {
+                bump(obs, "node-1", "recv_pump_dropped_full_total", s + 15_000, 0);
+                drop_samples(obs, "node-1", s + 20_000, s + 20_001);
+                restart(obs, "node-1", s + 25_000, "inst-1-b");
+            }
+            Edge::MatrixMissing => obs.windows[w].phase_a = None,
+            Edge::PairNeverAttempted => {
+                obs.windows[w].phase_a.as_mut().unwrap().pairs.pop();
+            }
+            Edge::SubscriberMissing => {
+                obs.windows[w].fanout.as_mut().unwrap().subscribers.pop();
+            }
+            Edge::ScenarioSkipped => {
+                let mut sc = testkit::completed("restart_node");
+                sc.status = ScenarioStatus::Skipped {
+                    reason: "--allow-restart not given".into(),
+                };
+                obs.windows[w].scenarios.push(sc);
+            }
+            Edge::WindowDeleted => {
+                obs.windows.remove(w);
+                return false;
+            }
+            Edge::InterruptedHere => {
+                obs.windows.truncate(w + 1);
+                obs.windows[w].end_ms = s + 20_000;
+            }
+        }
+        true
+    }
+}
+
+/// The evidence edge cases walked across windows (first, middle, last) for both profiles:
+/// the soak is never GO, and neither is the window the evidence went missing in.
+#[test]
+fn evidence_edge_cases_across_windows_are_never_go() {
+    for name in ["limited-production", "broad-launch"] {
+        let profile = Profile::builtin(name).unwrap();
+        let healthy = FleetBuilder::new(4, 6).build();
+        assert_eq!(evaluate(&healthy, &profile).verdict, Outcome::Go);
+        for w in [0, 2, 5] {
+            for edge in Edge::ALL {
+                let mut obs = healthy.clone();
+                let window_level = edge.apply(&mut obs, w);
+                let v = evaluate(&obs, &profile);
+                assert_ne!(v.verdict, Outcome::Go, "{name}/{edge:?}/window {w}");
+                if window_level {
+                    let judged = v.windows.iter().find(|x| x.index == w as u32).unwrap();
+                    assert_ne!(
+                        judged.verdict,
+                        Outcome::Go,
+                        "{name}/{edge:?}/window {w}: {judged:#?}"
+                    );
+                }
+            }
+        }
+        // Only warm-up windows: nothing judged.
+        let mut only_warmup = FleetBuilder::new(4, 3);
+        only_warmup.warmup = 3;
+        assert_eq!(
+            evaluate(&only_warmup.build(), &profile).verdict,
+            Outcome::Unknown,
+            "{name}: warm-up only"
+        );
     }
 }

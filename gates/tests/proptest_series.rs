@@ -114,6 +114,8 @@ fn observations(samples: Vec<Sample>) -> Observations {
             run_id: "prop".into(),
             sample_interval_ms: INTERVAL,
             inventory_hosts: None,
+            planned_windows: Some(WINDOWS as u32),
+            window_ms: Some(TICKS_PER_WINDOW * INTERVAL),
             nodes: vec![NodeRef {
                 name: "n".into(),
                 peer_id: String::new(),
@@ -134,6 +136,7 @@ fn observations(samples: Vec<Sample>) -> Observations {
                 }
             })
             .collect(),
+        node_events: Vec::new(),
     }
 }
 
@@ -234,6 +237,36 @@ proptest! {
             }
         }
         prop_assert!(v.verdict != Outcome::Go || (0..WINDOWS).all(|w| !has_gap(&ticks, w)));
+    }
+
+    /// Gaps at window boundaries: a node whose sample at a window's closing boundary failed
+    /// has no closing evidence, and the window — and the bar reading that node — is never GO,
+    /// even when the next sample would let the delta be interpolated across the boundary.
+    #[test]
+    fn no_closing_evidence_never_yields_go(
+        ticks in prop::collection::vec(tick(0.8), ticks_len()),
+        boundary_ok in prop::collection::vec(prop::bool::weighted(0.5), WINDOWS as usize),
+        order in prop::collection::vec(any::<u64>(), 2 * ticks_len()),
+    ) {
+        // Force the outcome of every closing boundary sample.
+        let mut ticks = ticks;
+        for (w, ok) in boundary_ok.iter().enumerate() {
+            let (_, e) = window_span(w as u64);
+            if let Some(i) = (0..ticks.len()).find(|&i| at(i) == e) {
+                ticks[i].sampled = *ok;
+            }
+        }
+        let (samples, _) = build(&ticks, &order);
+        let v = evaluate(&observations(samples), &profile());
+        for (w, ok) in boundary_ok.iter().enumerate() {
+            if !ok {
+                prop_assert_ne!(v.windows[w].verdict, Outcome::Go, "window {}", w);
+                let drops = v.windows[w].bars.iter().find(|b| b.bar == "drops").unwrap();
+                prop_assert_ne!(drops.verdict, Outcome::Go, "window {}", w);
+                prop_assert!(v.gaps.iter().any(|g| g.window == w as u32), "window {}", w);
+            }
+        }
+        prop_assert!(v.verdict != Outcome::Go || boundary_ok.iter().all(|ok| *ok));
     }
 
     /// Whatever the stream, the lower bound never exceeds the upper bound, and evaluation is

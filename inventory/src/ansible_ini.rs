@@ -73,6 +73,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Inventory, InventoryError> {
                 g.raw_vars.insert(key.clone(), value.clone());
                 Builder::ansible_var(&base, &mut g.vars, &key, &value)
                     .map_err(|m| b.err(line_no, m))?;
+                b.note_unsupported(line_no, &key, &format!("group `{group}`"));
             }
             Section::Children(group) => {
                 let group = group.clone();
@@ -132,6 +133,9 @@ fn host_line(
             }
         }
         result.map_err(|m| b.err(line_no, m))?;
+    }
+    for (k, _) in &pairs {
+        b.note_unsupported(line_no, k, &format!("host `{pattern}`"));
     }
     Ok(())
 }
@@ -242,6 +246,36 @@ mod tests {
         );
         let e = parse_str("h1 ansible_become_method=su\n").unwrap_err();
         assert!(e.contains("sudo -n"), "{e}");
+    }
+
+    #[test]
+    fn reach_changing_variables_soak_ignores_are_named_with_their_line() {
+        let inv = parse_str(
+            "[web]\n\
+             web1 ansible_ssh_common_args='-o ProxyJump=bastion' ansible_python_interpreter=/x\n\
+             web2\n\
+             [web:vars]\n\
+             ansible_become=true\n\
+             ansible_ssh_pass=secret\n",
+        )
+        .expect("valid inventory");
+        let got: Vec<(usize, &str, &str)> = inv
+            .warnings
+            .iter()
+            .map(|w| (w.line, w.variable.as_str(), w.scope.as_str()))
+            .collect();
+        // ProxyJump in ansible_ssh_common_args and ansible_become are supported: only the
+        // password login is named.
+        assert_eq!(got, [(6, "ansible_ssh_pass", "group `web`")]);
+        let text = inv.warnings[0].describe(Path::new("hosts.ini"));
+        assert!(
+            text.starts_with("hosts.ini:6: `ansible_ssh_pass`"),
+            "{text}"
+        );
+        assert!(text.contains("password"), "{text}");
+        // Supported variables and harmless ones warn about nothing.
+        let clean = parse_str("[web]\nweb1 ansible_user=root ansible_port=2222 x=1\n").expect("ok");
+        assert!(clean.warnings.is_empty());
     }
 
     #[test]

@@ -175,6 +175,9 @@ fn hosts(b: &mut Builder, group: &str, node: &MarkedYaml<'_>) -> Result<(), Inve
                     .map_err(|m| InventoryError::invalid(&file, *vline, m))?;
             }
         }
+        for (k, _, vline) in &pairs {
+            b.note_unsupported(*vline, k, &format!("host `{pattern}`"));
+        }
     }
     Ok(())
 }
@@ -184,10 +187,13 @@ fn vars(b: &mut Builder, group: &str, node: &MarkedYaml<'_>) -> Result<(), Inven
     let base = b.base_dir.clone();
     let file = b.file.clone();
     let g = b.group(group, line(node))?;
-    for (k, v, vline) in pairs {
+    for (k, v, vline) in &pairs {
         g.raw_vars.insert(k.clone(), v.clone());
-        Builder::ansible_var(&base, &mut g.vars, &k, &v)
-            .map_err(|m| InventoryError::invalid(&file, vline, m))?;
+        Builder::ansible_var(&base, &mut g.vars, k, v)
+            .map_err(|m| InventoryError::invalid(&file, *vline, m))?;
+    }
+    for (k, _, vline) in &pairs {
+        b.note_unsupported(*vline, k, &format!("group `{group}`"));
     }
     Ok(())
 }
@@ -214,6 +220,25 @@ mod tests {
 
     fn parse_str(text: &str) -> Result<Inventory, String> {
         parse(Path::new("/inv/hosts.yml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reach_changing_variables_are_named_with_their_line() {
+        let inv = parse_str(
+            "all:\n\
+             \x20 vars:\n\
+             \x20   ansible_ssh_pass: secret\n\
+             \x20 hosts:\n\
+             \x20   h1:\n\
+             \x20     ansible_become_pass: secret\n",
+        )
+        .expect("valid inventory");
+        let got: Vec<(usize, &str)> = inv
+            .warnings
+            .iter()
+            .map(|w| (w.line, w.variable.as_str()))
+            .collect();
+        assert_eq!(got, [(3, "ansible_ssh_pass"), (6, "ansible_become_pass")]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The network-namespace lab: a real multi-host fleet on one Linux machine (DESIGN §9).
+//! The network-namespace lab: a real multi-host fleet on one Linux machine (docs/lab.md).
 //!
 //! [`up`] builds one network namespace per host plus one for the controller, joined through a
 //! bridge that lives in its own namespace: every veth pair is created *inside* the bridge
@@ -174,13 +174,15 @@ impl LabError {
 pub enum Need {
     /// `up`: root, iproute2 with netns, sshd, ssh-keygen.
     Up,
-    /// `down`, `status`, `exec`: root and iproute2.
+    /// `down`, `exec`: root and iproute2.
     Manage,
+    /// `status`: iproute2 only — it only reads (the state file, `ip netns list`, `/proc`).
+    Read,
 }
 
 /// Checks root and tools; explains what to install when something is missing.
 pub fn preflight(need: Need) -> Result<Tools, LabError> {
-    if sys::effective_uid() != Some(0) {
+    if need != Need::Read && sys::effective_uid() != Some(0) {
         return Err(LabError::NotRoot);
     }
     let ip = sys::find_tool("ip").ok_or(LabError::MissingTool {
@@ -1038,7 +1040,10 @@ pub fn status(dir: &Path, name: &str, tools: &Tools) -> Result<LabStatus, LabErr
             install_dir: host.install_dir.clone(),
             sshd_pid: host.sshd_pid,
             namespace_present: present.contains(&host.namespace),
-            alive: is_our_sshd(host.sshd_pid, &host.sshd_config, Some(&host.namespace)),
+            // Without root the sshd's namespace link in /proc is unreadable: then the pid, name
+            // and command line (our config path) are what can be checked.
+            alive: is_our_sshd(host.sshd_pid, &host.sshd_config, None)
+                && sys::pid_namespace_check(host.sshd_pid, &host.namespace).unwrap_or(true),
         })
         .collect();
     let recorded: BTreeSet<String> = state.iter().flat_map(|s| s.namespaces()).collect();

@@ -17,6 +17,7 @@ pub mod node;
 mod pattern;
 pub mod pssh;
 pub mod remote;
+pub mod select;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -24,9 +25,10 @@ use std::path::Path;
 
 pub use error::{InventoryError, InventoryErrorKind, Location};
 pub use model::{
-    Connection, Group, Host, HostKeyChecking, Inventory, InventoryFormat, Privilege,
-    ServiceManager, SshSettings, supported_ansible_vars,
+    Connection, Group, Host, HostKeyChecking, Inventory, InventoryFormat, InventoryWarning,
+    Privilege, ServiceManager, SshSettings, supported_ansible_vars,
 };
+pub use select::{HostPattern, Selection};
 
 impl Inventory {
     /// Reads and parses the inventory at `path`, choosing the format by [`detect_format`].

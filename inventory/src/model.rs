@@ -244,6 +244,108 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
     /// The groups by name (without the implicit `all` and `ungrouped`).
     pub groups: BTreeMap<String, Group>,
+    /// Variables that were read but not applied (e.g. Ansible variables that change how a host
+    /// is reached and that soak does not support): every one is named, never silently dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<InventoryWarning>,
+}
+
+/// A variable of an inventory that soak read but does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryWarning {
+    /// 1-based line where it is set.
+    pub line: usize,
+    /// The variable, e.g. `ansible_ssh_common_args`.
+    pub variable: String,
+    /// Where it applies: `host `h1`` or `group `eu``.
+    pub scope: String,
+    /// What it would have changed.
+    pub effect: String,
+}
+
+impl InventoryWarning {
+    /// `FILE:LINE: …` for stderr.
+    pub fn describe(&self, file: &Path) -> String {
+        format!(
+            "{}:{}: `{}` ({}) changes how soak would reach the host — {} — but soak does not \
+             support it: ignored, soak connects without it",
+            file.display(),
+            self.line,
+            self.variable,
+            self.scope,
+            self.effect
+        )
+    }
+}
+
+/// Ansible variables that change how a host is reached (SSH plumbing, authentication,
+/// privilege escalation) which soak does **not** apply. Reading one is a warning naming it
+/// (real inventories carry them: dropping a ProxyJump without a word sends soak to the wrong
+/// place). Variables soak does apply are mapped in [`Setting::ansible`] instead.
+///
+/// A variable soak supports ([`ANSIBLE_VARS`]: `ansible_become*`, `ansible_ssh_common_args`
+/// with `-J`/ProxyJump, …) never warns, whatever this table says: when one gains support, map
+/// it in `ANSIBLE_VARS` and delete its line here.
+pub(crate) const UNSUPPORTED_REACH_VARIABLES: &[(&str, &str)] = &[
+    ("ansible_ssh_args", "ssh options"),
+    ("ansible_sftp_extra_args", "sftp options"),
+    ("ansible_scp_extra_args", "scp options"),
+    ("ansible_ssh_executable", "which ssh binary logs in"),
+    (
+        "ansible_ssh_pass",
+        "password login (soak logs in with keys only)",
+    ),
+    (
+        "ansible_password",
+        "password login (soak logs in with keys only)",
+    ),
+    (
+        "ansible_ssh_password",
+        "password login (soak logs in with keys only)",
+    ),
+    (
+        "ansible_ssh_private_key_passphrase",
+        "a passphrase for the key",
+    ),
+    (
+        "ansible_ssh_host_key_checking",
+        "host-key checking (use soak_host_key_checking)",
+    ),
+    (
+        "ansible_host_key_checking",
+        "host-key checking (use soak_host_key_checking)",
+    ),
+    (
+        "ansible_ssh_timeout",
+        "the connect timeout (use --connect-timeout)",
+    ),
+    (
+        "ansible_timeout",
+        "the connect timeout (use --connect-timeout)",
+    ),
+    ("ansible_become_pass", "privilege escalation"),
+    ("ansible_become_password", "privilege escalation"),
+    ("ansible_become_exe", "privilege escalation"),
+    ("ansible_become_flags", "privilege escalation"),
+    ("ansible_sudo", "privilege escalation"),
+    ("ansible_sudo_user", "privilege escalation"),
+    ("ansible_sudo_pass", "privilege escalation"),
+    ("ansible_su", "privilege escalation"),
+    ("ansible_su_user", "privilege escalation"),
+    ("ansible_su_pass", "privilege escalation"),
+    ("ansible_shell_type", "the remote shell"),
+    ("ansible_shell_executable", "the remote shell"),
+];
+
+/// What `variable` would change, when it is a reach-changing variable soak does not apply.
+pub(crate) fn unsupported_reach_variable(variable: &str) -> Option<&'static str> {
+    if supported_ansible_vars().any(|v| v == variable) {
+        return None;
+    }
+    UNSUPPORTED_REACH_VARIABLES
+        .iter()
+        .find(|(name, _)| *name == variable)
+        .map(|(_, effect)| *effect)
 }
 
 impl Inventory {
@@ -704,6 +806,7 @@ pub(crate) struct Builder {
     pub(crate) defaults: Overlay,
     pub(crate) groups: BTreeMap<String, GroupDraft>,
     pub(crate) hosts: Vec<HostDraft>,
+    pub(crate) warnings: Vec<InventoryWarning>,
 }
 
 /// Implicit groups that every host is in (Ansible).
@@ -723,6 +826,20 @@ impl Builder {
             defaults: Overlay::default(),
             groups: BTreeMap::new(),
             hosts: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Records a warning when `key` (set at `line` for `scope`, e.g. "host `h1`") is a
+    /// reach-changing variable soak does not apply.
+    pub(crate) fn note_unsupported(&mut self, line: usize, key: &str, scope: &str) {
+        if let Some(effect) = unsupported_reach_variable(key) {
+            self.warnings.push(InventoryWarning {
+                line,
+                variable: key.to_string(),
+                scope: scope.to_string(),
+                effect: effect.to_string(),
+            });
         }
     }
 
@@ -769,7 +886,8 @@ impl Builder {
     }
 
     /// Sets an Ansible variable on an overlay: settings by their Ansible name, other
-    /// `ansible_*` variables ignored, everything else a label.
+    /// `ansible_*` variables not applied (callers warn about the reach-changing ones with
+    /// [`Builder::note_unsupported`]), everything else a label.
     pub(crate) fn ansible_var(
         base_dir: &Path,
         overlay: &mut Overlay,
@@ -909,6 +1027,7 @@ impl Builder {
             format,
             hosts,
             groups,
+            warnings: self.warnings,
         })
     }
 }

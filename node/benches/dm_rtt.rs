@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use soak_api::DmOutcome;
-use soak_node::config::{Bootstrap, Settings, Tuning};
+use soak_node::config::{Bootstrap, BootstrapAddr, Settings, Tuning};
 use soak_node::identity::Identity;
 use soak_node::shell::Node;
 use soak_node::transport;
@@ -86,7 +86,7 @@ async fn two_nodes(dir: &std::path::Path) -> (Node, Node) {
     sb.data_dir = dir.join("b");
     sb.bootstrap = vec![Bootstrap {
         peer: Some(a.peer_id),
-        addr: a.shared().quic_addr,
+        addr: BootstrapAddr::Ip(a.shared().quic_addr),
     }];
     let b = Node::start_with_identity(sb, Arc::new(Identity::ephemeral().expect("id")))
         .await

@@ -76,13 +76,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 9110 §11.1), any run of spaces may follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     match presented {
         Some(t) if same(t.as_bytes(), st.token.as_bytes()) => next.run(req).await,
         Some(_) => {
@@ -131,6 +140,12 @@ async fn readyz(State(st): State<AppState>) -> Response {
         checks.insert(
             "bootstrap_peer_established".to_string(),
             shared.established.load(Ordering::Relaxed) > 0,
+        );
+    }
+    if let Some(until) = shared.rejoin_hold_until {
+        checks.insert(
+            "test_rejoin_delay_elapsed".to_string(),
+            Instant::now() >= until,
         );
     }
     let ready = checks.values().all(|v| *v);
@@ -309,6 +324,11 @@ async fn impairments_clear(State(st): State<AppState>) -> Response {
     Json(st.node.shared().impair.list(Instant::now())).into_response()
 }
 
+/// Body of `POST /v1/topics/{topic}/subscribe` (optional): no options yet.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeRequest {}
+
 /// Body of `POST /v1/topics/{topic}/stall`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,13 +380,12 @@ async fn topic_subscribe(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    // The body is optional; when present it must be a JSON object (no options yet).
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(serde_json::Value::Object(_)) => {}
-            Ok(_) => return bad_request(&st, "body must be a JSON object (or empty)"),
-            Err(e) => return bad_request(&st, format!("invalid JSON: {e}")),
-        }
+    // The body is optional; when present it must be an empty JSON object (no options yet:
+    // any field is unknown and refused).
+    if !body.iter().all(u8::is_ascii_whitespace)
+        && let Err(e) = serde_json::from_slice::<SubscribeRequest>(&body)
+    {
+        return bad_request(&st, format!("invalid JSON: {e}"));
     }
     let name = topic.to_string();
     topic_result(
@@ -469,8 +488,52 @@ async fn topic_stall(
     )
 }
 
+async fn bans_list(State(st): State<AppState>) -> Response {
+    match st.node.bans().await {
+        Ok(b) => Json(b).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn bans_lift_all(State(st): State<AppState>) -> Response {
+    match st.node.lift_bans(None).await {
+        Ok(n) => Json(serde_json::json!({ "lifted": n })).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn bans_lift(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Ok(Path(raw)) = path else {
+        return bad_request(&st, "invalid ban path");
+    };
+    let subject = match raw.parse::<soak_proto::bans::Subject>() {
+        Ok(s) => s,
+        Err(e) => return bad_request(&st, e),
+    };
+    match st.node.lift_bans(Some(subject)).await {
+        Ok(0) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{subject} is not banned"),
+        ),
+        Ok(n) => Json(serde_json::json!({ "lifted": n })).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
 }
 
 /// The router (exposed for in-process tests).
@@ -501,27 +564,91 @@ pub fn router(node: Node, token: String) -> Router {
                 .delete(impairments_clear),
         )
         .route("/v1/impairments/{id}", delete(impairments_remove))
+        .route("/v1/bans", get(bans_list).delete(bans_lift_all))
+        .route("/v1/bans/{subject}", delete(bans_lift))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(st.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(st)
 }
 
 /// Bind the admin API and serve it in the background; returns the bound address.
+///
+/// HTTP/1.1 only, with two guards against idle or half-open clients: at most
+/// `admin_max_connections` connections at once (more are closed at accept and counted in
+/// `api_connections_refused_total`), and `admin_header_timeout_ms` to send each request's
+/// headers (which also bounds an idle keep-alive connection).
 pub async fn serve(node: Node, token: String, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        for line in [
+            "ADMIN API ON A NON-LOOPBACK ADDRESS",
+            "the admin API (DMs, impairments, bans, diagnostics) is reachable from the network",
+            "only the bearer token protects it and it is plain HTTP: bind it to 127.0.0.1 and tunnel",
+        ] {
+            tracing::warn!(admin = %local, "{line}");
+        }
+    }
     let shared = node.shared().clone();
+    let t = &shared.settings.tuning;
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        t.admin_max_connections as usize,
+    ));
+    let header_timeout = Duration::from_millis(t.admin_header_timeout_ms);
     shared.admin_listening.store(true, Ordering::Relaxed);
     let app = router(node, token);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "admin API stopped");
+        loop {
+            let (stream, remote) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "admin API accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                shared.metrics.inc(extra::API_CONNECTIONS_REFUSED);
+                tracing::debug!(%remote, "admin connection refused: connection cap reached");
+                drop(stream);
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(io, service);
+                if let Err(e) = conn.await {
+                    tracing::debug!(%remote, error = %e, "admin connection ended");
+                }
+            });
         }
-        shared.admin_listening.store(false, Ordering::Relaxed);
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER   abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 }

@@ -46,7 +46,12 @@ pub struct RunArgs {
     /// Admin HTTP listen address; port 0 picks a free port. Default 127.0.0.1:0.
     #[arg(long, env = "SOAK_NODE_ADMIN")]
     pub admin: Option<SocketAddr>,
-    /// Bootstrap peers, comma separated: `ADDR` or `PEER_ID@ADDR` (pinned).
+    /// QUIC address to advertise to peers (in hellos and peer exchange) when it differs from
+    /// `--listen`, e.g. a node listening on 0.0.0.0. Port 0 means the bound port.
+    #[arg(long, env = "SOAK_NODE_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
+    /// Bootstrap peers, comma separated: `ADDR` or `PEER_ID@ADDR` (pinned); ADDR is `ip:port`
+    /// or `host:port` (re-resolved every `bootstrap_resolve_ms`).
     #[arg(long, env = "SOAK_NODE_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<String>,
     /// TOML configuration file (same keys as the long flags, with underscores).
@@ -77,6 +82,17 @@ pub struct TestHooks {
     /// Accept and list impairments but never apply them (a fault that does nothing).
     #[arg(long = "test-ignore-impairments", hide = true)]
     pub ignore_impairments: bool,
+    /// On a restart (the data dir already held an identity), stay out of the mesh for this
+    /// many milliseconds: no dials, inbound peer connections refused, `/readyz` 503 with the
+    /// check `test_rejoin_delay_elapsed` false. The admin API is up meanwhile.
+    #[arg(long = "test-rejoin-delay-ms", hide = true, value_name = "MS")]
+    pub rejoin_delay_ms: Option<u64>,
+    /// Retain this many bytes of (touched) heap per second, up to 512 MiB.
+    #[arg(long = "test-leak-bytes-per-sec", hide = true, value_name = "N")]
+    pub leak_bytes_per_sec: Option<u64>,
+    /// Open this many file descriptors (`/dev/null`) per second, up to half the fd limit.
+    #[arg(long = "test-leak-fds-per-sec", hide = true, value_name = "N")]
+    pub leak_fds_per_sec: Option<u64>,
 }
 
 macro_rules! tunables {
@@ -181,6 +197,71 @@ tunables! {
     rate_limit_burst: "SOAK_NODE_RATE_LIMIT_BURST" = 4_000, 1, 1_000_000;
     /// DMs in flight (awaiting ACK) before new ones are shed with `load`.
     max_pending_dms: "SOAK_NODE_MAX_PENDING_DMS" = 10_000, 1, 1_000_000;
+    /// Most authenticated inbound connections; more are refused with ERR_LOAD (a preferred
+    /// peer evicts a non-preferred one instead).
+    max_inbound_peers: "SOAK_NODE_MAX_INBOUND_PEERS" = 256, 1, 100_000;
+    /// Most inbound handshakes in flight; more are refused before the handshake.
+    max_pending_inbound: "SOAK_NODE_MAX_PENDING_INBOUND" = 256, 1, 100_000;
+    /// Most outbound dials in flight; more wait for the next maintenance tick.
+    max_pending_outbound: "SOAK_NODE_MAX_PENDING_OUTBOUND" = 256, 1, 100_000;
+    /// Failures (bad frames, handshake failures, rate-limit violations, authentication
+    /// timeouts) within `ban_window_ms` that ban a peer or address.
+    ban_threshold: "SOAK_NODE_BAN_THRESHOLD" = 10, 1, 1_000_000;
+    /// The period failures are counted over, milliseconds.
+    ban_window_ms: "SOAK_NODE_BAN_WINDOW_MS" = 60_000, 100, 86_400_000;
+    /// How long a ban lasts, milliseconds.
+    ban_duration_ms: "SOAK_NODE_BAN_DURATION_MS" = 300_000, 100, 86_400_000;
+    /// Most admin API connections open at once; more are closed at accept.
+    admin_max_connections: "SOAK_NODE_ADMIN_MAX_CONNECTIONS" = 64, 1, 10_000;
+    /// How often bootstrap host names are resolved again, milliseconds (a name that does not
+    /// resolve is retried sooner, with backoff from 500 ms up to this).
+    bootstrap_resolve_ms: "SOAK_NODE_BOOTSTRAP_RESOLVE_MS" = 30_000, 1_000, 3_600_000;
+    /// An admin client must send a request's headers within this long (also the idle time of a
+    /// keep-alive connection between requests), milliseconds.
+    admin_header_timeout_ms: "SOAK_NODE_ADMIN_HEADER_TIMEOUT_MS" = 5_000, 100, 600_000;
+}
+
+impl Tuning {
+    /// The membership/DM core's settings.
+    pub fn core_config(&self) -> soak_proto::core::CoreConfig {
+        let ms = Duration::from_millis;
+        soak_proto::core::CoreConfig {
+            tick: ms(self.tick_ms),
+            connect_timeout: ms(self.auth_timeout_ms),
+            active_view: self.active_view as usize,
+            passive_view: self.passive_view as usize,
+            shuffle_len: self.shuffle_len as usize,
+            on_demand_idle: ms(self.on_demand_idle_ms),
+            backoff_base: ms(self.backoff_base_ms),
+            backoff_max: ms(self.backoff_max_ms),
+            inbox_capacity: self.inbox_capacity as usize,
+            inbox_retention: ms(self.inbox_retention_ms),
+            dedupe_capacity: self.dedupe_capacity as usize,
+            dedupe_ttl: ms(self.dedupe_ttl_ms),
+            rate_per_sec: self.rate_limit_per_sec,
+            rate_burst: self.rate_limit_burst,
+            max_pending_dms: self.max_pending_dms as usize,
+            max_inbound_peers: self.max_inbound_peers as usize,
+            max_pending_inbound: self.max_pending_inbound as usize,
+            max_pending_outbound: self.max_pending_outbound as usize,
+            bans: soak_proto::bans::BanConfig {
+                threshold: self.ban_threshold.min(u64::from(u32::MAX)) as u32,
+                window: ms(self.ban_window_ms),
+                duration: ms(self.ban_duration_ms),
+            },
+        }
+    }
+
+    /// The gossip core's configuration: the protocol defaults, with the payload bound of the
+    /// node and list bounds small enough that every gossip message fits in one frame.
+    pub fn gossip_config(&self) -> soak_gossip::Config {
+        let mut cfg = soak_gossip::Config::default();
+        cfg.limits.max_payload = self.max_payload_bytes as usize;
+        cfg.limits.max_ihave_entries = 256;
+        cfg.limits.max_digest_entries = 64;
+        cfg.limits.max_digest_gaps = 32;
+        cfg
+    }
 }
 
 fn clamp(name: &str, value: u64, min: u64, max: u64, warnings: &mut Vec<String>) -> u64 {
@@ -193,13 +274,53 @@ fn clamp(name: &str, value: u64, min: u64, max: u64, warnings: &mut Vec<String>)
     clamped
 }
 
-/// A bootstrap peer: an address, optionally pinned to a peer id.
+/// Where a bootstrap peer is: an IP address, or a host name re-resolved periodically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapAddr {
+    /// A literal `ip:port`.
+    Ip(SocketAddr),
+    /// `host:port`, resolved at start and every `bootstrap_resolve_ms` (with backoff while it
+    /// does not resolve).
+    Host {
+        /// DNS name.
+        name: String,
+        /// UDP port.
+        port: u16,
+    },
+}
+
+impl std::fmt::Display for BootstrapAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootstrapAddr::Ip(a) => write!(f, "{a}"),
+            BootstrapAddr::Host { name, port } => write!(f, "{name}:{port}"),
+        }
+    }
+}
+
+/// A bootstrap peer: an address or host name, optionally pinned to a peer id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bootstrap {
     /// Expected peer id, when given as `PEER_ID@ADDR`.
     pub peer: Option<PeerId>,
-    /// QUIC address.
-    pub addr: SocketAddr,
+    /// Where it is.
+    pub addr: BootstrapAddr,
+}
+
+/// Whether `name` is a plausible DNS host name (labels of letters, digits and `-`, not starting
+/// or ending with `-`, at most 253 bytes).
+fn valid_host(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 impl std::str::FromStr for Bootstrap {
@@ -207,20 +328,29 @@ impl std::str::FromStr for Bootstrap {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
+        let bad = || ConfigError::Bootstrap(s.to_string());
         let (peer, addr) = match s.split_once('@') {
-            Some((id, addr)) => (
-                Some(
-                    id.parse::<PeerId>()
-                        .map_err(|_| ConfigError::Bootstrap(s.to_string()))?,
-                ),
-                addr,
-            ),
+            Some((id, addr)) => (Some(id.parse::<PeerId>().map_err(|_| bad())?), addr),
             None => (None, s),
         };
-        let addr = addr
-            .parse::<SocketAddr>()
-            .map_err(|_| ConfigError::Bootstrap(s.to_string()))?;
-        Ok(Bootstrap { peer, addr })
+        if let Ok(ip) = addr.parse::<SocketAddr>() {
+            return Ok(Bootstrap {
+                peer,
+                addr: BootstrapAddr::Ip(ip),
+            });
+        }
+        let (name, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse::<u16>().map_err(|_| bad())?;
+        if !valid_host(name) || port == 0 {
+            return Err(bad());
+        }
+        Ok(Bootstrap {
+            peer,
+            addr: BootstrapAddr::Host {
+                name: name.to_ascii_lowercase(),
+                port,
+            },
+        })
     }
 }
 
@@ -244,8 +374,10 @@ pub enum ConfigError {
         /// Parser message.
         message: String,
     },
-    /// A bootstrap entry is neither `ADDR` nor `PEER_ID@ADDR`.
-    #[error("invalid bootstrap peer {0:?}: expected ADDR or PEER_ID@ADDR")]
+    /// A bootstrap entry is neither `ADDR` nor `PEER_ID@ADDR` (ADDR: `ip:port` or `host:port`).
+    #[error(
+        "invalid bootstrap peer {0:?}: expected ADDR or PEER_ID@ADDR, ADDR being ip:port or host:port"
+    )]
     Bootstrap(String),
 }
 
@@ -254,6 +386,7 @@ pub enum ConfigError {
 struct FileConfig {
     listen: Option<SocketAddr>,
     admin: Option<SocketAddr>,
+    advertise: Option<SocketAddr>,
     #[serde(default)]
     bootstrap: Vec<String>,
 }
@@ -267,6 +400,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Admin listen address.
     pub admin: SocketAddr,
+    /// QUIC address advertised to peers, when not the bound one.
+    pub advertise: Option<SocketAddr>,
     /// Bootstrap peers.
     pub bootstrap: Vec<Bootstrap>,
     /// Numeric tunables.
@@ -282,6 +417,7 @@ impl Settings {
             data_dir: data_dir.to_path_buf(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
             bootstrap: Vec::new(),
             tuning: Tuning::default(),
             test: TestHooks::default(),
@@ -328,6 +464,7 @@ impl Settings {
                 data_dir: args.data_dir.clone(),
                 listen: args.listen.or(file.listen).unwrap_or(default_addr),
                 admin: args.admin.or(file.admin).unwrap_or(default_addr),
+                advertise: args.advertise.or(file.advertise),
                 bootstrap,
                 tuning,
                 test: args.test.clone(),
@@ -353,7 +490,7 @@ fn read_file(path: &Path) -> Result<(FileConfig, Tunables), ConfigError> {
     };
     let mut table: toml::Table = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
     let mut top = toml::Table::new();
-    for key in ["listen", "admin", "bootstrap"] {
+    for key in ["listen", "admin", "advertise", "bootstrap"] {
         if let Some(v) = table.remove(key) {
             top.insert(key.to_string(), v);
         }
@@ -373,6 +510,14 @@ mod tests {
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Run(a) => a,
         }
+    }
+
+    #[test]
+    fn default_tunables_are_the_protocol_cores_defaults() {
+        assert_eq!(
+            Tuning::default().core_config(),
+            soak_proto::core::CoreConfig::default()
+        );
     }
 
     #[test]
@@ -451,6 +596,29 @@ mod tests {
     }
 
     #[test]
+    fn test_hooks_parse_and_stay_hidden_from_help() {
+        let a = args(&[
+            "--test-rejoin-delay-ms",
+            "1500",
+            "--test-leak-bytes-per-sec",
+            "1048576",
+            "--test-leak-fds-per-sec",
+            "10",
+        ]);
+        assert_eq!(a.test.rejoin_delay_ms, Some(1500));
+        assert_eq!(a.test.leak_bytes_per_sec, Some(1_048_576));
+        assert_eq!(a.test.leak_fds_per_sec, Some(10));
+        assert_eq!(args(&[]).test, TestHooks::default());
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let help = cmd
+            .find_subcommand_mut("run")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("--data-dir"), "{help}");
+        assert!(!help.contains("--test-"), "{help}");
+    }
+
+    #[test]
     fn bootstrap_accepts_plain_and_pinned_addresses() {
         let id = "ab".repeat(32);
         let b: Bootstrap = format!("{id}@127.0.0.1:9").parse().unwrap();
@@ -458,5 +626,37 @@ mod tests {
         let b: Bootstrap = "127.0.0.1:9".parse().unwrap();
         assert!(b.peer.is_none());
         assert!("nonsense".parse::<Bootstrap>().is_err());
+        let b: Bootstrap = "[::1]:9".parse().unwrap();
+        assert_eq!(b.addr, BootstrapAddr::Ip("[::1]:9".parse().unwrap()));
+    }
+
+    #[test]
+    fn bootstrap_accepts_host_names_and_refuses_malformed_ones() {
+        let b: Bootstrap = "Seed-1.Example.net:7000".parse().unwrap();
+        assert_eq!(
+            b.addr,
+            BootstrapAddr::Host {
+                name: "seed-1.example.net".into(),
+                port: 7000
+            }
+        );
+        let id = "cd".repeat(32);
+        let b: Bootstrap = format!("{id}@localhost:9").parse().unwrap();
+        assert!(b.peer.is_some());
+        assert_eq!(b.addr.to_string(), "localhost:9");
+        for bad in [
+            "host",
+            "host:",
+            "host:0",
+            "host:70000",
+            "-bad.example:1",
+            "a..b:1",
+            "under_score:1",
+            "sp ace:1",
+            "[::1:9",
+            "@host:1",
+        ] {
+            assert!(bad.parse::<Bootstrap>().is_err(), "{bad} must be refused");
+        }
     }
 }

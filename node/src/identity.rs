@@ -161,22 +161,56 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Read `DIR/admin.token`, or generate it (32 random bytes, hex, mode 0600).
-pub fn load_or_create_token(data_dir: &Path) -> Result<String, IdentityError> {
+/// Shortest admin token kept from a file written by someone else (16 bytes as hex).
+pub const MIN_TOKEN_LEN: usize = 32;
+
+/// Read `DIR/admin.token`, or generate it (32 random bytes, hex, mode 0600). A token file that
+/// is empty, shorter than [`MIN_TOKEN_LEN`] characters, or readable or writable by anyone but
+/// its owner is replaced by a fresh one; the second value is then a warning to log (the token
+/// itself is never logged).
+pub fn load_or_create_token(data_dir: &Path) -> Result<(String, Option<String>), IdentityError> {
     let path = data_dir.join(soak_api::ADMIN_TOKEN_FILE);
-    match fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-        Ok(_) => {
-            fs::remove_file(&path).map_err(io_err(&path))?;
-            load_or_create_token(data_dir)
+    let problem = match fs::read_to_string(&path) {
+        Ok(s) => {
+            let token = s.trim();
+            let open_mode = token_mode(&path).filter(|m| m & 0o077 != 0);
+            if let Some(mode) = open_mode {
+                Some(format!(
+                    "{} was accessible to others (mode {mode:o}); replaced with a fresh token (mode 600)",
+                    path.display()
+                ))
+            } else if token.len() < MIN_TOKEN_LEN {
+                Some(format!(
+                    "{} held a token of {} characters (fewer than {MIN_TOKEN_LEN}); replaced with a fresh one",
+                    path.display(),
+                    token.len()
+                ))
+            } else {
+                return Ok((token.to_string(), None));
+            }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let token = hex::encode(rand::random::<[u8; 32]>());
-            write_private(&path, token.as_bytes())?;
-            Ok(token)
-        }
-        Err(e) => Err(io_err(&path)(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    if problem.is_some() {
+        fs::remove_file(&path).map_err(io_err(&path))?;
     }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    write_private(&path, token.as_bytes())?;
+    Ok((token, problem))
+}
+
+#[cfg(unix)]
+fn token_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+fn token_mode(_path: &Path) -> Option<u32> {
+    None
 }
 
 /// Write `DIR/node.json` atomically (temp file + fsync + rename).
@@ -209,9 +243,10 @@ mod tests {
         assert_eq!(a.peer_id, b.peer_id);
         let other = Identity::ephemeral().unwrap();
         assert_ne!(a.peer_id, other.peer_id);
-        let t1 = load_or_create_token(dir.path()).unwrap();
-        let t2 = load_or_create_token(dir.path()).unwrap();
+        let (t1, w1) = load_or_create_token(dir.path()).unwrap();
+        let (t2, w2) = load_or_create_token(dir.path()).unwrap();
         assert_eq!(t1, t2);
+        assert_eq!((w1, w2), (None, None));
         assert_eq!(t1.len(), 64);
         #[cfg(unix)]
         {
@@ -222,6 +257,37 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_short_or_world_readable_token_is_replaced_with_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(soak_api::ADMIN_TOKEN_FILE);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // Short, private.
+        fs::write(&path, "hunter2\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let (token, warning) = load_or_create_token(dir.path()).unwrap();
+        assert_eq!(token.len(), 64);
+        assert!(warning.unwrap().contains("7 characters"));
+        assert_eq!(fs::read_to_string(&path).unwrap(), token);
+        assert_eq!(mode(&path), 0o600);
+        // Long enough but world-readable.
+        let long = "a".repeat(64);
+        fs::write(&path, &long).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let (token, warning) = load_or_create_token(dir.path()).unwrap();
+        assert_ne!(token, long);
+        let warning = warning.unwrap();
+        assert!(warning.contains("mode 644"), "{warning}");
+        assert!(!warning.contains(&token), "the token is never in a message");
+        assert_eq!(mode(&path), 0o600);
+        // A good one is kept as is.
+        fs::remove_file(&path).unwrap();
+        write_private(&path, long.as_bytes()).unwrap();
+        assert_eq!(load_or_create_token(dir.path()).unwrap(), (long, None));
     }
 
     #[test]

@@ -171,7 +171,8 @@ impl Impairments {
             peer,
             delay,
             jitter,
-            loss: imp.loss,
+            // -0.0 is 0: listed as 0.0 and never consulted as a loss.
+            loss: if imp.loss == 0.0 { 0.0 } else { imp.loss },
             partition: imp.partition,
             one_way: imp.one_way,
             expires_at: now + expires,
@@ -399,6 +400,22 @@ mod tests {
         one_way_delay.partition = false;
         one_way_delay.one_way = true;
         assert!(t.add(&one_way_delay, now).is_err());
+    }
+
+    #[test]
+    fn negative_zero_loss_is_zero() {
+        let t = Impairments::default();
+        let now = Instant::now();
+        let mut z = imp(1000);
+        z.partition = false;
+        z.loss = -0.0;
+        t.add(&z, now).unwrap();
+        let listed = t.list(now);
+        assert!(listed[0].loss == 0.0 && listed[0].loss.is_sign_positive());
+        assert_eq!(
+            serde_json::to_value(&listed[0]).unwrap()["loss"],
+            serde_json::json!(0.0)
+        );
     }
 
     #[test]

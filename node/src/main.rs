@@ -80,14 +80,17 @@ async fn run(settings: Settings, watched: Option<watchdog::Watched>) -> anyhow::
     let data_dir = settings.data_dir.clone();
     let admin_addr = settings.admin;
     let node = Node::start(settings).await?;
-    let token = identity::load_or_create_token(&data_dir)?;
+    let (token, warning) = identity::load_or_create_token(&data_dir)?;
+    if let Some(w) = warning {
+        warn!("admin token: {w}");
+    }
     let admin_local = admin::serve(node.clone(), token, admin_addr)
         .await
         .map_err(|e| anyhow::anyhow!("failed to bind admin API {admin_addr}: {e}"))?;
     let shared = node.shared();
     let info = soak_api::NodeInfo {
         peer_id: node.peer_id.to_string(),
-        quic_addr: shared.quic_addr.to_string(),
+        quic_addr: shared.advertise.to_string(),
         admin_addr: admin_local.to_string(),
         pid: std::process::id(),
         started_at_ms: shared.identity.started_at_ms,

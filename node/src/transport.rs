@@ -368,6 +368,10 @@ impl AsyncUdpSocket for FilterSocket {
                         garbage += 1;
                     }
                 }
+                // An empty datagram has no segment to judge: it is garbage too.
+                if m.len == 0 {
+                    garbage = 1;
+                }
                 if garbage > 0 {
                     self.invalid.fetch_add(garbage, Ordering::Relaxed);
                 }

@@ -214,6 +214,13 @@ async fn six_node_mesh_every_subscriber_receives_200_exactly_once() {
             + d.counters["gossip_ae_payload_sent_total"]
             + d.counters["gossip_detour_sent_total"];
         duplicates += d.counters[c::GOSSIP_DUPLICATES];
+        // Every copy received from a peer is one delivery-latency observation (the
+        // publisher's own 200 travelled no hop and are not).
+        let latency = &d.histograms[soak_api::histograms::GOSSIP_DELIVERY_LATENCY];
+        assert_eq!(latency.count, if k == 0 { 0 } else { 200 }, "node {k}");
+        if k > 0 {
+            assert!(latency.p99_seconds.is_some_and(|p| p < 30.0), "{latency:?}");
+        }
         let t = topic_diag(&d, TOPIC).expect("topic diagnostics");
         assert!(!t.scores.is_empty(), "node {k}: no scores");
         assert!(

@@ -1,5 +1,7 @@
-//! Load shedding on real processes: the receiver's per-peer rate limit answers `load`, counts
-//! it, and stores nothing for the shed messages; the receive path's queue counters balance.
+//! Load shedding on real processes: the receiver's per-peer rate limit answers with ERR_LOAD
+//! (outcome `load`, the receiver's reason in the error), counts it, and stores nothing for the
+//! shed messages; the sender does not count ERR_LOAD as a failure; the receive path's queue
+//! counters balance.
 
 mod common;
 
@@ -29,6 +31,13 @@ async fn per_peer_rate_limit_sheds_with_load() {
     let mut outcomes = Vec::new();
     for i in 0..6u8 {
         let r = a.dm(&b.info.peer_id, &[i], None).await;
+        if r.outcome == DmOutcome::Load {
+            let why = r.error.clone().unwrap_or_default();
+            assert!(
+                why.contains("ERR_LOAD") && why.contains("rate limit exceeded: 1 DMs/s"),
+                "{why}"
+            );
+        }
         outcomes.push((r.outcome, r.request_id));
     }
     let acked: Vec<&String> = outcomes
@@ -45,6 +54,22 @@ async fn per_peer_rate_limit_sheds_with_load() {
     assert_eq!(acked.len() + shed, outcomes.len(), "{outcomes:?}");
     let d = b.diagnostics().await;
     assert_eq!(d.counters[c::LOAD_SHED], shed as u64);
+    assert_eq!(d.counters["err_load_sent_total"], shed as u64);
+    // Each violation is a failure of the sender on the receiver's books (below the ban bar).
+    assert_eq!(d.counters["peer_failures_total"], shed as u64);
+    assert!(d.bans.is_empty());
+    // The sender heard ERR_LOAD and counts no failure: the peer stays established, unbanned.
+    let da = a.diagnostics().await;
+    assert_eq!(da.counters["err_load_received_total"], shed as u64);
+    assert_eq!(da.counters["peer_failures_total"], 0);
+    assert!(da.bans.is_empty());
+    let view = da
+        .peers
+        .iter()
+        .find(|p| p.peer_id == b.info.peer_id)
+        .expect("b in a's peers");
+    assert_eq!(view.failed_attempts, 0);
+    assert_eq!(view.state, soak_api::PeerState::Established);
     assert_eq!(d.counters[c::DM_DELIVERED], acked.len() as u64);
     let inbox = b.inbox_all().await;
     assert_eq!(inbox.items.len(), acked.len());

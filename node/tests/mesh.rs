@@ -164,7 +164,11 @@ async fn metrics_parse_and_contain_every_diagnostics_counter() {
             prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
         let mut values: BTreeMap<String, f64> = BTreeMap::new();
         for s in &scrape.samples {
-            assert!(s.metric.starts_with("soak_node_"), "{}", s.metric);
+            assert!(
+                s.metric.starts_with("soak_node_") || s.metric.starts_with("process_"),
+                "{}",
+                s.metric
+            );
             let v = match s.value {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
@@ -183,7 +187,55 @@ async fn metrics_parse_and_contain_every_diagnostics_counter() {
             assert!(*got >= *v as f64, "{metric}: {got} < {v}");
         }
         for name in diag.gauges.keys() {
-            assert!(values.contains_key(&format!("soak_node_{name}")), "{name}");
+            // The process set keeps its standard, unprefixed names.
+            let metric = if name.starts_with("process_") {
+                name.clone()
+            } else {
+                format!("soak_node_{name}")
+            };
+            assert!(
+                values.contains_key(&metric),
+                "{metric} missing from /metrics"
+            );
+        }
+        for name in soak_api::gauges::PROCESS {
+            assert!(
+                diag.gauges.contains_key(name),
+                "{name} missing from diagnostics"
+            );
+        }
+        // The latency histograms parse as histograms; their bucket counts agree with the
+        // summaries in diagnostics (a's DM to b was acked: one observation there).
+        for name in [
+            soak_api::histograms::DM_ACK_LATENCY,
+            soak_api::histograms::GOSSIP_DELIVERY_LATENCY,
+        ] {
+            let metric = format!("soak_node_{name}");
+            let buckets = scrape
+                .samples
+                .iter()
+                .find_map(|s| match (&s.value, s.metric == metric) {
+                    (prometheus_parse::Value::Histogram(b), true) => Some(b.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{metric} is not a histogram in /metrics"));
+            let total = buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .map_or(0.0, |b| b.count);
+            let summary = &diag.histograms[name];
+            assert!(
+                total >= summary.count as f64,
+                "{metric}: {total} < {summary:?}"
+            );
+        }
+        if node.info.peer_id == a.info.peer_id {
+            let acks = &diag.histograms[soak_api::histograms::DM_ACK_LATENCY];
+            assert!(acks.count >= 1, "{acks:?}");
+            assert!(
+                acks.p50_seconds.is_some_and(|p| p > 0.0 && p < 5.0),
+                "{acks:?}"
+            );
         }
         let build = scrape
             .samples

@@ -67,6 +67,8 @@ fn main() {
         coverage: None,
         command: Some(vec!["soak".into(), "run".into()]),
         seed: Some(1),
+        errors: Vec::new(),
+        errors_omitted: 0,
     };
     let mut writer = ProofWriter::create(&dir, meta).unwrap_or_else(|e| panic!("{e}"));
     for (node, series) in &obs.samples {
@@ -134,7 +136,7 @@ fn main() {
     );
 
     let head = read_head(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let faults = FaultJournal::read(&dir);
+    let faults = FaultJournal::read(&dir).unwrap_or_else(|e| panic!("{e}"));
     let evidence = Evidence {
         meta: &head.meta,
         status: RunStatus::Complete,

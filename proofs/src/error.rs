@@ -28,6 +28,10 @@ pub enum ErrorKind {
         /// Version this build writes and reads.
         supported: String,
     },
+    /// A file was refused to keep reading bounded and inside the proof: a symbolic link, a
+    /// FIFO, socket or device, or a file over the size bound for its kind.
+    #[error("{0}")]
+    Refused(String),
     /// Anything else wrong with the directory or the call.
     #[error("{0}")]
     Invalid(String),

@@ -19,7 +19,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorKind;
 use crate::format;
+use crate::fsio;
 
 /// One step of one fault, as journaled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,21 +145,37 @@ pub struct FaultPeriod {
 }
 
 impl FaultJournal {
-    /// Reads `faults/journal.jsonl` of the proof in `dir`; never fails (see the module docs).
-    pub fn read(dir: &Path) -> FaultJournal {
-        let path = dir.join(format::FAULTS_DIR).join(format::FAULT_JOURNAL);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
+    /// Reads `faults/journal.jsonl` of the proof in `dir` through the bounded, link-free opener
+    /// of [`crate::fsio`] (a proof is untrusted input). Tolerant like the rest of this module (a
+    /// missing file is an empty journal; a file that cannot be read is a problem, not a
+    /// failure), except that a journal or `faults/` that is a symbolic link, a FIFO, a device
+    /// or over the size bound is refused with an error, as every other proof file is.
+    pub fn read(dir: &Path) -> crate::Result<FaultJournal> {
+        let faults_dir = dir.join(format::FAULTS_DIR);
+        let path = faults_dir.join(format::FAULT_JOURNAL);
+        let bytes = (|| {
+            if !fsio::is_dir(&faults_dir)? || !fsio::is_regular(&path)? {
+                return Ok(None);
+            }
+            fsio::read_bounded(&path, format::MAX_JSONL_BYTES).map(Some)
+        })();
+        match bytes {
+            Ok(Some(bytes)) => {
                 let mut journal = FaultJournal::parse(&String::from_utf8_lossy(&bytes));
                 journal.present = true;
-                journal
+                Ok(journal)
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => FaultJournal::default(),
-            Err(err) => FaultJournal {
+            Ok(None) => Ok(FaultJournal::default()),
+            Err(err) if matches!(err.kind, ErrorKind::Refused(_)) => Err(err),
+            Err(err) => Ok(FaultJournal {
                 present: true,
                 steps: Vec::new(),
-                problems: vec![format!("cannot read {}: {err}", path.display())],
-            },
+                problems: vec![format!(
+                    "cannot read {}: {err}: {}",
+                    path.display(),
+                    err.kind
+                )],
+            }),
         }
     }
 
@@ -370,8 +388,40 @@ mod tests {
     #[test]
     fn an_absent_journal_is_empty_and_not_present() {
         let dir = tempfile::tempdir().expect("tmp");
-        let journal = FaultJournal::read(dir.path());
+        let journal = FaultJournal::read(dir.path()).expect("no journal is no error");
         assert_eq!(journal, FaultJournal::default());
         assert!(!journal.present);
+    }
+
+    /// The journal is read like every other proof file: a link (to a file or as `faults/`
+    /// itself) is refused, never followed, and a FIFO is refused without hanging.
+    #[test]
+    fn a_linked_or_fifo_journal_is_refused() {
+        let refused = |dir: &Path| match FaultJournal::read(dir) {
+            Err(err) => matches!(err.kind, ErrorKind::Refused(_)),
+            Ok(journal) => panic!("read {journal:?}"),
+        };
+        let outside = tempfile::tempdir().expect("tmp");
+        let target = outside.path().join(format::FAULT_JOURNAL);
+        std::fs::write(&target, "{}\n").expect("write");
+
+        let dir = tempfile::tempdir().expect("tmp");
+        let faults = dir.path().join(format::FAULTS_DIR);
+        std::fs::create_dir(&faults).expect("mkdir");
+        let journal = faults.join(format::FAULT_JOURNAL);
+        std::os::unix::fs::symlink(&target, &journal).expect("symlink");
+        assert!(refused(dir.path()), "a linked journal.jsonl");
+        std::fs::remove_file(&journal).expect("rm");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&journal)
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        assert!(refused(dir.path()), "a FIFO journal.jsonl");
+
+        let linked = tempfile::tempdir().expect("tmp");
+        std::os::unix::fs::symlink(outside.path(), linked.path().join(format::FAULTS_DIR))
+            .expect("symlink");
+        assert!(refused(linked.path()), "a linked faults/");
     }
 }

@@ -9,6 +9,7 @@
 //!   config.json            resolved run config, secrets redacted
 //!   gate.toml              the gate profile the run was judged with (when known)
 //!   events.jsonl           run events, append-only
+//!   node_events.jsonl      node exits and lost hosts, append-only (1.2)
 //!   samples/<node>.jsonl   continuous samples per node, append-only
 //!   windows/NNN/window.json    the window's record (Phase A, fanout, scenarios)
 //!   windows/NNN/verdict.json   the window's verdict (written at finish)
@@ -16,8 +17,8 @@
 //!   faults/schedule.json   the resolved fault schedule; faults/scenarios.toml the scenario file
 //!   faults/residue.json    what the sweep before and the audit after the run found
 //!   logs/<node>.log        spawned nodes' logs (local mesh)
-//!   verdict.json summary.md summary.csv windows.csv timeline.csv junit.xml report.html
-//!                          (rendered at finish)
+//!   verdict.json summary.md summary.csv windows.csv timeline.csv phase_a.csv junit.xml
+//!   report.html            (rendered at finish)
 //! ```
 
 use std::fmt;
@@ -36,6 +37,10 @@ pub const CONFIG: &str = "config.json";
 pub const GATE: &str = "gate.toml";
 /// `events.jsonl`.
 pub const EVENTS: &str = "events.jsonl";
+/// `node_events.jsonl`: what happened to the nodes (exits, hosts lost), append-only (1.2).
+pub const NODE_EVENTS: &str = "node_events.jsonl";
+/// `phase_a.csv`: Phase A per ordered pair over the soak (1.2).
+pub const PHASE_A_CSV: &str = "phase_a.csv";
 /// `samples/`.
 pub const SAMPLES_DIR: &str = "samples";
 /// `windows/`.
@@ -76,10 +81,20 @@ pub const SAMPLES_EXT: &str = ".jsonl";
 /// fields or files), `major` for anything an older reader would misread.
 ///
 /// 1.1 added `coverage` in `run.json`; 1.2 added `report.html`, `junit.xml`, `windows.csv`,
-/// the long-format `timeline.csv`, the optional `command` and `seed` in `run.json`, and the
+/// the long-format `timeline.csv`, the optional `command` and `seed` in `run.json`, the
 /// nemesis' `faults/` (journal, schedule, residue, scenario file; fault evidence in window
-/// records).
+/// records), `node_events.jsonl`, `phase_a.csv`, `PairOutcome::inbox_copies` and
+/// `RunMeta::errors`.
 pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 2 };
+
+/// Largest JSON (or TOML) document a proof may hold: run, config, manifest, window and verdict
+/// files. Reading refuses bigger ones (a proof is untrusted input).
+pub const MAX_JSON_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest JSON-lines file (samples of one node, events): days of 1 s samples fit.
+pub const MAX_JSONL_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Largest file `verify` hashes (streamed, so memory is not the concern: a sparse or runaway
+/// file must not take hours).
+pub const MAX_HASHED_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 
 /// Directory name of window `index` under `windows/`: zero-padded to three digits.
 pub fn window_dir_name(index: u32) -> String {

@@ -9,6 +9,10 @@
 //! * GO → passed; NO-GO → `<failure type="NO-GO">`; UNKNOWN → `<failure type="UNKNOWN">` — missing
 //!   evidence fails a CI gate, it never passes; the message is the bar's reason and the text its
 //!   whole explanation (statistic, value, threshold, nodes, exemptions, baseline);
+//! * a bar that was not applicable (`not_applicable`: verdict UNKNOWN, left out of the soak
+//!   verdict, e.g. a leak bar on a run shorter than its minimum span) → `<skipped
+//!   type="NOT-APPLICABLE">` with the reason — never passed, and no failure the soak verdict
+//!   does not have;
 //! * scenarios: COMPLETED → passed, SKIPPED → `<skipped>` with the reason, FAILED →
 //!   `<failure type="FAILED">` (a skipped scenario still fails the `scenarios` bar, so the
 //!   suite never passes on it);
@@ -73,6 +77,16 @@ pub fn bar_explanation(bar: &BarResult) -> String {
 
 fn bar_case(bar: &BarResult, classname: &str) -> TestCase {
     let status = match bar.verdict {
+        // A bar that could not apply (e.g. a leak bar on a run shorter than its span) is left
+        // out of the soak verdict: skipped, never passed, and not a failure the verdict lacks.
+        _ if bar.not_applicable => {
+            let mut status = TestCaseStatus::skipped();
+            status
+                .set_type("NOT-APPLICABLE")
+                .set_message(bar.reason.as_str())
+                .set_description(bar_explanation(bar));
+            status
+        }
         Outcome::Go => TestCaseStatus::success(),
         outcome => {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);

@@ -54,9 +54,32 @@ pub struct RunMeta {
     /// `config.json` may still hold it: see [`RunMeta::run_seed`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Errors the run reported (the fleet did not come up, a worker failed), in order, so
+    /// `summary.md` can say why a run failed. At most [`RunMeta::MAX_ERRORS`] are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Errors beyond [`RunMeta::MAX_ERRORS`], counted (all of them are in `events.jsonl`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub errors_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl RunMeta {
+    /// Most errors kept in `run.json`.
+    pub const MAX_ERRORS: usize = 20;
+
+    /// Records an error, keeping at most [`RunMeta::MAX_ERRORS`] and counting the rest.
+    pub fn record_error(&mut self, message: &str) {
+        if self.errors.len() < Self::MAX_ERRORS {
+            self.errors.push(message.to_string());
+        } else {
+            self.errors_omitted += 1;
+        }
+    }
+
     /// The run's seed: [`RunMeta::seed`], else the `seed` of the stored config (older proofs).
     pub fn run_seed(&self) -> Option<u64> {
         self.seed

@@ -5,11 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use soak_gates::Verdict;
-use soak_gates::model::{Observations, RunInfo, Sample, WindowRecord};
+use soak_gates::model::{NodeEvent, Observations, RunInfo, Sample, WindowRecord};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::{self, CURRENT};
-use crate::fsio::{read_json, read_jsonl};
+use crate::fsio::{self, Entry, is_dir, is_regular, read_json, read_jsonl, read_text};
 use crate::meta::{Manifest, RunMeta, RunStatus};
 use crate::writer::RunFile;
 
@@ -46,7 +46,8 @@ impl Proof {
     }
 }
 
-/// Reads a proof directory, complete or not.
+/// Reads a proof directory, complete or not. Every file goes through the bounded, link-free
+/// helpers of `fsio` (a proof is untrusted input).
 pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
     let mut proof = read_head(dir)?;
     let samples = read_samples(&proof.dir.join(format::SAMPLES_DIR), &mut proof.warnings)?;
@@ -59,27 +60,29 @@ pub fn read(dir: impl AsRef<Path>) -> Result<Proof> {
 /// ([`crate::render::SampleSource::Dir`]).
 pub fn read_head(dir: impl AsRef<Path>) -> Result<Proof> {
     let dir = dir.as_ref().to_path_buf();
+    let context = || format!("failed to read proof {}", dir.display());
     let run_path = dir.join(format::RUN);
-    if !run_path.is_file() {
+    if !is_regular(&run_path)? {
         return Err(Error::invalid(
-            format!("failed to read proof {}", dir.display()),
+            context(),
             format!("no {} (not a proof directory)", format::RUN),
         ));
     }
     let run: RunFile = read_json(&run_path)?;
     run.format
         .check_readable_by(CURRENT)
-        .map_err(|e| Error::new(format!("failed to read proof {}", dir.display()), e.kind))?;
+        .map_err(|e| Error::new(context(), e.kind))?;
     let mut warnings = Vec::new();
     let manifest_path = dir.join(format::MANIFEST);
-    let manifest = if manifest_path.is_file() {
+    let manifest = if is_regular(&manifest_path)? {
         match read_json::<Manifest>(&manifest_path) {
             Ok(m) => {
-                m.format.check_readable_by(CURRENT).map_err(|e| {
-                    Error::new(format!("failed to read proof {}", dir.display()), e.kind)
-                })?;
+                m.format
+                    .check_readable_by(CURRENT)
+                    .map_err(|e| Error::new(context(), e.kind))?;
                 Some(m)
             }
+            Err(err) if matches!(err.kind, ErrorKind::Refused(_)) => return Err(err),
             Err(err) => {
                 warnings.push(format!("manifest unreadable, treated as incomplete: {err}"));
                 None
@@ -90,24 +93,30 @@ pub fn read_head(dir: impl AsRef<Path>) -> Result<Proof> {
     };
     let mut meta = run.meta;
     let config_path = dir.join(format::CONFIG);
-    if config_path.is_file() {
+    if is_regular(&config_path)? {
         meta.config = read_json(&config_path)?;
     }
     let gate_path = dir.join(format::GATE);
-    if meta.gate_source.is_none() && gate_path.is_file() {
-        meta.gate_source =
-            Some(fs::read_to_string(&gate_path).map_err(|e| Error::io("read", &gate_path, e))?);
+    if meta.gate_source.is_none() && is_regular(&gate_path)? {
+        meta.gate_source = Some(read_text(&gate_path)?);
     }
 
-    let windows = read_windows(&dir.join(format::WINDOWS_DIR))?;
+    let windows = read_windows(&dir.join(format::WINDOWS_DIR), &mut warnings)?;
     let events_path = dir.join(format::EVENTS);
-    let events = if events_path.is_file() {
+    let events = if is_regular(&events_path)? {
         read_jsonl(&events_path, &mut warnings)?
     } else {
         Vec::new()
     };
+    let node_events_path = dir.join(format::NODE_EVENTS);
+    let mut node_events: Vec<NodeEvent> = if is_regular(&node_events_path)? {
+        read_jsonl(&node_events_path, &mut warnings)?
+    } else {
+        Vec::new()
+    };
+    node_events.sort_by_key(|e| e.at_ms);
     let verdict_path = dir.join(format::VERDICT);
-    let verdict = if verdict_path.is_file() {
+    let verdict = if is_regular(&verdict_path)? {
         Some(read_json(&verdict_path)?)
     } else {
         None
@@ -119,9 +128,12 @@ pub fn read_head(dir: impl AsRef<Path>) -> Result<Proof> {
             sample_interval_ms: meta.sample_interval_ms,
             nodes: meta.nodes.clone(),
             inventory_hosts: meta.coverage.as_ref().map(|c| c.inventory_hosts),
+            planned_windows: planned_windows(&meta.config),
+            window_ms: window_ms(&meta.config),
         },
         samples: BTreeMap::new(),
         windows,
+        node_events,
     };
     Ok(Proof {
         dir,
@@ -134,6 +146,21 @@ pub fn read_head(dir: impl AsRef<Path>) -> Result<Proof> {
     })
 }
 
+/// Windows the run planned, from the resolved config `soak run` stores (`windows`).
+pub fn planned_windows(config: &serde_json::Value) -> Option<u32> {
+    config
+        .get("windows")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|w| u32::try_from(w).ok())
+}
+
+/// The planned window length, from the resolved config (`interval_ms`).
+pub fn window_ms(config: &serde_json::Value) -> Option<u64> {
+    config
+        .get("interval_ms")
+        .and_then(serde_json::Value::as_u64)
+}
+
 fn read_samples(dir: &Path, warnings: &mut Vec<String>) -> Result<BTreeMap<String, Vec<Sample>>> {
     let mut out = BTreeMap::new();
     for (node, path) in sample_files(dir, warnings)? {
@@ -143,13 +170,15 @@ fn read_samples(dir: &Path, warnings: &mut Vec<String>) -> Result<BTreeMap<Strin
 }
 
 /// The sample files under `dir` (a proof's `samples/`) by node name, in name order; files that
-/// are not sample files are noted and left out.
+/// are not sample files are noted and left out. Every entry is checked (`lstat`) here: a link,
+/// FIFO or device is refused, never followed, and the caller reads the files it gets through
+/// the bounded opener of `fsio`.
 pub(crate) fn sample_files(
     dir: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(String, PathBuf)>> {
     let mut out = BTreeMap::new();
-    if !dir.is_dir() {
+    if !is_dir(dir)? {
         return Ok(Vec::new());
     }
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
@@ -162,20 +191,40 @@ pub(crate) fn sample_files(
             warnings.push(format!("ignored unexpected file samples/{file_name}"));
             continue;
         };
-        out.insert(node, entry.path());
+        let path = entry.path();
+        // Checked (lstat) before opening: a link or FIFO here is refused, never followed.
+        if is_regular(&path)? {
+            out.insert(node, path);
+        }
     }
     Ok(out.into_iter().collect())
 }
 
-fn read_windows(dir: &Path) -> Result<Vec<WindowRecord>> {
+fn read_windows(dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<WindowRecord>> {
     let mut out: Vec<WindowRecord> = Vec::new();
-    if !dir.is_dir() {
+    if !is_dir(dir)? {
         return Ok(out);
     }
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
-        let record = entry.path().join(format::WINDOW_RECORD);
-        if record.is_file() {
+        let path = entry.path();
+        match fsio::entry(&path)? {
+            Entry::Dir => {}
+            Entry::File(_) | Entry::Missing => {
+                warnings.push(format!(
+                    "ignored unexpected file windows/{}",
+                    entry.file_name().to_string_lossy()
+                ));
+                continue;
+            }
+            Entry::Other(_) => {
+                // Refused with the reason (a link to a directory outside the proof, a FIFO).
+                is_dir(&path)?;
+                continue;
+            }
+        }
+        let record = path.join(format::WINDOW_RECORD);
+        if is_regular(&record)? {
             out.push(read_json(&record)?);
         }
     }

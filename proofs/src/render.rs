@@ -1,6 +1,8 @@
 //! Renderers: `verdict.json`, `summary.md`, `summary.csv`, `windows.csv`, the long
-//! `timeline.csv`, `junit.xml` and `report.html`. Pure functions of the stored evidence and the
-//! verdict; nothing is ever parsed back out of them (the machine contract is `verdict.json`).
+//! `timeline.csv`, `phase_a.csv`, `junit.xml` and `report.html`. Pure functions of the stored
+//! evidence and the verdict; nothing is ever parsed back out of them (the machine contract is
+//! `verdict.json`). Numbers for people are rounded ([`soak_gates::display`]); `verdict.json`
+//! keeps full precision.
 //!
 //! [`write_report`] renders every file in one pass over the samples, node by node, so a long
 //! run's samples never have to be in memory at once when they are read from a proof directory
@@ -10,8 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use soak_gates::display::human_number;
 use soak_gates::model::{Sample, WindowRecord};
-use soak_gates::{BarResult, Outcome, Verdict};
+use soak_gates::{BarResult, Cause, Outcome, Verdict};
 
 use crate::error::{Error, Result};
 use crate::export::{TIMELINE_HEADER, write_timeline_rows};
@@ -24,13 +27,21 @@ use crate::report::{ReportBuilder, ReportInput};
 use crate::runid::utc_rfc3339;
 use crate::summary::{EndSummary, Totals};
 
-/// A statistic for humans: whole numbers without a fraction, others as Rust prints them
-/// (shortest round-trip form); `-` when unknown.
+/// A statistic for humans: whole numbers without a fraction, others rounded to 3 significant
+/// digits; `-` when unknown. (`verdict.json` keeps the full value.)
 pub fn show_value(value: Option<f64>) -> String {
     match value {
-        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
-        Some(v) => format!("{v}"),
+        Some(v) => human_number(v),
         None => "-".to_string(),
+    }
+}
+
+/// A bar's verdict for people: `n/a` for a bar that could not apply (never a pass).
+pub fn show_verdict(bar: &BarResult) -> String {
+    if bar.not_applicable {
+        "n/a".to_string()
+    } else {
+        bar.verdict.to_string()
     }
 }
 
@@ -184,7 +195,7 @@ pub struct StoredReport {
 /// equals the page the run wrote at finish.
 pub fn stored_report(dir: &Path) -> Result<StoredReport> {
     let proof = crate::reader::read_head(dir)?;
-    let faults = FaultJournal::read(dir);
+    let faults = FaultJournal::read(dir)?;
     let evidence = Evidence {
         meta: &proof.meta,
         status: proof.status(),
@@ -202,8 +213,8 @@ pub fn stored_report(dir: &Path) -> Result<StoredReport> {
 }
 
 /// Writes every rendered file into `dir` atomically — `verdict.json`, `summary.md`,
-/// `summary.csv`, `windows.csv`, `timeline.csv`, `junit.xml`, `report.html` — and returns the
-/// end summary.
+/// `summary.csv`, `windows.csv`, `timeline.csv`, `phase_a.csv`, `junit.xml`, `report.html` —
+/// and returns the end summary.
 pub fn write_report(dir: &Path, evidence: &Evidence<'_>, verdict: &Verdict) -> Result<EndSummary> {
     let mut pass_result = None;
     write_atomic_with(&dir.join(format::TIMELINE_CSV), |out| {
@@ -227,6 +238,7 @@ pub fn write_report(dir: &Path, evidence: &Evidence<'_>, verdict: &Verdict) -> R
         ),
         (format::SUMMARY_CSV, summary_csv(verdict)),
         (format::WINDOWS_CSV, windows_csv(verdict)),
+        (format::PHASE_A_CSV, phase_a_csv(verdict)),
         (
             format::JUNIT_XML,
             crate::junit::junit_xml(evidence.meta, evidence.status, verdict)?,
@@ -247,6 +259,7 @@ pub fn rendered_files(dir: &Path) -> Vec<PathBuf> {
         format::SUMMARY_CSV,
         format::WINDOWS_CSV,
         format::TIMELINE_CSV,
+        format::PHASE_A_CSV,
         format::JUNIT_XML,
         format::REPORT_HTML,
     ]
@@ -294,6 +307,8 @@ pub fn summary_csv(verdict: &Verdict) -> String {
             "nodes",
             "exemptions",
             "reason",
+            "cause",
+            "not_applicable",
         ]
         .map(String::from),
     );
@@ -316,6 +331,47 @@ pub fn summary_csv(verdict: &Verdict) -> String {
                 bar.nodes.join(" "),
                 exemptions_text(bar),
                 bar.reason.clone(),
+                bar.cause.clone().unwrap_or_default(),
+                bar.not_applicable.to_string(),
+            ],
+        );
+    }
+    out
+}
+
+/// `phase_a.csv`: Phase A per ordered pair over the soak (header only without Phase A).
+pub fn phase_a_csv(verdict: &Verdict) -> String {
+    let mut out = String::new();
+    csv_row(
+        &mut out,
+        &[
+            "from",
+            "to",
+            "required",
+            "sent",
+            "acked",
+            "received",
+            "delivered",
+            "failed_windows",
+        ]
+        .map(String::from),
+    );
+    for p in verdict.phase_a.iter().flat_map(|s| &s.per_pair) {
+        csv_row(
+            &mut out,
+            &[
+                p.from.clone(),
+                p.to.clone(),
+                p.required.to_string(),
+                p.sent.to_string(),
+                p.acked.to_string(),
+                p.received.to_string(),
+                p.delivered.to_string(),
+                p.failed_windows
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ],
         );
     }
@@ -342,6 +398,11 @@ pub fn windows_csv(verdict: &Verdict) -> String {
             "scenarios",
             "no_go_bars",
             "unknown_bars",
+            "phase_a_sent",
+            "phase_a_acked",
+            "phase_a_received",
+            "partial",
+            "sampling_failures",
         ]
         .map(String::from),
     );
@@ -378,6 +439,15 @@ pub fn windows_csv(verdict: &Verdict) -> String {
                 scenarios,
                 bars_with(Outcome::NoGo),
                 bars_with(Outcome::Unknown),
+                opt(w.phase_a.as_ref().map(|p| p.sent)),
+                opt(w.phase_a.as_ref().map(|p| p.acked)),
+                opt(w.phase_a.as_ref().map(|p| p.received)),
+                w.partial.to_string(),
+                w.sampling_failures
+                    .iter()
+                    .map(|f| u64::from(f.attempts))
+                    .sum::<u64>()
+                    .to_string(),
             ],
         );
     }
@@ -386,6 +456,77 @@ pub fn windows_csv(verdict: &Verdict) -> String {
 
 fn md_cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Every bar result of the verdict that is not GO, window bars first (not-applicable ones
+/// left out: they are listed with the soak bars).
+pub fn not_go(verdict: &Verdict) -> impl Iterator<Item = &BarResult> {
+    verdict
+        .windows
+        .iter()
+        .flat_map(|w| w.bars.iter())
+        .chain(verdict.soak_bars.iter())
+        .filter(|b| b.verdict != Outcome::Go && !b.not_applicable)
+}
+
+/// `bar (windows 2, 3)` groups of the results a cause explains.
+pub fn explained_by(verdict: &Verdict, cause: &Cause) -> String {
+    let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for b in not_go(verdict).filter(|b| b.cause.as_deref() == Some(cause.id.as_str())) {
+        groups.entry(b.bar.as_str()).or_default().push(
+            b.window
+                .map_or_else(|| "soak".to_string(), |w| w.to_string()),
+        );
+    }
+    groups
+        .into_iter()
+        .map(|(bar, windows)| {
+            if windows.len() == 1 && windows[0] == "soak" {
+                format!("`{bar}` (soak)")
+            } else {
+                format!("`{bar}` (window {})", windows.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line on why the soak is not GO: its causes, then how many other results fail.
+pub fn why_line(verdict: &Verdict) -> Option<String> {
+    if verdict.verdict == Outcome::Go {
+        return None;
+    }
+    let causes: Vec<&Cause> = verdict.causes.iter().filter(|c| c.explains > 0).collect();
+    let others: Vec<&BarResult> = not_go(verdict).filter(|b| b.cause.is_none()).collect();
+    let mut parts: Vec<String> = causes
+        .iter()
+        .take(3)
+        .map(|c| format!("{} ({} results)", c.headline, c.explains))
+        .collect();
+    if causes.len() > 3 {
+        parts.push(format!("{} more causes", causes.len() - 3));
+    }
+    match others.as_slice() {
+        [] => {}
+        [only] => parts.push(format!(
+            "`{}`{}: {}",
+            only.bar,
+            only.window
+                .map(|w| format!(" in window {w}"))
+                .unwrap_or_default(),
+            only.reason
+        )),
+        many => {
+            let mut bars: Vec<&str> = many.iter().map(|b| b.bar.as_str()).collect();
+            bars.dedup();
+            parts.push(format!(
+                "{} other results not GO ({})",
+                many.len(),
+                bars.join(", ")
+            ));
+        }
+    }
+    Some(parts.join("; "))
 }
 
 /// `summary.md`: the verdict for humans, with the end summary's totals.
@@ -410,6 +551,9 @@ pub fn summary_md(
             let _ = writeln!(md, "# Soak {}: {}\n", meta.run_id, verdict.verdict);
         }
     }
+    if let Some(why) = why_line(verdict) {
+        let _ = writeln!(md, "**Why {}:** {}\n", verdict.verdict, md_cell(&why));
+    }
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(md, "| verdict | **{}** |", verdict.verdict);
     let _ = writeln!(md, "| gate | `{}` |", md_cell(&verdict.gate));
@@ -421,7 +565,7 @@ pub fn summary_md(
     if let Some(coverage) = &meta.coverage {
         let _ = writeln!(md, "| hosts | {} |", md_cell(&coverage.describe()));
     }
-    let _ = writeln!(md, "| windows | {} |", verdict.windows.len());
+    let _ = writeln!(md, "| windows | {} |", windows_text(meta, verdict));
     let _ = writeln!(
         md,
         "| scenarios | {} |",
@@ -467,8 +611,26 @@ pub fn summary_md(
         let _ = writeln!(md, "| {label} | {} | {} |", md_cell(&value), md_cell(&rate));
     }
 
+    if !meta.errors.is_empty() {
+        let _ = writeln!(md, "\n## Errors during the run\n");
+        for e in &meta.errors {
+            let _ = writeln!(md, "- {}", md_cell(e));
+        }
+        if meta.errors_omitted > 0 {
+            let _ = writeln!(
+                md,
+                "- and {} more (every error is in `events.jsonl`)",
+                meta.errors_omitted
+            );
+        }
+    }
+
+    why_section(&mut md, verdict);
+
     let _ = writeln!(md, "\n## Soak-level bars\n");
     bars_table(&mut md, &verdict.soak_bars);
+
+    phase_a_section(&mut md, verdict);
 
     let _ = writeln!(md, "\n## Windows\n");
     let _ = writeln!(
@@ -494,11 +656,16 @@ pub fn summary_md(
             .map(|b| format!("{} ({})", b.bar, b.verdict))
             .collect::<Vec<_>>()
             .join(", ");
+        let kind = match (w.warmup, w.partial) {
+            (true, true) => " (warm-up, partial)",
+            (true, false) => " (warm-up)",
+            (false, true) => " (partial)",
+            (false, false) => "",
+        };
         let _ = writeln!(
             md,
-            "| {}{} | {} | {} | {} | {} | {} |",
+            "| {}{kind} | {} | {} | {} | {} | {} |",
             w.index,
-            if w.warmup { " (warm-up)" } else { "" },
             utc_rfc3339(w.start_ms),
             w.verdict,
             phase_a,
@@ -507,33 +674,6 @@ pub fn summary_md(
         );
     }
 
-    let not_go: Vec<&BarResult> = verdict
-        .windows
-        .iter()
-        .flat_map(|w| w.bars.iter())
-        .filter(|b| b.verdict != Outcome::Go)
-        .collect();
-    if !not_go.is_empty() {
-        let _ = writeln!(md, "\n## Why not GO\n");
-        let _ = writeln!(
-            md,
-            "| window | bar | verdict | value | threshold | nodes | reason |"
-        );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-        for b in not_go {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                b.window.map(|w| w.to_string()).unwrap_or_default(),
-                md_cell(&b.bar),
-                b.verdict,
-                show_value(b.value),
-                md_cell(&b.threshold),
-                md_cell(&b.nodes.join(" ")),
-                md_cell(&b.reason)
-            );
-        }
-    }
     let exemptions: Vec<&BarResult> = verdict
         .windows
         .iter()
@@ -567,15 +707,16 @@ pub fn summary_md(
             );
         }
     }
+    sampling_section(&mut md, verdict);
     if !verdict.gaps.is_empty() {
         let _ = writeln!(md, "\n## Evidence gaps\n");
         for g in &verdict.gaps {
             let _ = writeln!(
                 md,
-                "- window {}: {} without a good sample for {} s ({} → {})",
+                "- window {}: {} without a good sample for {} ({} → {})",
                 g.window,
                 md_cell(&g.node),
-                (g.to_ms - g.from_ms) / 1000,
+                soak_gates::display::human_duration(g.to_ms - g.from_ms),
                 utc_rfc3339(g.from_ms),
                 utc_rfc3339(g.to_ms)
             );
@@ -604,6 +745,193 @@ pub fn summary_md(
     md
 }
 
+/// `3 judged (+1 warm-up) of 4 planned`.
+fn windows_text(meta: &RunMeta, verdict: &Verdict) -> String {
+    let judged = verdict.windows.iter().filter(|w| w.is_judged()).count();
+    let warmup = verdict.windows.iter().filter(|w| w.warmup).count();
+    let partial = verdict
+        .windows
+        .iter()
+        .filter(|w| w.partial && !w.warmup)
+        .count();
+    let mut text = format!("{judged} judged");
+    let mut extra = Vec::new();
+    if warmup > 0 {
+        extra.push(format!("+{warmup} warm-up"));
+    }
+    if partial > 0 {
+        extra.push(format!("+{partial} partial"));
+    }
+    if !extra.is_empty() {
+        text.push_str(&format!(" ({})", extra.join(", ")));
+    }
+    if let Some(planned) = crate::reader::planned_windows(&meta.config) {
+        text.push_str(&format!(" of {planned} planned"));
+    }
+    text
+}
+
+/// Root causes with what they explain, then every other result that is not GO.
+fn why_section(md: &mut String, verdict: &Verdict) {
+    if verdict.verdict == Outcome::Go {
+        return;
+    }
+    let _ = writeln!(md, "\n## Why {}\n", verdict.verdict);
+    let causes: Vec<&Cause> = verdict.causes.iter().filter(|c| c.explains > 0).collect();
+    if !causes.is_empty() {
+        let _ = writeln!(md, "Root causes, with the results that follow from them:\n");
+        for c in &causes {
+            let _ = writeln!(
+                md,
+                "- **{}** — {} results: {}",
+                md_cell(&c.headline),
+                c.explains,
+                md_cell(&explained_by(verdict, c))
+            );
+        }
+    }
+    let seen: Vec<&Cause> = verdict.causes.iter().filter(|c| c.explains == 0).collect();
+    if !seen.is_empty() {
+        let _ = writeln!(md, "\nAlso seen (explains no failing result):\n");
+        for c in seen {
+            let _ = writeln!(md, "- {}", md_cell(&c.headline));
+        }
+    }
+    let others: Vec<&BarResult> = not_go(verdict).filter(|b| b.cause.is_none()).collect();
+    if !others.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n{}\n",
+            if causes.is_empty() {
+                "Results that are not GO:"
+            } else {
+                "Other results that are not GO:"
+            }
+        );
+        let _ = writeln!(
+            md,
+            "| window | bar | verdict | value | threshold | nodes | reason |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+        for b in others {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                b.window
+                    .map_or_else(|| "soak".to_string(), |w| w.to_string()),
+                md_cell(&b.bar),
+                b.verdict,
+                show_value(b.value),
+                md_cell(&b.threshold),
+                md_cell(&b.nodes.join(" ")),
+                md_cell(&b.reason)
+            );
+        }
+    }
+}
+
+/// Phase A over the soak: sent, acked, received and delivered, and every pair that failed.
+fn phase_a_section(md: &mut String, verdict: &Verdict) {
+    let Some(pa) = &verdict.phase_a else {
+        return;
+    };
+    let _ = writeln!(md, "\n## Phase A\n");
+    let _ = writeln!(
+        md,
+        "{} matrices: {} required pairs, {} sent, {} acked, {} received, **{} delivered** (acked and \
+         in the receiver's inbox exactly once).",
+        pa.matrices, pa.pairs, pa.sent, pa.acked, pa.received, pa.delivered
+    );
+    if let Some(node) = &pa.common_node {
+        let _ = writeln!(md, "\nEvery failing pair involves **{}**.", md_cell(node));
+    }
+    let failing: Vec<_> = pa
+        .per_pair
+        .iter()
+        .filter(|p| !p.failed_windows.is_empty())
+        .collect();
+    if failing.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n| pair | required | sent | acked | received | delivered | failed in windows |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    const LIMIT: usize = 50;
+    for p in failing.iter().take(LIMIT) {
+        let _ = writeln!(
+            md,
+            "| {}→{} | {} | {} | {} | {} | {} | {} |",
+            md_cell(&p.from),
+            md_cell(&p.to),
+            p.required,
+            p.sent,
+            p.acked,
+            p.received,
+            p.delivered,
+            p.failed_windows
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if failing.len() > LIMIT {
+        let _ = writeln!(
+            md,
+            "\n… and {} more failing pairs (every pair is in `phase_a.csv`).",
+            failing.len() - LIMIT
+        );
+    }
+}
+
+/// Every failed sampling attempt, by window.
+fn sampling_section(md: &mut String, verdict: &Verdict) {
+    let total: usize = verdict
+        .windows
+        .iter()
+        .map(|w| w.sampling_failures.len())
+        .sum();
+    if total == 0 {
+        return;
+    }
+    let _ = writeln!(md, "\n## Failed sampling attempts\n");
+    const LIMIT: usize = 50;
+    let mut shown = 0;
+    for w in &verdict.windows {
+        for f in &w.sampling_failures {
+            if shown == LIMIT {
+                let _ = writeln!(
+                    md,
+                    "- … and {} more (every one is in `verdict.json`)",
+                    total - LIMIT
+                );
+                return;
+            }
+            shown += 1;
+            let when = if f.attempts == 1 {
+                utc_rfc3339(f.from_ms)
+            } else {
+                format!(
+                    "{} attempts from {} to {}",
+                    f.attempts,
+                    utc_rfc3339(f.from_ms),
+                    utc_rfc3339(f.to_ms)
+                )
+            };
+            let _ = writeln!(
+                md,
+                "- window {}: {} at {}: {}",
+                w.index,
+                md_cell(&f.node),
+                when,
+                md_cell(&f.error)
+            );
+        }
+    }
+}
+
 fn bars_table(md: &mut String, bars: &[BarResult]) {
     let _ = writeln!(
         md,
@@ -615,7 +943,7 @@ fn bars_table(md: &mut String, bars: &[BarResult]) {
             md,
             "| {} | {} | {} | {} | {} | {} |",
             md_cell(&b.title),
-            b.verdict,
+            show_verdict(b),
             md_cell(&b.statistic),
             show_value(b.value),
             md_cell(&b.threshold),

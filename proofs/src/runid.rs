@@ -1,34 +1,10 @@
 //! Run ids and UTC formatting (pure arithmetic, no clock).
 
-/// Civil date and time of a unix-millisecond instant, UTC: `(y, m, d, hh, mm, ss)`.
-pub fn utc_parts(unix_ms: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = (unix_ms / 1000) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        month,
-        day,
-        (rem / 3600) as u32,
-        (rem % 3600 / 60) as u32,
-        (rem % 60) as u32,
-    )
-}
+use soak_gates::display::{utc_datetime, utc_parts};
 
-/// `2026-11-22T01:09:46Z`.
+/// `2026-11-22T01:09:46Z` (see [`soak_gates::display::utc_datetime`]).
 pub fn utc_rfc3339(unix_ms: u64) -> String {
-    let (y, mo, d, h, mi, s) = utc_parts(unix_ms);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    utc_datetime(unix_ms)
 }
 
 /// A run id: the UTC start as `YYYYMMDDTHHMMSSZ`, then `-label` with the label lower-cased,

@@ -182,7 +182,8 @@ pub struct EndSummary {
     pub pairs: u64,
     /// Pairs acknowledged.
     pub pairs_acked: u64,
-    /// Pairs whose receipt was confirmed.
+    /// Pairs delivered as the judge counts them: acked and in the receiver's inbox exactly
+    /// once ([`soak_gates::model::PairOutcome::is_delivered`]).
     pub pairs_delivered: u64,
     /// Pairs not delivered.
     pub pairs_failed: u64,
@@ -252,14 +253,14 @@ impl EndSummary {
             command: meta.command_line(),
             seed: meta.run_seed(),
             pairs: pairs.len() as u64,
-            pairs_acked: count(&|p| p.outcome == "acked"),
-            pairs_delivered: count(&|p| p.delivered),
-            pairs_failed: count(&|p| !p.delivered),
+            pairs_acked: count(&|p| p.acked()),
+            pairs_delivered: count(&|p| p.is_delivered()),
+            pairs_failed: count(&|p| !p.is_delivered()),
             pairs_retried: count(&|p| p.attempts > 1),
             phase_a_latency: Quantiles::of(
                 pairs
                     .iter()
-                    .filter(|p| p.delivered)
+                    .filter(|p| p.is_delivered())
                     .filter_map(|p| p.latency_us)
                     .collect(),
             ),

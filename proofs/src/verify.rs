@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::format::{self, CURRENT, FormatVersion};
-use crate::fsio::{hash_file, list_files, read_json};
+use crate::fsio::{hash_file, is_regular, list_files, read_json};
 use crate::meta::{Manifest, RunStatus};
 
 /// What `verify` found. `is_ok()` only when the manifest is present, readable, sealed with a
@@ -27,8 +27,11 @@ pub struct VerifyReport {
     pub missing: Vec<String>,
     /// Files present but not in the manifest.
     pub added: Vec<String>,
-    /// Anything else: no manifest, unreadable format, run not sealed, IO errors.
+    /// Anything else: no manifest, unreadable format, run not sealed, IO errors, links, FIFOs
+    /// or devices in the tree (never followed or opened), files over the size bound.
     pub problems: Vec<String>,
+    /// The directory holds neither `manifest.json` nor `run.json`: it is no proof at all.
+    pub not_a_proof: bool,
 }
 
 impl VerifyReport {
@@ -54,13 +57,33 @@ pub fn verify(dir: impl AsRef<Path>) -> VerifyReport {
         missing: Vec::new(),
         added: Vec::new(),
         problems: Vec::new(),
+        not_a_proof: false,
     };
     let manifest_path = dir.join(format::MANIFEST);
-    if !manifest_path.is_file() {
-        report
-            .problems
-            .push("no manifest.json: the proof is incomplete or not a proof".into());
-        return report;
+    match (
+        is_regular(&manifest_path),
+        is_regular(&dir.join(format::RUN)),
+    ) {
+        (Err(err), _) => {
+            report.problems.push(format!("{err}: {}", err.kind));
+            return report;
+        }
+        (Ok(true), _) => {}
+        (Ok(false), Ok(true)) => {
+            report
+                .problems
+                .push("no manifest.json: the proof is incomplete (never sealed)".into());
+            return report;
+        }
+        (Ok(false), _) => {
+            report.not_a_proof = true;
+            report.problems.push(format!(
+                "not a proof directory: neither {} nor {} is there",
+                format::MANIFEST,
+                format::RUN
+            ));
+            return report;
+        }
     }
     let manifest: Manifest = match read_json(&manifest_path) {
         Ok(m) => m,
@@ -81,7 +104,14 @@ pub fn verify(dir: impl AsRef<Path>) -> VerifyReport {
             .push("status is `running`: the run never sealed its proof (incomplete)".into());
     }
     let present: BTreeMap<String, PathBuf> = match list_files(&dir) {
-        Ok(files) => files.into_iter().collect(),
+        Ok(listing) => {
+            for (rel, kind) in &listing.others {
+                report.problems.push(format!(
+                    "{rel} is {kind}: not followed or opened (a proof holds regular files only)"
+                ));
+            }
+            listing.files.into_iter().collect()
+        }
         Err(err) => {
             report.problems.push(format!("{err}: {}", err.kind));
             return report;

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use soak_gates::Verdict;
-use soak_gates::model::{Sample, WindowRecord};
+use soak_gates::model::{NodeEvent, Sample, WindowRecord};
 
 use crate::error::{Error, Result};
 use crate::faults::FaultJournal;
@@ -33,6 +33,7 @@ pub struct ProofWriter {
     dir: PathBuf,
     meta: RunMeta,
     events: File,
+    node_events: Option<File>,
     samples: BTreeMap<String, File>,
     windows: BTreeSet<u32>,
     journal: Option<File>,
@@ -63,6 +64,7 @@ impl ProofWriter {
             dir,
             meta,
             events,
+            node_events: None,
             samples: BTreeMap::new(),
             windows: BTreeSet::new(),
             journal: None,
@@ -93,6 +95,23 @@ impl ProofWriter {
     pub fn append_event(&mut self, event: &serde_json::Value) -> Result<()> {
         let path = self.dir.join(format::EVENTS);
         append_line(&mut self.events, &path, event)
+    }
+
+    /// Appends one node event (a process that exited, a host that stopped answering) as a line
+    /// of `node_events.jsonl` (created on first use).
+    pub fn append_node_event(&mut self, event: &NodeEvent) -> Result<()> {
+        let path = self.dir.join(format::NODE_EVENTS);
+        if self.node_events.is_none() {
+            self.node_events = Some(open_append(&path)?);
+        }
+        match self.node_events.as_mut() {
+            Some(file) => append_line(file, &path, event),
+            // Opened just above.
+            None => Err(Error::invalid(
+                "failed to append a node event",
+                "node events file lost",
+            )),
+        }
     }
 
     /// Appends one sample of `node` as a line of `samples/<node>.jsonl`.
@@ -178,6 +197,10 @@ impl ProofWriter {
         self.events
             .sync_all()
             .map_err(|e| Error::io("sync", &self.dir.join(format::EVENTS), e))?;
+        if let Some(file) = &self.node_events {
+            file.sync_all()
+                .map_err(|e| Error::io("sync", &self.dir.join(format::NODE_EVENTS), e))?;
+        }
         for (node, file) in &self.samples {
             file.sync_all()
                 .map_err(|e| Error::io("sync samples of", Path::new(node), e))?;
@@ -189,7 +212,7 @@ impl ProofWriter {
         }
         // Rendered from what is stored, exactly as `soak report` re-renders it later.
         let head = read_head(&self.dir)?;
-        let faults = FaultJournal::read(&self.dir);
+        let faults = FaultJournal::read(&self.dir)?;
         let evidence = Evidence {
             meta: &head.meta,
             status,

@@ -40,6 +40,8 @@ fn meta(obs: &Observations) -> RunMeta {
         nodes: obs.run.nodes.clone(),
         config: serde_json::json!({
             "nodes": 3,
+            "windows": obs.run.planned_windows,
+            "interval_ms": obs.run.window_ms,
             "admin_token": "s3cr3t",
             "ssh": {"user": "soak", "private_key_path": "/home/soak/.ssh/id", "port": 22},
             "hosts": [{"name": "a", "password": "hunter2"}]
@@ -60,6 +62,8 @@ fn meta(obs: &Observations) -> RunMeta {
             .to_vec(),
         ),
         seed: Some(42),
+        errors: Vec::new(),
+        errors_omitted: 0,
     }
 }
 
@@ -324,6 +328,7 @@ fn rendered_outputs_snapshot() {
     insta::assert_snapshot!("timeline_csv_head", redact(&head.join("\n")));
     let junit = junit::junit_xml(&meta, RunStatus::Complete, &verdict).unwrap();
     insta::assert_snapshot!("junit_xml", redact(&junit));
+    insta::assert_snapshot!("phase_a_csv", render::phase_a_csv(&verdict));
     insta::assert_json_snapshot!("verdict_json", verdict, {
         ".run_id" => "[run-id]",
         ".windows[].start_ms" => "[ms]",
@@ -348,6 +353,7 @@ fn every_rendered_file_is_written_and_covered_by_the_manifest() {
         "summary.csv",
         "windows.csv",
         "timeline.csv",
+        "phase_a.csv",
         "junit.xml",
         "report.html",
     ] {
@@ -531,5 +537,186 @@ fn junit_round_trips_and_maps_unknown_to_failure_and_skipped_to_skipped() {
             .iter()
             .any(|p| p.name.as_str() == "seed" && p.value.as_str() == "42")
     );
+    // A bar that could not apply (the leak bars on a 3-minute run) is skipped with its
+    // reason: never passed, and no failure the soak verdict leaves out.
+    let rss = verdict
+        .soak_bars
+        .iter()
+        .find(|b| b.bar == "rss_growth")
+        .expect("rss_growth bar");
+    assert!(rss.not_applicable, "{rss:?}");
+    match case(parsed.test_suites.len() - 1, "rss_growth") {
+        TestCaseStatus::Skipped { ty, message, .. } => {
+            assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("NOT-APPLICABLE"));
+            assert!(message.unwrap().as_str().contains("not applicable"));
+        }
+        other => panic!("rss_growth: {other:?}"),
+    }
     assert!(parsed.failures > 0);
+}
+
+/// Node events (a process that exited, a host lost) are stored in `node_events.jsonl` and read
+/// back, so `soak score` reproduces the causes the run's verdict grouped its failures under.
+#[test]
+fn node_events_round_trip_and_rescoring_reproduces_the_causes() {
+    use soak_gates::model::{NodeEvent, NodeEventKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let mut obs = eventful();
+    let (_, e1) = span(&obs, 1);
+    drop_samples(&mut obs, "node-1", e1 - 15_000, u64::MAX);
+    obs.node_events.push(NodeEvent {
+        node: "node-1".into(),
+        at_ms: e1 - 15_000,
+        kind: NodeEventKind::Exited {
+            pid: Some(4242),
+            code: None,
+            signal: Some(9),
+            signal_name: Some("SIGKILL".into()),
+        },
+    });
+    let profile = Profile::builtin("broad-launch").unwrap();
+    let verdict = evaluate(&obs, &profile);
+    let cause = verdict
+        .causes
+        .iter()
+        .find(|c| c.kind == "node_exited")
+        .unwrap();
+    assert!(cause.explains > 0, "{cause:#?}");
+    let mut writer = ProofWriter::create(&dir, meta(&obs)).unwrap();
+    for (node, samples) in &obs.samples {
+        for sample in samples {
+            writer.append_sample(node, sample).unwrap();
+        }
+    }
+    for event in &obs.node_events {
+        writer.append_node_event(event).unwrap();
+    }
+    for window in &obs.windows {
+        writer.write_window(window).unwrap();
+    }
+    writer.finish(RunStatus::Complete, &verdict).unwrap();
+    let proof = read(&dir).unwrap();
+    assert_eq!(proof.observations.node_events, obs.node_events);
+    assert_eq!(proof.observations, obs);
+    assert_eq!(evaluate(&proof.observations, &profile), verdict);
+    assert!(verify(&dir).is_ok());
+    let summary = fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("**node-1 (pid 4242) exited on signal 9 (SIGKILL) at"),
+        "{summary}"
+    );
+    let line = fs::read_to_string(dir.join("node_events.jsonl")).unwrap();
+    assert!(line.contains("\"kind\":\"exited\""), "{line}");
+}
+
+/// A proof is untrusted input: a link is never followed and a file over the bound for its kind
+/// is refused before anything is read (sparse files: nothing is allocated here).
+#[test]
+fn oversized_and_linked_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    write_proof(&dir, &eventful());
+    let samples = dir.join("samples/node-0.jsonl");
+    let original = fs::read(&samples).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&samples)
+        .unwrap()
+        .set_len(soak_proofs::format::MAX_JSONL_BYTES + 1)
+        .unwrap();
+    let err = read(&dir).err().unwrap();
+    let text = format!("{err}: {}", err.kind);
+    assert!(
+        matches!(err.kind, soak_proofs::ErrorKind::Refused(_)),
+        "{text}"
+    );
+    assert!(text.contains("more than the"), "{text}");
+    fs::write(&samples, &original).unwrap();
+    let verdict = dir.join("verdict.json");
+    fs::File::options()
+        .write(true)
+        .open(&verdict)
+        .unwrap()
+        .set_len(soak_proofs::format::MAX_JSON_BYTES + 1)
+        .unwrap();
+    let err = read(&dir).err().unwrap();
+    assert!(
+        matches!(err.kind, soak_proofs::ErrorKind::Refused(_)),
+        "{err}"
+    );
+    fs::remove_file(&verdict).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &verdict).unwrap();
+    let err = read(&dir).err().unwrap();
+    assert!(
+        err.kind.to_string().contains("symbolic link"),
+        "{}",
+        err.kind
+    );
+    let report = verify(&dir);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("verdict.json is a symbolic link")),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn errors_of_a_failed_run_are_kept_and_said_in_the_summary() {
+    let obs = eventful();
+    let mut m = meta(&obs);
+    m.record_error("the fleet did not come up: node-3 exited during start-up (exit status: 1)");
+    for i in 0..25 {
+        m.record_error(&format!("worker {i} failed"));
+    }
+    assert_eq!(m.errors.len(), soak_proofs::RunMeta::MAX_ERRORS);
+    assert_eq!(m.errors_omitted, 6);
+    let verdict = evaluate(&obs, &Profile::builtin("broad-launch").unwrap());
+    let summary = EndSummary::new(
+        &m,
+        RunStatus::Failed,
+        &verdict,
+        &obs.windows,
+        Totals::of_samples(&obs.samples, &obs.windows, obs.run.sample_interval_ms),
+    );
+    let md = render::summary_md(&m, RunStatus::Failed, &verdict, &summary);
+    assert!(md.contains("## Errors during the run"), "{md}");
+    assert!(md.contains("- the fleet did not come up: node-3 exited during start-up"));
+    assert!(md.contains("- and 6 more"));
+    assert!(md.contains("**Why NO-GO:**"), "{md}");
+}
+
+/// `soak score` reads the stored `verdict.json` to compare: one written before verdict
+/// version 2 (no Phase A counts, causes, sampling failures, …) must still read.
+#[test]
+fn a_version_1_verdict_still_reads() {
+    let v1 = serde_json::json!({
+        "verdict": "GO", "gate": "broad-launch", "verdict_version": 1, "run_id": "r", "nodes": 2,
+        "windows": [{
+            "index": 0, "start_ms": 1, "end_ms": 2, "warmup": false, "verdict": "GO",
+            "phase_a": {"pairs": 2, "delivered": 2, "failed": 0, "missing": 0, "exempted": 0,
+                        "p50_us": 10, "p99_us": 12},
+            "scenarios": [{"name": "baseline", "status": "COMPLETED"}],
+            "bars": [{"bar": "phase_a", "title": "t", "verdict": "GO", "statistic": "s",
+                      "value": 2.0, "threshold": "== 2", "window": 0, "nodes": [],
+                      "baseline": null, "exemptions": [], "reason": "all 2 pairs delivered"}]
+        }],
+        "soak_bars": [{"bar": "dispatcher_timeout_rate", "title": "t", "verdict": "GO",
+                       "statistic": "s", "value": 0.0, "threshold": "x", "window": null,
+                       "nodes": [], "exemptions": [], "reason": "r",
+                       "baseline": {"windows": [0], "events": 0, "exposure": 10, "rate": 0.0,
+                                    "floor_rate": 0.0005, "effective_rate": 0.0005,
+                                    "window_events": null, "window_exposure": null,
+                                    "expected": null, "p_value": null, "anomalous": null,
+                                    "degradation": []}}],
+        "restarts": [], "gaps": [], "integrity_errors": []
+    });
+    let verdict: soak_gates::Verdict = serde_json::from_value(v1).unwrap();
+    assert_eq!(verdict.verdict_version, 1);
+    let pa = verdict.windows[0].phase_a.as_ref().unwrap();
+    assert_eq!((pa.sent, pa.acked, pa.received), (0, 0, 0));
+    assert!(verdict.causes.is_empty() && verdict.phase_a.is_none());
+    assert!(!verdict.soak_bars[0].not_applicable);
 }

@@ -21,6 +21,8 @@ pub enum Fault {
     AckButDrop,
     /// Stores every direct message twice.
     DeliverTwice,
+    /// Stores direct messages, but its ACKs are lost: the sender sees a timeout.
+    AckLost,
     /// Answers 404 on every topic route (no pub/sub).
     NoPubSub,
     /// Receives every gossip message twice in its `received` list.
@@ -316,6 +318,8 @@ impl NodeApi for FakeNode {
             impairments: self
                 .mesh
                 .with(|s| s.nodes[self.index].listed_impairments(now_ms())),
+            bans: Vec::new(),
+            histograms: BTreeMap::new(),
         })
     }
 
@@ -365,6 +369,7 @@ impl NodeApi for FakeNode {
                 Some(Fault::DeliverTwice) => 2,
                 _ => 1,
             };
+            let ack_lost = node.fault == Some(Fault::AckLost);
             for _ in 0..copies {
                 let seq = node.inbox.len() as u64 + 1;
                 node.inbox.push(InboxItem {
@@ -374,6 +379,9 @@ impl NodeApi for FakeNode {
                     size: request.payload_b64.len(),
                     received_at_ms: now_ms(),
                 });
+            }
+            if ack_lost {
+                return DmOutcome::Timeout;
             }
             DmOutcome::Acked
         });

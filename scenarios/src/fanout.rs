@@ -411,6 +411,8 @@ mod tests {
                 suppressed: Vec::new(),
             }],
             impairments: Vec::new(),
+            bans: Vec::new(),
+            histograms: Default::default(),
         }
     }
 

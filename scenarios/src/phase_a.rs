@@ -139,33 +139,50 @@ impl PhaseA {
             }
         }
 
+        // What the user saw: delivered only when the sender was told `acked` **and** the
+        // receiver's inbox holds the message exactly once. A message that arrived while its
+        // sender saw a timeout, busy or an error is a failed pair, and says so.
         let mut outcomes: Vec<PairOutcome> = sent
             .into_iter()
             .map(|pair| {
-                let (delivered, error) = match counts_by_receiver.get(&pair.to) {
-                    Some(Ok(counts)) => match counts.get(&pair.request_id).copied().unwrap_or(0) {
-                        1 => (true, pair.error),
-                        0 if pair.acked => (
-                            false,
-                            Some("acked but not found in the receiver's inbox".to_owned()),
-                        ),
-                        0 => (false, pair.error),
-                        n => (
-                            false,
-                            Some(format!("delivered {n} times to the receiver's inbox")),
-                        ),
-                    },
-                    Some(Err(err)) => (
-                        false,
-                        Some(format!("receipt not confirmed: inbox unreadable: {err}")),
+                let copies = match counts_by_receiver.get(&pair.to) {
+                    Some(Ok(counts)) => Ok(counts.get(&pair.request_id).copied().unwrap_or(0)),
+                    Some(Err(err)) => {
+                        Err(format!("receipt not confirmed: inbox unreadable: {err}"))
+                    }
+                    None => Err("receipt not confirmed".to_owned()),
+                };
+                let (inbox_copies, error) = match (&copies, pair.acked) {
+                    (Ok(1), true) => (Some(1), pair.error),
+                    (Ok(0), true) => (
+                        Some(0),
+                        Some("acked but not found in the receiver's inbox".to_owned()),
                     ),
-                    None => (false, Some("receipt not confirmed".to_owned())),
+                    (Ok(n), true) => (
+                        Some(*n),
+                        Some(format!("delivered {n} times to the receiver's inbox")),
+                    ),
+                    (Ok(0), false) => (Some(0), pair.error),
+                    (Ok(n), false) => (
+                        Some(*n),
+                        Some(format!(
+                            "the sender saw `{}` but {n} {} arrived in the receiver's inbox{}",
+                            pair.outcome,
+                            if *n == 1 { "copy" } else { "copies" },
+                            pair.error
+                                .as_deref()
+                                .map(|e| format!(" ({e})"))
+                                .unwrap_or_default()
+                        )),
+                    ),
+                    (Err(err), _) => (None, Some(err.clone())),
                 };
                 PairOutcome {
                     from: nodes[pair.from].name().to_owned(),
                     to: nodes[pair.to].name().to_owned(),
+                    delivered: pair.acked && inbox_copies == Some(1),
                     outcome: pair.outcome,
-                    delivered,
+                    inbox_copies,
                     latency_us: pair.latency_us,
                     attempts: pair.attempts,
                     error,
@@ -344,11 +361,41 @@ mod tests {
             .await;
         let into_1: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-1").collect();
         assert_eq!(into_1.len(), 2);
-        assert!(into_1.iter().all(|p| !p.delivered && p.outcome == "acked"));
+        assert!(
+            into_1
+                .iter()
+                .all(|p| !p.delivered && p.outcome == "acked" && p.inbox_copies == Some(0))
+        );
         assert!(
             into_1
                 .iter()
                 .all(|p| p.error.as_deref().unwrap_or("").contains("not found"))
+        );
+    }
+
+    /// The user's view: the sender was told the DM timed out, so a copy that arrived anyway
+    /// does not make the pair delivered ("29 acked, 30 received" is not a full matrix).
+    #[tokio::test]
+    async fn timeout_whose_message_arrived_is_a_failed_pair() {
+        let mesh = FakeMesh::new(3);
+        mesh.set_fault(2, Fault::AckLost);
+        let result = PhaseA::new()
+            .run(&mesh.nodes(), PhaseAConfig::default())
+            .await;
+        let into_2: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-2").collect();
+        assert_eq!(into_2.len(), 2);
+        for pair in &into_2 {
+            assert_eq!(pair.outcome, "timeout");
+            assert_eq!(pair.inbox_copies, Some(1), "{pair:?}");
+            assert!(!pair.delivered && !pair.is_delivered());
+            let error = pair.error.as_deref().unwrap_or("");
+            assert!(error.contains("but 1 copy arrived"), "{error}");
+        }
+        let others: Vec<_> = result.pairs.iter().filter(|p| p.to != "node-2").collect();
+        assert!(
+            others
+                .iter()
+                .all(|p| p.delivered && p.inbox_copies == Some(1))
         );
     }
 
@@ -360,7 +407,11 @@ mod tests {
             .run(&mesh.nodes(), PhaseAConfig::default())
             .await;
         let into_0: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-0").collect();
-        assert!(into_0.iter().all(|p| !p.delivered));
+        assert!(
+            into_0
+                .iter()
+                .all(|p| !p.delivered && p.inbox_copies == Some(2))
+        );
         assert!(
             into_0
                 .iter()

@@ -93,8 +93,51 @@ pub async fn sample_round<A: NodeApi>(nodes: &[A], at_ms: u64) -> SampleRound {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use soak_api::ProcessIdentity;
+
     use super::*;
     use crate::fake::{FakeMesh, Fault};
+
+    /// The resource bars read the node's process gauges (`process_resident_memory_bytes`,
+    /// `process_open_fds`, …): every diagnostics gauge reaches the sample, unfiltered.
+    #[test]
+    fn every_gauge_is_kept_including_process_metrics() {
+        let gauges: BTreeMap<String, f64> = [
+            ("process_resident_memory_bytes", 5.0e7),
+            ("process_open_fds", 24.0),
+            ("process_virtual_memory_bytes", 1.0e9),
+            ("process_max_fds", 1024.0),
+            ("process_threads", 9.0),
+            ("process_cpu_seconds_total", 1.5),
+            ("process_start_time_seconds", 1.7e9),
+            ("recv_pump_depth", 0.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let data = sample_data(Diagnostics {
+            api_version: soak_api::API_VERSION,
+            identity: ProcessIdentity {
+                instance_id: "i".into(),
+                peer_id: "p".into(),
+                pid: 1,
+                started_at_ms: 0,
+            },
+            version: "v".into(),
+            taken_at_ms: 0,
+            uptime_ms: 0,
+            counters: BTreeMap::new(),
+            gauges: gauges.clone(),
+            peers: Vec::new(),
+            topics: Vec::new(),
+            impairments: Vec::new(),
+            bans: Vec::new(),
+            histograms: Default::default(),
+        });
+        assert_eq!(data.gauges, gauges);
+    }
 
     #[tokio::test]
     async fn unreachable_node_is_a_gap_never_zeros() {

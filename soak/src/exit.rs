@@ -3,6 +3,9 @@
 use std::process::ExitCode;
 
 /// Every way `soak` can end. The numbers are a public contract: CI jobs gate on them.
+///
+/// One code is not here on purpose: 101, Rust's exit code for a panic. Printing never panics
+/// (`crate::output` is quiet on a closed pipe), so 101 only ever means a bug in soak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// 0 — verdict GO (or a non-judging command succeeded).

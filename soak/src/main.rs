@@ -7,6 +7,7 @@
 mod cmd;
 mod exit;
 mod fleet;
+mod output;
 mod runner;
 
 use std::process::ExitCode;
@@ -14,12 +15,22 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::exit::Exit;
+use crate::output::errln;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "soak",
     version,
-    about = "Soak-test a peer-to-peer overlay and judge it against launch gates"
+    about = "Soak-test a peer-to-peer overlay and judge it against launch gates",
+    after_help = "\
+Placeholders: <PATH> a file, <DIR> a directory, <DURATION> like 90s, 2m or 1h30m, <N> a
+whole number, <PATTERN> an Ansible host pattern. Exit codes: docs/operations.md.
+
+Examples:
+  soak run                                   # a 6-node local mesh for 2 minutes
+  soak deploy -i fleet.toml && soak run -i fleet.toml --duration 4h --interval 5m
+  soak score proofs/<run-id>                 # re-judge a stored proof
+  soak compare proofs/<base> proofs/<candidate>"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +43,8 @@ enum Command {
     Run(Box<cmd::run::RunArgs>),
     /// Re-score a stored proof directory with a gate profile.
     Score(cmd::score::ScoreArgs),
+    /// Regression check: compare a candidate proof against a base proof, metric by metric.
+    Compare(cmd::compare::CompareArgs),
     /// Check a proof directory's manifest hashes and format version.
     Verify(cmd::verify::VerifyArgs),
     /// Re-render a proof's report.html from its stored evidence.
@@ -40,14 +53,18 @@ enum Command {
     Export(cmd::export::ExportArgs),
     /// List the built-in scenarios, or print a built-in fault as TOML.
     Scenarios(cmd::scenarios::ScenariosArgs),
-    /// Deploy the bundled node to every host of an inventory.
+    /// Deploy the bundled node to the hosts of an inventory (all, or those --limit selects).
     Deploy(cmd::deploy::DeployArgs),
-    /// Show the node status of every host of an inventory.
+    /// Show the node status of the hosts of an inventory (exit 0 when ready).
     Status(cmd::deploy::StatusArgs),
-    /// Stop the node on every host of an inventory.
+    /// Stop the node on the hosts of an inventory.
     Stop(cmd::deploy::StopArgs),
-    /// Print a host's node log.
+    /// Print the node log of a host (or of each host --limit selects).
     Logs(cmd::deploy::LogsArgs),
+    /// Show what an inventory resolves to (hosts, groups, settings) without connecting.
+    Inventory(cmd::inventory::InventoryArgs),
+    /// List the built-in gate profiles or print one as TOML.
+    Gates(cmd::gates::GatesArgs),
     /// Build, inspect, use and remove the network-namespace lab.
     Lab(cmd::lab::LabArgs),
 }
@@ -74,7 +91,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("soak: failed to start the async runtime: {err}");
+            errln!("soak: failed to start the async runtime: {err}");
             return Exit::Unavailable.into();
         }
     };
@@ -82,6 +99,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => cmd::run::execute(*args).await,
             Command::Score(args) => cmd::score::execute(args).await,
+            Command::Compare(args) => cmd::compare::execute(args).await,
+            Command::Inventory(args) => cmd::inventory::execute(args).await,
+            Command::Gates(args) => cmd::gates::execute(args).await,
             Command::Verify(args) => cmd::verify::execute(args).await,
             Command::Report(args) => cmd::report::execute(args).await,
             Command::Export(args) => cmd::export::execute(args).await,
@@ -96,7 +116,7 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
-            eprintln!("soak: {err}");
+            errln!("soak: {err}");
             err.exit.into()
         }
     }

@@ -5,6 +5,9 @@
 //! exit 69 by default, exit 0 with a warning under --min-hosts), an idempotent second deploy,
 //! and a changed host key refused with a clear message naming the host.
 
+// Tests may print with the std macros: a closed pipe there is not a user path.
+#![allow(clippy::disallowed_macros)]
+
 mod support;
 
 use soak_inventory::Host;

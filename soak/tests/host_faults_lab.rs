@@ -24,6 +24,9 @@
 //! is bounded; a Drop guard runs `soak lab down` (namespaces, processes, the lab user and its
 //! sudoers file). About 2 minutes.
 
+// Test output goes to the test harness, which captures it; a closed pipe is not a concern.
+#![allow(clippy::disallowed_macros)]
+
 mod support;
 
 use std::fs::File;

@@ -6,6 +6,9 @@
 //! with a printed reason otherwise. Every lab has its own directory and name, so the tests run in
 //! parallel, and a Drop guard always runs `soak lab down`.
 
+// Tests may print with the std macros: a closed pipe there is not a user path.
+#![allow(clippy::disallowed_macros)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;

@@ -10,11 +10,16 @@
 //!   openmetrics` (Debian's `prometheus`);
 //! * the long `timeline.csv` loads in DuckDB (PyPI `duckdb`) as it is;
 //! * the end summary (totals, command line, seed) on stdout, in `summary.md` and from
-//!   `soak score`.
+//!   `soak score`;
+//! * the supervisor's report of the killed node: one `node_event`, `node_events.jsonl`, a
+//!   progress line, and the root cause of the run's verdict, which a re-score reproduces.
 //!
 //! Tools that are missing skip their part with a printed reason, except under `CI=true` (or
 //! `SOAK_REQUIRE_LAB=1`), where a missing tool is a failure: `scripts/test` installs them.
 //! One run (~15–25 s) serves every check, to keep the suite's time budget.
+
+// Test output goes to the test harness, which captures it; a closed pipe is not a concern.
+#![allow(clippy::disallowed_macros)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -49,8 +54,9 @@ fn have(tool: &str, probe: &mut Command, why: &str) -> bool {
     ok
 }
 
-/// Runs the 3-node soak, kills node-2 after window 0, returns the proof dir and stdout.
-fn real_run(tmp: &Path) -> (PathBuf, String) {
+/// Runs the 3-node soak, kills node-2 after window 0; returns the proof dir, stderr (progress
+/// lines and the end-of-run tables), the JSON events of stdout and node-2's pid.
+fn real_run(tmp: &Path) -> (PathBuf, String, Vec<Value>, i64) {
     let proof = tmp.join("proof");
     let mut child = Command::new(soak_bin())
         .args([
@@ -95,11 +101,13 @@ fn real_run(tmp: &Path) -> (PathBuf, String) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut victim = None;
     let mut lines = BufReader::new(stdout).lines();
+    let mut events = Vec::new();
     for line in lines.by_ref() {
         let Ok(line) = line else { break };
         let Ok(event) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
+        events.push(event.clone());
         if event["event"] == "fleet_ready" {
             victim = event["nodes"]
                 .as_array()
@@ -117,7 +125,11 @@ fn real_run(tmp: &Path) -> (PathBuf, String) {
         }
         assert!(Instant::now() < deadline, "run overran");
     }
-    for _ in lines.by_ref() {}
+    events.extend(
+        lines
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok()),
+    );
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
@@ -134,7 +146,7 @@ fn real_run(tmp: &Path) -> (PathBuf, String) {
         Some(1),
         "a killed node is NO-GO; stderr:\n{stderr}"
     );
-    (proof, stderr)
+    (proof, stderr, events, victim.expect("node-2's pid"))
 }
 
 fn soak(args: &[&str], dir: &Path) -> std::process::Output {
@@ -148,7 +160,8 @@ fn soak(args: &[&str], dir: &Path) -> std::process::Output {
 #[test]
 fn a_real_run_writes_a_report_junit_and_exports_that_load_in_their_tools() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (proof, end_of_run) = real_run(tmp.path());
+    let (proof, end_of_run, events, victim) = real_run(tmp.path());
+    node_exit_is_one_cause(&proof, &end_of_run, &events, victim);
 
     // The end summary: totals, the command line and the seed, on the terminal and in summary.md.
     for text in [
@@ -230,6 +243,65 @@ fn a_real_run_writes_a_report_junit_and_exports_that_load_in_their_tools() {
     chromium(&proof, tmp.path());
     openmetrics(&proof, tmp.path());
     duckdb(&proof);
+}
+
+/// The supervisor's report of the SIGKILLed node is one `node_event` (stdout), one line of
+/// `node_events.jsonl`, one progress line with its UTC time, and the root cause the run's own
+/// verdict groups failures under — the same verdict `soak score` gets from the proof.
+fn node_exit_is_one_cause(proof: &Path, stderr: &str, events: &[Value], victim: i64) {
+    let exits: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "node_event")
+        .collect();
+    assert_eq!(exits.len(), 1, "one node_event for node-2: {exits:?}");
+    let exit = exits[0];
+    assert_eq!(
+        (
+            &exit["node"],
+            &exit["kind"],
+            &exit["pid"],
+            &exit["signal"],
+            &exit["signal_name"]
+        ),
+        (
+            &Value::from("node-2"),
+            &Value::from("exited"),
+            &Value::from(victim),
+            &Value::from(9),
+            &Value::from("SIGKILL")
+        ),
+        "{exit}"
+    );
+    let stored = std::fs::read_to_string(proof.join("node_events.jsonl")).expect("node_events");
+    let stored: Vec<Value> = stored
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("node event line"))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["at_ms"], exit["at_ms"]);
+    let said = format!("node-2 (pid {victim}) exited on signal 9 (SIGKILL) at ");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(&said) && l.trim_end().ends_with('Z')),
+        "no progress line `{said}HH:MM:SSZ`:\n{stderr}"
+    );
+    let verdict: Value =
+        serde_json::from_str(&std::fs::read_to_string(proof.join("verdict.json")).expect("v"))
+            .expect("verdict json");
+    let causes = verdict["causes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        causes.iter().any(|c| c["kind"] == "node_exited"
+            && c["headline"].as_str().is_some_and(|h| h.contains(&said))
+            && c["explains"].as_u64().is_some_and(|n| n > 0)),
+        "{causes:#?}"
+    );
+    let rescored = soak(&["score", "--json"], proof);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&rescored.stdout).expect("score --json"),
+        verdict,
+        "soak run's verdict differs from a re-score of its proof"
+    );
 }
 
 fn junit(proof: &Path) {

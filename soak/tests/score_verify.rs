@@ -44,10 +44,17 @@ fn write_proof(dir: &Path, obs: &Observations, gate: &str, finish: bool) -> soak
         scenarios: vec!["baseline".into(), "fanout_burst".into()],
         sample_interval_ms: obs.run.sample_interval_ms,
         nodes: obs.run.nodes.clone(),
-        config: serde_json::json!({"nodes": 3}),
+        // As `soak run` stores it: the plan says how many windows of what length.
+        config: serde_json::json!({
+            "nodes": 3,
+            "windows": obs.run.planned_windows,
+            "interval_ms": obs.run.window_ms,
+        }),
         coverage: None,
         command: Some(["soak", "run", "--nodes", "3"].map(String::from).to_vec()),
         seed: Some(7),
+        errors: Vec::new(),
+        errors_omitted: 0,
     };
     let mut writer = ProofWriter::create(dir, meta).unwrap();
     for (node, samples) in &obs.samples {
@@ -116,6 +123,7 @@ fn score_reproduces_the_stored_verdict_exactly() {
         "summary.csv",
         "windows.csv",
         "timeline.csv",
+        "phase_a.csv",
         "junit.xml",
         "report.html",
     ] {
@@ -193,16 +201,174 @@ fn score_bad_input_is_a_usage_error() {
     assert_eq!(code(&out), 64, "a directory that is not a proof");
 }
 
+/// A proof whose run never completed exits 2 on `score`, never 0 — even when every window it
+/// holds passes.
 #[test]
-fn score_an_interrupted_proof() {
+fn score_of_an_interrupted_proof_exits_2_not_0() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("partial");
     write_proof(&dir, &observations(), "limited-production", false);
     let out = run(soak().arg("score").arg(&dir));
     assert!(stdout(&out).contains("(incomplete)"), "{}", stdout(&out));
-    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a GO"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(soak().arg("verify").arg(&dir));
     assert_eq!(code(&out), 1, "an unsealed proof does not verify");
+}
+
+/// A window directory deleted from a sealed proof: fewer windows than planned is UNKNOWN.
+#[test]
+fn score_of_a_proof_missing_a_window_is_unknown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proof");
+    write_proof(&dir, &observations(), "limited-production", true);
+    let out = run(soak().arg("score").arg(&dir));
+    assert_eq!(code(&out), 0, "the intact proof passes: {}", stdout(&out));
+    fs::remove_dir_all(dir.join("windows/002")).unwrap();
+    let out = run(soak().arg("score").arg(&dir));
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("windows missing from the proof: 2"),
+        "{}",
+        stdout(&out)
+    );
+    // And with the last window gone it reads as a run cut short.
+    fs::remove_dir_all(dir.join("windows/003")).unwrap();
+    fs::create_dir(dir.join("windows/002")).unwrap();
+    let out = run(soak().arg("score").arg(&dir));
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("interrupted after 2 of 4 windows"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn score_out_onto_the_proof_or_a_non_empty_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let before = soak_proofs::verify(&dir);
+    assert!(before.is_ok());
+    for out_dir in [dir.clone(), dir.join("rescored"), dir.join("windows")] {
+        let out = run(soak().arg("score").arg(&dir).arg("--out").arg(&out_dir));
+        assert_eq!(code(&out), 64, "{}", out_dir.display());
+    }
+    let busy = tmp.path().join("busy");
+    fs::create_dir(&busy).unwrap();
+    fs::write(busy.join("keep.txt"), "mine").unwrap();
+    let out = run(soak().arg("score").arg(&dir).arg("--out").arg(&busy));
+    assert_eq!(code(&out), 64);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    assert_eq!(fs::read_to_string(busy.join("keep.txt")).unwrap(), "mine");
+    // A link to the proof is the proof.
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let out = run(soak()
+        .arg("score")
+        .arg(&dir)
+        .arg("--out")
+        .arg(link.join("x")));
+    assert_eq!(code(&out), 64);
+    // An empty directory outside is fine; the proof stays untouched throughout.
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let out = run(soak().arg("score").arg(&dir).arg("--out").arg(&empty));
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert!(empty.join("phase_a.csv").is_file());
+    assert!(soak_proofs::verify(&dir).is_ok());
+}
+
+/// A `/dev/zero` symlink used to drive `score` to 22 GB, and a FIFO to hang it: both are
+/// refused with a clear error (64), and `verify` reports them without opening them.
+#[test]
+fn score_and_verify_never_follow_links_or_open_fifos() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let samples = dir.join("samples/node-1.jsonl");
+    fs::remove_file(&samples).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &samples).unwrap();
+    // `soak report` and `soak export` stream the same samples: refused alike.
+    let readers_refuse = |dir: &Path, why: &str| {
+        let page = dir.parent().unwrap().join("page.html");
+        for args in [
+            vec!["score".into(), dir.as_os_str().to_owned()],
+            vec![
+                "report".into(),
+                dir.as_os_str().to_owned(),
+                "--out".into(),
+                page.as_os_str().to_owned(),
+            ],
+            vec![
+                "export".into(),
+                dir.as_os_str().to_owned(),
+                "--format".into(),
+                "csv".into(),
+            ],
+        ] {
+            let out = run(soak().args(&args));
+            assert_eq!(code(&out), 64, "{args:?}: {}", stdout(&out));
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(err.contains(why), "{args:?}: {err}");
+        }
+        assert!(!page.exists(), "no page from a refused proof");
+    };
+    readers_refuse(&dir, "symbolic link");
+    let out = run(soak().arg("verify").arg(&dir));
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("symbolic link"), "{}", stdout(&out));
+
+    fs::remove_file(&samples).unwrap();
+    nix::unistd::mkfifo(&samples, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let started = std::time::Instant::now();
+    readers_refuse(&dir, "FIFO");
+    let out = run(soak().arg("verify").arg(&dir));
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("FIFO"), "{}", stdout(&out));
+    // Both return at once (a hang would never return; this bound is generous).
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+
+    // So is a fault journal linked out of the proof (score and report read it).
+    fs::remove_file(&samples).unwrap();
+    fs::write(&samples, "").unwrap();
+    fs::create_dir_all(dir.join("faults")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("faults/journal.jsonl")).unwrap();
+    for args in [vec!["score"], vec!["report", "--out", "/dev/null"]] {
+        let mut cmd = soak();
+        cmd.arg(args[0]).arg(&dir).args(&args[1..]);
+        let out = run(&mut cmd);
+        assert_eq!(code(&out), 64, "{args:?}: {}", stdout(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fs::remove_file(dir.join("faults/journal.jsonl")).unwrap();
+
+    // A window directory linked to one outside the proof is refused too.
+    let outside = tmp.path().join("outside");
+    fs::rename(dir.join("windows/001"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("windows/001")).unwrap();
+    let out = run(soak().arg("score").arg(&dir));
+    assert_eq!(code(&out), 64, "{}", stdout(&out));
+}
+
+#[test]
+fn verify_of_a_directory_that_is_no_proof_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("notes.txt"), "hello").unwrap();
+    let out = run(soak().arg("verify").arg(tmp.path()));
+    assert_eq!(code(&out), 64);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a proof directory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

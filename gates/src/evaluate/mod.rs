@@ -5,8 +5,12 @@
 //! series is reduced to per-window facts (counter deltas as intervals, gauge maxima and last
 //! values, gaps, restarts, integrity errors), then every window is judged from those facts.
 
+mod adaptive;
+mod causes;
 mod facts;
 mod faults;
+mod phase_a;
+mod resource;
 mod rules;
 mod soak;
 mod window;
@@ -14,6 +18,7 @@ mod workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::display::{human_duration, human_number, human_percent, utc_time};
 use crate::model::{
     Check, Exemption, FaultEvidence, HealCheck, Observations, PhaseAResult, RecoveryTiming,
     ScenarioRecord, ScenarioStatus, WindowRecord,
@@ -24,12 +29,15 @@ use crate::profile::{AdaptivePolicy, Bar, Profile, Rule, Scope};
 use crate::series::{Delta, Event, NodeSeries};
 use crate::stats::poisson_upper_tail;
 use crate::verdict::{
-    BarResult, Baseline, GapRecord, IntegrityRecord, PhaseASummary, RestartRecord, ScenarioSummary,
-    VERDICT_VERSION, Verdict, WindowVerdict,
+    BarResult, Baseline, GapRecord, IntegrityRecord, PhaseASummary, RestartRecord, SamplingFailure,
+    ScenarioSummary, VERDICT_VERSION, Verdict, WindowVerdict,
 };
 
+use self::adaptive::*;
 use self::facts::*;
 use self::faults::*;
+use self::phase_a::*;
+use self::resource::*;
 use self::rules::*;
 use self::soak::*;
 use self::window::*;
@@ -44,22 +52,29 @@ pub fn evaluate(observations: &Observations, profile: &Profile) -> Verdict {
         .enumerate()
         .map(|(w, record)| judge_window(&facts, profile, w, record))
         .collect();
+    let phase_a = phase_a_soak(&facts, profile);
     let mut soak_bars = vec![
         evidence_bar(&facts, profile),
-        phase_a_aggregate(profile, &windows),
+        phase_a_aggregate(profile, phase_a.as_ref()),
     ];
     soak_bars.extend(coverage_bar(observations));
     if let Some(policy) = &profile.adaptive {
         soak_bars.push(adaptive(&facts, policy, &mut windows));
     }
+    soak_bars.extend(resource_bars(&facts, profile));
     for window in &mut windows {
         window.verdict = window_outcome(&window.bars);
     }
+    let causes = causes::group(&facts, &mut windows, &mut soak_bars);
+    // A not-applicable bar is reported but never part of the verdict: it cannot pass, and it
+    // cannot make a run GO by itself (the `windows` bar still needs judged windows).
     let verdict = Outcome::worst_of(
-        windows
-            .iter()
-            .map(|w| w.verdict)
-            .chain(soak_bars.iter().map(|b| b.verdict)),
+        windows.iter().map(|w| w.verdict).chain(
+            soak_bars
+                .iter()
+                .filter(|b| !b.not_applicable)
+                .map(|b| b.verdict),
+        ),
     );
     Verdict {
         verdict,
@@ -72,15 +87,18 @@ pub fn evaluate(observations: &Observations, profile: &Profile) -> Verdict {
         restarts: facts.restarts,
         gaps: facts.gaps,
         integrity_errors: facts.integrity,
+        phase_a,
+        causes,
     }
 }
 
 /// A window with no applicable bar judged nothing: UNKNOWN, never a vacuous GO.
 pub(super) fn window_outcome(bars: &[BarResult]) -> Outcome {
-    if bars.is_empty() {
+    let mut applicable = bars.iter().filter(|b| !b.not_applicable).peekable();
+    if applicable.peek().is_none() {
         Outcome::Unknown
     } else {
-        Outcome::worst_of(bars.iter().map(|b| b.verdict))
+        Outcome::worst_of(applicable.map(|b| b.verdict))
     }
 }
 
@@ -155,16 +173,23 @@ pub(super) fn finish(
         baseline: None,
         exemptions,
         reason: judged.reason,
+        not_applicable: false,
+        cause: None,
     }
 }
 
+/// Numbers in reasons and thresholds are for people: rounded (the `value` keeps full
+/// precision).
 pub(super) fn fmt_num(v: f64) -> String {
-    if v.is_infinite() {
-        "∞".to_string()
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
+    human_number(v)
+}
+
+/// `1 window`, `3 windows`.
+pub(super) fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
     } else {
-        format!("{v:.4}")
+        format!("{n} {noun}s")
     }
 }
 
@@ -194,5 +219,7 @@ pub(super) fn soak_bar(id: &str, title: &str, judged: Judged) -> BarResult {
         baseline: None,
         exemptions: Vec::new(),
         reason: judged.reason,
+        not_applicable: false,
+        cause: None,
     }
 }

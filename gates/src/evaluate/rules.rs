@@ -31,17 +31,26 @@ pub(super) fn judge_telemetry(
         if !gaps.is_empty() {
             verdict = verdict.worst(profile.evidence.missing_telemetry);
             let longest = gaps.iter().map(|(a, b)| b - a).max().unwrap_or(0);
+            let closing = match &facts.closing[n][w] {
+                Closing::Evidence => String::new(),
+                Closing::Failed { at_ms, error } => format!(
+                    "; no closing evidence: the sample at {} failed ({error})",
+                    utc_time(*at_ms)
+                ),
+                Closing::NoSample => "; no closing evidence: no good sample in the window".into(),
+            };
             details.push(format!(
-                "{node}: no good sample for {} ms ({} failed attempts)",
-                longest, facts.missing[n][w]
+                "{node}: no good sample for {} ({} failed attempts){closing}",
+                human_duration(longest),
+                facts.missing[n][w]
             ));
         }
     }
     let reason = if bad_nodes.is_empty() {
         format!(
-            "{} nodes sampled with no step over {} ms",
+            "{} nodes sampled with no step over {}",
             facts.nodes.len() - exempt.iter().filter(|e| facts.nodes.contains(e)).count(),
-            facts.tolerance_ms
+            human_duration(facts.window_tolerance[w])
         )
     } else {
         list(&details, 5)

@@ -108,14 +108,49 @@ pub(super) fn judge_window(
             bars.push(finish(bar, record.index, exemptions, judged));
         }
     }
+    if facts.partial[w] {
+        bars.push(partial_window_bar(facts, record));
+    }
     WindowVerdict {
         index: record.index,
         start_ms: record.start_ms,
         end_ms: record.end_ms,
         warmup: record.warmup,
+        partial: facts.partial[w],
         verdict: window_outcome(&bars),
         phase_a,
         scenarios: scenario_summary(record),
         bars,
+        sampling_failures: facts.failures[w].clone(),
+    }
+}
+
+/// A window shorter than half its planned length (the last window of an interrupted run) is
+/// never judged GO: whatever its other bars say, too little of it was observed.
+fn partial_window_bar(facts: &Facts<'_>, record: &WindowRecord) -> BarResult {
+    let planned = facts.obs.run.window_ms.unwrap_or(0);
+    let length = record.end_ms.saturating_sub(record.start_ms);
+    BarResult {
+        bar: "window_span".into(),
+        title: "window long enough to judge".into(),
+        verdict: Outcome::Unknown,
+        statistic: "window length, ms".into(),
+        value: Some(length as f64),
+        threshold: format!(
+            ">= {} (half the planned {})",
+            planned / 2,
+            human_duration(planned)
+        ),
+        window: Some(record.index),
+        nodes: Vec::new(),
+        baseline: None,
+        exemptions: Vec::new(),
+        reason: format!(
+            "partial window: {} of a planned {} (the run stopped inside it); not judged",
+            human_duration(length),
+            human_duration(planned)
+        ),
+        not_applicable: false,
+        cause: None,
     }
 }

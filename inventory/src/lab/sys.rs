@@ -219,6 +219,19 @@ pub fn pid_in_namespace(pid: u32, namespace: &str) -> bool {
     }
 }
 
+/// Whether `pid` lives in network namespace NS; `None` when that cannot be told (the
+/// process's namespace link is not readable by this user, e.g. a root sshd read without root).
+pub fn pid_namespace_check(pid: u32, namespace: &str) -> Option<bool> {
+    match fs::metadata(format!("/proc/{pid}/ns/net")) {
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => None,
+        Err(_) => Some(false),
+        Ok(proc_ns) => Some(
+            fs::metadata(format!("/run/netns/{namespace}"))
+                .is_ok_and(|ns| ns.dev() == proc_ns.dev() && ns.ino() == proc_ns.ino()),
+        ),
+    }
+}
+
 /// Sends SIGNAL (a name: TERM, KILL) to `pid` through `kill(1)`. Failure (already gone) is
 /// not an error: callers check liveness afterwards.
 pub fn signal(pid: u32, signal: &str) {

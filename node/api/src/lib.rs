@@ -120,6 +120,59 @@ pub struct Diagnostics {
     /// Active impairments (node-level fault injection), if any.
     #[serde(default)]
     pub impairments: Vec<Impairment>,
+    /// Bans in force (peers or addresses refused for repeated failures).
+    #[serde(default)]
+    pub bans: Vec<Ban>,
+    /// Latency histograms by name (e.g. [`histograms::DM_ACK_LATENCY`]), summarised.
+    #[serde(default)]
+    pub histograms: BTreeMap<String, HistogramSummary>,
+}
+
+/// One ban: a peer (or an address that never authenticated) that failed `failures` times
+/// within the ban window, refused until the ban ends. `GET /v1/bans`, `/v1/diagnostics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    /// Hex peer id, when the banned subject is an authenticated peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    /// The address refused early: the banned address itself, or where the banned peer was
+    /// last seen (`ip:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// The failure that tipped it: `bad_frame`, `handshake_failure`, `rate_limit` or
+    /// `auth_timeout`.
+    pub reason: String,
+    /// Failures within the window when it was banned.
+    pub failures: u32,
+    /// Milliseconds until the ban ends by itself.
+    pub remaining_ms: u64,
+}
+
+/// A latency histogram, summarised: the same observations `/metrics` exports as a Prometheus
+/// histogram. Quantiles are estimated from the buckets (linear interpolation within the
+/// bucket, as Prometheus' `histogram_quantile` does) and absent while nothing was observed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramSummary {
+    /// Observations (monotonic within one process instance).
+    pub count: u64,
+    /// Sum of the observations, seconds (monotonic).
+    pub sum_seconds: f64,
+    /// Median estimate, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_seconds: Option<f64>,
+    /// 99th percentile estimate, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_seconds: Option<f64>,
+}
+
+/// Well-known histogram names (keys of [`Diagnostics::histograms`]; exported in `/metrics` as
+/// `soak_node_<name>` with `_bucket`, `_sum` and `_count`).
+pub mod histograms {
+    /// Acknowledged DMs over a connection: from the API request to the ACK (dialing and a
+    /// retry included).
+    pub const DM_ACK_LATENCY: &str = "dm_ack_latency_seconds";
+    /// Gossip messages: from publication (the origin's clock) to first delivery here.
+    pub const GOSSIP_DELIVERY_LATENCY: &str = "gossip_delivery_latency_seconds";
 }
 
 /// Transport state of one known peer.
@@ -206,6 +259,7 @@ pub struct Suppression {
 
 /// `POST /v1/dm`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DmRequest {
     /// Hex peer id of the receiver (may be the node's own id: local delivery).
     pub to: String,
@@ -307,6 +361,7 @@ pub struct InboxItem {
 
 /// `POST /v1/topics/{topic}/publish`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// Payload, standard base64.
     pub payload_b64: String,
@@ -349,6 +404,7 @@ pub struct ReceivedItem {
 
 /// A node-level impairment (fault injection without root), `POST /v1/impairments`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Impairment {
     /// Caller-chosen id (1–64 of `[A-Za-z0-9_.:-]`). Posting an id the node already holds
     /// replaces that impairment (this is how a fault's lease is renewed); `DELETE
@@ -477,6 +533,37 @@ pub mod gauges {
     pub const SUPPRESSED_TOPIC_PEERS: &str = "suppressed_topic_peers";
     /// Known (topic, peer) pairs.
     pub const KNOWN_TOPIC_PEERS: &str = "known_topic_peers";
+
+    // Process gauges: read from `/proc/self` on Linux at every snapshot; a gauge that cannot
+    // be read is absent from [`crate::Diagnostics::gauges`], never reported as zero. The same
+    // figures are in `/metrics` under these names without the `soak_node_` prefix (the
+    // standard Prometheus process collector).
+
+    /// Resident set size, bytes.
+    pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+    /// Virtual memory size, bytes.
+    pub const PROCESS_VIRTUAL_MEMORY_BYTES: &str = "process_virtual_memory_bytes";
+    /// Open file descriptors.
+    pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+    /// Soft limit on open file descriptors.
+    pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+    /// OS threads of the process.
+    pub const PROCESS_THREADS: &str = "process_threads";
+    /// User + system CPU time consumed, seconds (monotonic within one process).
+    pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+    /// Process start, seconds since the unix epoch.
+    pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
+
+    /// Every process gauge, in a fixed order.
+    pub const PROCESS: [&str; 7] = [
+        PROCESS_RESIDENT_MEMORY_BYTES,
+        PROCESS_VIRTUAL_MEMORY_BYTES,
+        PROCESS_OPEN_FDS,
+        PROCESS_MAX_FDS,
+        PROCESS_THREADS,
+        PROCESS_CPU_SECONDS_TOTAL,
+        PROCESS_START_TIME_SECONDS,
+    ];
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use soak_gates::{BarResult, Outcome, Verdict};
 use super::svg::{Line, Shade, line_chart};
 use super::{ReportData, ReportInput};
 use crate::faults::StepKind;
-use crate::render::show_value;
+use crate::render::{show_value, show_verdict, why_line};
 use crate::runid::utc_rfc3339;
 
 const UPLOT_JS: &str = include_str!("../../assets/uPlot.iife.min.js");
@@ -124,6 +124,14 @@ fn banner(h: &mut String, input: &ReportInput<'_>) {
         facts.push(format!("seed {seed}"));
     }
     let _ = writeln!(h, "<div>{}</div>", facts.join(" · "));
+    // Why it is not GO: the root causes first (as in summary.md).
+    if let Some(why) = input.verdict.and_then(why_line) {
+        let _ = writeln!(
+            h,
+            "<div class=\"why\">Why: {}</div>",
+            esc(&why.replace('`', ""))
+        );
+    }
     if let Some(c) = meta.coverage.as_ref().filter(|c| c.is_partial()) {
         let _ = writeln!(
             h,
@@ -200,11 +208,17 @@ fn bars(h: &mut String, input: &ReportInput<'_>) {
 }
 
 fn bar_row(h: &mut String, b: &BarResult) {
+    // A bar that could not apply reads `n/a` (its verdict stays UNKNOWN: never a pass).
+    let verdict = format!(
+        "<td class=\"v {}\">{}</td>",
+        class_of(b.verdict),
+        esc(&show_verdict(b))
+    );
     let _ = writeln!(
         h,
         "<tr><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         esc(&b.title),
-        verdict_cell(b.verdict),
+        verdict,
         esc(&b.statistic),
         esc(&show_value(b.value)),
         esc(&b.threshold),
@@ -374,7 +388,7 @@ fn phase_a(h: &mut String, input: &ReportInput<'_>, data: &ReportData) {
             }
             let cell = cells.entry((p.from.as_str(), p.to.as_str())).or_default();
             cell.attempted += 1;
-            match (p.delivered, p.latency_us) {
+            match (p.is_delivered(), p.latency_us) {
                 (true, Some(us)) => cell.latencies.push(us),
                 (true, None) => {}
                 (false, _) => cell.failed += 1,

@@ -604,7 +604,7 @@ fn latency_by_window(windows: &[WindowRecord]) -> Vec<WindowLatency> {
             let latencies: Vec<u64> = phase_a
                 .pairs
                 .iter()
-                .filter(|p| p.delivered)
+                .filter(|p| p.is_delivered())
                 .filter_map(|p| p.latency_us)
                 .collect();
             let q = crate::summary::Quantiles::of(latencies);
@@ -612,7 +612,7 @@ fn latency_by_window(windows: &[WindowRecord]) -> Vec<WindowLatency> {
                 index: w.index,
                 start_ms: w.start_ms,
                 pairs: phase_a.pairs.len(),
-                delivered: phase_a.pairs.iter().filter(|p| p.delivered).count(),
+                delivered: phase_a.pairs.iter().filter(|p| p.is_delivered()).count(),
                 min: q.map(|q| q.min),
                 p50: q.map(|q| q.p50),
                 p90: q.map(|q| q.p90),

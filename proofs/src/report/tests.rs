@@ -33,6 +33,8 @@ fn meta(obs: &Observations) -> RunMeta {
             "3".into(),
         ]),
         seed: Some(42),
+        errors: Vec::new(),
+        errors_omitted: 0,
     }
 }
 

@@ -17,29 +17,36 @@ use comfy_table::{Table, presets};
 use soak_api::NodeInfo;
 use soak_inventory::node::{self, Apply, DeployRecord, NodeConfig, NodeLayout, Probe, RunMode};
 use soak_inventory::remote::{self, ConnectOptions, Elevated, Needs, Remote};
-use soak_inventory::{Host, Inventory};
+use soak_inventory::{Host, HostPattern};
 use soak_scenarios::NodeApi;
 use tokio::time::Instant;
 
+use crate::cmd::run::parse_duration;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::fleet::remote::{
     COMMAND_TIMEOUT, DEFAULT_PARALLEL, HostFailure, PartialPolicy, for_each_host, forward_admin,
-    host_error, load_inventory, log_tail, wait_ready,
+    host_error, limit_hosts, load_inventory, log_tail, parse_limit, wait_ready,
 };
+use crate::output::{errln, outln};
 
 /// Options shared by every fleet command.
 #[derive(Debug, Clone, Args)]
 pub struct FleetArgs {
     /// Inventory: native TOML, Ansible INI or YAML, or a pssh host file.
-    #[arg(short = 'i', long = "inventory", value_name = "INV")]
+    #[arg(short = 'i', long = "inventory", value_name = "PATH")]
     pub inventory: PathBuf,
+    /// Only the hosts this Ansible host pattern selects: hosts, groups, globs (`web*`), `:` or
+    /// `,` for union, `&GROUP` to intersect, `!PATTERN` to exclude (e.g. `eu:&web:!web3`).
+    #[arg(long, value_name = "PATTERN", value_parser = parse_limit)]
+    pub limit: Option<HostPattern>,
     /// Hosts worked on at once.
     #[arg(long, default_value_t = DEFAULT_PARALLEL, value_name = "N")]
     pub parallel: usize,
     /// SSH connect timeout per host (TCP connect and handshake).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
-    /// Go on when at least N hosts succeed; by default every host must (else exit 69).
+    /// Succeed when at least N hosts succeed (for `status`: are ready); the others are named
+    /// in a warning. By default every host must, else exit 69.
     #[arg(long, value_name = "N")]
     pub min_hosts: Option<usize>,
 }
@@ -74,14 +81,27 @@ impl FleetArgs {
 
 /// Arguments of `soak deploy`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Exit codes: 0 deployed (to at least --min-hosts hosts), 64 bad inventory or flags, 69 hosts
+failed or no soak-node binary.
+
+Examples:
+  soak deploy -i fleet.toml                      # the soak-node next to soak (or on PATH)
+  soak deploy -i hosts.ini --build               # build a release soak-node first
+  soak deploy -i hosts.yml --binary ./soak-node --limit 'eu:!eu-3' --min-hosts 2")]
 pub struct DeployArgs {
     #[command(flatten)]
     fleet: FleetArgs,
-    /// The soak-node binary to deploy; default: `cargo build --release -p soak-node`.
-    #[arg(long, value_name = "PATH")]
+    /// The soak-node binary to deploy [default: SOAK_NODE_BIN, else the `soak-node` next to
+    /// `soak`, else on PATH — as `soak run` finds it].
+    #[arg(long, value_name = "PATH", conflicts_with = "build")]
     binary: Option<PathBuf>,
+    /// Build the binary first (`cargo build --release -p soak-node` in the workspace `soak`
+    /// was built from) and deploy that.
+    #[arg(long)]
+    build: bool,
     /// How long each node gets to report ready after a (re)start.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     ready_timeout: Duration,
     /// Restart every node even when nothing changed.
     #[arg(long)]
@@ -93,6 +113,12 @@ pub struct DeployArgs {
 
 /// Arguments of `soak status`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Exit codes: 0 every host (or at least --min-hosts) ready, 64 bad inventory or flags, 69 not.
+
+Examples:
+  soak status -i fleet.toml
+  soak status -i hosts.ini --limit web --min-hosts 3 --json")]
 pub struct StatusArgs {
     #[command(flatten)]
     fleet: FleetArgs,
@@ -103,6 +129,10 @@ pub struct StatusArgs {
 
 /// Arguments of `soak stop`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak stop -i fleet.toml
+  soak stop -i hosts.ini --limit 'db*'")]
 pub struct StopArgs {
     #[command(flatten)]
     fleet: FleetArgs,
@@ -110,17 +140,30 @@ pub struct StopArgs {
 
 /// Arguments of `soak logs`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak logs -i fleet.toml h1 -n 200
+  soak logs -i hosts.ini --limit eu")]
 pub struct LogsArgs {
     /// Inventory: native TOML, Ansible INI or YAML, or a pssh host file.
-    #[arg(short = 'i', long = "inventory", value_name = "INV")]
+    #[arg(short = 'i', long = "inventory", value_name = "PATH")]
     inventory: PathBuf,
-    /// The host whose node log to print.
-    host: String,
+    /// The host whose node log to print (or use --limit for several).
+    #[arg(
+        value_name = "HOST",
+        required_unless_present = "limit",
+        conflicts_with = "limit"
+    )]
+    host: Option<String>,
+    /// The hosts an Ansible host pattern selects (see `soak deploy --help`); each log is
+    /// headed `==> HOST <==`.
+    #[arg(long, value_name = "PATTERN", value_parser = parse_limit)]
+    limit: Option<HostPattern>,
     /// Number of lines from the end.
-    #[arg(short = 'n', long, default_value_t = 100)]
+    #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
     lines: usize,
     /// SSH connect timeout.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     connect_timeout: Duration,
 }
 
@@ -146,8 +189,10 @@ fn short(sha: &str) -> String {
     sha.chars().take(12).collect()
 }
 
-/// The binary to deploy: `--binary`, or a fresh release build of `soak-node`.
-fn node_binary(binary: Option<&Path>) -> Result<PathBuf, CliError> {
+/// The binary to deploy: `--binary` / `SOAK_NODE_BIN`, else a fresh release build with
+/// `--build`, else the `soak-node` next to `soak` or on `PATH`. Never builds unasked: without
+/// `--build`, no `cargo` runs in whatever source tree happens to be around.
+fn node_binary(binary: Option<&Path>, build: bool) -> Result<PathBuf, CliError> {
     if let Some(path) = binary {
         if !path.is_file() {
             return Err(CliError::usage(format!(
@@ -157,6 +202,17 @@ fn node_binary(binary: Option<&Path>) -> Result<PathBuf, CliError> {
         }
         return Ok(path.to_path_buf());
     }
+    if !build {
+        if let Some(path) = std::env::var_os("SOAK_NODE_BIN") {
+            return crate::cmd::run::resolve_node_bin(Some(Path::new(&path)));
+        }
+        return crate::cmd::run::resolve_node_bin(None).map_err(|_| {
+            CliError::unavailable(
+                "soak-node not found next to `soak` or on PATH: pass --binary PATH \
+                 (or set SOAK_NODE_BIN), or --build to build it from this source tree",
+            )
+        });
+    }
     // The workspace this soak was built from, else the current directory.
     let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -164,7 +220,7 @@ fn node_binary(binary: Option<&Path>) -> Result<PathBuf, CliError> {
     let dir = built_from
         .filter(|d| d.join("Cargo.toml").is_file() && d.join("node").is_dir())
         .unwrap_or_else(|| PathBuf::from("."));
-    eprintln!(
+    errln!(
         "soak: building soak-node (cargo build --release -p soak-node) in {}",
         dir.display()
     );
@@ -181,7 +237,7 @@ fn node_binary(binary: Option<&Path>) -> Result<PathBuf, CliError> {
         .output()
         .map_err(|e| {
             CliError::unavailable(format!(
-                "cannot run cargo to build soak-node ({e}); pass --binary PATH"
+                "--build: cannot run cargo to build soak-node ({e}); pass --binary PATH"
             ))
         })?;
     if !out.status.success() {
@@ -219,7 +275,8 @@ pub async fn deploy(args: DeployArgs) -> CliResult {
         return Err(CliError::usage("--ready-timeout must be positive"));
     }
     let inventory = load_inventory(&args.fleet.inventory)?;
-    let binary = node_binary(args.binary.as_deref())?;
+    let hosts = limit_hosts(&inventory, args.fleet.limit.as_ref())?;
+    let binary = node_binary(args.binary.as_deref(), args.build)?;
     let bytes = std::fs::read(&binary)
         .map_err(|e| CliError::unavailable(format!("cannot read {}: {e}", binary.display())))?;
     let payload = Arc::new(Payload {
@@ -231,16 +288,18 @@ pub async fn deploy(args: DeployArgs) -> CliResult {
         restart: args.restart,
         connect: args.fleet.connect_options(),
     });
+    // Every node's bootstrap list names the whole inventory, --limit or not: a host deployed
+    // later joins the mesh on its own.
     let fleet = Arc::new(inventory.hosts.clone());
     let started = Instant::now();
-    eprintln!(
+    errln!(
         "soak: deploying {} ({}, sha256 {}) to {} hosts",
         binary.display(),
         human_bytes(payload.bytes.len()),
         short(&payload.sha256),
-        fleet.len()
+        hosts.len()
     );
-    let results = for_each_host(&inventory.hosts, args.fleet.parallel, |host| {
+    let results = for_each_host(&hosts, args.fleet.parallel, |host| {
         let payload = Arc::clone(&payload);
         let settings = Arc::clone(&settings);
         let fleet = Arc::clone(&fleet);
@@ -267,24 +326,24 @@ pub async fn deploy(args: DeployArgs) -> CliResult {
             "hosts": records,
             "failed": failures,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
-        println!("{}", deploy_table(&inventory, &results));
+        outln!("{}", deploy_table(&results));
         let uploaded = records.iter().filter(|r| r.uploaded).count();
         let restarted = records.iter().filter(|r| r.restarted).count();
-        println!(
+        outln!(
             "deployed to {}/{} hosts in {:.1}s: {uploaded} uploaded, {restarted} (re)started",
             records.len(),
-            inventory.hosts.len(),
+            hosts.len(),
             took.as_secs_f64()
         );
     }
     if let Some(warning) = args
         .fleet
         .policy()
-        .judge("deploy", inventory.hosts.len(), &failures)?
+        .judge("deploy", hosts.len(), &failures)?
     {
-        eprintln!("soak: warning: {warning}");
+        errln!("soak: warning: {warning}");
     }
     Ok(Exit::Go)
 }
@@ -297,7 +356,7 @@ fn human_bytes(n: usize) -> String {
     }
 }
 
-fn deploy_table(inventory: &Inventory, results: &[(Host, Result<DeployRecord, String>)]) -> Table {
+fn deploy_table(results: &[(Host, Result<DeployRecord, String>)]) -> Table {
     let mut table = Table::new();
     table.load_preset(presets::ASCII_MARKDOWN);
     table.set_header(vec![
@@ -343,7 +402,6 @@ fn deploy_table(inventory: &Inventory, results: &[(Host, Result<DeployRecord, St
             ]),
         };
     }
-    let _ = inventory;
     table
 }
 
@@ -562,15 +620,16 @@ struct HostStatus {
 pub async fn status(args: StatusArgs) -> CliResult {
     args.fleet.validate()?;
     let inventory = load_inventory(&args.fleet.inventory)?;
+    let hosts = limit_hosts(&inventory, args.fleet.limit.as_ref())?;
     let connect = args.fleet.connect_options();
-    let results = for_each_host(&inventory.hosts, args.fleet.parallel, |host| {
+    let results = for_each_host(&hosts, args.fleet.parallel, |host| {
         let connect = connect.clone();
         async move { Ok::<_, String>(host_status(host, &connect).await) }
     })
     .await;
     let rows: Vec<HostStatus> = results.into_iter().filter_map(|(_, r)| r.ok()).collect();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         );
@@ -600,25 +659,41 @@ pub async fn status(args: StatusArgs) -> CliResult {
                 yes_no(r.ready),
             ]);
         }
-        println!("{table}");
-        for r in rows.iter().filter(|r| r.error.is_some()) {
-            eprintln!("soak: {}", r.error.as_deref().unwrap_or_default());
-        }
+        outln!("{table}");
     }
-    let not_ready: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.ready)
-        .map(|r| r.host.as_str())
-        .collect();
+    // --min-hosts N: the fleet is healthy enough when at least N hosts are ready (the
+    // check to run before `soak run -i … --min-hosts N`); the others are still named.
+    let not_ready: Vec<&HostStatus> = rows.iter().filter(|r| !r.ready).collect();
     if not_ready.is_empty() {
-        Ok(Exit::Go)
-    } else {
-        Err(CliError::unavailable(format!(
-            "{} of {} hosts not ready: {}",
-            not_ready.len(),
-            rows.len(),
-            not_ready.join(", ")
-        )))
+        return Ok(Exit::Go);
+    }
+    let ready = rows.len() - not_ready.len();
+    let names: Vec<&str> = not_ready.iter().map(|r| r.host.as_str()).collect();
+    let details: Vec<String> = not_ready
+        .iter()
+        .map(|r| {
+            let why = r.error.clone().unwrap_or_else(|| "not ready".to_string());
+            format!("  {why}")
+        })
+        .collect();
+    let summary = format!(
+        "{} of {} hosts not ready: {}\n{}",
+        not_ready.len(),
+        rows.len(),
+        names.join(", "),
+        details.join("\n")
+    );
+    match args.fleet.min_hosts {
+        Some(min) if ready >= min => {
+            errln!("soak: warning: {summary}\n{ready} hosts ready, at least --min-hosts {min}");
+            Ok(Exit::Go)
+        }
+        Some(min) => Err(CliError::unavailable(format!(
+            "{summary}\nonly {ready} hosts ready, fewer than --min-hosts {min}"
+        ))),
+        None => Err(CliError::unavailable(format!(
+            "{summary}\nevery host must be ready (pass --min-hosts N to accept fewer)"
+        ))),
     }
 }
 
@@ -716,8 +791,9 @@ async fn status_on(remote: &dyn Remote, s: &mut HostStatus) -> Result<(), String
 pub async fn stop(args: StopArgs) -> CliResult {
     args.fleet.validate()?;
     let inventory = load_inventory(&args.fleet.inventory)?;
+    let hosts = limit_hosts(&inventory, args.fleet.limit.as_ref())?;
     let connect = args.fleet.connect_options();
-    let results = for_each_host(&inventory.hosts, args.fleet.parallel, |host| {
+    let results = for_each_host(&hosts, args.fleet.parallel, |host| {
         let connect = connect.clone();
         async move {
             let remote = remote::connect(&host, &connect)
@@ -760,13 +836,9 @@ pub async fn stop(args: StopArgs) -> CliResult {
         };
         table.add_row(vec![host.name.clone(), host.address.clone(), text]);
     }
-    println!("{table}");
-    if let Some(warning) = args
-        .fleet
-        .policy()
-        .judge("stop", inventory.hosts.len(), &failures)?
-    {
-        eprintln!("soak: warning: {warning}");
+    outln!("{table}");
+    if let Some(warning) = args.fleet.policy().judge("stop", hosts.len(), &failures)? {
+        errln!("soak: warning: {warning}");
     }
     Ok(Exit::Go)
 }
@@ -777,37 +849,59 @@ pub async fn logs(args: LogsArgs) -> CliResult {
         return Err(CliError::usage("--lines must be at least 1"));
     }
     let inventory = load_inventory(&args.inventory)?;
-    let Some(host) = inventory.host(&args.host).cloned() else {
-        let names: Vec<&str> = inventory.hosts.iter().map(|h| h.name.as_str()).collect();
-        return Err(CliError::usage(format!(
-            "no host `{}` in {} (hosts: {})",
-            args.host,
-            args.inventory.display(),
-            names.join(", ")
-        )));
+    let hosts = match (&args.host, &args.limit) {
+        (Some(name), _) => match inventory.host(name) {
+            Some(host) => vec![host.clone()],
+            None => {
+                let names: Vec<&str> = inventory.hosts.iter().map(|h| h.name.as_str()).collect();
+                return Err(CliError::usage(format!(
+                    "no host `{name}` in {} (hosts: {})",
+                    args.inventory.display(),
+                    names.join(", ")
+                )));
+            }
+        },
+        (None, limit) => limit_hosts(&inventory, limit.as_ref())?,
     };
     let connect = ConnectOptions {
         connect_timeout: args.connect_timeout,
         ..ConnectOptions::default()
     };
-    let remote = remote::connect(&host, &connect)
+    let headed = hosts.len() > 1;
+    let mut failures = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        if headed {
+            outln!("{}==> {} <==", if i == 0 { "" } else { "\n" }, host.name);
+        }
+        match host_log(host, args.lines, &connect).await {
+            Ok(bytes) => crate::output::stdout_bytes(&bytes),
+            Err(error) => failures.push(HostFailure {
+                host: host.name.clone(),
+                error,
+            }),
+        }
+    }
+    PartialPolicy::default().judge("reading the log", hosts.len(), &failures)?;
+    Ok(Exit::Go)
+}
+
+/// The last `lines` lines of `host`'s node log.
+async fn host_log(host: &Host, lines: usize, connect: &ConnectOptions) -> Result<Vec<u8>, String> {
+    let remote = remote::connect(host, connect)
         .await
-        .map_err(|e| CliError::unavailable(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let out = remote
         .exec_privileged(
             Needs::InstallDir,
-            &node::logs_script(&host, args.lines),
+            &node::logs_script(host, lines),
             &[],
             COMMAND_TIMEOUT,
         )
         .await;
     let _ = remote.close().await;
-    let out = out.map_err(|e| CliError::unavailable(e.to_string()))?;
+    let out = out.map_err(|e| e.to_string())?;
     if !out.success() {
-        return Err(CliError::unavailable(host_error(&host, out.stderr_tail())));
+        return Err(host_error(host, out.stderr_tail()));
     }
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(&out.stdout);
-    Ok(Exit::Go)
+    Ok(out.stdout)
 }

@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use soak_proofs::export;
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output::errln;
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -23,14 +24,19 @@ pub enum ExportFormat {
 
 /// Arguments of `soak export`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak export proofs/<run-id> --format openmetrics --out run.om   # then: promtool tsdb create-blocks-from openmetrics run.om
+  soak export proofs/<run-id> --format csv | duckdb -c \"select * from read_csv('/dev/stdin') limit 5\"")]
 pub struct ExportArgs {
     /// Proof directory whose samples to export.
+    #[arg(value_name = "DIR")]
     pub proof_dir: PathBuf,
     /// Output format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Write here instead of stdout.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 }
 
@@ -39,7 +45,7 @@ pub async fn execute(args: ExportArgs) -> CliResult {
     let proof = soak_proofs::read(&args.proof_dir)
         .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
     for warning in &proof.warnings {
-        eprintln!("soak: note: {warning}");
+        errln!("soak: note: {warning}");
     }
     let samples = &proof.observations.samples;
     let interval = proof.meta.sample_interval_ms;
@@ -71,7 +77,7 @@ pub async fn execute(args: ExportArgs) -> CliResult {
     match result {
         Ok(notes) => {
             for note in notes {
-                eprintln!("soak: note: {note}");
+                errln!("soak: note: {note}");
             }
             Ok(Exit::Go)
         }

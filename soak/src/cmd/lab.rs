@@ -1,4 +1,4 @@
-//! `soak lab up|down|status|exec`: the network-namespace lab (DESIGN §9, docs/lab.md).
+//! `soak lab up|down|status|exec`: the network-namespace lab (docs/lab.md).
 //!
 //! Argument parsing validates names and paths without touching the system; the work itself
 //! (namespaces, sshd, files) lives in [`soak_inventory::lab`] and runs on a blocking thread.
@@ -12,9 +12,16 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use soak_inventory::lab::{self, LabError, LabLayout, LabState, LabStatus, Need};
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output::{errln, out, outln};
 
 /// Arguments of `soak lab`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak lab up --hosts 4                      # as root
+  soak lab status                            # reads only: no root needed
+  soak lab exec -- soak deploy -i /tmp/soak-lab/inventory.toml
+  soak lab down")]
 pub struct LabArgs {
     #[command(subcommand)]
     command: LabCommand,
@@ -26,7 +33,8 @@ enum LabCommand {
     Up(UpArgs),
     /// Remove everything the lab made (idempotent; works on partial labs and lost state).
     Down(WhereArgs),
-    /// Show the lab: namespaces, addresses, sshd pids, inventory path. Exits 69 unless fully up.
+    /// Show the lab (reads only: no root needed): namespaces, addresses, sshd pids, inventory
+    /// path; "no lab" when there is none. Exits 69 unless fully up.
     Status(StatusArgs),
     /// Run a command in the controller namespace (stdio inherited, exit code passed through).
     Exec(ExecArgs),
@@ -36,18 +44,18 @@ enum LabCommand {
 #[derive(Debug, Args)]
 struct WhereArgs {
     /// Lab directory (keys, configs, inventory, state, install dirs). Keep it short.
-    #[arg(long, env = "SOAK_LAB_DIR", default_value = lab::DEFAULT_DIR)]
+    #[arg(long, env = "SOAK_LAB_DIR", default_value = lab::DEFAULT_DIR, value_name = "DIR")]
     dir: PathBuf,
     /// Lab name: prefix of every namespace (`NAME-ctl`, `NAME-br`, `NAME-h1`…). Defaults to the
     /// name recorded in the lab directory, else `soaklab`.
-    #[arg(long, env = "SOAK_LAB_NAME")]
+    #[arg(long, env = "SOAK_LAB_NAME", value_name = "NAME")]
     name: Option<String>,
 }
 
 #[derive(Debug, Args)]
 struct UpArgs {
-    /// Number of hosts.
-    #[arg(long, default_value_t = 3)]
+    /// Number of hosts, 1–200.
+    #[arg(long, default_value_t = 3, value_name = "N")]
     hosts: usize,
     /// Hosts (e.g. `h2`) whose SSH user is the lab's non-root user with passwordless sudo
     /// (`become = true` in the inventory). Creates that user on this machine; `down` removes it.
@@ -121,7 +129,7 @@ fn up(args: UpArgs) -> CliResult {
         print_json(&state)?;
         return Ok(Exit::Go);
     }
-    print!("{}", render_up(&state));
+    out!("{}", render_up(&state));
     Ok(Exit::Go)
 }
 
@@ -167,7 +175,7 @@ fn down(args: WhereArgs) -> CliResult {
         && lab::recorded_name(&args.dir).is_none()
         && args.dir != Path::new(lab::DEFAULT_DIR)
     {
-        println!(
+        outln!(
             "no lab recorded in {} (no state file or marker): nothing removed; pass --name NAME \
              to remove a lab's namespaces by their prefix",
             args.dir.display()
@@ -181,9 +189,9 @@ fn down(args: WhereArgs) -> CliResult {
         && report.killed == 0
         && !report.removed_sudo_user
     {
-        println!("lab {name}: nothing to remove");
+        outln!("lab {name}: nothing to remove");
     } else {
-        println!(
+        outln!(
             "lab {name} down: killed {} processes, deleted {} namespaces{}{}",
             report.killed,
             report.namespaces.len(),
@@ -200,7 +208,7 @@ fn down(args: WhereArgs) -> CliResult {
         );
     }
     if let Some(dir) = report.kept_foreign_dir {
-        eprintln!(
+        errln!(
             "soak: left {} in place: it is not this lab's directory (no .soak-lab marker naming {name})",
             dir.display()
         );
@@ -210,12 +218,13 @@ fn down(args: WhereArgs) -> CliResult {
 
 fn status(args: StatusArgs) -> CliResult {
     let name = lab::resolve_name(&args.place.dir, args.place.name.as_deref()).map_err(cli_error)?;
-    let tools = lab::preflight(Need::Manage).map_err(cli_error)?;
+    // Reading needs no root.
+    let tools = lab::preflight(Need::Read).map_err(cli_error)?;
     let status = lab::status(&args.place.dir, &name, &tools).map_err(cli_error)?;
     if args.json {
         print_json(&status)?;
     } else {
-        print!("{}", render_status(&status));
+        out!("{}", render_status(&status));
     }
     Ok(if status.up {
         Exit::Go
@@ -224,11 +233,29 @@ fn status(args: StatusArgs) -> CliResult {
     })
 }
 
+/// Nothing of the lab exists: no state file, no namespace of its name.
+fn is_absent(status: &LabStatus) -> bool {
+    status.state_file.is_none()
+        && !status.controller.present
+        && !status.bridge.present
+        && status.hosts.is_empty()
+        && status.stray_namespaces.is_empty()
+}
+
 /// The human `status` report.
 fn render_status(status: &LabStatus) -> String {
     use std::fmt::Write as _;
     let yes_no = |b: bool| if b { "yes" } else { "NO" };
     let mut out = String::new();
+    if is_absent(status) {
+        let _ = writeln!(
+            out,
+            "no lab — run `soak lab up` (looked for lab {} in {})",
+            status.name,
+            status.dir.display()
+        );
+        return out;
+    }
     let condition = if status.up {
         "up"
     } else if status.state_file.is_none() {
@@ -299,7 +326,7 @@ fn exec(args: ExecArgs) -> CliResult {
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|err| CliError::unavailable(format!("cannot render JSON: {err}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 

@@ -16,14 +16,20 @@ use soak_proofs::format;
 use soak_proofs::render;
 
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output::{errln, outln};
 
 /// Arguments of `soak report`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak report proofs/<run-id>                     # rewrite its report.html
+  soak report proofs/<run-id> --out /tmp/report.html")]
 pub struct ReportArgs {
     /// Proof directory to render.
+    #[arg(value_name = "DIR")]
     pub proof_dir: PathBuf,
-    /// Write the page here instead of `<PROOF_DIR>/report.html`.
-    #[arg(long, value_name = "FILE")]
+    /// Write the page here instead of `report.html` in the proof.
+    #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 }
 
@@ -37,7 +43,7 @@ pub async fn execute(args: ReportArgs) -> CliResult {
     } = render::stored_report(dir)
         .map_err(|err| CliError::usage(format!("{err}: {}", err.kind)))?;
     for problem in &faults.problems {
-        eprintln!("soak: note: {problem}");
+        errln!("soak: note: {problem}");
     }
     let (target, note) = match &args.out {
         Some(path) => (path.clone(), None),
@@ -68,9 +74,9 @@ pub async fn execute(args: ReportArgs) -> CliResult {
         CliError::unavailable(format!("failed to write {}: {err}", target.display()))
     })?;
     if let Some(note) = note {
-        eprintln!("soak: note: {note}");
+        errln!("soak: note: {note}");
     }
-    println!("wrote {}", target.display());
+    outln!("wrote {}", target.display());
     Ok(Exit::Go)
 }
 

@@ -4,7 +4,6 @@
 //! yields a [`RunPlan`]. Step two ([`execute`]) resolves it — gate profile, node binary, proof
 //! directory, signals, fleet — and hands the runner only `NodeApi` handles.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,11 +25,12 @@ use crate::exit::{CliError, CliResult, Exit};
 use crate::fleet::Fleet;
 use crate::fleet::local::{LocalMesh, LocalMeshConfig};
 use crate::fleet::remote::{PartialPolicy, RemoteFleet, RemoteFleetOptions};
+use crate::output::{errln, outln};
 use crate::runner::event::{FleetNode, RunEvent, RunStatus, now_ms};
 use crate::runner::proof::{ProofOutcome, ProofReporter};
 use crate::runner::reporter::{Dispatch, JsonLines, Progress};
 use crate::runner::signals::Signals;
-use crate::runner::{NodeDown, RunnerConfig, table};
+use crate::runner::{RunnerConfig, table};
 
 /// Format of the machine-readable event stream on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -40,33 +40,50 @@ pub enum EventsFormat {
     Jsonl,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration flag (`90s`, `2m`, `1h30m`, `500ms`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("{err} (examples: 90s, 2m, 1h30m)"))
 }
 
 /// Arguments of `soak run`.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Exit codes: 0 GO, 1 NO-GO, 2 UNKNOWN (missing evidence), 64 usage, 69 infrastructure,
+130 interrupted (see docs/operations.md).
+
+Examples:
+  soak run                                          # 6 local nodes, 2 minutes, broad-launch
+  soak run --nodes 3 --duration 30s --interval 10s --scenarios baseline
+  soak run -i fleet.toml --duration 4h --interval 5m --limit 'eu:!eu-3'
+  soak run --gate-file my-gate.toml --events jsonl > events.jsonl
+  soak run --duration 6m --scenarios baseline,fanout_burst,high_rtt_peer,partition_halves,restart_storm --allow-restart
+  soak run --scenario-file my-faults.toml --fault-lease 30s")]
 pub struct RunArgs {
     /// Inventory of an SSH fleet (native TOML, Ansible INI/YAML or a pssh host file). Without
     /// it, `soak run` spawns a local mesh of `soak-node` processes on loopback.
     #[arg(short = 'i', long, value_name = "PATH")]
     pub inventory: Option<PathBuf>,
-    /// Nodes of the local mesh [default: 6].
+    /// Nodes of the local mesh, 2–200 [default: 6].
     #[arg(long, value_name = "N")]
     pub nodes: Option<usize>,
     /// With --inventory: go on when at least N hosts (2 or more) are reached; the hosts left
     /// out are named in the proof and the output. By default every host must be reached.
     #[arg(long, value_name = "N")]
     pub min_hosts: Option<usize>,
-    /// Total soak time, rounded down to whole windows (at least one).
-    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    /// With --inventory: only the hosts this Ansible host pattern selects make the fleet
+    /// (groups, globs, `!exclude`, `&intersect`; see `soak deploy --help`).
+    #[arg(long, value_name = "PATTERN", value_parser = crate::fleet::remote::parse_limit)]
+    pub limit: Option<soak_inventory::HostPattern>,
+    /// Total soak time, rounded down to whole windows (at least one; at most 100000 windows).
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
     pub duration: Duration,
-    /// Window length: every window runs the scenarios once and is judged on its own.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Window length, at least 1s: every window runs the scenarios once and is judged on its
+    /// own.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
-    /// Warm-up at the start, rounded up to whole windows [default: one window when the run
-    /// has more than one, else none].
-    #[arg(long, value_parser = parse_duration)]
+    /// Warm-up at the start, rounded up to whole windows; at least one window must remain
+    /// [default: one window when the run has more than one, else none].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub warmup: Option<Duration>,
     /// Scenarios: workloads run in every window, in order (`baseline`, `fanout_burst`), and
     /// built-in faults (`soak scenarios list`), each given its own window after the warm-up
@@ -105,44 +122,46 @@ pub struct RunArgs {
     /// Gate profile TOML file; overrides `--gate`.
     #[arg(long, value_name = "PATH")]
     pub gate_file: Option<PathBuf>,
-    /// Proof directory [default: proofs/<run-id>]; must not exist or be empty.
+    /// Proof directory [default: proofs/<run-id>]; must be new or empty.
     #[arg(long, value_name = "DIR")]
     pub proof_dir: Option<PathBuf>,
-    /// Period of the continuous diagnostics sampler.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    /// Period of the continuous diagnostics sampler: at least 100ms, at most the window
+    /// length (--interval).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub sample_interval: Duration,
     /// Seed of the run's random choices (which nodes publish) [default: random, recorded].
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Short label, part of the run id.
-    #[arg(long, default_value = "local")]
-    pub label: String,
+    /// Short label, part of the run id [default: the inventory's name (its file stem), else
+    /// `local`].
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
     /// Also stream machine-readable events on stdout (progress stays on stderr).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub events: Option<EventsFormat>,
     /// The `soak-node` binary [default: SOAK_NODE_BIN, else next to `soak`, else PATH].
     #[arg(long, env = "SOAK_NODE_BIN", value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
-    /// Fanout burst: messages per burst.
-    #[arg(long, default_value_t = 50, value_name = "M")]
+    /// Fanout burst: messages per burst, 1–1000000.
+    #[arg(long, default_value_t = 50, value_name = "N")]
     pub burst_messages: u64,
-    /// Fanout burst: payload size in bytes.
-    #[arg(long, default_value_t = 256, value_name = "S")]
+    /// Fanout burst: payload size in bytes, 1–1048576.
+    #[arg(long, default_value_t = 256, value_name = "N")]
     pub burst_bytes: usize,
-    /// Fanout burst: publish rate, messages per second (over all publishers).
-    #[arg(long, default_value_t = 200.0, value_name = "PER_SEC")]
+    /// Fanout burst: publish rate, messages per second over all publishers (> 0).
+    #[arg(long, default_value_t = 200.0, value_name = "RATE")]
     pub burst_rate: f64,
-    /// Fanout burst: how many nodes publish.
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    /// Fanout burst: how many nodes publish, 1 to the node count.
+    #[arg(long, default_value_t = 1, value_name = "N")]
     pub burst_publishers: usize,
-    /// Phase A: pairs in flight at once.
-    #[arg(long, default_value_t = 32, value_name = "K")]
+    /// Phase A: pairs in flight at once (at least 1).
+    #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,
-    /// Timeout of every admin API request.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// Timeout of every admin API request, at least 100ms.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
     /// Deadline of each start-up step of the local mesh (files, ready, meshed).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub start_timeout: Duration,
 }
 
@@ -190,6 +209,8 @@ pub struct RunPlan {
     pub seed: u64,
     /// Label.
     pub label: String,
+    /// `--limit` host pattern, as given.
+    pub limit: Option<String>,
     /// Machine-readable stdout.
     pub events: Option<EventsFormat>,
     /// Node binary as given.
@@ -351,7 +372,21 @@ impl RunArgs {
                 "--node-arg applies to the local mesh; set node options in the inventory",
             ));
         }
-        if self.label.trim().is_empty() {
+        if self.limit.is_some() && self.inventory.is_none() {
+            return Err(CliError::usage(
+                "--limit selects inventory hosts; it needs --inventory",
+            ));
+        }
+        let label = match (&self.label, &self.inventory) {
+            (Some(label), _) => label.trim().to_owned(),
+            (None, Some(path)) => path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .filter(|stem| !stem.trim().is_empty())
+                .unwrap_or_else(|| "inventory".to_owned()),
+            (None, None) => "local".to_owned(),
+        };
+        if label.is_empty() {
             return Err(CliError::usage("--label must not be empty"));
         }
         if self.concurrency == 0 {
@@ -401,7 +436,8 @@ impl RunArgs {
             gate,
             proof_dir: self.proof_dir.clone(),
             seed: self.seed.unwrap_or_else(rand::random),
-            label: self.label.trim().to_owned(),
+            label,
+            limit: self.limit.as_ref().map(|p| p.as_str().to_owned()),
             events: self.events,
             node_bin: self.node_bin.clone(),
             concurrency: self.concurrency,
@@ -470,7 +506,23 @@ pub fn resolve_node_bin(given: Option<&Path>) -> Result<PathBuf, CliError> {
 pub async fn execute(args: RunArgs) -> CliResult {
     // Step one: nothing is touched until the arguments hold together.
     let plan = args.plan()?;
+    let args_limit = args.limit.clone();
     let (profile, gate_source) = load_gate(&plan.gate)?;
+    // A bad inventory or a --limit that selects nothing is a usage error before anything is
+    // created (the fleet step reads the inventory again and names its warnings).
+    if let Some(path) = &plan.inventory {
+        let inventory = soak_inventory::Inventory::load(path)
+            .map_err(|e| CliError::usage(format!("bad inventory: {e}")))?;
+        if let Some(pattern) = &args_limit
+            && pattern.select(&inventory).hosts.is_empty()
+        {
+            return Err(CliError::usage(format!(
+                "--limit `{}` selects no host of {}",
+                pattern.as_str(),
+                path.display()
+            )));
+        }
+    }
     let node_bin = match plan.inventory {
         None => Some(resolve_node_bin(plan.node_bin.as_deref())?),
         Some(_) => None,
@@ -515,6 +567,8 @@ pub async fn execute(args: RunArgs) -> CliResult {
         coverage: None,
         command: Some(std::env::args().collect()),
         seed: Some(plan.seed),
+        errors: Vec::new(),
+        errors_omitted: 0,
     };
     // Kept for the end summary (the command line and seed); the writer owns the original.
     let summary_meta = meta.clone();
@@ -556,6 +610,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
                 policy: PartialPolicy {
                     min_hosts: plan.min_hosts,
                 },
+                limit: args_limit.clone(),
                 ..RemoteFleetOptions::default()
             };
             progress.line(&format!("connecting to the fleet of {}", path.display()));
@@ -598,7 +653,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
             dispatch.emit(&RunEvent::Error {
                 message: err.message.clone(),
             });
-            let observations = empty_observations(&run_id, plan.sample_interval_ms, &[]);
+            let observations = empty_observations(&run_id, &plan, &[]);
             let _ = finish(
                 &mut dispatch,
                 status,
@@ -723,13 +778,13 @@ pub async fn execute(args: RunArgs) -> CliResult {
         &summary,
     );
     // A closed stdout/stderr (e.g. piped into `head`) must not turn a judged run into a panic.
-    let _ = if table_to_stderr {
-        writeln!(std::io::stderr(), "{rendered}")
+    if table_to_stderr {
+        errln!("{rendered}");
     } else {
-        writeln!(std::io::stdout(), "{rendered}")
-    };
+        outln!("{rendered}");
+    }
     if let Some(warning) = table::partial_fleet_warning(coverage.as_ref()) {
-        let _ = writeln!(std::io::stderr(), "{warning}");
+        errln!("{warning}");
     }
     if report.status == RunStatus::Interrupted {
         return Ok(Exit::Interrupted);
@@ -748,7 +803,7 @@ fn runner_fleet(
     plan: &RunPlan,
 ) -> (
     Arc<dyn soak_scenarios::faults::control::NodeControl>,
-    Option<tokio::sync::mpsc::UnboundedReceiver<NodeDown>>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<soak_gates::model::NodeEvent>>,
     Capabilities,
 ) {
     let host_faults = "host faults (tc, iptables) need a host fleet (-i INVENTORY) with the host                        backends"
@@ -759,13 +814,7 @@ fn runner_fleet(
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(async move {
                 while let Some(exit) = exits.recv().await {
-                    let down = NodeDown {
-                        node: exit.node.clone(),
-                        pid: Some(exit.pid),
-                        cause: exit.describe(),
-                        at_ms: exit.at_ms,
-                    };
-                    if tx.send(down).is_err() {
+                    if tx.send(exit.event()).is_err() {
                         return;
                     }
                 }
@@ -809,17 +858,22 @@ fn coverage_event(reached: usize, message: Option<String>, missing: Vec<MissingH
     }
 }
 
-fn empty_observations(run_id: &str, sample_interval_ms: u64, nodes: &[NodeRef]) -> Observations {
+/// The observations of a run that never reached its windows: the plan (as in `config.json`)
+/// says what was expected, so the stored verdict and a re-score agree.
+fn empty_observations(run_id: &str, plan: &RunPlan, nodes: &[NodeRef]) -> Observations {
     Observations {
         run: RunInfo {
             run_id: run_id.to_owned(),
-            sample_interval_ms,
+            sample_interval_ms: plan.sample_interval_ms,
             nodes: nodes.to_vec(),
             inventory_hosts: None,
+            planned_windows: Some(plan.windows),
+            window_ms: Some(plan.interval_ms),
         },
         samples: nodes.iter().map(|n| (n.name.clone(), Vec::new())).collect(),
         windows: Vec::new(),
         residue: Vec::new(),
+        node_events: Vec::new(),
     }
 }
 

@@ -11,6 +11,10 @@ use crate::exit::{CliError, CliResult, Exit};
 
 /// Arguments of `soak scenarios`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  soak scenarios list
+  soak scenarios show partition_halves > my-faults.toml   # edit, then: soak run --scenario-file my-faults.toml")]
 pub struct ScenariosArgs {
     #[command(subcommand)]
     command: ScenariosCommand,
@@ -21,6 +25,10 @@ enum ScenariosCommand {
     /// List the built-in workloads and faults, one line each.
     List,
     /// Print a built-in fault as a ready scenario file (TOML, `[[fault]]`).
+    #[command(
+        after_help = "Example:\n  soak scenarios show high_rtt_peer > slow.toml\n  \
+                            soak run --scenario-file slow.toml"
+    )]
     Show {
         /// Scenario name, e.g. `high_rtt_peer`.
         #[arg(value_name = "NAME")]

@@ -22,6 +22,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 use soak_api::{ADMIN_TOKEN_FILE, NODE_INFO_FILE, NodeInfo};
+use soak_gates::model::{NodeEvent, NodeEventKind};
 use soak_scenarios::faults::control::{
     ControlError, ControlFuture, NodeControl, ProcessSignal, RestartReport, SignalReport,
 };
@@ -93,19 +94,23 @@ pub struct NodeExit {
 }
 
 impl NodeExit {
-    /// `node-2 (pid 1234) exited on signal 9 (SIGKILL)` / `… exited with code 3`.
-    pub fn describe(&self) -> String {
-        let how = match (self.signal, self.code) {
-            (Some(sig), _) => format!(
-                "exited on signal {sig}{}",
-                Signal::try_from(sig)
-                    .map(|s| format!(" ({})", s.as_str()))
-                    .unwrap_or_default()
-            ),
-            (None, Some(code)) => format!("exited with code {code}"),
-            (None, None) => "exited".to_owned(),
-        };
-        format!("{} (pid {}) {how}", self.node, self.pid)
+    /// The exit as the proof stores it (`node_events.jsonl`) and the judge groups failures
+    /// under: its description is `node-2 (pid 1234) exited on signal 9 (SIGKILL)` / `… exited
+    /// with code 3`.
+    pub fn event(&self) -> NodeEvent {
+        NodeEvent {
+            node: self.node.clone(),
+            at_ms: self.at_ms,
+            kind: NodeEventKind::Exited {
+                pid: Some(self.pid),
+                code: self.code,
+                signal: self.signal,
+                signal_name: self
+                    .signal
+                    .and_then(|sig| Signal::try_from(sig).ok())
+                    .map(|s| s.as_str().to_owned()),
+            },
+        }
     }
 }
 

@@ -19,12 +19,13 @@ use soak_inventory::node;
 use soak_inventory::remote::{
     self, ConnectOptions, Elevated, Needs, Remote, RemoteError, RemoteErrorKind,
 };
-use soak_inventory::{Host, Inventory};
+use soak_inventory::{Host, HostPattern, Inventory};
 use soak_scenarios::{HttpNode, NodeApi, NodeEndpoint, http_client};
 use tokio::time::Instant;
 
 use super::HostBuild;
 use crate::exit::CliError;
+use crate::output::errln;
 
 /// Default number of hosts worked on at once.
 pub const DEFAULT_PARALLEL: usize = 16;
@@ -32,9 +33,47 @@ pub const DEFAULT_PARALLEL: usize = 16;
 /// Timeout of one ordinary remote command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Reads an inventory; a bad one is a usage error (exit 64) naming file and line.
+/// Reads an inventory; a bad one is a usage error (exit 64) naming file and line. Variables
+/// it read but does not apply (Ansible variables that change how a host is reached) are named
+/// on stderr, one warning each.
 pub fn load_inventory(path: &Path) -> Result<Inventory, CliError> {
-    Inventory::load(path).map_err(|e| CliError::usage(format!("bad inventory: {e}")))
+    let inventory =
+        Inventory::load(path).map_err(|e| CliError::usage(format!("bad inventory: {e}")))?;
+    for warning in &inventory.warnings {
+        errln!("soak: warning: {}", warning.describe(path));
+    }
+    Ok(inventory)
+}
+
+/// Parses a `--limit` host pattern (clap value parser).
+pub fn parse_limit(text: &str) -> Result<HostPattern, String> {
+    HostPattern::parse(text)
+}
+
+/// The hosts `--limit` selects (every host without one). Terms that match nothing are named
+/// on stderr; a pattern that selects no host is a usage error.
+pub fn limit_hosts(
+    inventory: &Inventory,
+    limit: Option<&HostPattern>,
+) -> Result<Vec<Host>, CliError> {
+    let Some(pattern) = limit else {
+        return Ok(inventory.hosts.clone());
+    };
+    let selection = pattern.select(inventory);
+    for term in &selection.unmatched {
+        errln!(
+            "soak: warning: --limit term `{term}` matches no host or group of {}",
+            inventory.source.display()
+        );
+    }
+    if selection.hosts.is_empty() {
+        return Err(CliError::usage(format!(
+            "--limit `{}` selects no host of {}",
+            pattern.as_str(),
+            inventory.source.display()
+        )));
+    }
+    Ok(selection.hosts)
 }
 
 /// What to do when some hosts cannot be reached or fail.
@@ -205,6 +244,8 @@ pub struct RemoteFleetOptions {
     pub ready_timeout: Duration,
     /// What to do when hosts fail.
     pub policy: PartialPolicy,
+    /// `--limit`: which inventory hosts make the fleet (all without one).
+    pub limit: Option<HostPattern>,
 }
 
 impl Default for RemoteFleetOptions {
@@ -215,6 +256,7 @@ impl Default for RemoteFleetOptions {
             request_timeout: Duration::from_secs(10),
             ready_timeout: Duration::from_secs(30),
             policy: PartialPolicy::default(),
+            limit: None,
         }
     }
 }
@@ -234,7 +276,8 @@ pub struct RemoteFleet {
 }
 
 impl RemoteFleet {
-    /// Connects to every host of the inventory at `inventory_path` (see the module docs).
+    /// Connects to every host of the inventory at `inventory_path` that `options.limit`
+    /// selects (see the module docs).
     ///
     /// Errors: a bad inventory is a usage error (64); hosts that fail beyond what
     /// `options.policy` allows end it with 69, naming them.
@@ -243,11 +286,9 @@ impl RemoteFleet {
         options: &RemoteFleetOptions,
     ) -> Result<RemoteFleet, CliError> {
         let inventory = load_inventory(inventory_path)?;
-        let total = inventory.hosts.len();
-        let results = for_each_host(&inventory.hosts, options.parallel, |host| {
-            attach(host, options)
-        })
-        .await;
+        let hosts = limit_hosts(&inventory, options.limit.as_ref())?;
+        let total = hosts.len();
+        let results = for_each_host(&hosts, options.parallel, |host| attach(host, options)).await;
         let mut nodes = Vec::new();
         let mut missing = Vec::new();
         for (host, result) in results {
@@ -491,7 +532,7 @@ mod tests {
         let sshd = match TestSshd::start() {
             Ok(s) => s,
             Err(reason) => {
-                eprintln!("skipped: {}", reason.0);
+                errln!("skipped: {}", reason.0);
                 return;
             }
         };

@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 use soak_gates::Verdict;
-use soak_gates::model::{FanoutResult, NodeRef, Residue, Sample, ScenarioRecord, WindowRecord};
+use soak_gates::model::{
+    FanoutResult, NodeEvent, NodeRef, Residue, Sample, ScenarioRecord, WindowRecord,
+};
 use soak_scenarios::faults::journal::JournalEntry;
 
 use soak_proofs::{FleetCoverage, MissingHost};
@@ -226,18 +228,10 @@ pub enum RunEvent {
         /// Objects of this run found after its teardown (any is NO-GO).
         found: Vec<Residue>,
     },
-    /// A node stopped on its own (not stopped by `soak`), with its cause.
-    NodeDown {
-        /// Node name.
-        node: String,
-        /// Its pid, when known.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pid: Option<u32>,
-        /// One line: "node-2 (pid 1234) exited on signal 9 (SIGKILL)".
-        cause: String,
-        /// Unix ms.
-        at_ms: u64,
-    },
+    /// Something happened to a node itself (its process exited, its host stopped answering),
+    /// seen by the fleet supervisor. Written to the proof's `node_events.jsonl` and pushed to
+    /// `Observations::node_events`, so the verdict can group the failures it causes.
+    NodeEvent(NodeEvent),
     /// Something went wrong that did not stop the run.
     Error {
         /// What.

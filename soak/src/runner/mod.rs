@@ -32,8 +32,8 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample as sample_indices;
 use rand::{RngCore, SeedableRng};
 use soak_gates::model::{
-    FanoutResult, NodeRef, Observations, PhaseAResult, Residue, RunInfo, Sample, ScenarioRecord,
-    ScenarioStatus, WindowRecord,
+    FanoutResult, NodeEvent, NodeRef, Observations, PhaseAResult, Residue, RunInfo, Sample,
+    ScenarioRecord, ScenarioStatus, WindowRecord,
 };
 use soak_gates::{Outcome, Profile};
 use soak_scenarios::NodeApi;
@@ -103,19 +103,6 @@ pub struct RunReport {
     pub status: RunStatus,
     /// Everything observed, ready for the gates.
     pub observations: Observations,
-}
-
-/// A node that stopped on its own, as the fleet's supervisor saw it.
-#[derive(Debug, Clone)]
-pub struct NodeDown {
-    /// Node name.
-    pub node: String,
-    /// Its pid, when known.
-    pub pid: Option<u32>,
-    /// One line with the cause.
-    pub cause: String,
-    /// Unix ms.
-    pub at_ms: u64,
 }
 
 /// Messages from workers to the dispatcher loop.
@@ -474,6 +461,7 @@ fn live_verdict(
             .collect(),
         windows: vec![record.clone()],
         residue: Vec::new(),
+        node_events: observations.node_events.clone(),
     };
     let verdict = soak_gates::evaluate(&window_obs, profile);
     let adaptive = profile.adaptive.as_ref().map(|a| a.id.clone());
@@ -519,8 +507,9 @@ pub struct Fleet<A> {
     pub nodes: Vec<A>,
     /// Process control (restarts, signals).
     pub control: Arc<dyn NodeControl>,
-    /// Nodes that stop on their own, as the fleet's supervisor sees them.
-    pub down: Option<mpsc::UnboundedReceiver<NodeDown>>,
+    /// What happens to the nodes themselves (a process that exits on its own), as the fleet's
+    /// supervisor sees it.
+    pub down: Option<mpsc::UnboundedReceiver<NodeEvent>>,
 }
 
 /// Runs every window over the fleet, emitting events to `out`, until done or interrupted.
@@ -546,6 +535,8 @@ pub async fn run<A: NodeApi + 'static>(
                 .unwrap_or(u64::MAX),
             nodes: node_refs.clone(),
             inventory_hosts: config.inventory_hosts,
+            planned_windows: Some(config.windows),
+            window_ms: Some(u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX)),
         },
         samples: node_refs
             .iter()
@@ -553,6 +544,7 @@ pub async fn run<A: NodeApi + 'static>(
             .collect::<BTreeMap<_, _>>(),
         windows: Vec::new(),
         residue: Vec::new(),
+        node_events: Vec::new(),
     };
     out.emit(&RunEvent::RunStarted {
         run_id: config.run_id.clone(),
@@ -685,10 +677,10 @@ pub async fn run<A: NodeApi + 'static>(
                     }
                 }
             },
-            Some(down) = async { match down_rx.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
-                out.emit(&RunEvent::NodeDown {
-                    node: down.node, pid: down.pid, cause: down.cause, at_ms: down.at_ms,
-                });
+            Some(event) = async { match down_rx.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
+                // Judged with the run (causes), so `soak run`'s verdict equals a re-score.
+                observations.node_events.push(event.clone());
+                out.emit(&RunEvent::NodeEvent(event));
             }
             _ = sample_tick.tick() => {
                 request_round(&mut rounds, now_ms());
@@ -833,6 +825,15 @@ pub async fn run<A: NodeApi + 'static>(
             verdict: None,
         });
     }
+    // Exits the supervisor saw while the run was closing are judged too.
+    if let Some(rx) = down_rx.as_mut() {
+        while let Ok(event) = rx.try_recv() {
+            observations.node_events.push(event.clone());
+            out.emit(&RunEvent::NodeEvent(event));
+        }
+    }
+    // In time order, as the proof reader returns them (a re-score sees the same list).
+    observations.node_events.sort_by_key(|e| e.at_ms);
     drop(samplers);
     RunReport {
         status,

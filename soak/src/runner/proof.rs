@@ -126,6 +126,17 @@ impl ProofReporter {
                     .write_fault_file(soak_proofs::format::FAULT_RESIDUE, &text)
                     .map_err(|e| e.to_string())?;
             }
+            RunEvent::NodeEvent(node_event) => {
+                writer
+                    .append_node_event(node_event)
+                    .map_err(|e| e.to_string())?;
+            }
+            RunEvent::Error { message } => {
+                // In run.json, so summary.md can say why a failed run failed.
+                writer
+                    .update_meta(|meta| meta.record_error(message))
+                    .map_err(|e| e.to_string())?;
+            }
             RunEvent::RunFinished { status, judged, .. } => {
                 let Some(verdict) = judged else {
                     return Err("run finished without a verdict".to_owned());
@@ -184,6 +195,8 @@ mod tests {
             coverage: None,
             command: None,
             seed: None,
+            errors: Vec::new(),
+            errors_omitted: 0,
         }
     }
 
@@ -223,9 +236,12 @@ mod tests {
                 sample_interval_ms: 1_000,
                 nodes: Vec::new(),
                 inventory_hosts: None,
+                planned_windows: None,
+                window_ms: None,
             },
             samples: Default::default(),
             windows: Vec::new(),
+            node_events: Vec::new(),
         };
         let profile = soak_gates::Profile::builtin("broad-launch").expect("gate");
         let verdict = soak_gates::evaluate(&observations, &profile);

@@ -14,6 +14,7 @@ use serde_json::json;
 use soak_gates::model::{SampleOutcome, ScenarioStatus};
 
 use super::event::RunEvent;
+use crate::output::errln;
 
 /// One consumer of run events.
 pub trait Reporter: Send {
@@ -46,7 +47,7 @@ impl Dispatch {
             .retain_mut(|reporter| match reporter.report(event) {
                 Ok(()) => true,
                 Err(err) => {
-                    eprintln!(
+                    errln!(
                         "soak: the {} reporter failed and was stopped: {err}",
                         reporter.name()
                     );
@@ -63,17 +64,6 @@ fn clip(text: &str, max: usize) -> String {
     } else {
         format!("{}…", text.chars().take(max).collect::<String>())
     }
-}
-
-/// `10:51:02Z` of unix milliseconds.
-fn utc(at_ms: u64) -> String {
-    let secs = at_ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}Z",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    )
 }
 
 fn ms(us: Option<u64>) -> String {
@@ -263,9 +253,11 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
                     .map(|r| format!("FAULT RESIDUE: {} {}: {}", r.node, r.object, r.detail)),
             )
             .collect(),
-        RunEvent::NodeDown { cause, at_ms, .. } => {
-            vec![format!("node down: {cause} at {}", utc(*at_ms))]
-        }
+        RunEvent::NodeEvent(event) => vec![format!(
+            "{} at {}",
+            event.describe(),
+            soak_gates::display::utc_time(event.at_ms)
+        )],
         RunEvent::Error { message } => vec![format!("error: {message}")],
         RunEvent::Signal { signal, .. } => vec![format!(
             "{signal}: stopping — final samples, proof, then every node"

@@ -9,7 +9,7 @@ use comfy_table::{Table, presets};
 use soak_gates::model::Observations;
 use soak_gates::{BarResult, Outcome, Verdict};
 use soak_proofs::summary::{EndSummary, Totals};
-use soak_proofs::{FleetCoverage, RunMeta};
+use soak_proofs::{FleetCoverage, RunMeta, render};
 
 use super::event::RunStatus;
 
@@ -87,19 +87,56 @@ pub fn windows_table(verdict: &Verdict, observations: &Observations) -> Table {
 fn value(bar: &BarResult) -> String {
     match bar.value {
         None => "n/a".to_owned(),
-        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
-        Some(v) => format!("{v:.4}"),
+        // Rounded for people; verdict.json keeps the full value.
+        Some(v) => soak_gates::display::human_number(v),
     }
 }
 
-/// The bars that are not GO, window level then soak level; `None` when every bar holds.
-pub fn bars_table(verdict: &Verdict) -> Option<Table> {
-    let bars: Vec<&BarResult> = verdict
-        .windows
+/// The root causes and what each explains, one line each (empty when there is none).
+pub fn causes_lines(verdict: &Verdict) -> Vec<String> {
+    verdict
+        .causes
         .iter()
-        .flat_map(|w| w.bars.iter())
-        .chain(verdict.soak_bars.iter())
-        .filter(|b| b.verdict != Outcome::Go)
+        .filter(|c| c.explains > 0)
+        .map(|c| {
+            format!(
+                "cause: {} — {} results: {}",
+                c.headline,
+                c.explains,
+                render::explained_by(verdict, c).replace('`', "")
+            )
+        })
+        .collect()
+}
+
+/// What follows the windows table: the root causes, then the other bars that are not GO (or
+/// `every bar holds`), with a leading blank line.
+pub fn why_block(verdict: &Verdict) -> String {
+    let mut out = String::new();
+    let causes = causes_lines(verdict);
+    if !causes.is_empty() {
+        out.push('\n');
+    }
+    for line in &causes {
+        let _ = writeln!(out, "{line}");
+    }
+    match bars_table(verdict) {
+        Some(bars) => {
+            let _ = write!(out, "\n{bars}");
+        }
+        None if causes.is_empty() => out.push_str("\nevery bar holds"),
+        None => {
+            out.pop();
+        }
+    }
+    out
+}
+
+/// The bars that are not GO and not explained by a listed cause, window level then soak level
+/// (not-applicable bars left out); `None` when there is none.
+pub fn bars_table(verdict: &Verdict) -> Option<Table> {
+    let bars: Vec<&BarResult> = render::not_go(verdict)
+        .filter(|b| b.cause.is_none())
         .collect();
     if bars.is_empty() {
         return None;
@@ -173,20 +210,13 @@ pub fn render(
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", windows_table(verdict, observations));
-    match bars_table(verdict) {
-        Some(bars) => {
-            let _ = writeln!(out, "\n{bars}");
-        }
-        None => {
-            let _ = writeln!(out, "\nevery bar holds");
-        }
-    }
+    let _ = writeln!(out, "{}", why_block(verdict));
     for gap in &verdict.gaps {
         let _ = writeln!(
             out,
-            "evidence gap: {} unobserved for {} ms in window {}",
+            "evidence gap: {} unobserved for {} in window {}",
             gap.node,
-            gap.to_ms.saturating_sub(gap.from_ms),
+            soak_gates::display::human_duration(gap.to_ms.saturating_sub(gap.from_ms)),
             gap.window
         );
     }
@@ -293,6 +323,7 @@ mod tests {
                         to: to.into(),
                         outcome: if lost { "timeout" } else { "acked" }.into(),
                         delivered: !lost,
+                        inbox_copies: Some(u32::from(!lost)),
                         latency_us: (!lost).then_some(1_500),
                         attempts: 1,
                         error: lost.then(|| "no ack".to_owned()),
@@ -315,6 +346,8 @@ mod tests {
                 run_id: "20260101T000000Z-snap".into(),
                 sample_interval_ms: 1_000,
                 inventory_hosts: None,
+                planned_windows: Some(2),
+                window_ms: Some(10_000),
                 nodes: names
                     .iter()
                     .map(|n| NodeRef {
@@ -325,6 +358,7 @@ mod tests {
             },
             samples,
             windows: vec![window(0, false), window(1, true)],
+            node_events: Vec::new(),
         }
     }
 

@@ -2,6 +2,8 @@
 //! (by the pid in each install dir's pid file, checked to be our binary), and inventory files.
 
 #![allow(dead_code)]
+// Tests may print with the std macros: a closed pipe there is not a user path.
+#![allow(clippy::disallowed_macros)]
 
 pub mod run;
 
@@ -137,4 +139,55 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// Writes a proof of `obs` into `dir` with the real `ProofWriter` (sealed when `finish`),
+/// judged with the built-in `gate`; returns the stored verdict.
+pub fn write_proof(
+    dir: &Path,
+    obs: &soak_gates::model::Observations,
+    gate: &str,
+    label: &str,
+    finish: bool,
+) -> soak_gates::Verdict {
+    let profile = soak_gates::Profile::builtin(gate).expect("built-in gate");
+    let started_at_ms = 1_795_309_786_000;
+    let run_id = soak_proofs::run_id(started_at_ms, label);
+    let meta = soak_proofs::RunMeta {
+        run_id: run_id.clone(),
+        label: label.into(),
+        started_at_ms,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        node_builds: Vec::new(),
+        inventory_digest: None,
+        gate: gate.into(),
+        gate_source: Some(profile.source().to_string()),
+        scenarios: vec!["baseline".into(), "fanout_burst".into()],
+        sample_interval_ms: obs.run.sample_interval_ms,
+        nodes: obs.run.nodes.clone(),
+        config: serde_json::json!({"nodes": obs.run.nodes.len()}),
+        coverage: None,
+        command: None,
+        seed: None,
+        errors: Vec::new(),
+        errors_omitted: 0,
+    };
+    let mut writer = soak_proofs::ProofWriter::create(dir, meta).expect("create proof");
+    for (node, samples) in &obs.samples {
+        for sample in samples {
+            writer.append_sample(node, sample).expect("sample");
+        }
+    }
+    for window in &obs.windows {
+        writer.write_window(window).expect("window");
+    }
+    let mut observed = obs.clone();
+    observed.run.run_id = run_id;
+    let verdict = soak_gates::evaluate(&observed, &profile);
+    if finish {
+        writer
+            .finish(soak_proofs::RunStatus::Complete, &verdict)
+            .expect("finish");
+    }
+    verdict
 }

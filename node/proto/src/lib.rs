@@ -1,13 +1,24 @@
-//! The sans-IO protocol core: membership, direct messages, wire format.
+//! `soak-proto`: the sans-IO protocol core of `soak-node` — membership, acknowledged direct
+//! messages, the wire format, and their composition with the gossip core (`soak-gossip`).
 //!
-//! Nothing here touches a socket, a clock or a global RNG: the shell feeds [`core::Input`]s
-//! together with `now`, and drains [`core::Output`]s (frames to send, dials, closes, DM
-//! outcomes). Timers are kept inside the core and exposed through [`core::Core::next_timeout`],
-//! the way `quinn-proto` does it, so unit tests drive time by hand.
+//! Nothing here touches a socket, a clock or a global RNG, and the crate has no IO dependency
+//! (no tokio, quinn or axum: `cargo tree -p soak-proto` shows it). The node's IO shell feeds
+//! [`engine::Input`]s together with `now` and drains [`engine::Output`]s (frames to queue, dials,
+//! closes, DM outcomes). Timers are kept inside and exposed through
+//! [`engine::Engine::next_timeout`], the way `quinn-proto` does it, so unit tests drive time by
+//! hand.
+//!
+//! Entry type: [`engine::Engine`], which owns the membership/DM state machine
+//! ([`core::Core`]) and the gossip state.
+#![warn(missing_docs)]
 
+pub mod bans;
 pub mod core;
+pub mod engine;
 pub mod inbox;
+pub mod pubsub;
 pub mod ring;
+pub mod transient;
 pub mod wire;
 
 use std::fmt;

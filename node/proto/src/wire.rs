@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{PeerId, RequestId};
+use crate::{PeerId, RequestId};
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
@@ -79,6 +79,43 @@ pub enum Frame {
     },
     /// Reserved for the pub/sub layer (`soak-gossip`): an opaque encoded gossip message.
     Gossip(Vec<u8>),
+    /// ERR_LOAD: the sender is shedding load and says why (at most [`MAX_REASON`] bytes). For a
+    /// DM over the rate limit it names the DM (`request_id`); otherwise the sender is about to
+    /// close this connection (connection limit, or evicted for a preferred peer). Never a
+    /// failure of either side.
+    Load {
+        /// The DM that was shed, if this answers one.
+        request_id: Option<RequestId>,
+        /// Why (UTF-8, capped at [`MAX_REASON`] bytes).
+        reason: String,
+    },
+    /// Discovery: does the receiver know an address of `peer`?
+    FindPeer {
+        /// The peer looked for.
+        peer: PeerId,
+    },
+    /// Answer to [`Frame::FindPeer`]: the address the receiver knows, if any.
+    PeerFound {
+        /// The peer looked for.
+        peer: PeerId,
+        /// Its QUIC address (`ip:port`), `None` when unknown.
+        addr: Option<String>,
+    },
+}
+
+/// Longest ERR_LOAD reason, bytes.
+pub const MAX_REASON: usize = 100;
+
+/// `reason` cut to at most [`MAX_REASON`] bytes at a UTF-8 character boundary.
+pub fn cap_reason(reason: &str) -> String {
+    if reason.len() <= MAX_REASON {
+        return reason.to_string();
+    }
+    let mut end = MAX_REASON;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
 }
 
 /// A frame could not be decoded.
@@ -135,6 +172,17 @@ mod tests {
                 reply: true,
             },
             Frame::Gossip(vec![0; 10]),
+            Frame::Load {
+                request_id: Some([4; 16]),
+                reason: "rate limit".into(),
+            },
+            Frame::FindPeer {
+                peer: PeerId([8; 32]),
+            },
+            Frame::PeerFound {
+                peer: PeerId([8; 32]),
+                addr: Some("127.0.0.1:3".into()),
+            },
         ];
         for f in frames {
             let bytes = f.encode();
@@ -142,6 +190,22 @@ mod tests {
             assert_eq!(len, bytes.len() - LEN_PREFIX);
             assert_eq!(Frame::decode(&bytes[LEN_PREFIX..]).unwrap(), f);
         }
+    }
+
+    #[test]
+    fn reasons_are_capped_at_100_bytes_on_a_character_boundary() {
+        assert_eq!(cap_reason("short"), "short");
+        let ascii = "x".repeat(150);
+        assert_eq!(cap_reason(&ascii).len(), MAX_REASON);
+        // 'é' is two bytes: 99 ASCII bytes then 'é' would end at byte 101.
+        let tricky = format!("{}é and more", "a".repeat(99));
+        let capped = cap_reason(&tricky);
+        assert_eq!(capped.len(), 99);
+        assert!(tricky.starts_with(&capped));
+        let wide = "€".repeat(40); // 3 bytes each
+        let capped = cap_reason(&wide);
+        assert_eq!(capped.len(), 99);
+        assert_eq!(capped.chars().count(), 33);
     }
 
     #[test]

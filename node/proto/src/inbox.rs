@@ -4,8 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::ring::{SeqRing, Sequenced};
-use super::{PeerId, RequestId};
+use crate::ring::{SeqRing, Sequenced};
+use crate::{PeerId, RequestId};
 
 /// One stored direct message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +224,10 @@ mod tests {
         let (items, next) = inbox.page(3, 10);
         assert!(items.is_empty());
         assert_eq!(next, 3);
+        // A cursor past the end never moves backwards.
+        let (items, next) = inbox.page(1000, 10);
+        assert!(items.is_empty());
+        assert_eq!(next, 1000);
         let (items, _) = inbox.page(0, 1);
         assert_eq!(items[0].seq, 2);
     }

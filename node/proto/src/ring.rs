@@ -55,15 +55,15 @@ impl<T: Sequenced + Clone> SeqRing<T> {
         Some(self.last_seq)
     }
 
-    /// Items with `seq > after`, at most `limit`, and the `next` cursor.
+    /// Items with `seq > after`, at most `limit`, and the `next` cursor. The cursor never
+    /// moves backwards: with nothing after `after` (even `after` past the end), `next` is
+    /// `after`.
     pub fn page(&self, after: u64, limit: usize) -> (Vec<T>, u64) {
         // seqs are contiguous in the ring: index of the first item with seq > after.
         let first_seq = self.items.front().map_or(self.last_seq + 1, Sequenced::seq);
         let skip = after.saturating_add(1).saturating_sub(first_seq) as usize;
         let items: Vec<T> = self.items.iter().skip(skip).take(limit).cloned().collect();
-        let next = items
-            .last()
-            .map_or(after.min(self.last_seq), Sequenced::seq);
+        let next = items.last().map_or(after, Sequenced::seq);
         (items, next)
     }
 
