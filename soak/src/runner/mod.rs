@@ -302,7 +302,24 @@ fn plan_faults<A: NodeApi + 'static>(
                     targets: Vec::new(),
                     exemptions: Vec::new(),
                     recovery: None,
-                    fault: None,
+                    // Its kind stays on record (a skipped restart keeps the recovery bar
+                    // UNKNOWN); nothing was applied, so nothing was checked.
+                    fault: Some(Box::new(soak_gates::model::FaultEvidence {
+                        kind: spec.kind.as_str().to_owned(),
+                        backend: String::new(),
+                        applied_at_ms: None,
+                        reverted_at_ms: None,
+                        effective: soak_gates::model::Check::NotChecked {
+                            reason: format!("skipped: {reason}"),
+                        },
+                        clean: soak_gates::model::Check::NotChecked {
+                            reason: "skipped: nothing was applied".into(),
+                        },
+                        recoveries: Vec::new(),
+                        heal: None,
+                        cooling: None,
+                        first_attempt: None,
+                    })),
                 };
                 let entry = JournalEntry {
                     fault: scheduled.instance.clone(),
