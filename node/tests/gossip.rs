@@ -440,6 +440,18 @@ async fn stalled_subscriber_is_cooled_by_its_peers_and_recovered_after_it_drains
         .await,
         "nobody has the slow node as topic neighbor"
     );
+    // Warm the tree up first: links start lazy, and a node that stalls before the first
+    // message never grafts itself onto the tree (its peers only announce to it, nothing backs
+    // up and there is nobody to cool). The case that matters is a node on the tree that turns
+    // slow.
+    let mut warm = BTreeSet::new();
+    for _ in 0..5 {
+        warm.insert(publish(&healthy[0], TOPIC, b"warm-up").await);
+    }
+    for (k, n) in nodes.iter().enumerate() {
+        let items = await_all(n, TOPIC, &warm, Duration::from_secs(10)).await;
+        assert_exactly_once(&format!("node {k} (warm-up)"), &items, &warm);
+    }
     let before_drops = slow.counter(c::RECV_PUMP_DROPPED_FULL).await;
     let before_suppressions = sum_counter(&peers, c::GOSSIP_SUPPRESSIONS).await;
 

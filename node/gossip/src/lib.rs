@@ -12,7 +12,10 @@
 //! - **membership** — a HyParView-like bounded active view (links) and passive view
 //!   (repair candidates) with join / forward-join / neighbor / disconnect / shuffle;
 //! - **dissemination** — PlumTree: eager push along a tree inside the active view, batched
-//!   lazy IHAVE to the rest, GRAFT/IWANT repair on timeout, PRUNE on duplicates;
+//!   lazy IHAVE to the rest, GRAFT/IWANT repair on timeout, PRUNE on duplicates; links start
+//!   lazy (the first message builds the tree through GRAFTs instead of flooding it), the graft
+//!   wait is learned from how late the tree's copies follow their IHAVEs, and a graft the tree
+//!   did not need is undone;
 //! - **anti-entropy** — periodic per-stream high-water-mark digests with a random neighbor,
 //!   answered from a bounded TTL cache, so gaps (e.g. after a partition) are filled;
 //! - **scoring and cooling** — decayed per-(topic, peer) score from send health, timeouts
