@@ -153,6 +153,22 @@ pub struct Config {
     /// Most suppression entries per topic.
     pub suppress_cap: usize,
 
+    // --- slow-peer detection (latency) ---
+    /// A neighbor is judged slow when its round-trip time ([`crate::InEvent::PeerRtt`], the
+    /// transport's path RTT) is at least this many times the median RTT of the node's other
+    /// peers (relative: a node whose own path is slow sees every peer slow and judges none) …
+    pub slow_rtt_ratio: f64,
+    /// … and at least this much above that median (absolute: a fast mesh's small spread, or
+    /// a far but steady peer, is never slow).
+    pub slow_rtt_excess: Duration,
+    /// Other peers with a fresh RTT the comparison needs; with fewer there is no verdict.
+    pub slow_min_peers: usize,
+    /// Added to the peer's decayed `slowness` score component at every maintenance tick that
+    /// judges it slow (about 3 ticks demote, 4 suppress). 0 turns the detector off.
+    pub slow_penalty: f64,
+    /// An RTT not reported again within this long is not used (no verdict on that peer).
+    pub rtt_fresh: Duration,
+
     /// Bounds on received messages.
     pub limits: Limits,
 }
@@ -198,6 +214,11 @@ impl Default for Config {
             suppress_max: Duration::from_secs(60),
             strike_forget: Duration::from_secs(120),
             suppress_cap: 64,
+            slow_rtt_ratio: 4.0,
+            slow_rtt_excess: Duration::from_millis(500),
+            slow_min_peers: 2,
+            slow_penalty: 1.0,
+            rtt_fresh: Duration::from_secs(5),
             limits: Limits::default(),
         }
     }

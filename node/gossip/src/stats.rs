@@ -90,6 +90,10 @@ pub struct Counters {
     /// GRAFTs undone because the tree delivered the message after all (only later than the
     /// graft wait): the grafted link goes back to lazy and the tree keeps its shape.
     pub grafts_reverted: u64,
+    /// Maintenance ticks that judged a neighbor slow (its round-trip time far above the
+    /// node's other peers'; each charges the peer's `slowness` score component).
+    #[serde(default)]
+    pub slow_verdicts: u64,
 }
 
 impl Counters {
@@ -196,6 +200,7 @@ impl Counters {
             unknown_topic,
             backlog_deferrals,
             grafts_reverted,
+            slow_verdicts,
         } = o;
         self.published += published;
         self.delivered += delivered;
@@ -237,6 +242,7 @@ impl Counters {
         self.unknown_topic += unknown_topic;
         self.backlog_deferrals += backlog_deferrals;
         self.grafts_reverted += grafts_reverted;
+        self.slow_verdicts += slow_verdicts;
     }
 
     /// Every counter as `(metric name, value)`, names as the node exports them (without the
@@ -285,6 +291,7 @@ impl Counters {
             ("gossip_unknown_topic_total", self.unknown_topic),
             ("gossip_backlog_deferrals_total", self.backlog_deferrals),
             ("gossip_grafts_reverted_total", self.grafts_reverted),
+            ("gossip_slow_verdicts_total", self.slow_verdicts),
         ]
     }
 }

@@ -1190,3 +1190,287 @@ fn messages_before_the_local_subscribe_penalise_nobody() {
         );
     }
 }
+
+// ---------------------------------------------------------------- slow-peer detector
+
+fn rtt(s: &mut State<u32, StdRng>, peer: u32, rtt: Duration, now: Duration) {
+    let _ = s.handle(InEvent::PeerRtt(peer, rtt), now).count();
+}
+
+/// Valid inbound traffic from `peer` that asks for nothing (an answering digest).
+fn inbound(s: &mut State<u32, StdRng>, peer: u32, now: Duration) -> Out {
+    recv(
+        s,
+        peer,
+        Body::AeDigest {
+            entries: vec![],
+            complete: false,
+            reply: true,
+        },
+        now,
+    )
+}
+
+fn events(out: &Out) -> Vec<TopicEvent<u32>> {
+    out.iter()
+        .filter_map(|e| match e {
+            OutEvent::Event(_, ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn suppressed_now(s: &State<u32, StdRng>, now: Duration) -> Vec<u32> {
+    s.snapshot(&topic(), now)
+        .map(|x| x.suppressed.iter().map(|p| p.peer).collect())
+        .unwrap_or_default()
+}
+
+/// One second of a node with neighbors 1..=5: every neighbor's RTT reported (`of(peer)`),
+/// the slow candidate (5) sends something, then the maintenance tick.
+fn second(s: &mut State<u32, StdRng>, t: u64, of: impl Fn(u32) -> Duration) -> Out {
+    let now = ms(t * 1000);
+    for p in 1..=5 {
+        rtt(s, p, of(p), now);
+    }
+    let mut out = inbound(s, 5, now + ms(10));
+    out.extend(maintenance(s, now + ms(20)));
+    out
+}
+
+#[test]
+fn a_peer_far_slower_than_the_others_is_demoted_suppressed_and_recovered_when_its_rtt_falls() {
+    let base = Config::default().suppress_base;
+    let mut s = with_neighbors(flood(), 5);
+    let slow = |p: u32| {
+        if p == 5 {
+            ms(1_600)
+        } else {
+            ms(2 + u64::from(p))
+        }
+    };
+    let mut all = Vec::new();
+    let mut first_suppressed = None;
+    for t in 1..=20 {
+        let evs = events(&second(&mut s, t, slow));
+        if first_suppressed.is_none()
+            && evs
+                .iter()
+                .any(|e| matches!(e, TopicEvent::Suppressed { peer: 5, .. }))
+        {
+            first_suppressed = Some(t);
+            // The evidence is in the diagnostics: the peer's RTT against the others'.
+            let snap = s.snapshot(&topic(), ms(t * 1000 + 20));
+            let score = snap
+                .as_ref()
+                .and_then(|x| x.scores.iter().find(|p| p.peer == 5))
+                .map(|p| p.components.components())
+                .unwrap_or_default();
+            let get = |k: &str| score.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+            assert_eq!(get("rtt_ms"), Some(1600.0));
+            assert_eq!(
+                get("rtt_reference_ms"),
+                Some(4.0),
+                "the others' lower median"
+            );
+            assert_eq!(get("slow"), Some(1.0));
+            assert!(get("slowness").is_some_and(|v| v > 3.0), "{score:?}");
+        }
+        all.extend(evs);
+    }
+    let demoted = all.iter().position(|e| *e == TopicEvent::Demoted(5));
+    let suppressed = all
+        .iter()
+        .position(|e| matches!(e, TopicEvent::Suppressed { peer: 5, .. }));
+    assert!(
+        demoted.is_some() && demoted < suppressed,
+        "demoted, then suppressed: {all:?}"
+    );
+    assert!(
+        first_suppressed.is_some_and(|t| t <= 5),
+        "suppressed within 5 slow ticks: {first_suppressed:?}"
+    );
+    // Exponential backoff while it stays slow, and its own traffic never lifts it early.
+    let strikes: Vec<(Duration, u32)> = all
+        .iter()
+        .filter_map(|e| match e {
+            TopicEvent::Suppressed {
+                peer: 5,
+                duration,
+                strikes,
+            } => Some((*duration, *strikes)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        strikes.len() >= 3 && strikes[..3] == [(base, 1), (base * 2, 2), (base * 4, 3)],
+        "{strikes:?}"
+    );
+    assert!(
+        all.iter()
+            .filter(|e| **e == TopicEvent::Recovered(5))
+            .count()
+            < strikes.len() + 1
+    );
+    assert!(s.counters().slow_verdicts >= 10);
+    assert_eq!(s.counters().demotions, 1, "only the slow peer was demoted");
+    assert!(
+        all.iter().all(|e| match e {
+            TopicEvent::Suppressed { peer, .. } | TopicEvent::Demoted(peer) => *peer == 5,
+            _ => true,
+        }),
+        "nobody else was cooled"
+    );
+
+    // The delay is gone: the peer is recovered (by lapse or by its traffic, now that it is
+    // fast) and never suppressed again.
+    let fast = |p: u32| ms(2 + u64::from(p));
+    let mut after = Vec::new();
+    let mut recovered_at = None;
+    for t in 21..=80 {
+        after.extend(events(&second(&mut s, t, fast)));
+        if recovered_at.is_none() && suppressed_now(&s, ms(t * 1000 + 20)).is_empty() {
+            recovered_at = Some(t);
+        }
+    }
+    assert!(
+        recovered_at.is_some_and(|t| t <= 21 + 8),
+        "recovered within the last backoff: {recovered_at:?}"
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|e| matches!(e, TopicEvent::Suppressed { .. })),
+        "not suppressed again once fast: {after:?}"
+    );
+    assert!(suppressed_now(&s, ms(80_020)).is_empty());
+    let score = s
+        .snapshot(&topic(), ms(80_020))
+        .and_then(|x| x.scores.into_iter().find(|p| p.peer == 5));
+    assert!(
+        score.is_some_and(|p| p.score > 1.9 && !p.components.is_slow()),
+        "its score is healthy again"
+    );
+}
+
+#[test]
+fn a_slow_peer_recovers_early_on_its_traffic_once_its_rtt_is_back() {
+    let mut s = with_neighbors(flood(), 5);
+    let slow = |p: u32| if p == 5 { ms(1_600) } else { ms(3) };
+    let mut t = 0;
+    // Slow long enough to be suppressed for 8 s (strike 4).
+    let mut longest = Duration::ZERO;
+    while longest < ms(8_000) && t < 60 {
+        t += 1;
+        for e in events(&second(&mut s, t, slow)) {
+            if let TopicEvent::Suppressed {
+                peer: 5, duration, ..
+            } = e
+            {
+                longest = longest.max(duration);
+            }
+        }
+    }
+    assert_eq!(longest, ms(8_000), "after {t} s");
+    let suppressed_at = t;
+    // Fast again from the next second: once half of the 8 s has run, its traffic lifts it.
+    let fast = |_: u32| ms(3);
+    let mut lifted = None;
+    for t in suppressed_at + 1..=suppressed_at + 8 {
+        let out = second(&mut s, t, fast);
+        if lifted.is_none() && events(&out).contains(&TopicEvent::Recovered(5)) {
+            lifted = Some(t - suppressed_at);
+        }
+    }
+    assert!(
+        lifted.is_some_and(|d| (4..8).contains(&d)),
+        "lifted by traffic after half the suppression, before its end: {lifted:?}"
+    );
+}
+
+#[test]
+fn healthy_jitter_a_steady_far_peer_and_a_slow_own_path_cool_nobody() {
+    let mut s = with_neighbors(flood(), 5);
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut all = Vec::new();
+    let mut t = 0;
+    let mut run = |s: &mut State<u32, StdRng>, secs: u64, of: &mut dyn FnMut(u32) -> Duration| {
+        let mut evs = Vec::new();
+        for _ in 0..secs {
+            t += 1;
+            let now = ms(t * 1000);
+            for p in 1..=5 {
+                rtt(s, p, of(p), now);
+            }
+            evs.extend(events(&maintenance(s, now + ms(20))));
+        }
+        evs
+    };
+    // A loaded local mesh: every RTT jumps between 1 and 400 ms, independently.
+    all.extend(run(&mut s, 120, &mut |_| ms(rng.random_range(1..400))));
+    // One peer spikes to 1.5 s for a single second every 20 s (a stalled process).
+    let mut k = 0;
+    all.extend(run(&mut s, 120, &mut |p| {
+        k += 1;
+        if p == 5 && k % 100 == 50 {
+            ms(1_500)
+        } else {
+            ms(3)
+        }
+    }));
+    // A far but steady peer: 450 ms against 2 ms (225 times, but not 500 ms above).
+    all.extend(run(&mut s, 60, &mut |p| {
+        if p == 5 { ms(450) } else { ms(2) }
+    }));
+    // Our own path is slow: every peer is at 1.5–1.7 s.
+    all.extend(run(&mut s, 60, &mut |p| ms(1_500 + 40 * u64::from(p))));
+    assert!(
+        !all.iter()
+            .any(|e| matches!(e, TopicEvent::Suppressed { .. } | TopicEvent::Demoted(_))),
+        "{all:?}"
+    );
+    assert_eq!(s.counters().suppressions, 0);
+    assert!(
+        s.counters().slow_verdicts <= 6,
+        "only the single-second spikes: {}",
+        s.counters().slow_verdicts
+    );
+}
+
+#[test]
+fn without_enough_peers_to_compare_or_fresh_rtts_there_is_no_verdict() {
+    // Two neighbors: one comparison peer, below `slow_min_peers` (2).
+    let mut s = with_neighbors(flood(), 2);
+    for t in 1..=30 {
+        let now = ms(t * 1000);
+        rtt(&mut s, 1, ms(2), now);
+        rtt(&mut s, 2, ms(2_000), now);
+        let _ = maintenance(&mut s, now + ms(20));
+    }
+    assert_eq!(s.counters().slow_verdicts, 0);
+    // Five neighbors, but the others' RTTs were reported once, long ago (stale).
+    let mut s = with_neighbors(flood(), 5);
+    for p in 1..=4 {
+        rtt(&mut s, p, ms(2), ms(0));
+    }
+    for t in 10..=40 {
+        let now = ms(t * 1000);
+        rtt(&mut s, 5, ms(2_000), now);
+        let _ = maintenance(&mut s, now + ms(20));
+    }
+    assert_eq!(s.counters().slow_verdicts, 0);
+    assert_eq!(s.counters().suppressions, 0);
+    // The detector off (`slow_penalty` 0): a slow peer is not charged.
+    let mut s = with_neighbors(
+        Config {
+            slow_penalty: 0.0,
+            ..flood()
+        },
+        5,
+    );
+    for t in 1..=30 {
+        let _ = second(&mut s, t, |p| if p == 5 { ms(1_600) } else { ms(3) });
+    }
+    assert_eq!(s.counters().suppressions, 0);
+    assert_eq!(s.counters().slow_verdicts, 0);
+}

@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     diag::{PeerScoreSnapshot, Sizes, SuppressionSnapshot, TopicSnapshot},
     proto::{AeEntry, Body, Gossip, IHaveEntry, Message, MsgId, PushKind, TopicId},
-    score::{Rtt, Score, Suppression, TreeLag},
+    score::{self, PathRtt, Rtt, Score, Suppression, TreeLag},
     state::{Delivery, OutEvent, PeerId, SendOutcome, Timer, TimerKind, TopicEvent},
     stats::Counters,
     store::{Cache, Cached, Streams},
@@ -35,6 +35,8 @@ pub(crate) struct Ctx<'a, PI, R> {
     pub lag: Duration,
     /// Repair round-trip estimates per peer (node-wide: a property of the peer, not the topic).
     pub rtts: &'a mut BTreeMap<PI, Rtt>,
+    /// Transport round-trip times per peer (node-wide), for the slow-peer detector.
+    pub path_rtts: &'a BTreeMap<PI, PathRtt>,
     pub rng: &'a mut R,
     pub out: &'a mut Vec<OutEvent<PI>>,
     /// Peers removed from an active view in this step (for `DisconnectPeer`).
@@ -1113,8 +1115,19 @@ impl<PI: PeerId> Topic<PI> {
         } else {
             self.send(ctx, peer.clone(), Body::IWant(vec![id.clone()]));
         }
-        // The promise: its copy within `promise_timeout` (at least twice its repair wait).
-        let patience = ctx.config.promise_timeout.max(rto.saturating_mul(2));
+        // The promise: its copy within `promise_timeout`, at least twice its repair wait and
+        // twice the transport's round trip to it (a request over a slow path — ours or its —
+        // is not a broken promise; the path is judged by the slow-peer detector instead).
+        let path = ctx
+            .path_rtts
+            .get(&peer)
+            .filter(|r| r.at.saturating_add(ctx.config.rtt_fresh) >= now)
+            .map_or(Duration::ZERO, |r| r.srtt);
+        let patience = ctx
+            .config
+            .promise_timeout
+            .max(rto.saturating_mul(2))
+            .max(path.saturating_mul(2));
         let request = Request {
             asked_at: now,
             grafted: graftable,
@@ -1353,13 +1366,16 @@ impl<PI: PeerId> Topic<PI> {
             s.decay(now, ctx.config.score_half_life);
             s.on_inbound();
         }
-        let lift = self.suppressions.get(from).is_some_and(|s| match s.until {
-            Some(until) if until > now => {
-                let half = until.saturating_sub(s.last_strike) / 2;
-                now >= s.last_strike.saturating_add(half)
-            }
-            _ => false,
-        });
+        // A peer judged slow stays cooled: its traffic shows it is alive, not that it is fast.
+        let slow = self.scores.get(from).is_some_and(Score::is_slow);
+        let lift = !slow
+            && self.suppressions.get(from).is_some_and(|s| match s.until {
+                Some(until) if until > now => {
+                    let half = until.saturating_sub(s.last_strike) / 2;
+                    now >= s.last_strike.saturating_add(half)
+                }
+                _ => false,
+            });
         if lift {
             self.recover(ctx, from);
         }
@@ -1378,6 +1394,44 @@ impl<PI: PeerId> Topic<PI> {
             self.make_lazy(peer);
             self.counters.demotions += 1;
             self.event(ctx, TopicEvent::Demoted(peer.clone()));
+        }
+    }
+
+    /// The slow-peer detector, once per maintenance tick: every neighbor with a fresh
+    /// transport RTT is compared with the median RTT of the node's other peers (fresh ones,
+    /// every topic's); one far above it ([`score::is_slow`]) is charged `slow_penalty` of
+    /// `slowness` and evaluated — demoted, then suppressed, like a peer that times out.
+    fn judge_latency<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>) {
+        let c = ctx.config;
+        let now = ctx.now;
+        let fresh = |r: &PathRtt| r.at.saturating_add(c.rtt_fresh) >= now;
+        let mut sorted: Vec<Duration> = ctx
+            .path_rtts
+            .values()
+            .filter(|r| fresh(r))
+            .map(|r| r.srtt)
+            .collect();
+        sorted.sort_unstable();
+        let peers: Vec<PI> = self.active.iter().cloned().collect();
+        for peer in peers {
+            let latency = ctx.path_rtts.get(&peer).filter(|r| fresh(r)).and_then(|r| {
+                score::reference_rtt(&sorted, r.srtt, c.slow_min_peers)
+                    .map(|reference| (r.srtt, reference))
+            });
+            let slow = c.slow_penalty > 0.0
+                && latency.is_some_and(|(rtt, reference)| score::is_slow(rtt, reference, c));
+            let suppressed = self.suppressed(&peer, now);
+            let Some(s) = self.scores.get_mut(&peer) else {
+                continue;
+            };
+            // A suppressed peer is not charged (its suppression runs its course), but the
+            // verdict is kept: it decides whether inbound traffic may lift the suppression.
+            let penalty = if suppressed { 0.0 } else { c.slow_penalty };
+            s.on_latency(latency, slow, penalty);
+            if slow && !suppressed {
+                self.counters.slow_verdicts += 1;
+                self.evaluate(ctx, &peer);
+            }
         }
     }
 
@@ -1479,6 +1533,7 @@ impl<PI: PeerId> Topic<PI> {
         for s in self.scores.values_mut() {
             s.decay(now, half_life);
         }
+        self.judge_latency(ctx);
 
         // Membership.
         self.refill_attempts = 0;

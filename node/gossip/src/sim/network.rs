@@ -6,7 +6,9 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use super::attribution::{Attribution, LinkCause, Redundancy};
-use crate::{Config, InEvent, Message, MsgId, OutEvent, SendOutcome, State, Timer, TopicId};
+use crate::{
+    Config, InEvent, Message, MsgId, OutEvent, SendOutcome, State, Timer, TopicId, state::TimerKind,
+};
 
 /// Peer id of a simulated node: its index.
 pub type SimPeer = u32;
@@ -125,6 +127,8 @@ pub struct SimNode {
     busy_until: Duration,
     /// Partition group.
     pub group: u8,
+    /// Extra delay of everything this node sends (like the node's own delay impairment).
+    pub delay: Duration,
 }
 
 /// Seeded discrete-event simulation of a swarm on one topic.
@@ -166,6 +170,7 @@ impl Network {
                     slow: false,
                     busy_until: Duration::ZERO,
                     group: 0,
+                    delay: Duration::ZERO,
                 }
             })
             .collect();
@@ -265,6 +270,37 @@ impl Network {
         Some(id)
     }
 
+    /// Round trip between two nodes as their transport would measure it: both links' latency
+    /// plus both ends' extra send delay.
+    pub fn rtt(&self, a: SimPeer, b: SimPeer) -> Duration {
+        let delay = |n: SimPeer| {
+            self.nodes
+                .get(n as usize)
+                .map_or(Duration::ZERO, |n| n.delay)
+        };
+        self.latency(a, b) * 2 + delay(a) + delay(b)
+    }
+
+    /// Delays everything `node` sends by `delay` (0 removes it): a high-latency peer.
+    pub fn set_delay(&mut self, node: SimPeer, delay: Duration) {
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            n.delay = delay;
+        }
+    }
+
+    /// Before a node's maintenance tick on `topic`: its transport's RTT to every neighbor
+    /// ([`InEvent::PeerRtt`]), as a node shell reports it about once a second.
+    fn report_rtts(&mut self, node: SimPeer, topic: &TopicId) {
+        let Some(n) = self.nodes.get(node as usize) else {
+            return;
+        };
+        let peers = n.state.active_view(topic);
+        for peer in peers {
+            let rtt = self.rtt(node, peer);
+            self.feed(node, InEvent::PeerRtt(peer, rtt));
+        }
+    }
+
     /// Marks a node as a slow consumer.
     pub fn set_slow(&mut self, node: SimPeer, slow: bool) {
         if let Some(n) = self.nodes.get_mut(node as usize) {
@@ -358,7 +394,11 @@ impl Network {
                     {
                         self.dropped += 1;
                     } else {
-                        let at = now + self.latency(from, to);
+                        let delay = self
+                            .nodes
+                            .get(from as usize)
+                            .map_or(Duration::ZERO, |n| n.delay);
+                        let at = now + self.latency(from, to) + delay;
                         self.push(
                             at,
                             Ev::Arrive {
@@ -489,7 +529,13 @@ impl Network {
                 msg,
                 link,
             } => self.receive(to, from, msg, link),
-            Ev::Timer { node, timer } => self.feed(node, InEvent::TimerExpired(timer)),
+            Ev::Timer { node, timer } => {
+                if timer.kind == TimerKind::Maintenance {
+                    let topic = timer.topic.clone();
+                    self.report_rtts(node, &topic);
+                }
+                self.feed(node, InEvent::TimerExpired(timer));
+            }
             Ev::PeerDown { node, peer } => self.feed(node, InEvent::PeerDown(peer)),
             Ev::Outcome {
                 node,
