@@ -190,6 +190,10 @@ pub struct PeerTransport {
     pub active: bool,
     /// Smoothed ping/pong round-trip time, microseconds.
     pub rtt_us: Option<u64>,
+    /// QUIC's smoothed path round-trip time of the current connection, microseconds (what
+    /// the gossip slow-peer detector compares); absent without a connection.
+    #[serde(default)]
+    pub path_rtt_us: Option<u64>,
     /// Fraction of lost packets on the current connection (0..=1).
     pub loss: f64,
     /// Milliseconds since anything was received from this peer.
