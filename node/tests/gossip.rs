@@ -791,11 +791,14 @@ async fn a_delayed_node_is_suppressed_by_its_neighbors_and_recovered_after_the_d
     };
     // The evidence the detector acted on: the neighbor's path RTT to it, and its score.
     let d = nodes[by].diagnostics().await;
-    let path_rtt = d
-        .peers
-        .iter()
-        .find(|p| p.peer_id == victim)
-        .and_then(|p| p.path_rtt_us);
+    let seen = d.peers.iter().find(|p| p.peer_id == victim);
+    let path_rtt = seen.and_then(|p| p.path_rtt_us);
+    eprintln!(
+        "node {by}: ping RTT to it {:?} us, gossip send timeouts {}, broken promises {}",
+        seen.and_then(|p| p.rtt_us),
+        d.counters["gossip_send_timeouts_total"],
+        d.counters["gossip_broken_promises_total"]
+    );
     let score = topic_diag(&d, COOL)
         .and_then(|t| t.scores.iter().find(|s| s.peer_id == victim))
         .cloned();
