@@ -853,9 +853,12 @@ mod tests {
         connect(&mut e, 5, now);
         let outs = drain(&mut e);
         assert!(outs.contains(&Output::Start { conn: 5 }));
-        // Once up, gossip for PEER goes on its connection.
+        // Once up, gossip for PEER goes on its connection: a new neighbor starts lazy, so the
+        // publish is announced to it by the IHAVE batch flushed after `ihave_interval`.
         e.publish(&topic(), b"x".to_vec(), now).unwrap();
-        let outs = drain(&mut e);
+        let mut outs = drain(&mut e);
+        e.handle_timeout(now + Duration::from_millis(50), false);
+        outs.extend(drain(&mut e));
         assert!(gossip_to(&outs, 5) >= 1, "{outs:?}");
     }
 
