@@ -19,8 +19,10 @@
 //! - **anti-entropy** — periodic per-stream high-water-mark digests with a random neighbor,
 //!   answered from a bounded TTL cache, so gaps (e.g. after a partition) are filled;
 //! - **scoring and cooling** — decayed per-(topic, peer) score from send health, timeouts
-//!   and broken IWANT promises; demotion eager → lazy, suppression with exponential backoff,
-//!   recovery on lapse and on verified inbound traffic.
+//!   and broken IWANT promises, and from latency: a neighbor whose transport RTT
+//!   ([`InEvent::PeerRtt`]) stands far above the node's other peers' is judged slow at every
+//!   maintenance tick; demotion eager → lazy, suppression with exponential backoff, recovery
+//!   on lapse and on verified inbound traffic (not while still slow).
 //!
 //! Every per-node structure is capped by [`Config`]; `docs/gossip.md` lists the caps and how
 //! the node shell drives this crate. The simulator lives in [`sim`] (feature `sim`, on by
