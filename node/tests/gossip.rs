@@ -819,6 +819,22 @@ async fn a_delayed_node_is_suppressed_by_its_neighbors_and_recovered_after_the_d
         d.counters["gossip_slow_verdicts_total"] > 0,
         "slow verdicts counted"
     );
+    let cause = topic_diag(&d, COOL)
+        .and_then(|t| t.suppressed.iter().find(|s| s.peer_id == victim))
+        .and_then(|s| s.cause.clone());
+    assert_eq!(cause.as_deref(), Some("latency"));
+    // Cooled for latency, it is off the tree but still announced to: it pulls what is
+    // published while it is cooled (late, through its own slow path).
+    let mut cooled_msgs = BTreeSet::new();
+    for _ in 0..5 {
+        cooled_msgs.insert(publish(&nodes[publisher_k], COOL, b"while cooled").await);
+    }
+    let items = await_all(&nodes[slow_k], COOL, &cooled_msgs, Duration::from_secs(10)).await;
+    let have: BTreeSet<&String> = items.iter().map(|i| &i.msg_id).collect();
+    assert!(
+        cooled_msgs.iter().all(|m| have.contains(m)),
+        "the cooled node still gets the topic's messages"
+    );
 
     // Revert, and check it clean.
     let r = nodes[slow_k]

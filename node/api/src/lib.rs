@@ -259,6 +259,11 @@ pub struct Suppression {
     pub remaining_ms: u64,
     /// How many times in a row it was suppressed (drives exponential backoff).
     pub strikes: u32,
+    /// Why: `health` (send timeouts, failures, broken promises: sent nothing) or `latency`
+    /// (the slow-peer detector: off the tree, still announced to and answered). Absent from
+    /// nodes that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// `POST /v1/dm`.

@@ -49,7 +49,7 @@ pub use proto::{
     AeEntry, Body, Gossip, IHaveEntry, InvalidTopic, Kind, MAX_TOPIC_LEN, Message, MsgId, PushKind,
     TopicId, Violation,
 };
-pub use score::{Score, Suppression};
+pub use score::{Cause, Score, Suppression};
 pub use state::{
     Command, CommandError, Delivery, InEvent, OutEvent, PeerId, SendOutcome, State, Timer,
     TopicEvent,

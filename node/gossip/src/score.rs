@@ -305,11 +305,56 @@ pub struct Suppression {
     pub strikes: u32,
     /// When the last strike happened.
     pub last_strike: Duration,
+    /// Why the current (or last) suppression started.
+    #[serde(default)]
+    pub cause: Cause,
+}
+
+/// Why a peer was suppressed; it decides what a suppressed peer is still sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// Send timeouts, failures or broken promises: the peer does not drain. It is sent
+    /// nothing — no payloads, no IHAVE, no anti-entropy — until it recovers.
+    #[default]
+    Health,
+    /// Its latency alone (the slow-peer detector): the peer drains, only late. It is taken off
+    /// the tree and never asked for anything, but still announced to (IHAVE) and answered
+    /// (IWANT, GRAFT, anti-entropy digests), so it can still pull every message.
+    Latency,
+}
+
+impl Cause {
+    /// What the score says: latency when the `slowness` charge outweighs the health
+    /// evidence (timeouts, broken promises, lost send health).
+    pub(crate) fn of(score: Option<&Score>) -> Cause {
+        match score {
+            Some(s)
+                if s.slowness > s.timeouts + s.broken_promises + 2.0 * (1.0 - s.send_health) =>
+            {
+                Cause::Latency
+            }
+            _ => Cause::Health,
+        }
+    }
+
+    /// Name as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Health => "health",
+            Cause::Latency => "latency",
+        }
+    }
 }
 
 impl Suppression {
     pub(crate) fn is_active(&self, now: Duration) -> bool {
         self.until.is_some_and(|u| u > now)
+    }
+
+    /// Active, and for a cause that stops every message to the peer (see [`Cause`]).
+    pub(crate) fn silences(&self, now: Duration) -> bool {
+        self.is_active(now) && self.cause == Cause::Health
     }
 
     /// Backoff for the given strike count.

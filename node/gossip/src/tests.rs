@@ -1474,3 +1474,80 @@ fn without_enough_peers_to_compare_or_fresh_rtts_there_is_no_verdict() {
     assert_eq!(s.counters().suppressions, 0);
     assert_eq!(s.counters().slow_verdicts, 0);
 }
+
+#[test]
+fn a_peer_cooled_for_latency_is_off_the_tree_but_still_announced_to_and_answered() {
+    let mut s = with_neighbors(flood(), 5);
+    let slow = |p: u32| if p == 5 { ms(1_600) } else { ms(3) };
+    let mut t = 0;
+    while suppressed_now(&s, ms(t * 1000 + 20)).is_empty() {
+        t += 1;
+        assert!(t < 10, "never suppressed");
+        let _ = second(&mut s, t, slow);
+    }
+    let now = ms(t * 1000 + 30);
+    let snap = s.snapshot(&topic(), now);
+    assert_eq!(
+        snap.as_ref().map(|x| x.suppressed[0].cause),
+        Some(crate::Cause::Latency)
+    );
+    assert!(snap.as_ref().is_some_and(
+        |x| x.to_api(|p| p.to_string()).suppressed[0].cause.as_deref() == Some("latency")
+    ));
+    // A new message: pushed to the tree, only announced to the slow peer.
+    let out = recv(&mut s, 1, gossip(9, 1, 1, PushKind::Eager), now);
+    assert!(sent_to(&out, 5).is_empty(), "no payload to it");
+    let mut flushed = Out::new();
+    for (d, timer) in timers(&out) {
+        flushed.extend(s.handle(InEvent::TimerExpired(timer), now + d));
+    }
+    assert!(
+        matches!(sent_to(&flushed, 5).as_slice(), [Body::IHave(e)] if e[0].id == id(9, 1)),
+        "announced: {:?}",
+        sent_to(&flushed, 5)
+    );
+    // It pulls: answered, and its GRAFT does not put it back on the tree.
+    let out = recv(&mut s, 5, Body::Graft { id: Some(id(9, 1)) }, now + ms(40));
+    assert!(matches!(sent_to(&out, 5).as_slice(), [Body::Gossip(g)] if g.kind == PushKind::Repair));
+    assert!(
+        !eager_lazy(&s).0.contains(&5),
+        "not eager again while cooled"
+    );
+    // Its anti-entropy digest is answered.
+    let out = recv(
+        &mut s,
+        5,
+        Body::AeDigest {
+            entries: vec![],
+            complete: true,
+            reply: true,
+        },
+        now + ms(2_000),
+    );
+    assert!(
+        sent_to(&out, 5)
+            .iter()
+            .any(|b| matches!(b, Body::Gossip(g) if g.kind == PushKind::AntiEntropy)),
+        "anti-entropy answers it"
+    );
+    // If it also stops draining, it is silenced like any stalled peer.
+    let at = now + ms(2_100);
+    for _ in 0..4 {
+        let _ = timeout(&mut s, 5, at);
+    }
+    let snap = s.snapshot(&topic(), at);
+    assert_eq!(
+        snap.map(|x| x.suppressed[0].cause),
+        Some(crate::Cause::Health)
+    );
+    let out = recv(&mut s, 1, gossip(9, 2, 1, PushKind::Eager), at);
+    let mut all = out.clone();
+    for (d, timer) in timers(&out) {
+        all.extend(s.handle(InEvent::TimerExpired(timer), at + d));
+    }
+    assert!(
+        sent_to(&all, 5).is_empty(),
+        "silenced: {:?}",
+        sent_to(&all, 5)
+    );
+}

@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     diag::{PeerScoreSnapshot, Sizes, SuppressionSnapshot, TopicSnapshot},
     proto::{AeEntry, Body, Gossip, IHaveEntry, Message, MsgId, PushKind, TopicId},
-    score::{self, PathRtt, Rtt, Score, Suppression, TreeLag},
+    score::{self, Cause, PathRtt, Rtt, Score, Suppression, TreeLag},
     state::{Delivery, OutEvent, PeerId, SendOutcome, Timer, TimerKind, TopicEvent},
     stats::Counters,
     store::{Cache, Cached, Streams},
@@ -275,6 +275,11 @@ impl<PI: PeerId> Topic<PI> {
 
     fn suppressed(&self, peer: &PI, now: Duration) -> bool {
         is_suppressed(&self.suppressions, peer, now)
+    }
+
+    /// Suppressed for a cause that stops every message to it (not for latency alone).
+    fn silenced(&self, peer: &PI, now: Duration) -> bool {
+        self.suppressions.get(peer).is_some_and(|s| s.silences(now))
     }
 
     /// Puts an active, non-suppressed peer into the eager set.
@@ -706,10 +711,11 @@ impl<PI: PeerId> Topic<PI> {
         for p in eager {
             self.send(ctx, p, Body::Gossip(next.clone()));
         }
+        // A peer suppressed for its latency is still announced to (it may pull).
         let lazy: Vec<PI> = self
             .lazy
             .iter()
-            .filter(|p| Some(*p) != exclude && !self.suppressed(p, now))
+            .filter(|p| Some(*p) != exclude && !self.silenced(p, now))
             .cloned()
             .collect();
         for p in lazy {
@@ -742,8 +748,7 @@ impl<PI: PeerId> Topic<PI> {
         self.ihave_scheduled = false;
         let queue = mem::take(&mut self.ihave_queue);
         for (peer, entries) in queue {
-            if entries.is_empty() || !self.active.contains(&peer) || self.suppressed(&peer, ctx.now)
-            {
+            if entries.is_empty() || !self.active.contains(&peer) || self.silenced(&peer, ctx.now) {
                 continue;
             }
             self.counters.ihave_ids_sent += entries.len() as u64;
@@ -1233,7 +1238,7 @@ impl<PI: PeerId> Topic<PI> {
         complete: bool,
         reply: bool,
     ) {
-        if !self.suppressed(&from, ctx.now) {
+        if !self.silenced(&from, ctx.now) {
             self.ae_push(ctx, &from, &entries, complete);
         }
         if !reply {
@@ -1386,6 +1391,15 @@ impl<PI: PeerId> Topic<PI> {
             return;
         };
         if self.suppressed(peer, ctx.now) {
+            // Cooled for its latency and now failing as well (timeouts, broken promises):
+            // from here on it is sent nothing, as any peer that does not drain.
+            let health = Cause::of(self.scores.get(peer)) == Cause::Health;
+            if health && value < ctx.config.suppress_below {
+                if let Some(s) = self.suppressions.get_mut(peer) {
+                    s.cause = Cause::Health;
+                }
+                self.ihave_queue.remove(peer);
+            }
             return;
         }
         if value < ctx.config.suppress_below {
@@ -1437,6 +1451,7 @@ impl<PI: PeerId> Topic<PI> {
 
     fn suppress<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>, peer: &PI) {
         let now = ctx.now;
+        let cause = Cause::of(self.scores.get(peer));
         let entry = self
             .suppressions
             .entry(peer.clone())
@@ -1444,7 +1459,9 @@ impl<PI: PeerId> Topic<PI> {
                 until: None,
                 strikes: 0,
                 last_strike: now,
+                cause,
             });
+        entry.cause = cause;
         entry.strikes = entry.strikes.saturating_add(1);
         let strikes = entry.strikes;
         let duration = Suppression::backoff(ctx.config, strikes);
@@ -1452,7 +1469,9 @@ impl<PI: PeerId> Topic<PI> {
         entry.last_strike = now;
         self.counters.suppressions += 1;
         self.make_lazy(peer);
-        self.ihave_queue.remove(peer);
+        if cause == Cause::Health {
+            self.ihave_queue.remove(peer);
+        }
         self.event(
             ctx,
             TopicEvent::Suppressed {
@@ -1634,6 +1653,7 @@ impl<PI: PeerId> Topic<PI> {
                     peer: p.clone(),
                     remaining: until.saturating_sub(now),
                     strikes: s.strikes,
+                    cause: s.cause,
                 })
             })
             .collect();
