@@ -234,7 +234,13 @@ pub fn write_report(dir: &Path, evidence: &Evidence<'_>, verdict: &Verdict) -> R
         (format::VERDICT, verdict_json(verdict)?),
         (
             format::SUMMARY_MD,
-            summary_md(evidence.meta, evidence.status, verdict, &summary),
+            summary_md(
+                evidence.meta,
+                evidence.status,
+                verdict,
+                &summary,
+                evidence.windows,
+            ),
         ),
         (format::SUMMARY_CSV, summary_csv(verdict)),
         (format::WINDOWS_CSV, windows_csv(verdict)),
@@ -535,6 +541,7 @@ pub fn summary_md(
     status: RunStatus,
     verdict: &Verdict,
     summary: &EndSummary,
+    windows: &[WindowRecord],
 ) -> String {
     let mut md = String::new();
     let partial = meta.coverage.as_ref().filter(|c| c.is_partial());
@@ -631,6 +638,7 @@ pub fn summary_md(
     bars_table(&mut md, &verdict.soak_bars);
 
     phase_a_section(&mut md, verdict);
+    faults_section(&mut md, windows);
 
     let _ = writeln!(md, "\n## Windows\n");
     let _ = writeln!(
@@ -831,6 +839,161 @@ fn why_section(md: &mut String, verdict: &Verdict) {
 }
 
 /// Phase A over the soak: sent, acked, received and delivered, and every pair that failed.
+/// `## Faults`: every fault of the run — what, where, when, whether it was shown effective
+/// and clean, the exemptions it granted — then the measurements behind the checks that failed
+/// and the kind-specific ones (recovery, heal, cooling, first attempts).
+fn faults_section(md: &mut String, windows: &[WindowRecord]) {
+    use soak_gates::model::{Check, ScenarioStatus};
+    let faults: Vec<(
+        u32,
+        &soak_gates::model::ScenarioRecord,
+        &soak_gates::model::FaultEvidence,
+    )> = windows
+        .iter()
+        .flat_map(|w| {
+            w.scenarios
+                .iter()
+                .filter_map(move |s| s.fault.as_deref().map(|f| (w.index, s, f)))
+        })
+        .collect();
+    if faults.is_empty() {
+        return;
+    }
+    let check = |c: &Check| match c {
+        Check::Shown { .. } => "yes",
+        Check::NotShown { .. } => "**NO**",
+        Check::NotChecked { .. } => "not checked",
+    };
+    let _ = writeln!(md, "\n## Faults\n");
+    let _ = writeln!(
+        md,
+        "| window | fault | kind | backend | targets | applied | effective? | clean? | exemptions |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for (window, s, f) in &faults {
+        let targets = if s.targets.is_empty() {
+            "-".to_string()
+        } else {
+            s.targets.join(", ")
+        };
+        let exemptions = if s.exemptions.is_empty() {
+            "-".to_string()
+        } else {
+            s.exemptions
+                .iter()
+                .map(|e| {
+                    let mut what = Vec::new();
+                    if !e.nodes.is_empty() {
+                        what.push(e.nodes.join(" "));
+                    }
+                    if !e.links.is_empty() {
+                        what.push(format!("{} links", e.links.len()));
+                    }
+                    if !e.pairs.is_empty() {
+                        what.push(format!("{} pairs", e.pairs.len()));
+                    }
+                    format!("{} ({})", e.bar, what.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let (applied, effective, clean) = match &s.status {
+            ScenarioStatus::Skipped { reason } => (
+                format!("SKIPPED: {reason}"),
+                "-".to_string(),
+                "-".to_string(),
+            ),
+            _ => (
+                f.applied_at_ms
+                    .map_or_else(|| "no".to_string(), utc_rfc3339),
+                check(&f.effective).to_string(),
+                check(&f.clean).to_string(),
+            ),
+        };
+        let _ = writeln!(
+            md,
+            "| {window} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_cell(&s.name),
+            f.kind,
+            if f.backend.is_empty() {
+                "-"
+            } else {
+                &f.backend
+            },
+            md_cell(&targets),
+            md_cell(&applied),
+            effective,
+            clean,
+            md_cell(&exemptions)
+        );
+    }
+    let _ = writeln!(md);
+    for (window, s, f) in &faults {
+        if matches!(s.status, ScenarioStatus::Skipped { .. }) {
+            continue;
+        }
+        let head = format!("- window {window} `{}`", s.name);
+        let _ = writeln!(md, "{head} effective: {}", md_cell(f.effective.summary()));
+        let _ = writeln!(md, "{head} clean: {}", md_cell(f.clean.summary()));
+        for r in &f.recoveries {
+            let stage = |at: Option<u64>| {
+                at.map_or_else(
+                    || "never".to_string(),
+                    |t| {
+                        format!(
+                            "+{}",
+                            soak_gates::display::human_duration(t.saturating_sub(r.issued_ms))
+                        )
+                    },
+                )
+            };
+            let _ = writeln!(
+                md,
+                "{head} restart of {}: recovered {} (process up {}, API up {}, in views {}, first DM {}; {})",
+                md_cell(&r.node),
+                r.recovered_after_ms.map_or_else(
+                    || "never".to_string(),
+                    |ms| format!("after {}", soak_gates::display::human_duration(ms))
+                ),
+                stage(r.process_up_ms),
+                stage(r.api_up_ms),
+                stage(r.in_views_ms),
+                stage(r.first_dm_ms),
+                md_cell(&r.service)
+            );
+        }
+        if let Some(h) = &f.heal {
+            let _ = writeln!(
+                md,
+                "{head} heal: {}",
+                match h.healed_after_ms {
+                    Some(ms) => format!(
+                        "every cut pair delivered again {} after the revert",
+                        soak_gates::display::human_duration(ms)
+                    ),
+                    None => format!("still failing: {}", md_cell(&h.still_failing.join(", "))),
+                }
+            );
+        }
+        if let Some(c) = &f.cooling {
+            let _ = writeln!(md, "{head} cooling: {}", md_cell(&c.detail));
+        }
+        if let Some(a) = &f.first_attempt {
+            let _ = writeln!(
+                md,
+                "{head} first attempts after idling: {} of {} pairs{}",
+                a.first_try,
+                a.pairs,
+                if a.retried.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (retried: {})", md_cell(&a.retried.join(", ")))
+                }
+            );
+        }
+    }
+}
+
 fn phase_a_section(md: &mut String, verdict: &Verdict) {
     let Some(pa) = &verdict.phase_a else {
         return;

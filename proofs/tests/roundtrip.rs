@@ -7,7 +7,7 @@ use std::path::Path;
 
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 use soak_gates::model::{Observations, Sample};
-use soak_gates::testkit::{FleetBuilder, bump, drop_samples, restart, span};
+use soak_gates::testkit::{self, FleetBuilder, bump, drop_samples, restart, span};
 use soak_gates::{Profile, evaluate};
 use soak_proofs::summary::{EndSummary, Totals};
 use soak_proofs::{
@@ -430,7 +430,8 @@ fn rendered_outputs_snapshot() {
             &meta,
             RunStatus::Complete,
             &verdict,
-            &summary
+            &summary,
+            &obs.windows
         ))
     );
     insta::assert_snapshot!("end_summary", redact(&summary.text()));
@@ -814,7 +815,7 @@ fn errors_of_a_failed_run_are_kept_and_said_in_the_summary() {
         &obs.windows,
         Totals::of_samples(&obs.samples, &obs.windows, obs.run.sample_interval_ms),
     );
-    let md = render::summary_md(&m, RunStatus::Failed, &verdict, &summary);
+    let md = render::summary_md(&m, RunStatus::Failed, &verdict, &summary, &obs.windows);
     assert!(md.contains("## Errors during the run"), "{md}");
     assert!(md.contains("- the fleet did not come up: node-3 exited during start-up"));
     assert!(md.contains("- and 6 more"));
@@ -852,4 +853,81 @@ fn a_version_1_verdict_still_reads() {
     assert_eq!((pa.sent, pa.acked, pa.received), (0, 0, 0));
     assert!(verdict.causes.is_empty() && verdict.phase_a.is_none());
     assert!(!verdict.soak_bars[0].not_applicable);
+}
+
+/// The Faults section of summary.md: a table of every fault (what, where, when, effective?,
+/// clean?, exemptions) and the measurements behind it.
+#[test]
+fn faults_section_snapshot() {
+    use soak_gates::model::{Check, Exemption, RecoveryTiming, ScenarioStatus};
+    let mut obs = FleetBuilder::new(3, 4).build();
+    obs.run.run_id = run_id(1_795_309_786_000, "faults");
+    let (s1, _) = span(&obs, 1);
+    let mut cut = testkit::fault("partition_pair", "partition", &["node-0", "node-1"]);
+    if let Some(f) = cut.fault.as_mut() {
+        f.applied_at_ms = Some(s1 + 2_000);
+        f.reverted_at_ms = Some(s1 + 12_000);
+    }
+    cut.exemptions = vec![Exemption {
+        bar: "phase_a".into(),
+        nodes: Vec::new(),
+        reason: "cut on purpose".into(),
+        links: Vec::new(),
+        pairs: vec![
+            ("node-0".into(), "node-1".into()),
+            ("node-1".into(), "node-0".into()),
+        ],
+    }];
+    obs.windows[1].scenarios.push(cut);
+    let (s2, _) = span(&obs, 2);
+    let mut restart = testkit::fault("restart_storm", "restart", &["node-2"]);
+    if let Some(f) = restart.fault.as_mut() {
+        f.backend = "process".into();
+        f.applied_at_ms = Some(s2 + 2_000);
+        f.recoveries = vec![RecoveryTiming {
+            node: "node-2".into(),
+            service: "local soak-node process of node-2".into(),
+            issued_ms: s2 + 2_000,
+            process_up_ms: Some(s2 + 2_150),
+            api_up_ms: Some(s2 + 2_200),
+            in_views_ms: Some(s2 + 2_300),
+            first_dm_ms: Some(s2 + 2_320),
+            recovered_after_ms: Some(320),
+            old_instance: "a".into(),
+            new_instance: "b".into(),
+        }];
+    }
+    obs.windows[2].scenarios.push(restart);
+    let mut ignored = testkit::fault("high_rtt_peer", "delay", &["node-1"]);
+    if let Some(f) = ignored.fault.as_mut() {
+        f.applied_at_ms = Some(s2 + 3_000);
+        f.effective = Check::NotShown {
+            summary: "probe round trips to the target 2 ms, not ≥ 1178 ms (baseline 2 ms)".into(),
+            evidence: serde_json::Value::Null,
+        };
+    }
+    obs.windows[2].scenarios.push(ignored);
+    let mut skipped = testkit::fault("stale_peer", "pause", &[]);
+    skipped.status = ScenarioStatus::Skipped {
+        reason: "not allowed: pause faults change node processes and need --allow-restart".into(),
+    };
+    if let Some(f) = skipped.fault.as_mut() {
+        f.backend = String::new();
+    }
+    obs.windows[3].scenarios.push(skipped);
+    let verdict = evaluate(&obs, &Profile::builtin("broad-launch").unwrap());
+    let meta = meta(&obs);
+    let summary = EndSummary::new(
+        &meta,
+        RunStatus::Complete,
+        &verdict,
+        &obs.windows,
+        Totals::of_samples(&obs.samples, &obs.windows, obs.run.sample_interval_ms),
+    );
+    let md = render::summary_md(&meta, RunStatus::Complete, &verdict, &summary, &obs.windows);
+    let start = md.find("## Faults").expect("a Faults section");
+    let end = md[start..]
+        .find("\n## Windows")
+        .map_or(md.len(), |e| start + e);
+    insta::assert_snapshot!("faults_section", redact(&md[start..end]));
 }

@@ -55,6 +55,8 @@ enum Command {
     Export(cmd::export::ExportArgs),
     /// List the built-in scenarios, or print a built-in fault as TOML.
     Scenarios(cmd::scenarios::ScenariosArgs),
+    /// Follow a proof while `soak run` writes it: window verdicts as they close, progress, ETA.
+    Watch(cmd::watch::WatchArgs),
     /// Deploy the bundled node to the hosts of an inventory (all, or those --limit selects).
     Deploy(cmd::deploy::DeployArgs),
     /// Show the node status of the hosts of an inventory (exit 0 when ready).
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
             Command::Report(args) => cmd::report::execute(args).await,
             Command::Export(args) => cmd::export::execute(args).await,
             Command::Scenarios(args) => cmd::scenarios::execute(args).await,
+            Command::Watch(args) => cmd::watch::execute(args).await,
             Command::Deploy(args) => cmd::deploy::deploy(args).await,
             Command::Status(args) => cmd::deploy::status(args).await,
             Command::Stop(args) => cmd::deploy::stop(args).await,

@@ -356,6 +356,7 @@ fn help_texts_snapshot_with_examples_one_placeholder_style_and_limits() {
         &["scenarios", "show"],
         &["report"],
         &["export"],
+        &["watch"],
         &["lab"],
         &["lab", "up"],
         &["lab", "down"],

@@ -539,3 +539,36 @@ fn export_csv_equals_the_stored_timeline() {
     assert!(text.ends_with("# EOF\n"));
     assert!(text.contains("soak_node_outbound_high_water_total{node=\"node-2\"}"));
 }
+
+/// A symlink planted where `soak report` writes (in an interrupted proof, or at `--out`) is
+/// replaced by the page, never written through: the file it pointed at is untouched.
+#[test]
+fn report_never_writes_through_a_symlink_planted_at_its_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim.txt");
+    fs::write(&victim, "precious").unwrap();
+    let partial = tmp.path().join("partial");
+    write_proof(&partial, &observations(), "broad-launch", false);
+    let _ = fs::remove_file(partial.join("report.html"));
+    std::os::unix::fs::symlink(&victim, partial.join("report.html")).unwrap();
+    let out = run(soak().arg("report").arg(&partial));
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let out_link = tmp.path().join("out.html");
+    std::os::unix::fs::symlink(&victim, &out_link).unwrap();
+    let out = run(soak()
+        .arg("report")
+        .arg(&partial)
+        .arg("--out")
+        .arg(&out_link));
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    for page in [partial.join("report.html"), out_link] {
+        let meta = fs::symlink_metadata(&page).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "{} is a regular file now",
+            page.display()
+        );
+        assert!(fs::read_to_string(&page).unwrap().contains("<html"));
+    }
+}

@@ -12,3 +12,4 @@ pub mod samples;
 pub mod scenarios;
 pub mod score;
 pub mod verify;
+pub mod watch;
