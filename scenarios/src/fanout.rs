@@ -34,8 +34,14 @@ pub struct FanoutConfig {
     pub rate_per_sec: f64,
     /// How long to wait for every subscriber to join the topic's mesh before publishing.
     pub join_timeout: Duration,
-    /// How long after the last publish to keep collecting.
+    /// How long to keep collecting after the last publish, and after each arrival: a
+    /// subscriber is given up on once nothing new reached it for this long (a slow but
+    /// progressing machine is waited for; a lost message is not), and at the latest
+    /// [`COLLECT_CAP_FACTOR`] times this after the last publish.
     pub collect_timeout: Duration,
+    /// Added to both the idle period and the cap of collection: the time a fault of the window
+    /// adds to a delivery (`WindowCx::added_delay` per lazy hop); zero when healthy.
+    pub delay_allowance: Duration,
     /// Poll period while waiting for joins and deliveries.
     pub poll: Duration,
 }
@@ -48,6 +54,7 @@ impl Default for FanoutConfig {
             rate_per_sec: 200.0,
             join_timeout: Duration::from_secs(3),
             collect_timeout: Duration::from_secs(3),
+            delay_allowance: Duration::ZERO,
             poll: Duration::from_millis(50),
         }
     }
@@ -64,6 +71,9 @@ pub struct FanoutOutcome {
 }
 
 const RECEIVED_PAGE: usize = 1_000;
+
+/// Collection never runs longer than this many `collect_timeout`s after the last publish.
+pub const COLLECT_CAP_FACTOR: u32 = 4;
 
 /// Runs one burst over `nodes` on `topic`, publishing from the nodes at `publishers` (indices).
 pub async fn run_fanout<A: NodeApi>(
@@ -137,12 +147,17 @@ async fn burst<A: NodeApi>(
     let published = publish_burst(nodes, topic, publishers, config).await;
     let expected: HashSet<&str> = published.ok.iter().map(String::as_str).collect();
 
-    // 4. Collect from every subscriber until all expected arrived or the deadline passes.
-    let deadline = Instant::now() + config.collect_timeout;
+    // 4. Collect from every subscriber until all expected arrived, or nothing new arrived for
+    //    the collect timeout, or the cap passes.
+    let collect = Collect {
+        idle: config.collect_timeout + config.delay_allowance,
+        cap: Instant::now() + config.collect_timeout * COLLECT_CAP_FACTOR + config.delay_allowance,
+        poll: config.poll,
+    };
     let subscribers: Vec<SubscriberResult> = futures::future::join_all(
         nodes
             .iter()
-            .map(|node| collect_subscriber(node, topic, &expected, deadline, config.poll)),
+            .map(|node| collect_subscriber(node, topic, &expected, collect)),
     )
     .await;
 
@@ -294,13 +309,25 @@ pub fn percentile(sorted: &[u64], pct: f64) -> Option<u64> {
     sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
 
+/// When a subscriber's collection ends.
+#[derive(Debug, Clone, Copy)]
+struct Collect {
+    /// Given up on after this long without a new expected message.
+    idle: Duration,
+    /// Given up on at this time at the latest.
+    cap: Instant,
+    /// Poll period.
+    poll: Duration,
+}
+
 async fn collect_subscriber<A: NodeApi>(
     node: &A,
     topic: &str,
     expected: &HashSet<&str>,
-    deadline: Instant,
-    poll: Duration,
+    collect: Collect,
 ) -> SubscriberResult {
+    let poll = collect.poll;
+    let mut deadline = (Instant::now() + collect.idle).min(collect.cap);
     let mut cursor = 0u64;
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut latencies: Vec<u64> = Vec::new();
@@ -329,6 +356,8 @@ async fn collect_subscriber<A: NodeApi>(
                     } else if expected.contains(item.msg_id.as_str()) {
                         let ms = item.received_at_ms.saturating_sub(item.published_at_ms);
                         latencies.push(ms.saturating_mul(1_000));
+                        // Progress: the subscriber gets another idle period.
+                        deadline = (Instant::now() + collect.idle).min(collect.cap);
                     }
                 }
                 cursor = cursor.max(page.next);
@@ -371,6 +400,7 @@ mod tests {
             rate_per_sec: 10_000.0,
             join_timeout: Duration::from_millis(10),
             collect_timeout: Duration::from_millis(100),
+            delay_allowance: Duration::ZERO,
             poll: Duration::from_millis(5),
         }
     }
@@ -425,6 +455,42 @@ mod tests {
         // Never more than N−1, whatever the gauge says.
         assert!(topic_joined(&diagnostics(9.0, 2, 0), "t1", 3));
         assert!(!topic_joined(&diagnostics(5.0, 5, 0), "other", 6));
+    }
+
+    /// A machine too busy to deliver within the collect timeout of the last publish, but
+    /// still delivering: node-2's messages land 152 ms after each publish, the burst takes
+    /// 400 ms, and the collect timeout is 100 ms. Collection waits while messages keep arriving
+    /// (an idle timeout, not a deadline), so every one is counted; a node that receives
+    /// nothing is still given up on (`gossip_deaf_subscriber_is_counted_missing`).
+    #[tokio::test]
+    async fn a_subscriber_still_receiving_is_waited_for_past_the_collect_timeout() {
+        let mesh = FakeMesh::new(3);
+        let nodes = mesh.nodes();
+        let slow = soak_api::Impairment {
+            id: Some("slow".into()),
+            peer: None,
+            delay_ms: 50,
+            jitter_ms: 0,
+            loss: 0.0,
+            partition: false,
+            one_way: false,
+            expires_in_ms: 60_000,
+        };
+        nodes[2].add_impairment(&slow).await.expect("impairment");
+        let config = FanoutConfig {
+            messages: 40,
+            rate_per_sec: 100.0,
+            ..fast()
+        };
+        let out = run_fanout(&nodes, "t1", &[0], &config).await;
+        let result = out.result.expect("result");
+        let node2 = result
+            .subscribers
+            .iter()
+            .find(|s| s.node == "node-2")
+            .unwrap();
+        assert_eq!(node2.received, 40, "{node2:?}");
+        assert!(node2.p50_us.unwrap() >= 150_000, "{node2:?}");
     }
 
     #[tokio::test]

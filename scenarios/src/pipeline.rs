@@ -145,7 +145,7 @@ impl<A: NodeApi> Workload<A> for FanoutWorkload {
     fn run<'a>(&'a self, nodes: &'a [A], window: &'a WindowCx) -> FaultFuture<'a, ScenarioReport> {
         Box::pin(async move {
             let mut config = self.config.clone();
-            config.collect_timeout += window.added_delay * LAZY_HOPS;
+            config.delay_allowance = window.added_delay * LAZY_HOPS;
             let config = &config;
             let outcome = if window.unavailable.is_empty() {
                 run_fanout(nodes, &window.topic, &window.publishers, config).await
