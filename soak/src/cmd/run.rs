@@ -758,20 +758,23 @@ pub async fn execute(args: RunArgs) -> CliResult {
         });
     }
     copy_logs(&processes, &proof_path, &mut dispatch);
+    // Judged from the stored proof — exactly what `soak score` reads — so the verdict equals a
+    // re-score by construction, and the runner never had to keep the run's evidence in memory.
+    let observations = stored_observations(&proof_path, &run_id, &plan, &mut dispatch);
     let verdict = finish(
         &mut dispatch,
         report.status,
-        &report.observations,
+        &observations,
         &profile,
         proof_outcome,
     )
     .await?;
     let _ = std::fs::remove_dir_all(&data_root);
 
-    let summary = table::end_summary(&summary_meta, report.status, &verdict, &report.observations);
+    let summary = table::end_summary(&summary_meta, report.status, &verdict, &observations);
     let rendered = table::render(
         &verdict,
-        &report.observations,
+        &observations,
         &proof_path,
         report.status,
         coverage.as_ref(),
@@ -874,6 +877,29 @@ fn empty_observations(run_id: &str, plan: &RunPlan, nodes: &[NodeRef]) -> Observ
         windows: Vec::new(),
         residue: Vec::new(),
         node_events: Vec::new(),
+    }
+}
+
+/// The observations of the proof as stored so far (every sample, window and node event the
+/// proof reporter wrote). A proof that cannot be read back is an error event and an empty set
+/// of observations (the proof outcome then fails the run with 69; nothing is judged GO).
+fn stored_observations(
+    proof_dir: &Path,
+    run_id: &str,
+    plan: &RunPlan,
+    dispatch: &mut Dispatch,
+) -> Observations {
+    match soak_proofs::read(proof_dir) {
+        Ok(proof) => proof.observations,
+        Err(err) => {
+            dispatch.emit(&RunEvent::Error {
+                message: format!(
+                    "cannot read the proof back to judge it: {err}: {}",
+                    err.kind
+                ),
+            });
+            empty_observations(run_id, plan, &[])
+        }
     }
 }
 

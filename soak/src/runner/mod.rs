@@ -96,13 +96,13 @@ pub struct RunnerConfig {
     pub profile: Option<Profile>,
 }
 
-/// What a run produced.
+/// What a run produced. The evidence itself is not in here: it went to the reporters as it
+/// came (samples, window records, node events), and the final verdict is judged from the
+/// stored proof, so the runner's memory never grows with the run's length.
 #[derive(Debug, Clone)]
 pub struct RunReport {
     /// Why it stopped.
     pub status: RunStatus,
-    /// Everything observed, ready for the gates.
-    pub observations: Observations,
 }
 
 /// Messages from workers to the dispatcher loop.
@@ -451,6 +451,27 @@ impl Rounds {
     }
 }
 
+/// How far before a window's start its live verdict looks at samples (the epoch and gap
+/// logic needs some history).
+fn live_margin_ms(run: &RunInfo) -> u64 {
+    run.sample_interval_ms.saturating_mul(10).max(30_000)
+}
+
+/// Drops what no live verdict will look at again: samples older than the margin before the
+/// oldest window still to be told, and node events as old. This is what keeps the runner's
+/// memory bounded by a window, however long the run (the proof has everything).
+fn prune(observations: &mut Observations, oldest_open_ms: u64) -> usize {
+    let keep_from = oldest_open_ms.saturating_sub(live_margin_ms(&observations.run));
+    let mut held = 0;
+    for series in observations.samples.values_mut() {
+        let old = series.partition_point(|s| s.at_ms < keep_from);
+        series.drain(..old);
+        held += series.len();
+    }
+    observations.node_events.retain(|e| e.at_ms >= keep_from);
+    held
+}
+
 /// The window's own verdict from the observations so far (its samples and record); the
 /// soak-level adaptive policy is left to the final judgement.
 fn live_verdict(
@@ -459,12 +480,9 @@ fn live_verdict(
     record: &WindowRecord,
     so_far: &mut Outcome,
 ) -> WindowBrief {
-    let margin = observations
-        .run
-        .sample_interval_ms
-        .saturating_mul(10)
-        .max(30_000);
-    let from = record.start_ms.saturating_sub(margin);
+    let from = record
+        .start_ms
+        .saturating_sub(live_margin_ms(&observations.run));
     let window_obs = Observations {
         run: observations.run.clone(),
         samples: observations
@@ -478,7 +496,12 @@ fn live_verdict(
             .collect(),
         windows: vec![record.clone()],
         residue: Vec::new(),
-        node_events: observations.node_events.clone(),
+        node_events: observations
+            .node_events
+            .iter()
+            .filter(|e| e.at_ms >= from && e.at_ms <= record.end_ms)
+            .cloned()
+            .collect(),
     };
     let verdict = soak_gates::evaluate(&window_obs, profile);
     let adaptive = profile.adaptive.as_ref().map(|a| a.id.clone());
@@ -684,6 +707,8 @@ pub async fn run<A: NodeApi + 'static>(
                 WorkerMsg::Sample { node, sample } => {
                     rounds.fill(node, sample);
                     flush_rounds(&mut rounds, &mut observations, &mut closing, &config, &mut so_far, out);
+                    let oldest = closing.front().map_or(window.start_ms, |(r, _)| r.start_ms);
+                    prune(&mut observations, oldest);
                 }
                 WorkerMsg::Report(report) => {
                     absorb_report(*report, &mut window, out);
@@ -734,7 +759,6 @@ pub async fn run<A: NodeApi + 'static>(
             );
             let planned = planned_names(&config, &plans, finished.index);
             let record = finished.into_record(boundary_ms, config.warmup_windows, &planned);
-            observations.windows.push(record.clone());
             // The window is told (and stored) once its closing samples are in.
             closing.push_back((record, boundary_ms));
             request_round(&mut rounds, boundary_ms);
@@ -786,7 +810,6 @@ pub async fn run<A: NodeApi + 'static>(
     }
     if faults_scheduled {
         let found = audit_impairments(&nodes, &tag).await;
-        observations.residue = found.clone();
         out.emit(&RunEvent::FaultResidue {
             swept: Vec::new(),
             found,
@@ -807,7 +830,6 @@ pub async fn run<A: NodeApi + 'static>(
         }
         let planned = planned_names(&config, &plans, window.index);
         let record = window.into_record(final_ms, config.warmup_windows, &planned);
-        observations.windows.push(record.clone());
         closing.push_back((record, final_ms));
         request_round(&mut rounds, final_ms);
     }
@@ -842,20 +864,14 @@ pub async fn run<A: NodeApi + 'static>(
             verdict: None,
         });
     }
-    // Exits the supervisor saw while the run was closing are judged too.
+    // Exits the supervisor saw while the run was closing are judged too (from the proof).
     if let Some(rx) = down_rx.as_mut() {
         while let Ok(event) = rx.try_recv() {
-            observations.node_events.push(event.clone());
             out.emit(&RunEvent::NodeEvent(event));
         }
     }
-    // In time order, as the proof reader returns them (a re-score sees the same list).
-    observations.node_events.sort_by_key(|e| e.at_ms);
     drop(samplers);
-    RunReport {
-        status,
-        observations,
-    }
+    RunReport { status }
 }
 
 /// Names of the scenarios window `index` plans (workloads, then its faults).
@@ -1115,6 +1131,27 @@ mod tests {
         }
     }
 
+    /// The evidence a run streamed to its reporters: window records and every node's samples.
+    fn streamed(events: &[RunEvent]) -> (Vec<WindowRecord>, BTreeMap<String, Vec<Sample>>) {
+        let mut windows = Vec::new();
+        let mut samples: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+        for event in events {
+            match event {
+                RunEvent::WindowEnded { record, .. } => windows.push(record.clone()),
+                RunEvent::Samples { samples: round, .. } => {
+                    for (node, sample) in round {
+                        samples
+                            .entry(node.clone())
+                            .or_default()
+                            .push(sample.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        (windows, samples)
+    }
+
     fn fleet(mesh: &FakeMesh) -> Fleet<soak_scenarios::fake::FakeNode> {
         Fleet {
             nodes: mesh.nodes(),
@@ -1133,7 +1170,8 @@ mod tests {
         let report = run(config(2), fleet(&mesh), &mut dispatch, &mut signals).await;
 
         assert_eq!(report.status, RunStatus::Completed);
-        let windows = &report.observations.windows;
+        let (windows, samples) = streamed(&events.lock().expect("events"));
+        let windows = &windows;
         assert_eq!(windows.len(), 2);
         assert!(windows[0].warmup && !windows[1].warmup);
         for window in windows {
@@ -1149,7 +1187,7 @@ mod tests {
             // slightly less than the interval in wall-clock terms; allow that scheduling slack.
             assert!(window.end_ms + 100 >= window.start_ms + 600);
             // Every node has a sample stamped exactly at both boundaries.
-            for series in report.observations.samples.values() {
+            for series in samples.values() {
                 assert!(series.iter().any(|s| s.at_ms == window.start_ms));
                 assert!(series.iter().any(|s| s.at_ms == window.end_ms));
                 assert!(series.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
@@ -1175,24 +1213,68 @@ mod tests {
         assert_eq!(ended, 2);
     }
 
+    /// Regression: the runner kept every sample of the run in memory (24 h × 100 nodes is
+    /// millions of samples); it now holds only what the live verdicts still need.
+    #[test]
+    fn retained_samples_do_not_grow_with_the_run() {
+        let mut observations = Observations {
+            run: RunInfo {
+                run_id: "r".into(),
+                sample_interval_ms: 1_000,
+                nodes: Vec::new(),
+                inventory_hosts: None,
+                planned_windows: None,
+                window_ms: None,
+            },
+            samples: BTreeMap::new(),
+            windows: Vec::new(),
+            residue: Vec::new(),
+            node_events: Vec::new(),
+        };
+        let missing = |at_ms| Sample {
+            at_ms,
+            outcome: SampleOutcome::Missing { error: "x".into() },
+        };
+        let mut peaks = Vec::new();
+        // Two nodes, one sample a second, a window every 60 s, for 2 h: the held samples stay
+        // at one window plus the 30 s margin whether the run is 10 or 120 windows old.
+        let mut held = 0;
+        for t in 0..7_200u64 {
+            for node in ["a", "b"] {
+                let series = observations.samples.entry(node.into()).or_default();
+                series.push(missing(t * 1_000));
+            }
+            if t % 60 == 59 {
+                held = prune(&mut observations, (t + 1) * 1_000);
+            }
+            if t == 600 || t == 7_199 {
+                peaks.push(held);
+            }
+        }
+        assert_eq!(peaks[0], peaks[1], "{peaks:?}");
+        assert!(peaks[1] <= 2 * 31, "{peaks:?}");
+        // The oldest sample kept is the margin before the window still open.
+        assert_eq!(observations.samples["a"][0].at_ms, 7_200_000 - 30_000);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dead_node_shows_as_missing_samples_and_failed_pairs() {
         let mesh = FakeMesh::new(3);
         mesh.set_fault(1, Fault::Dead);
+        let events = Arc::new(Mutex::new(Vec::new()));
         let mut dispatch = Dispatch::new();
+        dispatch.add(Box::new(Recorder(Arc::clone(&events))));
         let mut signals = Signals::install().expect("signals");
-        let report = run(config(1), fleet(&mesh), &mut dispatch, &mut signals).await;
-        let samples = &report.observations.samples["node-1"];
+        run(config(1), fleet(&mesh), &mut dispatch, &mut signals).await;
+        let (windows, samples) = streamed(&events.lock().expect("events"));
+        let samples = &samples["node-1"];
         assert!(!samples.is_empty());
         assert!(
             samples
                 .iter()
                 .all(|s| matches!(s.outcome, SampleOutcome::Missing { .. }))
         );
-        let phase_a = report.observations.windows[0]
-            .phase_a
-            .as_ref()
-            .expect("phase A");
+        let phase_a = windows[0].phase_a.as_ref().expect("phase A");
         let failed: Vec<_> = phase_a.pairs.iter().filter(|p| !p.delivered).collect();
         assert_eq!(failed.len(), 4);
         assert!(
@@ -1201,7 +1283,7 @@ mod tests {
                 .all(|p| p.from == "node-1" || p.to == "node-1")
         );
         // Fanout could not subscribe node-1: recorded as failed, never completed.
-        let fanout = report.observations.windows[0]
+        let fanout = windows[0]
             .scenarios
             .iter()
             .find(|s| s.name == "fanout_burst")
