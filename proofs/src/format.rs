@@ -72,6 +72,22 @@ pub const FAULT_RESIDUE: &str = "residue.json";
 pub const SCENARIO_FILE: &str = "scenarios.toml";
 /// `faults/schedule.json`: the resolved schedule (faults, windows, targets, backends).
 pub const FAULT_SCHEDULE: &str = "schedule.json";
+/// Prefix of a window's record lost to an interruption and kept aside by a resume
+/// (`windows/NNN/lost-K.json`, K the resume's number from 1), so the re-run's `window.json`
+/// never mixes with it (1.3).
+pub const LOST_WINDOW_PREFIX: &str = "lost-";
+/// Every file `finish` renders from the stored evidence (the top level of the proof): removed
+/// when a proof is reopened to be resumed, rendered again when it is sealed.
+pub const RENDERED: &[&str] = &[
+    VERDICT,
+    SUMMARY_MD,
+    SUMMARY_CSV,
+    WINDOWS_CSV,
+    TIMELINE_CSV,
+    PHASE_A_CSV,
+    JUNIT_XML,
+    REPORT_HTML,
+];
 /// Prefix of temporary files (atomic writes); never part of a finished proof.
 pub const TEMP_PREFIX: &str = ".tmp-";
 /// Extension of the per-node sample files.
@@ -84,8 +100,9 @@ pub const SAMPLES_EXT: &str = ".jsonl";
 /// the long-format `timeline.csv`, the optional `command` and `seed` in `run.json`, the
 /// nemesis' `faults/` (journal, schedule, residue, scenario file; fault evidence in window
 /// records), `node_events.jsonl`, `phase_a.csv`, `PairOutcome::inbox_copies` and
-/// `RunMeta::errors`.
-pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 2 };
+/// `RunMeta::errors`; 1.3 added resumes (`RunMeta::resumes`, `windows/NNN/lost-K.json`, the
+/// verdict's `interruptions`).
+pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 3 };
 
 /// Largest JSON (or TOML) document a proof may hold: run, config, manifest, window and verdict
 /// files. Reading refuses bigger ones (a proof is untrusted input).

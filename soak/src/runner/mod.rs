@@ -64,8 +64,11 @@ pub struct RunnerConfig {
     pub run_id: String,
     /// Proof directory (for the events only; the proof reporter owns the writing).
     pub proof_dir: String,
-    /// Windows to run.
+    /// Windows the run plans (warm-up included).
     pub windows: u32,
+    /// The first window this process runs: 0, or the window a resume picks up at (earlier
+    /// windows are in the proof already and are not planned again).
+    pub first_window: u32,
     /// Leading windows that are warm-up.
     pub warmup_windows: u32,
     /// Window length.
@@ -210,6 +213,7 @@ pub fn summarize_phase_a(result: &PhaseAResult, wall: Duration) -> PhaseASummary
         max_us: latencies.last().copied(),
         wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
         failures,
+        sampled: result.sample.as_ref().map(|m| m.describe()),
     }
 }
 
@@ -239,6 +243,10 @@ fn plan_faults<A: NodeApi + 'static>(
         planned: Vec::new(),
     };
     for (k, scheduled) in config.schedule.faults().enumerate() {
+        // Windows a resumed run already has are not planned again.
+        if scheduled.window < config.first_window {
+            continue;
+        }
         let spec = &scheduled.spec;
         // Each fault gets its own stream of the run's seed, so adding a fault never changes
         // the targets of another.
@@ -577,6 +585,7 @@ pub async fn run<A: NodeApi + 'static>(
             inventory_hosts: config.inventory_hosts,
             planned_windows: Some(config.windows),
             window_ms: Some(u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX)),
+            interruptions: Vec::new(),
         },
         samples: node_refs
             .iter()
@@ -590,6 +599,7 @@ pub async fn run<A: NodeApi + 'static>(
         run_id: config.run_id.clone(),
         nodes: node_refs.clone(),
         windows: config.windows,
+        first_window: config.first_window,
         warmup_windows: config.warmup_windows,
         interval_ms: u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX),
         sample_interval_ms: observations.run.sample_interval_ms,
@@ -662,7 +672,6 @@ pub async fn run<A: NodeApi + 'static>(
     };
 
     let mut workers: JoinSet<()> = JoinSet::new();
-    let mut rng = StdRng::seed_from_u64(config.seed);
     let mut sample_tick = tokio::time::interval(config.sample_interval);
     sample_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut so_far = Outcome::Go;
@@ -682,11 +691,10 @@ pub async fn run<A: NodeApi + 'static>(
         tx: &tx,
     };
     let mut window = spawn.start(
-        0,
+        config.first_window,
         run_start_ms,
         tokio::time::Instant::now() + config.interval,
         &mut plans,
-        &mut rng,
         &mut workers,
         out,
     );
@@ -772,7 +780,6 @@ pub async fn run<A: NodeApi + 'static>(
                 boundary_ms,
                 next_deadline,
                 &mut plans,
-                &mut rng,
                 &mut workers,
                 out,
             );
@@ -973,7 +980,6 @@ impl<A: NodeApi + 'static> SpawnWindow<'_, A> {
         start_ms: u64,
         deadline: tokio::time::Instant,
         plans: &mut FaultPlans<A>,
-        rng: &mut StdRng,
         workers: &mut JoinSet<()>,
         out: &mut Dispatch,
     ) -> WindowAcc {
@@ -1006,6 +1012,11 @@ impl<A: NodeApi + 'static> SpawnWindow<'_, A> {
             .into_iter()
             .filter(|i| !unavailable.contains(i))
             .collect();
+        // Each window draws from its own stream of the run's seed, so a resumed run picks the
+        // publishers an uninterrupted one would have.
+        let rng = &mut StdRng::seed_from_u64(
+            self.config.seed ^ 0x5851_f42d_4c95_7f2du64.wrapping_mul(u64::from(index) + 1),
+        );
         let publishers: Vec<usize> = if pool.is_empty() {
             Vec::new()
         } else {
@@ -1105,6 +1116,7 @@ mod tests {
             run_id: "test".into(),
             proof_dir: "proof".into(),
             windows,
+            first_window: 0,
             warmup_windows: 1,
             interval: Duration::from_millis(600),
             sample_interval: Duration::from_millis(150),
@@ -1225,6 +1237,7 @@ mod tests {
                 inventory_hosts: None,
                 planned_windows: None,
                 window_ms: None,
+                interruptions: Vec::new(),
             },
             samples: BTreeMap::new(),
             windows: Vec::new(),
