@@ -107,7 +107,10 @@ fn run(windows: u32, interval: &str, nodes: u32) -> Measured {
         };
         match event["event"].as_str() {
             Some("window_ended") => rss.extend(status_kb(pid, "VmRSS:")),
-            Some("samples") => samples += event["samples"].as_array().map_or(0, Vec::len) as u64,
+            Some("samples") => {
+                samples += event["ok"].as_u64().unwrap_or(0)
+                    + event["missing"].as_array().map_or(0, Vec::len) as u64;
+            }
             Some("run_finished") => hwm = status_kb(pid, "VmHWM:").unwrap_or(0),
             _ => {}
         }

@@ -165,7 +165,7 @@ pub struct RunArgs {
     pub full_matrix_max: usize,
     /// Phase A: partners per node of a sampled matrix (at least 1) [default: --full-matrix-max
     /// − 1, so no node sends more than in the largest full matrix].
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "N")]
     pub matrix_partners: Option<usize>,
     /// Timeout of every admin API request, at least 100ms.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]

@@ -243,10 +243,6 @@ fn plan_faults<A: NodeApi + 'static>(
         planned: Vec::new(),
     };
     for (k, scheduled) in config.schedule.faults().enumerate() {
-        // Windows a resumed run already has are not planned again.
-        if scheduled.window < config.first_window {
-            continue;
-        }
         let spec = &scheduled.spec;
         // Each fault gets its own stream of the run's seed, so adding a fault never changes
         // the targets of another.
@@ -350,6 +346,10 @@ fn plan_faults<A: NodeApi + 'static>(
             }
         }
     }
+    // Windows a resumed run already has are not run again: their faults stay in the schedule
+    // (`schedule.json` lists the whole run) but are neither registered nor skipped again.
+    plans.active.retain(|&w, _| w >= config.first_window);
+    plans.skipped.retain(|&w, _| w >= config.first_window);
     plans
 }
 
@@ -361,8 +361,9 @@ fn run_tag(run_id: &str) -> String {
 }
 
 /// Impairments of earlier soak runs still held by the fleet's nodes (ids `soak.*` not of this
-/// run): removed before the first window and reported.
-async fn sweep_impairments<A: NodeApi>(nodes: &[A], tag: &str) -> Vec<Residue> {
+/// run — and, for a resumed run, of its own interrupted segment too): removed before the first
+/// window and reported.
+async fn sweep_impairments<A: NodeApi>(nodes: &[A], tag: &str, resumed: bool) -> Vec<Residue> {
     let mut swept = Vec::new();
     for node in nodes {
         let Ok(list) = node.impairments().await else {
@@ -370,15 +371,21 @@ async fn sweep_impairments<A: NodeApi>(nodes: &[A], tag: &str) -> Vec<Residue> {
         };
         for imp in list {
             let Some(id) = imp.id.clone() else { continue };
-            if id.starts_with("soak.") && !id.starts_with(tag) {
+            let own = id.starts_with(tag);
+            if id.starts_with("soak.") && (!own || resumed) {
                 let removed = node.remove_impairment(&id).await.is_ok();
+                let by = if own {
+                    "left by this run's interrupted segment"
+                } else {
+                    "left by an earlier run"
+                };
                 swept.push(Residue {
                     node: node.name().to_owned(),
                     object: format!("impairment {id}"),
                     detail: if removed {
-                        "left by an earlier run; removed before this run".into()
+                        format!("{by}; removed before this run")
                     } else {
-                        "left by an earlier run; could not be removed".into()
+                        format!("{by}; could not be removed")
                     },
                     unverified: !removed,
                 });
@@ -630,7 +637,7 @@ pub async fn run<A: NodeApi + 'static>(
                 entry: f.planned_entry(),
             });
         }
-        let swept = sweep_impairments(&nodes, &tag).await;
+        let swept = sweep_impairments(&nodes, &tag, config.first_window > 0).await;
         out.emit(&RunEvent::FaultResidue {
             swept,
             found: Vec::new(),
