@@ -20,12 +20,14 @@ mod reader;
 pub mod render;
 mod report;
 mod runid;
+pub mod samples;
 pub mod summary;
 mod verify;
 mod writer;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::{CURRENT as FORMAT_VERSION, FormatVersion};
+pub use fsio::write_atomic;
 pub use meta::{
     FileEntry, FleetCoverage, LostWindow, Manifest, MissingHost, NodeBuild, ResumeRecord, RunMeta,
     RunStatus,

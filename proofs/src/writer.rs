@@ -14,10 +14,18 @@ use soak_gates::model::{NodeEvent, Sample, WindowRecord};
 use crate::error::{Error, Result};
 use crate::faults::FaultJournal;
 use crate::format::{self, CURRENT, FormatVersion};
-use crate::fsio::{hash_tree, write_atomic, write_json_atomic};
+use crate::fsio::{hash_tree, read_bounded, write_atomic, write_json_atomic};
 use crate::meta::{Manifest, RunMeta, RunStatus};
 use crate::reader::read_head;
 use crate::render::{self, Evidence, SampleSource};
+use crate::samples::SampleEncoder;
+
+/// One node's open sample file and its encoder state.
+#[derive(Debug)]
+struct SampleFile {
+    file: File,
+    encoder: SampleEncoder,
+}
 
 /// Contents of `run.json`: the format version beside the metadata, so an incomplete proof (no
 /// manifest yet) still says how to read it.
@@ -34,7 +42,8 @@ pub struct ProofWriter {
     meta: RunMeta,
     events: File,
     node_events: Option<File>,
-    samples: BTreeMap<String, File>,
+    samples: BTreeMap<String, SampleFile>,
+    buffer: Vec<u8>,
     windows: BTreeSet<u32>,
     journal: Option<File>,
     /// An exclusive `flock` on the proof directory, held until the writer is dropped (the
@@ -63,7 +72,8 @@ pub struct Reopened {
     pub writer: ProofWriter,
     /// Status the proof had before (`running` when the writer died without sealing it).
     pub previous_status: RunStatus,
-    /// Torn last lines dropped (`events.jsonl: dropped a torn last line (37 bytes)`).
+    /// Torn last lines and sample records dropped (`events.jsonl: dropped a torn last line (37
+    /// bytes)`, `samples/node-0.smp: dropped a torn last record (12 bytes)`).
     pub repaired: Vec<String>,
 }
 
@@ -95,6 +105,7 @@ impl ProofWriter {
             events,
             node_events: None,
             samples: BTreeMap::new(),
+            buffer: Vec::new(),
             windows: BTreeSet::new(),
             journal: None,
             _lock: lock,
@@ -107,8 +118,9 @@ impl ProofWriter {
     /// Reopens an unfinished or interrupted proof to append to it (`soak run --resume`):
     /// takes the directory's lock (refused while another writer holds it), checks the format
     /// (same major, a minor no newer than this build's; the proof is rewritten as this
-    /// build's version), drops the torn last line of every append-only file (a writer killed
-    /// mid-line would otherwise leave it in the middle of the file), removes the rendered files
+    /// build's version), drops the torn last line of every JSON-lines file and the torn last record
+    /// of every compact sample file (a writer killed mid-append would otherwise leave it in the
+    /// middle of the file), removes the rendered files
     /// of an earlier seal (a stale `verdict.json` must never outlive the evidence it judged),
     /// and rewrites the manifest with status `running`. A complete proof is refused.
     pub fn reopen(dir: impl AsRef<Path>) -> Result<Reopened> {
@@ -133,9 +145,20 @@ impl ProofWriter {
         let mut repaired = Vec::new();
         for (rel, path) in &listing.files {
             if rel.ends_with(".jsonl")
-                && let Some(dropped) = drop_torn_tail(path)?
+                && let Some(dropped) = drop_torn_line(path)?
             {
                 repaired.push(format!("{rel}: dropped a torn last line ({dropped} bytes)"));
+            }
+            if rel.ends_with(format::SAMPLES_EXT) {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io("open", path, e))?;
+                if let Some(dropped) = drop_torn_record(path, &file)? {
+                    repaired.push(format!(
+                        "{rel}: dropped a torn last record ({dropped} bytes)"
+                    ));
+                }
             }
         }
         for name in format::RENDERED {
@@ -156,6 +179,7 @@ impl ProofWriter {
             events,
             node_events: None,
             samples: BTreeMap::new(),
+            buffer: Vec::new(),
             windows,
             journal: None,
             _lock: lock,
@@ -225,7 +249,9 @@ impl ProofWriter {
         }
     }
 
-    /// Appends one sample of `node` as a line of `samples/<node>.jsonl`.
+    /// Appends one sample of `node` to `samples/<node>.smp` (the compact encoding of
+    /// [`crate::samples`]): its records in one `write_all`, so a writer killed mid-append leaves
+    /// whole samples and at most one torn record, which the reader drops.
     pub fn append_sample(&mut self, node: &str, sample: &Sample) -> Result<()> {
         if node.is_empty() {
             return Err(Error::invalid(
@@ -239,10 +265,26 @@ impl ProofWriter {
             .join(format::sample_file_name(node));
         if !self.samples.contains_key(node) {
             let file = open_append(&path)?;
-            self.samples.insert(node.to_string(), file);
+            // A file that already holds samples (a writer reopened on the same proof) gets a
+            // reset record first, never a second magic.
+            let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let encoder = if existing == 0 {
+                SampleEncoder::new()
+            } else {
+                drop_torn_record(&path, &file)?;
+                SampleEncoder::continuing()
+            };
+            self.samples
+                .insert(node.to_string(), SampleFile { file, encoder });
         }
         match self.samples.get_mut(node) {
-            Some(file) => append_line(file, &path, sample),
+            Some(open) => {
+                self.buffer.clear();
+                open.encoder.encode(sample, &mut self.buffer);
+                open.file
+                    .write_all(&self.buffer)
+                    .map_err(|e| Error::io("append to", &path, e))
+            }
             // Inserted just above.
             None => Err(Error::invalid(
                 "failed to append a sample",
@@ -312,8 +354,9 @@ impl ProofWriter {
             file.sync_all()
                 .map_err(|e| Error::io("sync", &self.dir.join(format::NODE_EVENTS), e))?;
         }
-        for (node, file) in &self.samples {
-            file.sync_all()
+        for (node, open) in &self.samples {
+            open.file
+                .sync_all()
                 .map_err(|e| Error::io("sync samples of", Path::new(node), e))?;
         }
         for window in &verdict.windows {
@@ -400,7 +443,7 @@ fn remove_if_present(path: &Path) -> Result<()> {
 
 /// Truncates a JSON-lines file after its last newline, so appending continues on a line of its
 /// own; returns the bytes dropped, if any.
-fn drop_torn_tail(path: &Path) -> Result<Option<u64>> {
+fn drop_torn_line(path: &Path) -> Result<Option<u64>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = OpenOptions::new()
         .read(true)
@@ -445,6 +488,26 @@ fn open_append(path: &Path) -> Result<File> {
         .append(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))
+}
+
+/// Cuts a torn last record (a writer killed mid-append) off an existing sample file before more
+/// samples are appended to it and returns the bytes dropped, if any; a file that does not
+/// decode, or that is a link or oversize, is refused (read through the bounded opener like
+/// every proof read).
+fn drop_torn_record(path: &Path, file: &File) -> Result<Option<usize>> {
+    let bytes = read_bounded(path, format::MAX_SMP_BYTES)?;
+    let decoded = crate::samples::decode(&bytes).map_err(|e| {
+        Error::invalid(
+            format!("failed to append to {}", path.display()),
+            e.to_string(),
+        )
+    })?;
+    if decoded.torn_bytes == 0 {
+        return Ok(None);
+    }
+    file.set_len((bytes.len() - decoded.torn_bytes) as u64)
+        .map_err(|e| Error::io("truncate the torn tail of", path, e))?;
+    Ok(Some(decoded.torn_bytes))
 }
 
 /// One JSON value plus newline in a single `write_all` on an append-mode file, so concurrent

@@ -1,5 +1,6 @@
 //! Reopening a proof to resume its run (`soak run --resume`): a killed writer's torn last lines
-//! are dropped before appending, a sealed interrupted proof is unsealed (no stale verdict), a
+//! and torn last compact sample records are dropped before appending (the records appended
+//! after them still decode), a sealed interrupted proof is unsealed (no stale verdict), a
 //! live writer's lock refuses a second one, and a complete proof is never reopened.
 
 use std::io::Write;
@@ -8,6 +9,7 @@ use std::path::Path;
 use soak_gates::model::Observations;
 use soak_gates::testkit::FleetBuilder;
 use soak_gates::{Profile, evaluate};
+use soak_proofs::samples::SampleEncoder;
 use soak_proofs::{ProofWriter, RunMeta, RunStatus, format, read, verify};
 
 fn meta(obs: &Observations) -> RunMeta {
@@ -63,8 +65,12 @@ fn a_killed_writers_torn_lines_are_dropped_before_appending() {
     let dir = tmp.path().join("run");
     let obs = FleetBuilder::new(3, 3).build();
     drop(write_until(&dir, &obs, 2));
-    let samples = dir.join("samples/node-0.jsonl");
-    tear(&samples, br#"{"at_ms": 17953"#);
+    // A compact sample file cut inside its last record, as a SIGKILL mid-append leaves it: the
+    // bytes of the next sample's encoding but its last one.
+    let samples = dir.join("samples/node-0.smp");
+    let mut next = Vec::new();
+    SampleEncoder::continuing().encode(&obs.samples["node-0"][0], &mut next);
+    tear(&samples, &next[..next.len() - 1]);
     tear(&dir.join(format::EVENTS), br#"{"event": "sam"#);
 
     let reopened = ProofWriter::reopen(&dir).unwrap();
@@ -74,7 +80,15 @@ fn a_killed_writers_torn_lines_are_dropped_before_appending() {
         reopened
             .repaired
             .iter()
-            .any(|r| r == "samples/node-0.jsonl: dropped a torn last line (15 bytes)"),
+            .any(|r| r.starts_with("samples/node-0.smp: dropped a torn last record (")),
+        "{:?}",
+        reopened.repaired
+    );
+    assert!(
+        reopened
+            .repaired
+            .iter()
+            .any(|r| r == "events.jsonl: dropped a torn last line (14 bytes)"),
         "{:?}",
         reopened.repaired
     );

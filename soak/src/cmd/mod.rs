@@ -9,6 +9,8 @@ pub mod lab;
 pub mod report;
 pub mod resume;
 pub mod run;
+pub mod samples;
 pub mod scenarios;
 pub mod score;
 pub mod verify;
+pub mod watch;

@@ -968,8 +968,7 @@ fn runner_fleet(
     Option<tokio::sync::mpsc::UnboundedReceiver<soak_gates::model::NodeEvent>>,
     Capabilities,
 ) {
-    let host_faults = "host faults (tc, iptables) need a host fleet (-i INVENTORY) with the host                        backends"
-        .to_owned();
+    let host_faults = "host faults (tc, iptables) need a host fleet (-i INVENTORY)".to_owned();
     match fleet {
         Fleet::Local(mesh) => {
             let mut exits = mesh.supervise();
