@@ -265,6 +265,27 @@ fn interrupt_in_window_3_then_resume(signal: Signal) {
     }
     let summary = std::fs::read_to_string(proof.join("summary.md")).expect("summary.md");
     assert!(summary.contains("Resumed"), "{summary}");
+
+    // Both segments' samples are in the same compact, appended samples/<node>.smp files and
+    // decode whole (a SIGKILL's torn last record was cut before the resume appended).
+    let stored = soak_proofs::read(&proof).expect("the resumed proof reads");
+    assert!(stored.warnings.is_empty(), "{:?}", stored.warnings);
+    for node in stored.meta.nodes.iter().map(|n| &n.name) {
+        assert!(
+            proof.join(format!("samples/{node}.smp")).is_file(),
+            "{node} has no compact sample file"
+        );
+        let samples = &stored.observations.samples[node];
+        assert!(
+            samples.iter().any(|s| s.at_ms < lost_from)
+                && samples.iter().any(|s| s.at_ms > resumed_at),
+            "{node}: samples of both segments"
+        );
+        assert!(
+            samples.windows(2).all(|w| w[0].at_ms <= w[1].at_ms),
+            "{node}: in order"
+        );
+    }
 }
 
 #[test]
