@@ -26,6 +26,7 @@ pub use outcome::Outcome;
 pub use profile::Profile;
 pub use stats::poisson_upper_tail;
 pub use verdict::{
-    BarResult, Baseline, Cause, GapRecord, IntegrityRecord, PairTally, PhaseASoak, PhaseASummary,
-    RestartRecord, SamplingFailure, ScenarioSummary, VERDICT_VERSION, Verdict, WindowVerdict,
+    BarResult, Baseline, Cause, GapRecord, IntegrityRecord, InterruptionRecord, PairCoverage,
+    PairTally, PhaseASoak, PhaseASummary, RestartRecord, SamplingFailure, ScenarioSummary,
+    VERDICT_VERSION, Verdict, WindowVerdict,
 };

@@ -137,6 +137,24 @@ pub struct RunInfo {
     /// partial and never judged GO. `None` when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_ms: Option<u64>,
+    /// Spans lost to interruptions the run was resumed from (`soak run --resume`), in time
+    /// order: evidence gaps, never judged as windows. Empty for an uninterrupted run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interruptions: Vec<Interruption>,
+}
+
+/// A span a resumed run lost: the window under way when the run was killed or interrupted,
+/// from its start to the resume. What the nodes did meanwhile is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interruption {
+    /// The window cut short (the resume runs this index again).
+    pub window: u32,
+    /// Start of the lost span, unix milliseconds.
+    pub from_ms: u64,
+    /// End of the lost span (the resume's start), unix milliseconds.
+    pub to_ms: u64,
+    /// Why, in words (`the run was killed (SIGKILL or a crash)`, `interrupted by SIGINT`).
+    pub cause: String,
 }
 
 /// One node of the fleet.
@@ -210,6 +228,51 @@ pub struct WindowRecord {
 pub struct PhaseAResult {
     /// Every ordered pair attempted (N·(N−1) for a full matrix).
     pub pairs: Vec<PairOutcome>,
+    /// Set when the matrix was sampled (a fleet past `--full-matrix-max`): which partners each
+    /// node sent to. The required pairs of the window are exactly those the sample names;
+    /// `None` (and in proofs before 1.3): the full matrix is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<MatrixSample>,
+}
+
+/// A sampled Phase A matrix: node `i` (in the run's node order) sends to node
+/// `(i + offset) mod N` for every offset, so each node sends `K = offsets.len()` DMs and
+/// receives as many. The offsets rotate per window through a seeded permutation of `1..N`, so
+/// every ordered pair is required once every `rounds` windows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatrixSample {
+    /// Partners per node (`K`).
+    pub partners: u32,
+    /// Nodes in the matrix (`N`): each node has `N − 1` possible partners.
+    pub nodes: u32,
+    /// The offsets of this window, each in `1..N`.
+    pub offsets: Vec<u32>,
+    /// This window's place in the rotation, `0..rounds`.
+    pub round: u32,
+    /// Windows the rotation takes to require every ordered pair once: `ceil((N − 1) / K)`.
+    pub rounds: u32,
+}
+
+impl MatrixSample {
+    /// `sampled K of N−1 per node`.
+    pub fn describe(&self) -> String {
+        format!(
+            "sampled {} of {} per node",
+            self.partners,
+            self.nodes.saturating_sub(1)
+        )
+    }
+
+    /// Whether the ordered pair `(from, to)` of node indices is required by this sample
+    /// (indices in the run's node order of `nodes` nodes; out-of-range offsets are ignored). A
+    /// sample made for another fleet size requires nothing, so it can never pass.
+    pub fn requires(&self, from: usize, to: usize, nodes: usize) -> bool {
+        if nodes < 2 || self.nodes as usize != nodes || from == to || from >= nodes || to >= nodes {
+            return false;
+        }
+        let offset = (to + nodes - from) % nodes;
+        self.offsets.iter().any(|&o| o as usize == offset)
+    }
 }
 
 /// One ordered pair `from → to` of Phase A.

@@ -199,6 +199,7 @@ impl FleetBuilder {
                 inventory_hosts: None,
                 planned_windows: self.plan.then_some(self.windows as u32),
                 window_ms: self.plan.then_some(self.window_ms),
+                interruptions: Vec::new(),
                 nodes: names
                     .iter()
                     .enumerate()
@@ -283,7 +284,10 @@ pub fn full_matrix(names: &[String], salt: u64) -> PhaseAResult {
             }
         }
     }
-    PhaseAResult { pairs }
+    PhaseAResult {
+        pairs,
+        sample: None,
+    }
 }
 
 /// A complete fanout burst (20 messages from node 0, every node receives all).

@@ -46,6 +46,25 @@ pub struct Verdict {
     /// results that are not GO follow from each; those bars name their cause in `cause`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub causes: Vec<Cause>,
+    /// Spans lost to interruptions the run was resumed from, each an evidence gap judged
+    /// UNKNOWN — never a pass (the resume ran the window again). Empty unless resumed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interruptions: Vec<InterruptionRecord>,
+}
+
+/// A span lost to an interruption, as judged: always UNKNOWN (nothing is known about it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterruptionRecord {
+    /// The window cut short.
+    pub window: u32,
+    /// Start of the lost span, unix ms.
+    pub from_ms: u64,
+    /// End of the lost span (the resume), unix ms.
+    pub to_ms: u64,
+    /// Why it was lost.
+    pub cause: String,
+    /// Always UNKNOWN: the lost span's partial evidence is a gap, never a pass.
+    pub verdict: Outcome,
 }
 
 /// The verdict of one window.
@@ -131,6 +150,10 @@ pub struct PhaseASummary {
     /// The node every failing pair involves, when there is one and more than one pair failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_node: Option<String>,
+    /// `sampled K of N−1 per node` when the matrix was sampled (`pairs` then counts the sampled
+    /// pairs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<String>,
 }
 
 /// Phase A over the whole soak.
@@ -153,6 +176,26 @@ pub struct PhaseASoak {
     pub common_node: Option<String>,
     /// One tally per ordered pair, sorted by `(from, to)`.
     pub per_pair: Vec<PairTally>,
+    /// When any matrix was sampled: how much of the full matrix the judged windows covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<PairCoverage>,
+}
+
+/// How many ordered pairs sampled matrices delivered at least once over the judged windows
+/// (warm-up and partial windows do not count): a soak too short to rotate through every
+/// partner has not shown every pair works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairCoverage {
+    /// Ordered pairs of the fleet (N·(N−1)).
+    pub pairs: u64,
+    /// Of those, delivered at least once in a judged window.
+    pub covered: u64,
+    /// `sampled K of N−1 per node` (of the last sampled matrix).
+    pub sampled: String,
+    /// Judged windows a full rotation takes (`ceil((N − 1) / K)`).
+    pub rounds: u32,
+    /// Judged windows with a sampled matrix.
+    pub judged_matrices: u64,
 }
 
 /// One ordered pair over the soak.

@@ -117,6 +117,7 @@ fn observations(samples: Vec<Sample>) -> Observations {
             inventory_hosts: None,
             planned_windows: Some(WINDOWS as u32),
             window_ms: Some(TICKS_PER_WINDOW * INTERVAL),
+            interruptions: Vec::new(),
             nodes: vec![NodeRef {
                 name: "n".into(),
                 peer_id: String::new(),

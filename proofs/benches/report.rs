@@ -69,6 +69,7 @@ fn main() {
         seed: Some(1),
         errors: Vec::new(),
         errors_omitted: 0,
+        resumes: Vec::new(),
     };
     let mut writer = ProofWriter::create(&dir, meta).unwrap_or_else(|e| panic!("{e}"));
     for (node, series) in &obs.samples {

@@ -14,6 +14,7 @@
 //!                          `samples`); proofs of format ≤ 1.2 have samples/<node>.jsonl
 //!   windows/NNN/window.json    the window's record (Phase A, fanout, scenarios)
 //!   windows/NNN/verdict.json   the window's verdict (written at finish)
+//!   windows/NNN/lost-K.json    a partial record set aside by resume K (1.3; resumed proofs)
 //!   faults/journal.jsonl   fault steps, each before it acts and after (runs with faults)
 //!   faults/schedule.json   the resolved fault schedule; faults/scenarios.toml the scenario file
 //!   faults/residue.json    what the sweep before and the audit after the run found
@@ -73,6 +74,22 @@ pub const FAULT_RESIDUE: &str = "residue.json";
 pub const SCENARIO_FILE: &str = "scenarios.toml";
 /// `faults/schedule.json`: the resolved schedule (faults, windows, targets, backends).
 pub const FAULT_SCHEDULE: &str = "schedule.json";
+/// Prefix of a window's record lost to an interruption and kept aside by a resume
+/// (`windows/NNN/lost-K.json`, K the resume's number from 1), so the re-run's `window.json`
+/// never mixes with it (1.3).
+pub const LOST_WINDOW_PREFIX: &str = "lost-";
+/// Every file `finish` renders from the stored evidence (the top level of the proof): removed
+/// when a proof is reopened to be resumed, rendered again when it is sealed.
+pub const RENDERED: &[&str] = &[
+    VERDICT,
+    SUMMARY_MD,
+    SUMMARY_CSV,
+    WINDOWS_CSV,
+    TIMELINE_CSV,
+    PHASE_A_CSV,
+    JUNIT_XML,
+    REPORT_HTML,
+];
 /// Prefix of temporary files (atomic writes); never part of a finished proof.
 pub const TEMP_PREFIX: &str = ".tmp-";
 /// Extension of the per-node sample files this build writes (the compact encoding of
@@ -99,7 +116,8 @@ pub enum SampleEncoding {
 /// nemesis' `faults/` (journal, schedule, residue, scenario file; fault evidence in window
 /// records), `node_events.jsonl`, `phase_a.csv`, `PairOutcome::inbox_copies` and
 /// `RunMeta::errors`; 1.3 stores samples compactly in `samples/<node>.smp` (older proofs'
-/// `.jsonl` sample files are still read).
+/// `.jsonl` sample files are still read) and added resumes (`RunMeta::resumes`,
+/// `windows/NNN/lost-K.json`, the verdict's `interruptions`) and sampled Phase A matrices.
 pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 3 };
 
 /// Largest JSON (or TOML) document a proof may hold: run, config, manifest, window and verdict

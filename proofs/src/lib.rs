@@ -28,10 +28,13 @@ mod writer;
 pub use error::{Error, ErrorKind, Result};
 pub use format::{CURRENT as FORMAT_VERSION, FormatVersion};
 pub use fsio::write_atomic;
-pub use meta::{FileEntry, FleetCoverage, Manifest, MissingHost, NodeBuild, RunMeta, RunStatus};
+pub use meta::{
+    FileEntry, FleetCoverage, LostWindow, Manifest, MissingHost, NodeBuild, ResumeRecord, RunMeta,
+    RunStatus,
+};
 pub use points::GAP_FACTOR;
 pub use reader::{Proof, read, read_head};
 pub use report::MAX_POINTS;
 pub use runid::{run_id, utc_rfc3339};
 pub use verify::{VerifyReport, verify};
-pub use writer::{ProofWriter, REDACTED, redact_args, redact_secrets};
+pub use writer::{ProofWriter, REDACTED, Reopened, redact_args, redact_secrets};

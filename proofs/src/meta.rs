@@ -61,6 +61,51 @@ pub struct RunMeta {
     /// Errors beyond [`RunMeta::MAX_ERRORS`], counted (all of them are in `events.jsonl`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub errors_omitted: u64,
+    /// Every time the run was resumed (`soak run --resume`), in order (1.3). Empty for a run
+    /// that was never interrupted, and in older proofs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumes: Vec<ResumeRecord>,
+}
+
+/// One resume of an interrupted or crashed run into the same proof (`soak run --resume`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRecord {
+    /// When the resume started, unix milliseconds: its first window starts here.
+    pub at_ms: u64,
+    /// What the proof said before: `running` (the writer died: killed or crashed),
+    /// `interrupted` (SIGINT/SIGTERM, sealed) or `failed`.
+    pub previous_status: RunStatus,
+    /// The window index the resume started with (every earlier window is kept as recorded).
+    pub next_window: u32,
+    /// The window the interruption cut short, when one was under way: a gap in the evidence,
+    /// never judged as a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<LostWindow>,
+    /// Torn last lines of append-only files (the writer was killed mid-line) dropped before
+    /// appending, one note each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<String>,
+    /// The resuming command line (secret flag values redacted when rendered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+/// A window lost to an interruption: from where its evidence stops being judged to where the
+/// resume's first window starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostWindow {
+    /// Its index (the resume runs this index again).
+    pub index: u32,
+    /// Start of the lost span (the window's start), unix milliseconds.
+    pub from_ms: u64,
+    /// End of the lost span (the resume's start), unix milliseconds.
+    pub to_ms: u64,
+    /// Its partial record, when one had been written (SIGINT), moved to
+    /// `windows/NNN/<this name>` so the re-run's `window.json` replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_file: Option<String>,
+    /// Why it was lost, in words.
+    pub cause: String,
 }
 
 fn is_zero(n: &u64) -> bool {

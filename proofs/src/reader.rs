@@ -130,6 +130,7 @@ pub fn read_head(dir: impl AsRef<Path>) -> Result<Proof> {
             inventory_hosts: meta.coverage.as_ref().map(|c| c.inventory_hosts),
             planned_windows: planned_windows(&meta.config),
             window_ms: window_ms(&meta.config),
+            interruptions: interruptions(&meta),
         },
         samples: BTreeMap::new(),
         windows,
@@ -144,6 +145,20 @@ pub fn read_head(dir: impl AsRef<Path>) -> Result<Proof> {
         events,
         warnings,
     })
+}
+
+/// The spans the run's resumes lost (`run.json`'s `resumes`), for the judge.
+pub fn interruptions(meta: &RunMeta) -> Vec<soak_gates::model::Interruption> {
+    meta.resumes
+        .iter()
+        .filter_map(|r| r.lost.as_ref())
+        .map(|lost| soak_gates::model::Interruption {
+            window: lost.index,
+            from_ms: lost.from_ms,
+            to_ms: lost.to_ms,
+            cause: lost.cause.clone(),
+        })
+        .collect()
 }
 
 /// Windows the run planned, from the resolved config `soak run` stores (`windows`).

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use soak_gates::display::human_number;
+use soak_gates::display::{human_duration, human_number};
 use soak_gates::model::{Sample, WindowRecord};
 use soak_gates::{BarResult, Cause, Outcome, Verdict};
 
@@ -535,6 +535,51 @@ pub fn why_line(verdict: &Verdict) -> Option<String> {
     Some(parts.join("; "))
 }
 
+/// `## Resumed`: every resume of the run, and the span each one lost (an evidence gap judged
+/// UNKNOWN, never a window).
+fn resumed_section(md: &mut String, meta: &RunMeta) {
+    if meta.resumes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Resumed\n\nThe run was resumed into this proof (`soak run --resume`). A window the \
+         interruption cut short is lost: its span is an evidence gap, judged UNKNOWN and never \
+         as a window, and the window was run again.\n\n| resumed at | the proof was | next \
+         window | lost | lost span | why |\n|---|---|---|---|---|---|"
+    );
+    for r in &meta.resumes {
+        let (lost, span, why) = match &r.lost {
+            Some(l) => (
+                format!("window {}", l.index),
+                format!(
+                    "{} → {} ({})",
+                    utc_rfc3339(l.from_ms),
+                    utc_rfc3339(l.to_ms),
+                    human_duration(l.to_ms.saturating_sub(l.from_ms))
+                ),
+                l.cause.clone(),
+            ),
+            None => ("-".into(), "-".into(), "no window was under way".into()),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            utc_rfc3339(r.at_ms),
+            r.previous_status.as_str(),
+            r.next_window,
+            lost,
+            md_cell(&span),
+            md_cell(&why)
+        );
+    }
+    for r in &meta.resumes {
+        for note in &r.repaired {
+            let _ = writeln!(md, "\nRepaired before resuming: {}", md_cell(note));
+        }
+    }
+}
+
 /// `summary.md`: the verdict for humans, with the end summary's totals.
 pub fn summary_md(
     meta: &RunMeta,
@@ -573,6 +618,16 @@ pub fn summary_md(
         let _ = writeln!(md, "| hosts | {} |", md_cell(&coverage.describe()));
     }
     let _ = writeln!(md, "| windows | {} |", windows_text(meta, verdict));
+    if !meta.resumes.is_empty() {
+        let lost = meta.resumes.iter().filter(|r| r.lost.is_some()).count();
+        let _ = writeln!(
+            md,
+            "| resumed | {} time{} ({lost} lost window{} run again; see *Resumed*) |",
+            meta.resumes.len(),
+            if meta.resumes.len() == 1 { "" } else { "s" },
+            if lost == 1 { "" } else { "s" }
+        );
+    }
     let _ = writeln!(
         md,
         "| scenarios | {} |",
@@ -609,6 +664,8 @@ pub fn summary_md(
             let _ = writeln!(md, "| {} | {} |", md_cell(&m.host), md_cell(&m.error));
         }
     }
+
+    resumed_section(&mut md, meta);
 
     let _ = writeln!(
         md,
@@ -650,7 +707,10 @@ pub fn summary_md(
         let phase_a = w
             .phase_a
             .as_ref()
-            .map_or("-".to_string(), |p| format!("{}/{}", p.delivered, p.pairs));
+            .map_or("-".to_string(), |p| match &p.sampled {
+                Some(sampled) => format!("{}/{} ({sampled})", p.delivered, p.pairs),
+                None => format!("{}/{}", p.delivered, p.pairs),
+            });
         let scenarios = w
             .scenarios
             .iter()

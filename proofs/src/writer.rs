@@ -46,6 +46,35 @@ pub struct ProofWriter {
     buffer: Vec<u8>,
     windows: BTreeSet<u32>,
     journal: Option<File>,
+    /// An exclusive `flock` on the proof directory, held until the writer is dropped (the
+    /// kernel drops it when the process dies), so a second writer — a `soak run --resume`
+    /// while the run is still alive — is refused instead of interleaving with it.
+    _lock: File,
+}
+
+/// Takes the exclusive lock of a proof directory (see [`ProofWriter`]'s `_lock`).
+fn lock_dir(dir: &Path, context: &str) -> Result<File> {
+    let handle = File::open(dir).map_err(|e| Error::new(context, e))?;
+    match handle.try_lock() {
+        Ok(()) => Ok(handle),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::invalid(
+            context,
+            "another soak process is writing it (the run is still going; its lock is held)",
+        )),
+        Err(fs::TryLockError::Error(e)) => Err(Error::new(context, e)),
+    }
+}
+
+/// What [`ProofWriter::reopen`] found and did.
+#[derive(Debug)]
+pub struct Reopened {
+    /// The writer, appending to the proof (status `running` again).
+    pub writer: ProofWriter,
+    /// Status the proof had before (`running` when the writer died without sealing it).
+    pub previous_status: RunStatus,
+    /// Torn last lines and sample records dropped (`events.jsonl: dropped a torn last line (37
+    /// bytes)`, `samples/node-0.smp: dropped a torn last record (12 bytes)`).
+    pub repaired: Vec<String>,
 }
 
 impl ProofWriter {
@@ -67,6 +96,7 @@ impl ProofWriter {
         for sub in [format::SAMPLES_DIR, format::WINDOWS_DIR] {
             fs::create_dir_all(dir.join(sub)).map_err(|e| Error::new(&context, e))?;
         }
+        let lock = lock_dir(&dir, &context)?;
         let events_path = dir.join(format::EVENTS);
         let events = open_append(&events_path)?;
         let mut writer = ProofWriter {
@@ -78,10 +108,105 @@ impl ProofWriter {
             buffer: Vec::new(),
             windows: BTreeSet::new(),
             journal: None,
+            _lock: lock,
         };
         writer.write_meta()?;
         writer.write_manifest(RunStatus::Running, None, None)?;
         Ok(writer)
+    }
+
+    /// Reopens an unfinished or interrupted proof to append to it (`soak run --resume`):
+    /// takes the directory's lock (refused while another writer holds it), checks the format
+    /// (same major, a minor no newer than this build's; the proof is rewritten as this
+    /// build's version), drops the torn last line of every JSON-lines file and the torn last record
+    /// of every compact sample file (a writer killed mid-append would otherwise leave it in the
+    /// middle of the file), removes the rendered files
+    /// of an earlier seal (a stale `verdict.json` must never outlive the evidence it judged),
+    /// and rewrites the manifest with status `running`. A complete proof is refused.
+    pub fn reopen(dir: impl AsRef<Path>) -> Result<Reopened> {
+        let dir = dir.as_ref().to_path_buf();
+        let context = format!("failed to reopen proof {}", dir.display());
+        let lock = lock_dir(&dir, &context)?;
+        let head = read_head(&dir).map_err(|e| Error::new(context.clone(), e.kind))?;
+        let previous_status = head.status();
+        if previous_status == RunStatus::Complete {
+            return Err(Error::invalid(
+                context,
+                "the run is complete: there is nothing to resume",
+            ));
+        }
+        let listing = crate::fsio::list_files(&dir)?;
+        if let Some((rel, kind)) = listing.others.first() {
+            return Err(Error::invalid(
+                context,
+                format!("{rel} is {kind}; a proof holds regular files only"),
+            ));
+        }
+        let mut repaired = Vec::new();
+        for (rel, path) in &listing.files {
+            if rel.ends_with(".jsonl")
+                && let Some(dropped) = drop_torn_line(path)?
+            {
+                repaired.push(format!("{rel}: dropped a torn last line ({dropped} bytes)"));
+            }
+            if rel.ends_with(format::SAMPLES_EXT) {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io("open", path, e))?;
+                if let Some(dropped) = drop_torn_record(path, &file)? {
+                    repaired.push(format!(
+                        "{rel}: dropped a torn last record ({dropped} bytes)"
+                    ));
+                }
+            }
+        }
+        for name in format::RENDERED {
+            remove_if_present(&dir.join(name))?;
+        }
+        let mut windows = BTreeSet::new();
+        for record in &head.observations.windows {
+            windows.insert(record.index);
+            let dir = dir
+                .join(format::WINDOWS_DIR)
+                .join(format::window_dir_name(record.index));
+            remove_if_present(&dir.join(format::VERDICT))?;
+        }
+        let events = open_append(&dir.join(format::EVENTS))?;
+        let writer = ProofWriter {
+            dir,
+            meta: head.meta,
+            events,
+            node_events: None,
+            samples: BTreeMap::new(),
+            buffer: Vec::new(),
+            windows,
+            journal: None,
+            _lock: lock,
+        };
+        writer.write_manifest(RunStatus::Running, None, None)?;
+        Ok(Reopened {
+            writer,
+            previous_status,
+            repaired,
+        })
+    }
+
+    /// Moves window `index`'s record aside as `windows/NNN/lost-<resume>.json` (and removes
+    /// its verdict), so the window can be run again: its partial record stays in the proof as
+    /// evidence of what was lost, never read as the window. Returns the new file name, or
+    /// `None` when the window had no record.
+    pub fn set_window_aside(&mut self, index: u32, resume: usize) -> Result<Option<String>> {
+        let dir = self.window_dir(index);
+        let record = dir.join(format::WINDOW_RECORD);
+        if !crate::fsio::is_regular(&record)? {
+            return Ok(None);
+        }
+        let name = format!("{}{resume}.json", format::LOST_WINDOW_PREFIX);
+        fs::rename(&record, dir.join(&name)).map_err(|e| Error::io("move aside", &record, e))?;
+        remove_if_present(&dir.join(format::VERDICT))?;
+        self.windows.remove(&index);
+        Ok(Some(name))
     }
 
     /// The proof directory.
@@ -146,7 +271,7 @@ impl ProofWriter {
             let encoder = if existing == 0 {
                 SampleEncoder::new()
             } else {
-                drop_torn_tail(&path, &file)?;
+                drop_torn_record(&path, &file)?;
                 SampleEncoder::continuing()
             };
             self.samples
@@ -308,6 +433,55 @@ impl ProofWriter {
     }
 }
 
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// Truncates a JSON-lines file after its last newline, so appending continues on a line of its
+/// own; returns the bytes dropped, if any.
+fn drop_torn_line(path: &Path) -> Result<Option<u64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
+    // Scan back from the end in blocks for the last newline.
+    let mut end = len;
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(chunk))
+            .map_err(|e| Error::io("read", path, e))?;
+        if let Some(at) = chunk.iter().rposition(|&b| b == b'\n') {
+            let keep = start + at as u64 + 1;
+            if keep == len {
+                return Ok(None);
+            }
+            file.set_len(keep)
+                .map_err(|e| Error::io("truncate", path, e))?;
+            return Ok(Some(len - keep));
+        }
+        end = start;
+    }
+    if len == 0 {
+        return Ok(None);
+    }
+    file.set_len(0)
+        .map_err(|e| Error::io("truncate", path, e))?;
+    Ok(Some(len))
+}
+
 fn open_append(path: &Path) -> Result<File> {
     OpenOptions::new()
         .create(true)
@@ -317,9 +491,10 @@ fn open_append(path: &Path) -> Result<File> {
 }
 
 /// Cuts a torn last record (a writer killed mid-append) off an existing sample file before more
-/// samples are appended to it; a file that does not decode, or that is a link or oversize, is
-/// refused (read through the bounded opener like every proof read).
-fn drop_torn_tail(path: &Path, file: &File) -> Result<()> {
+/// samples are appended to it and returns the bytes dropped, if any; a file that does not
+/// decode, or that is a link or oversize, is refused (read through the bounded opener like
+/// every proof read).
+fn drop_torn_record(path: &Path, file: &File) -> Result<Option<usize>> {
     let bytes = read_bounded(path, format::MAX_SMP_BYTES)?;
     let decoded = crate::samples::decode(&bytes).map_err(|e| {
         Error::invalid(
@@ -327,11 +502,12 @@ fn drop_torn_tail(path: &Path, file: &File) -> Result<()> {
             e.to_string(),
         )
     })?;
-    if decoded.torn_bytes > 0 {
-        file.set_len((bytes.len() - decoded.torn_bytes) as u64)
-            .map_err(|e| Error::io("truncate the torn tail of", path, e))?;
+    if decoded.torn_bytes == 0 {
+        return Ok(None);
     }
-    Ok(())
+    file.set_len((bytes.len() - decoded.torn_bytes) as u64)
+        .map_err(|e| Error::io("truncate the torn tail of", path, e))?;
+    Ok(Some(decoded.torn_bytes))
 }
 
 /// One JSON value plus newline in a single `write_all` on an append-mode file, so concurrent

@@ -189,12 +189,12 @@ async fn bench_phase_a(n: usize, client: &reqwest::Client, reps: usize) {
     let pairs = n * (n - 1);
     let mut phase = PhaseA::new();
     // One warm-up matrix (connections, caches), then measured ones.
-    let _ = phase.run(&mesh.nodes, config).await;
+    let _ = phase.run(&mesh.nodes, config, 0).await;
     let mut walls = Vec::new();
     let mut delivered = 0;
     for _ in 0..reps {
         let start = Instant::now();
-        let result = phase.run(&mesh.nodes, config).await;
+        let result = phase.run(&mesh.nodes, config, 0).await;
         walls.push(start.elapsed());
         delivered = result.pairs.iter().filter(|p| p.delivered).count();
     }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use base64::Engine;
 use futures::StreamExt;
 use soak_api::{DmOutcome, DmRequest, PageQuery};
-use soak_gates::model::{PairOutcome, PhaseAResult};
+use soak_gates::model::{MatrixSample, PairOutcome, PhaseAResult};
 
 use crate::api::NodeApi;
 
@@ -25,7 +25,20 @@ pub struct PhaseAConfig {
     pub payload_bytes: usize,
     /// ACK timeout per attempt passed to the node (node default when `None`).
     pub ack_timeout_ms: Option<u64>,
+    /// Largest fleet that runs the full N·(N−1) matrix every window; a bigger one runs a
+    /// sampled matrix ([`sample`]).
+    pub full_matrix_max: usize,
+    /// Partners per node of a sampled matrix (`K`, at most N − 1).
+    pub partners: usize,
+    /// Seed of the sampled matrices' rotation (the run's seed).
+    pub seed: u64,
+    /// Warm-up windows: the rotation starts at the first judged window, so the judged windows
+    /// cover every pair as soon as possible.
+    pub warmup_windows: u32,
 }
+
+/// Default of `--full-matrix-max`.
+pub const FULL_MATRIX_MAX: usize = 60;
 
 impl Default for PhaseAConfig {
     fn default() -> Self {
@@ -33,8 +46,54 @@ impl Default for PhaseAConfig {
             concurrency: 32,
             payload_bytes: 64,
             ack_timeout_ms: Some(2_000),
+            full_matrix_max: FULL_MATRIX_MAX,
+            partners: FULL_MATRIX_MAX - 1,
+            seed: 0,
+            warmup_windows: 0,
         }
     }
+}
+
+/// The sampled matrix of window `window` for `n` nodes, or `None` when the fleet runs the full
+/// matrix (`n ≤ full_matrix_max`, or `K ≥ n − 1`). Node `i` sends to `(i + offset) mod n` for
+/// `K` offsets: a seeded permutation of `1..n` is cut into `rounds = ceil((n − 1) / K)` runs of
+/// `K` (the last one wrapping to the start), and window `w` takes run
+/// `(w − warm-up) mod rounds` — so every ordered pair is required once in every `rounds`
+/// consecutive judged windows, and every node sends and receives exactly `K` DMs per window.
+pub fn sample(n: usize, config: &PhaseAConfig, window: u32) -> Option<MatrixSample> {
+    let k = config.partners.max(1);
+    if n <= config.full_matrix_max.max(2) || k >= n.saturating_sub(1) {
+        return None;
+    }
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let partners = n - 1;
+    let mut perm: Vec<u32> = (1..n as u32).collect();
+    perm.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+        config.seed ^ 0xa076_1d64_78bd_642f,
+    ));
+    let rounds = partners.div_ceil(k);
+    let shift = (config.warmup_windows as usize) % rounds;
+    let round = (window as usize + rounds - shift) % rounds;
+    let offsets = (0..k).map(|t| perm[(round * k + t) % partners]).collect();
+    Some(MatrixSample {
+        partners: k as u32,
+        nodes: n as u32,
+        offsets,
+        round: round as u32,
+        rounds: rounds as u32,
+    })
+}
+
+/// The pairs of a sampled matrix, spread over senders like [`pair_order`] (offset by offset).
+pub fn sampled_pairs(n: usize, sample: &MatrixSample) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::with_capacity(n * sample.offsets.len());
+    for &offset in &sample.offsets {
+        for from in 0..n {
+            pairs.push((from, (from + offset as usize) % n));
+        }
+    }
+    pairs
 }
 
 /// Items asked for per inbox page.
@@ -90,9 +149,19 @@ impl PhaseA {
         PhaseA::default()
     }
 
-    /// Runs one full matrix over `nodes` and returns every pair's outcome.
-    pub async fn run<A: NodeApi>(&mut self, nodes: &[A], config: PhaseAConfig) -> PhaseAResult {
-        let pairs = pair_order(nodes.len());
+    /// Runs window `window`'s matrix over `nodes` — the full one, or the window's sample past
+    /// `full_matrix_max` — and returns every pair's outcome.
+    pub async fn run<A: NodeApi>(
+        &mut self,
+        nodes: &[A],
+        config: PhaseAConfig,
+        window: u32,
+    ) -> PhaseAResult {
+        let matrix = sample(nodes.len(), &config, window);
+        let pairs = match &matrix {
+            Some(m) => sampled_pairs(nodes.len(), m),
+            None => pair_order(nodes.len()),
+        };
         let payload_bytes = config.payload_bytes.max(16);
         let sent: Vec<Sent> = futures::stream::iter(pairs)
             .map(|(from, to)| send_pair(nodes, from, to, payload_bytes, config.ack_timeout_ms))
@@ -190,7 +259,10 @@ impl PhaseA {
             })
             .collect();
         outcomes.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
-        PhaseAResult { pairs: outcomes }
+        PhaseAResult {
+            pairs: outcomes,
+            sample: matrix,
+        }
     }
 }
 
@@ -318,13 +390,101 @@ mod tests {
         }
     }
 
+    fn sampled(k: usize, seed: u64, warmup: u32) -> PhaseAConfig {
+        PhaseAConfig {
+            full_matrix_max: 10,
+            partners: k,
+            seed,
+            warmup_windows: warmup,
+            ..PhaseAConfig::default()
+        }
+    }
+
+    #[test]
+    fn small_fleets_run_the_full_matrix() {
+        assert!(sample(10, &sampled(3, 1, 0), 0).is_none());
+        // K ≥ N − 1 is the full matrix too.
+        assert!(sample(12, &sampled(11, 1, 0), 0).is_none());
+        assert!(sample(11, &sampled(3, 1, 0), 0).is_some());
+    }
+
+    proptest::proptest! {
+        /// Every window each node sends to K distinct partners and receives from K, and the
+        /// judged windows `warmup .. warmup + rounds` require every ordered pair exactly once.
+        #[test]
+        fn rotation_covers_every_ordered_pair_once_per_round(
+            n in 11usize..80,
+            k in 1usize..30,
+            seed in proptest::prelude::any::<u64>(),
+            warmup in 0u32..5,
+        ) {
+            let config = sampled(k, seed, warmup);
+            let Some(first) = sample(n, &config, warmup) else {
+                proptest::prop_assert!(k >= n - 1);
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(first.round, 0);
+            let rounds = first.rounds;
+            proptest::prop_assert_eq!(rounds as usize, (n - 1).div_ceil(k));
+            let mut seen = vec![0u32; n * n];
+            for w in warmup..warmup + rounds {
+                let m = sample(n, &config, w).expect("sampled");
+                let pairs = sampled_pairs(n, &m);
+                proptest::prop_assert_eq!(pairs.len(), n * k);
+                let mut sends = vec![0usize; n];
+                let mut receives = vec![0usize; n];
+                let mut unique = pairs.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                proptest::prop_assert_eq!(unique.len(), pairs.len());
+                for &(from, to) in &pairs {
+                    proptest::prop_assert!(from != to);
+                    proptest::prop_assert!(m.requires(from, to, n));
+                    sends[from] += 1;
+                    receives[to] += 1;
+                    seen[from * n + to] += 1;
+                }
+                proptest::prop_assert!(sends.iter().chain(&receives).all(|&c| c == k));
+            }
+            for from in 0..n {
+                for to in 0..n {
+                    if from != to {
+                        proptest::prop_assert!(seen[from * n + to] >= 1, "{from}->{to} never required");
+                    }
+                }
+            }
+            // Exactly once unless the last run wraps around to the start of the permutation.
+            if (n - 1) % k == 0 {
+                proptest::prop_assert!(seen.iter().all(|&c| c <= 1));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn sampled_matrix_sends_only_the_windows_pairs() {
+        let mesh = FakeMesh::new(12);
+        let config = PhaseAConfig {
+            full_matrix_max: 10,
+            partners: 3,
+            ..PhaseAConfig::default()
+        };
+        let result = PhaseA::new().run(&mesh.nodes(), config, 2).await;
+        let sample = result
+            .sample
+            .clone()
+            .expect("sampled past --full-matrix-max");
+        assert_eq!(sample.describe(), "sampled 3 of 11 per node");
+        assert_eq!(result.pairs.len(), 36);
+        assert!(result.pairs.iter().all(|p| p.delivered));
+    }
+
     #[tokio::test]
     async fn healthy_mesh_delivers_every_pair_exactly_once() {
         let mesh = FakeMesh::new(6);
         let nodes = mesh.nodes();
         let mut phase = PhaseA::new();
         for _ in 0..3 {
-            let result = phase.run(&nodes, PhaseAConfig::default()).await;
+            let result = phase.run(&nodes, PhaseAConfig::default(), 0).await;
             assert_eq!(result.pairs.len(), 30);
             assert!(
                 result
@@ -343,7 +503,7 @@ mod tests {
         let mesh = FakeMesh::new(5);
         mesh.set_fault(2, Fault::Dead);
         let result = PhaseA::new()
-            .run(&mesh.nodes(), PhaseAConfig::default())
+            .run(&mesh.nodes(), PhaseAConfig::default(), 0)
             .await;
         assert_eq!(result.pairs.len(), 20);
         for pair in &result.pairs {
@@ -357,7 +517,7 @@ mod tests {
         let mesh = FakeMesh::new(3);
         mesh.set_fault(1, Fault::AckButDrop);
         let result = PhaseA::new()
-            .run(&mesh.nodes(), PhaseAConfig::default())
+            .run(&mesh.nodes(), PhaseAConfig::default(), 0)
             .await;
         let into_1: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-1").collect();
         assert_eq!(into_1.len(), 2);
@@ -380,7 +540,7 @@ mod tests {
         let mesh = FakeMesh::new(3);
         mesh.set_fault(2, Fault::AckLost);
         let result = PhaseA::new()
-            .run(&mesh.nodes(), PhaseAConfig::default())
+            .run(&mesh.nodes(), PhaseAConfig::default(), 0)
             .await;
         let into_2: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-2").collect();
         assert_eq!(into_2.len(), 2);
@@ -404,7 +564,7 @@ mod tests {
         let mesh = FakeMesh::new(3);
         mesh.set_fault(0, Fault::DeliverTwice);
         let result = PhaseA::new()
-            .run(&mesh.nodes(), PhaseAConfig::default())
+            .run(&mesh.nodes(), PhaseAConfig::default(), 0)
             .await;
         let into_0: Vec<_> = result.pairs.iter().filter(|p| p.to == "node-0").collect();
         assert!(
@@ -424,10 +584,10 @@ mod tests {
         let mesh = FakeMesh::new(3);
         let nodes = mesh.nodes();
         let mut phase = PhaseA::new();
-        let first = phase.run(&nodes, PhaseAConfig::default()).await;
+        let first = phase.run(&nodes, PhaseAConfig::default(), 0).await;
         assert!(first.pairs.iter().all(|p| p.delivered));
         mesh.restart(1);
-        let second = phase.run(&nodes, PhaseAConfig::default()).await;
+        let second = phase.run(&nodes, PhaseAConfig::default(), 0).await;
         assert!(second.pairs.iter().all(|p| p.delivered), "{second:?}");
     }
 
@@ -438,7 +598,7 @@ mod tests {
             concurrency: 1,
             ..PhaseAConfig::default()
         };
-        let result = PhaseA::new().run(&mesh.nodes(), config).await;
+        let result = PhaseA::new().run(&mesh.nodes(), config, 0).await;
         assert_eq!(result.pairs.iter().filter(|p| p.delivered).count(), 12);
     }
 }

@@ -113,7 +113,12 @@ impl<A: NodeApi> Workload<A> for PhaseAWorkload {
     fn run<'a>(&'a self, nodes: &'a [A], window: &'a WindowCx) -> FaultFuture<'a, ScenarioReport> {
         Box::pin(async move {
             let started = Instant::now();
-            let result = self.state.lock().await.run(nodes, self.config).await;
+            let result = self
+                .state
+                .lock()
+                .await
+                .run(nodes, self.config, window.index)
+                .await;
             // The workload ran; whether its pairs pass is the gates' call.
             let mut report = ScenarioReport::of(
                 window.index,

@@ -73,6 +73,7 @@ fn meta(obs: &Observations) -> RunMeta {
         seed: None,
         errors: Vec::new(),
         errors_omitted: 0,
+        resumes: Vec::new(),
     }
 }
 

@@ -12,7 +12,8 @@ mod runner;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::exit::Exit;
 use crate::output::errln;
@@ -78,8 +79,33 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     // clap's own exit code for bad arguments is 2, which the table reserves for UNKNOWN:
     // map its errors to 64 (usage); `--help` / `--version` still exit 0.
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let cli = match parsed {
+        Ok((mut cli, matches)) => {
+            // `soak run --resume` refuses flags that would change the stored plan: it needs
+            // to know which were typed, not just their (defaulted) values.
+            if let Command::Run(args) = &mut cli.command
+                && let Some(run) = matches.subcommand_matches("run")
+                && let Some(command) = Cli::command().find_subcommand("run")
+            {
+                args.given = command
+                    .get_arguments()
+                    .filter(|arg| {
+                        run.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+                    })
+                    .map(|arg| {
+                        let flag = arg
+                            .get_long()
+                            .map(|l| format!("--{l}"))
+                            .unwrap_or_else(|| arg.get_id().to_string());
+                        (arg.get_id().to_string(), flag)
+                    })
+                    .collect();
+            }
+            cli
+        }
         Err(err) => {
             let _ = err.print();
             return if err.use_stderr() {

@@ -14,22 +14,18 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
+use soak_gates::model::SampleOutcome;
 
 mod support;
 use support::run::{Running, pid_alive, pids_of, soak_run, verdict_of};
 
-/// Every `(at_ms, ok)` of a node's sample stream.
+/// Every `(at_ms, ok)` of a node's sample stream (read through the proof reader: the compact
+/// `samples/<node>.smp` is not JSON).
 fn samples_of(proof: &Path, node: &str) -> Vec<(u64, bool)> {
-    std::fs::read_to_string(proof.join("samples").join(format!("{node}.jsonl")))
-        .expect("samples file")
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).expect("sample json");
-            (
-                v["at_ms"].as_u64().expect("at_ms"),
-                v["outcome"]["status"] == "ok",
-            )
-        })
+    let proof = soak_proofs::read(proof).expect("proof reads");
+    proof.observations.samples[node]
+        .iter()
+        .map(|s| (s.at_ms, matches!(s.outcome, SampleOutcome::Ok(_))))
         .collect()
 }
 

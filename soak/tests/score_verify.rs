@@ -55,6 +55,7 @@ fn write_proof(dir: &Path, obs: &Observations, gate: &str, finish: bool) -> soak
         seed: Some(7),
         errors: Vec::new(),
         errors_omitted: 0,
+        resumes: Vec::new(),
     };
     let mut writer = ProofWriter::create(dir, meta).unwrap();
     for (node, samples) in &obs.samples {

@@ -29,8 +29,8 @@ use crate::profile::{AdaptivePolicy, Bar, Profile, Rule, Scope};
 use crate::series::{Delta, Event, NodeSeries};
 use crate::stats::poisson_upper_tail;
 use crate::verdict::{
-    BarResult, Baseline, GapRecord, IntegrityRecord, PhaseASummary, RestartRecord, SamplingFailure,
-    ScenarioSummary, VERDICT_VERSION, Verdict, WindowVerdict,
+    BarResult, Baseline, GapRecord, IntegrityRecord, InterruptionRecord, PhaseASummary,
+    RestartRecord, SamplingFailure, ScenarioSummary, VERDICT_VERSION, Verdict, WindowVerdict,
 };
 
 use self::adaptive::*;
@@ -58,6 +58,7 @@ pub fn evaluate(observations: &Observations, profile: &Profile) -> Verdict {
         phase_a_aggregate(profile, phase_a.as_ref()),
     ];
     soak_bars.extend(coverage_bar(observations));
+    soak_bars.extend(continuity_bar(observations));
     if let Some(policy) = &profile.adaptive {
         soak_bars.push(adaptive(&facts, policy, &mut windows));
     }
@@ -89,6 +90,18 @@ pub fn evaluate(observations: &Observations, profile: &Profile) -> Verdict {
         integrity_errors: facts.integrity,
         phase_a,
         causes,
+        interruptions: observations
+            .run
+            .interruptions
+            .iter()
+            .map(|i| InterruptionRecord {
+                window: i.window,
+                from_ms: i.from_ms,
+                to_ms: i.to_ms,
+                cause: i.cause.clone(),
+                verdict: Outcome::Unknown,
+            })
+            .collect(),
     }
 }
 

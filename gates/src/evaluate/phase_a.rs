@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::model::PairOutcome;
-use crate::verdict::{PairTally, PhaseASoak};
+use crate::verdict::{PairCoverage, PairTally, PhaseASoak};
 
 /// Phase A summary, the failed pairs (for reasons) and the nodes to blame.
 pub(super) type PhaseAFull = (PhaseASummary, Vec<String>, BTreeSet<String>);
@@ -105,13 +105,20 @@ pub(super) fn phase_a_summary(
         p50_us: None,
         p99_us: None,
         common_node: None,
+        sampled: pa.sample.as_ref().map(|m| m.describe()),
     };
+    let n = names.len();
     let mut failures = Vec::new();
     let mut failing: Vec<(&str, &str)> = Vec::new();
     let mut latencies: Vec<u64> = Vec::new();
-    for from in &names {
-        for to in &names {
+    for (i, from) in names.iter().enumerate() {
+        for (j, to) in names.iter().enumerate() {
             if from == to {
+                continue;
+            }
+            // A sampled matrix requires exactly the pairs its sample names (judged from the
+            // plan, not from what was recorded: a pair the runner skipped is missing).
+            if pa.sample.as_ref().is_some_and(|m| !m.requires(i, j, n)) {
                 continue;
             }
             if exempt.contains(*from) || exempt.contains(*to) {
@@ -206,9 +213,18 @@ pub(super) fn judge_phase_a(
         None => phase_a_summary(&facts.obs.run.nodes, pa, exempt, expected_to_fail),
     };
     let threshold = format!("== {}", summary.pairs);
+    // A sampled matrix says so in every reason: `… delivered (sampled 20 of 199 per node; …)`.
     let counts = format!(
-        "{} sent, {} acked, {} received, {} delivered",
-        summary.sent, summary.acked, summary.received, summary.delivered
+        "{}{} sent, {} acked, {} received, {} delivered",
+        summary
+            .sampled
+            .as_ref()
+            .map(|s| format!("{s}; "))
+            .unwrap_or_default(),
+        summary.sent,
+        summary.acked,
+        summary.received,
+        summary.delivered
     );
     let (verdict, reason) = if summary.failed > 0 {
         let common = match &summary.common_node {
@@ -275,19 +291,30 @@ pub(super) fn phase_a_soak(facts: &Facts<'_>, profile: &Profile) -> Option<Phase
         delivered: 0,
         common_node: None,
         per_pair: Vec::new(),
+        coverage: None,
     };
     let mut failing: Vec<(&str, &str)> = Vec::new();
-    for record in &facts.obs.windows {
+    // Coverage of sampled matrices: [from * n + to] delivered in a judged window.
+    let mut covered = vec![false; n * n];
+    let mut last_sample: Option<&crate::model::MatrixSample> = None;
+    let mut judged_matrices = 0;
+    for (w, record) in facts.obs.windows.iter().enumerate() {
         let Some(pa) = &record.phase_a else {
             continue;
         };
         soak.matrices += 1;
+        let judged = facts.judged(w);
+        if let Some(sample) = &pa.sample {
+            last_sample = Some(sample);
+            judged_matrices += u64::from(judged);
+        }
         let exempt = exemptions_for(record, bar).1;
         let cut = exempt_pairs(record, bar);
         let recorded = recorded(pa);
         for (i, from) in names.iter().enumerate() {
             for (j, to) in names.iter().enumerate() {
                 if i == j
+                    || pa.sample.as_ref().is_some_and(|m| !m.requires(i, j, n))
                     || exempt.contains(*from)
                     || exempt.contains(*to)
                     || (!cut.is_empty() && cut.contains(&(from.to_string(), to.to_string())))
@@ -319,6 +346,7 @@ pub(super) fn phase_a_soak(facts: &Facts<'_>, profile: &Profile) -> Option<Phase
                 if pair.is_some_and(|p| p.is_delivered()) {
                     tally.delivered += 1;
                     soak.delivered += 1;
+                    covered[i * n + j] |= judged;
                 } else {
                     tally.failed_windows.push(record.index);
                     if pair.is_some() {
@@ -332,6 +360,13 @@ pub(super) fn phase_a_soak(facts: &Facts<'_>, profile: &Profile) -> Option<Phase
         return None;
     }
     soak.common_node = common_node(failing.iter().copied());
+    soak.coverage = last_sample.map(|sample| PairCoverage {
+        pairs: (n * n.saturating_sub(1)) as u64,
+        covered: (0..n * n).filter(|&k| k / n != k % n && covered[k]).count() as u64,
+        sampled: sample.describe(),
+        rounds: sample.rounds,
+        judged_matrices,
+    });
     soak.per_pair = tallies.into_iter().flatten().collect();
     soak.per_pair
         .sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
@@ -355,9 +390,12 @@ pub(super) fn phase_a_aggregate(profile: &Profile, soak: Option<&PhaseASoak>) ->
             let missing = s.pairs - s.sent;
             let lo = s.delivered as f64 / s.pairs as f64;
             let hi = (s.delivered + missing) as f64 / s.pairs as f64;
+            // Sampled matrices: every ordered pair must have been delivered in some judged
+            // window; until the rotation covered them all, the soak has not shown they work.
+            let uncovered = s.coverage.as_ref().filter(|c| c.covered < c.pairs);
             let verdict = if hi < min {
                 Outcome::NoGo
-            } else if lo >= min {
+            } else if lo >= min && uncovered.is_none() {
                 Outcome::Go
             } else {
                 Outcome::Unknown
@@ -380,8 +418,14 @@ pub(super) fn phase_a_aggregate(profile: &Profile, soak: Option<&PhaseASoak>) ->
                 },
                 reason: format!(
                     "{} of {} required pairs delivered over {} matrices ({} sent, {} acked, {} \
-                     received; {missing} never attempted){common}",
-                    s.delivered, s.pairs, s.matrices, s.sent, s.acked, s.received
+                     received; {missing} never attempted){common}{}",
+                    s.delivered,
+                    s.pairs,
+                    s.matrices,
+                    s.sent,
+                    s.acked,
+                    s.received,
+                    s.coverage.as_ref().map_or_else(String::new, coverage_text)
                 ),
             }
         }
@@ -391,4 +435,25 @@ pub(super) fn phase_a_aggregate(profile: &Profile, soak: Option<&PhaseASoak>) ->
         "Phase A delivery over the soak",
         judged,
     )
+}
+
+/// `; coverage: …` of a soak with sampled matrices.
+fn coverage_text(c: &PairCoverage) -> String {
+    if c.covered >= c.pairs {
+        format!(
+            "; matrices {}: all {} ordered pairs delivered at least once over {} judged windows",
+            c.sampled, c.pairs, c.judged_matrices
+        )
+    } else {
+        format!(
+            "; matrices {}: NOT COVERED — {} of {} ordered pairs never delivered in a judged \
+             window ({} judged sampled matrices; a full rotation takes {} judged windows), so \
+             delivery over the whole fleet is unknown",
+            c.sampled,
+            c.pairs - c.covered,
+            c.pairs,
+            c.judged_matrices,
+            c.rounds
+        )
+    }
 }

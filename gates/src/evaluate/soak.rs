@@ -139,3 +139,72 @@ pub(super) fn coverage_bar(observations: &Observations) -> Option<BarResult> {
         },
     ))
 }
+
+/// Resumed runs only: every span an interruption lost is an evidence gap — its partial
+/// evidence is never judged, let alone passed — and the window it cut short must have been run
+/// again after the resume (a recorded window of that index starting at or after the resume).
+/// GO then means "the plan was completed around the gaps", and the reason names each gap;
+/// a lost window never run again is UNKNOWN.
+pub(super) fn continuity_bar(observations: &Observations) -> Option<BarResult> {
+    let lost = &observations.run.interruptions;
+    if lost.is_empty() {
+        return None;
+    }
+    let spans: Vec<String> = lost
+        .iter()
+        .map(|i| {
+            format!(
+                "window {} lost {} ({} → {}: {})",
+                i.window,
+                human_duration(i.to_ms.saturating_sub(i.from_ms)),
+                utc_time(i.from_ms),
+                utc_time(i.to_ms),
+                i.cause
+            )
+        })
+        .collect();
+    let not_rerun: Vec<String> = lost
+        .iter()
+        .filter(|i| {
+            !observations
+                .windows
+                .iter()
+                .any(|w| w.index == i.window && w.start_ms >= i.to_ms)
+        })
+        .map(|i| i.window.to_string())
+        .collect();
+    let (verdict, reason) = if not_rerun.is_empty() {
+        (
+            Outcome::Go,
+            format!(
+                "resumed {} time{}; every lost window was run again; the lost spans are evidence \
+                 gaps, not judged: {}",
+                lost.len(),
+                if lost.len() == 1 { "" } else { "s" },
+                list(&spans, 4)
+            ),
+        )
+    } else {
+        (
+            Outcome::Unknown,
+            format!(
+                "window{} {} lost to an interruption and never run again: {}",
+                if not_rerun.len() == 1 { "" } else { "s" },
+                not_rerun.join(", "),
+                list(&spans, 4)
+            ),
+        )
+    };
+    Some(soak_bar(
+        "continuity",
+        "lost windows run again after a resume",
+        Judged {
+            verdict,
+            statistic: "lost windows run again / lost windows".into(),
+            value: Some((lost.len() - not_rerun.len()) as f64),
+            threshold: format!("== {}", lost.len()),
+            nodes: Vec::new(),
+            reason,
+        },
+    ))
+}

@@ -35,6 +35,7 @@ fn meta(obs: &Observations) -> RunMeta {
         seed: Some(42),
         errors: Vec::new(),
         errors_omitted: 0,
+        resumes: Vec::new(),
     }
 }
 

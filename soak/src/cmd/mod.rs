@@ -7,6 +7,7 @@ pub mod gates;
 pub mod inventory;
 pub mod lab;
 pub mod report;
+pub mod resume;
 pub mod run;
 pub mod samples;
 pub mod scenarios;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use soak_gates::Profile;
 use soak_gates::model::{NodeRef, Observations, RunInfo};
@@ -33,7 +33,7 @@ use crate::runner::signals::Signals;
 use crate::runner::{RunnerConfig, table};
 
 /// Format of the machine-readable event stream on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventsFormat {
     /// One JSON object per line; nothing else is written to stdout.
@@ -154,23 +154,44 @@ pub struct RunArgs {
     /// Fanout burst: how many nodes publish, 1 to the node count.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub burst_publishers: usize,
-    /// Phase A: pairs in flight at once (at least 1).
-    #[arg(long, default_value_t = 32, value_name = "N")]
-    pub concurrency: usize,
+    /// Phase A: pairs in flight at once, at least 1 [default: fits the fleet — 2 per node,
+    /// between 16 and 128].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Phase A: the largest fleet that runs the full N·(N−1) matrix every window; past it each
+    /// node sends to --matrix-partners seeded partners, rotating per window so every ordered
+    /// pair is covered over the soak (at least 2).
+    #[arg(long, default_value_t = soak_scenarios::phase_a::FULL_MATRIX_MAX, value_name = "N")]
+    pub full_matrix_max: usize,
+    /// Phase A: partners per node of a sampled matrix (at least 1) [default: --full-matrix-max
+    /// − 1, so no node sends more than in the largest full matrix].
+    #[arg(long, value_name = "N")]
+    pub matrix_partners: Option<usize>,
     /// Timeout of every admin API request, at least 100ms.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
     /// Deadline of each start-up step of the local mesh (files, ready, meshed).
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub start_timeout: Duration,
+    /// Continue an interrupted or crashed run into its proof directory: the plan comes from
+    /// its config.json (flags that would change it are refused; --events, --node-bin and
+    /// --start-timeout may be given), the next window index follows the last complete one,
+    /// and the window the interruption cut short is recorded as a gap and run again.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Flags given on the command line, as `(id, --flag)` (filled in by `main`; `--resume`
+    /// refuses those that would change the stored plan).
+    #[arg(skip)]
+    pub given: Vec<(String, String)>,
 }
 
 /// Largest local mesh (each node is a process with a QUIC endpoint and an HTTP server).
 const MAX_LOCAL_NODES: usize = 200;
 const DEFAULT_NODES: usize = 6;
 
-/// What the user asked for, validated (step one: nothing touched yet).
-#[derive(Debug, Clone, Serialize)]
+/// What the user asked for, validated (step one: nothing touched yet). Stored as the proof's
+/// `config.json` and read back from it by `soak run --resume`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunPlan {
     /// Inventory path, for SSH fleets.
     pub inventory: Option<PathBuf>,
@@ -193,7 +214,7 @@ pub struct RunPlan {
     /// The scenario file as given, when one was.
     pub scenario_file: Option<PathBuf>,
     /// The scenario file's text (copied into the proof).
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub scenario_text: Option<String>,
     /// Opt-ins granted.
     pub allow: Vec<Permission>,
@@ -215,8 +236,14 @@ pub struct RunPlan {
     pub events: Option<EventsFormat>,
     /// Node binary as given.
     pub node_bin: Option<PathBuf>,
-    /// Phase A pairs in flight.
-    pub concurrency: usize,
+    /// Phase A pairs in flight (`None`: fit the fleet, [`default_concurrency`]).
+    pub concurrency: Option<usize>,
+    /// Largest fleet with a full Phase A matrix (absent in older proofs: the default).
+    #[serde(default = "default_full_matrix_max")]
+    pub full_matrix_max: usize,
+    /// Partners per node of a sampled matrix (absent in older proofs: the default).
+    #[serde(default = "default_matrix_partners")]
+    pub matrix_partners: usize,
     /// Burst: messages.
     pub burst_messages: u64,
     /// Burst: bytes per message.
@@ -231,8 +258,22 @@ pub struct RunPlan {
     pub start_timeout_ms: u64,
 }
 
+fn default_full_matrix_max() -> usize {
+    soak_scenarios::phase_a::FULL_MATRIX_MAX
+}
+
+fn default_matrix_partners() -> usize {
+    soak_scenarios::phase_a::FULL_MATRIX_MAX - 1
+}
+
+/// Phase A pairs in flight by default: two per node (every node sends and receives at once),
+/// between 16 and 128 (past that, a 2-core orchestrator only queues).
+pub fn default_concurrency(nodes: usize) -> usize {
+    (2 * nodes).clamp(16, 128)
+}
+
 /// Which gate profile judges the run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateChoice {
     /// A built-in profile by name.
@@ -389,8 +430,14 @@ impl RunArgs {
         if label.is_empty() {
             return Err(CliError::usage("--label must not be empty"));
         }
-        if self.concurrency == 0 {
+        if self.concurrency == Some(0) {
             return Err(CliError::usage("--concurrency must be at least 1"));
+        }
+        if self.full_matrix_max < 2 {
+            return Err(CliError::usage("--full-matrix-max must be at least 2"));
+        }
+        if self.matrix_partners == Some(0) {
+            return Err(CliError::usage("--matrix-partners must be at least 1"));
         }
         if !(1..=1_000_000).contains(&self.burst_messages) {
             return Err(CliError::usage(
@@ -441,6 +488,10 @@ impl RunArgs {
             events: self.events,
             node_bin: self.node_bin.clone(),
             concurrency: self.concurrency,
+            full_matrix_max: self.full_matrix_max,
+            matrix_partners: self
+                .matrix_partners
+                .unwrap_or(self.full_matrix_max.saturating_sub(1).max(1)),
             burst_messages: self.burst_messages,
             burst_bytes: self.burst_bytes,
             burst_rate: self.burst_rate,
@@ -452,7 +503,7 @@ impl RunArgs {
 }
 
 /// Loads the gate profile (a usage error when the name or file is bad).
-fn load_gate(choice: &GateChoice) -> Result<(Profile, Option<String>), CliError> {
+pub(crate) fn load_gate(choice: &GateChoice) -> Result<(Profile, Option<String>), CliError> {
     match choice {
         GateChoice::Builtin(name) => Profile::builtin(name)
             .map(|p| (p, None))
@@ -502,8 +553,12 @@ pub fn resolve_node_bin(given: Option<&Path>) -> Result<PathBuf, CliError> {
     ))
 }
 
-/// Runs `soak run`.
+/// Runs `soak run` (or, with `--resume`, continues a run into its proof).
 pub async fn execute(args: RunArgs) -> CliResult {
+    if args.resume.is_some() {
+        let start = super::resume::prepare(&args)?;
+        return drive(start).await;
+    }
     // Step one: nothing is touched until the arguments hold together.
     let plan = args.plan()?;
     let args_limit = args.limit.clone();
@@ -533,7 +588,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
         .proof_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("proofs").join(&run_id));
-    let mut signals = Signals::install()
+    let signals = Signals::install()
         .map_err(|err| CliError::unavailable(format!("cannot install signal handlers: {err}")))?;
 
     let inventory_digest = match &plan.inventory {
@@ -569,6 +624,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
         seed: Some(plan.seed),
         errors: Vec::new(),
         errors_omitted: 0,
+        resumes: Vec::new(),
     };
     // Kept for the end summary (the command line and seed); the writer owns the original.
     let summary_meta = meta.clone();
@@ -584,6 +640,84 @@ pub async fn execute(args: RunArgs) -> CliResult {
             .write_fault_file(soak_proofs::format::SCENARIO_FILE, text.as_bytes())
             .map_err(|err| CliError::unavailable(format!("{err}: {}", err.kind)))?;
     }
+    let data_root = match plan.inventory {
+        None => node_data_root(writer.dir(), &run_id),
+        // Nothing is spawned here; nothing is created.
+        Some(_) => std::env::temp_dir().join(format!("soak-{run_id}-{}", std::process::id())),
+    };
+    drive(Start {
+        plan,
+        limit: args_limit,
+        profile,
+        run_id,
+        writer,
+        summary_meta,
+        node_bin,
+        data_root,
+        signals,
+        first_window: 0,
+        resumed: None,
+    })
+    .await
+}
+
+/// Where a local mesh keeps its nodes' data dirs: beside the proof, as `.<proof>.nodes/`, so
+/// a killed or interrupted run leaves them where `soak run --resume` finds them (and a test's
+/// temporary directory removes them); the temp dir when the proof's parent is not writable.
+/// Removed once the run completes.
+fn node_data_root(proof_dir: &Path, run_id: &str) -> PathBuf {
+    let beside = proof_dir
+        .parent()
+        .zip(proof_dir.file_name())
+        .map(|(parent, name)| parent.join(format!(".{}.nodes", name.to_string_lossy())));
+    match beside.and_then(|dir| std::path::absolute(dir).ok()) {
+        Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir,
+        _ => std::env::temp_dir().join(format!("soak-{run_id}-{}", std::process::id())),
+    }
+}
+
+/// A run ready to drive: a proof writer (new, or reopened by a resume), its plan and gate.
+pub struct Start {
+    /// The plan (from the flags, or from `config.json` for a resume).
+    pub plan: RunPlan,
+    /// `--limit`, parsed.
+    pub limit: Option<soak_inventory::HostPattern>,
+    /// The gate profile.
+    pub profile: Profile,
+    /// Run id.
+    pub run_id: String,
+    /// The proof writer.
+    pub writer: ProofWriter,
+    /// Metadata for the end summary (command line, seed).
+    pub summary_meta: RunMeta,
+    /// The node binary (local mesh).
+    pub node_bin: Option<PathBuf>,
+    /// Where the local nodes' data dirs live (`<root>/node-N`).
+    pub data_root: PathBuf,
+    /// Signal handlers, installed before anything was touched.
+    pub signals: Signals,
+    /// First window to run.
+    pub first_window: u32,
+    /// What a resume found, when this is one.
+    pub resumed: Option<super::resume::Resumed>,
+}
+
+/// Step two, shared by a new run and a resume: reporters, the fleet, the windows, the verdict
+/// (judged from the stored proof), the proof sealed, the exit code.
+async fn drive(start: Start) -> CliResult {
+    let Start {
+        plan,
+        limit: args_limit,
+        profile,
+        run_id,
+        writer,
+        summary_meta,
+        node_bin,
+        data_root,
+        mut signals,
+        first_window,
+        resumed,
+    } = start;
     let proof_path = writer.dir().to_owned();
 
     let progress = Progress::new();
@@ -598,7 +732,13 @@ pub async fn execute(args: RunArgs) -> CliResult {
 
     let client = http_client(Duration::from_millis(plan.request_timeout_ms))
         .map_err(|err| CliError::unavailable(err.to_string()))?;
-    let data_root = std::env::temp_dir().join(format!("soak-{run_id}-{}", std::process::id()));
+    if let Some(resumed) = &resumed {
+        // First in the proof: what was lost, before anything new is recorded.
+        dispatch.emit(&RunEvent::Resumed {
+            record: resumed.record.clone(),
+        });
+        super::resume::wait_for_previous_nodes(&resumed.previous, &progress).await;
+    }
 
     // Step two: resolve the fleet. A signal during start-up still stops what was spawned.
     let start = Instant::now();
@@ -653,7 +793,7 @@ pub async fn execute(args: RunArgs) -> CliResult {
             dispatch.emit(&RunEvent::Error {
                 message: err.message.clone(),
             });
-            let observations = empty_observations(&run_id, &plan, &[]);
+            let observations = stored_observations(&proof_path, &run_id, &plan, &mut dispatch);
             let _ = finish(
                 &mut dispatch,
                 status,
@@ -702,6 +842,9 @@ pub async fn execute(args: RunArgs) -> CliResult {
                     admin_url: e.admin_url.clone(),
                     pid: process.map(|p| p.pid),
                     log: process.map(|p| p.log.display().to_string()),
+                    data_dir: process
+                        .and_then(|p| p.log.parent())
+                        .map(|d| d.display().to_string()),
                 }
             })
             .collect(),
@@ -719,12 +862,19 @@ pub async fn execute(args: RunArgs) -> CliResult {
         run_id: run_id.clone(),
         proof_dir: proof_path.display().to_string(),
         windows: plan.windows,
+        first_window,
         warmup_windows: plan.warmup_windows,
         interval: Duration::from_millis(plan.interval_ms),
         sample_interval: Duration::from_millis(plan.sample_interval_ms),
         workloads: plan.workloads.clone(),
         phase_a: PhaseAConfig {
-            concurrency: plan.concurrency,
+            concurrency: plan
+                .concurrency
+                .unwrap_or_else(|| default_concurrency(endpoints.len())),
+            full_matrix_max: plan.full_matrix_max,
+            partners: plan.matrix_partners,
+            seed: plan.seed,
+            warmup_windows: plan.warmup_windows,
             ..PhaseAConfig::default()
         },
         fanout: FanoutConfig {
@@ -758,20 +908,32 @@ pub async fn execute(args: RunArgs) -> CliResult {
         });
     }
     copy_logs(&processes, &proof_path, &mut dispatch);
+    // Judged from the stored proof — exactly what `soak score` reads — so the verdict equals a
+    // re-score by construction, and the runner never had to keep the run's evidence in memory.
+    let observations = stored_observations(&proof_path, &run_id, &plan, &mut dispatch);
     let verdict = finish(
         &mut dispatch,
         report.status,
-        &report.observations,
+        &observations,
         &profile,
         proof_outcome,
     )
     .await?;
-    let _ = std::fs::remove_dir_all(&data_root);
+    if report.status == RunStatus::Interrupted && plan.inventory.is_none() {
+        // Kept for `soak run --resume`: the nodes come back with the same identities.
+        errln!(
+            "node data kept in {} for `soak run --resume {}`",
+            data_root.display(),
+            proof_path.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&data_root);
+    }
 
-    let summary = table::end_summary(&summary_meta, report.status, &verdict, &report.observations);
+    let summary = table::end_summary(&summary_meta, report.status, &verdict, &observations);
     let rendered = table::render(
         &verdict,
-        &report.observations,
+        &observations,
         &proof_path,
         report.status,
         coverage.as_ref(),
@@ -868,11 +1030,35 @@ fn empty_observations(run_id: &str, plan: &RunPlan, nodes: &[NodeRef]) -> Observ
             inventory_hosts: None,
             planned_windows: Some(plan.windows),
             window_ms: Some(plan.interval_ms),
+            interruptions: Vec::new(),
         },
         samples: nodes.iter().map(|n| (n.name.clone(), Vec::new())).collect(),
         windows: Vec::new(),
         residue: Vec::new(),
         node_events: Vec::new(),
+    }
+}
+
+/// The observations of the proof as stored so far (every sample, window and node event the
+/// proof reporter wrote). A proof that cannot be read back is an error event and an empty set
+/// of observations (the proof outcome then fails the run with 69; nothing is judged GO).
+fn stored_observations(
+    proof_dir: &Path,
+    run_id: &str,
+    plan: &RunPlan,
+    dispatch: &mut Dispatch,
+) -> Observations {
+    match soak_proofs::read(proof_dir) {
+        Ok(proof) => proof.observations,
+        Err(err) => {
+            dispatch.emit(&RunEvent::Error {
+                message: format!(
+                    "cannot read the proof back to judge it: {err}: {}",
+                    err.kind
+                ),
+            });
+            empty_observations(run_id, plan, &[])
+        }
     }
 }
 

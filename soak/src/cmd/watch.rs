@@ -120,6 +120,8 @@ fn show(
                 run_id: proof.meta.run_id.clone(),
                 nodes: proof.meta.nodes.clone(),
                 windows: u32::try_from(config_u64(config, "windows")).unwrap_or(0),
+                // The watcher shows the whole proof from its start, a resumed one included.
+                first_window: 0,
                 warmup_windows: u32::try_from(config_u64(config, "warmup_windows")).unwrap_or(0),
                 interval_ms: config_u64(config, "interval_ms"),
                 sample_interval_ms: proof.meta.sample_interval_ms,

@@ -1,19 +1,19 @@
 //! The one event type of a run. The dispatcher loop emits these in order; every reporter
 //! (terminal progress, JSON lines, proof writer) is an independent consumer of the same stream.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use soak_gates::Verdict;
 use soak_gates::model::{
     FanoutResult, NodeEvent, NodeRef, Residue, Sample, ScenarioRecord, WindowRecord,
 };
 use soak_scenarios::faults::journal::JournalEntry;
 
-use soak_proofs::{FleetCoverage, MissingHost};
+use soak_proofs::{FleetCoverage, MissingHost, ResumeRecord};
 
 use crate::fleet::HostBuild;
 
 /// Why a run stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Every planned window ran.
@@ -36,7 +36,7 @@ impl RunStatus {
 }
 
 /// Phase A summary for the live views (the full matrix is in [`RunEvent::WindowEnded`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseASummary {
     /// Pairs delivered exactly once.
     pub delivered: usize,
@@ -50,10 +50,13 @@ pub struct PhaseASummary {
     pub wall_ms: u64,
     /// Up to a few failed pairs, `from→to: why`.
     pub failures: Vec<String>,
+    /// `sampled K of N−1 per node` for a sampled matrix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<String>,
 }
 
 /// A window's verdict for the live views.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowBrief {
     /// `GO`, `NO-GO` or `UNKNOWN`.
     pub verdict: String,
@@ -64,7 +67,7 @@ pub struct WindowBrief {
 }
 
 /// One bar that is not GO.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BarBrief {
     /// Bar id.
     pub bar: String,
@@ -78,7 +81,7 @@ pub struct BarBrief {
 }
 
 /// A scheduled fault as the run resolved it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedFault {
     /// Instance (`partition_halves@w3`).
     pub instance: String,
@@ -99,7 +102,7 @@ pub struct PlannedFault {
 }
 
 /// One node of the fleet as the run reached it (no secrets: the token stays out).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetNode {
     /// Node name.
     pub name: String,
@@ -108,15 +111,19 @@ pub struct FleetNode {
     /// Admin API base URL as reached from the orchestrator.
     pub admin_url: String,
     /// Process id, for processes this run spawned.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
     /// Log file, for processes this run spawned.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// Data directory, for processes this run spawned (a resume re-spawns the node with it:
+    /// same identity, same peer id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
 }
 
 /// One event of a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
     /// How much of the inventory the run reached (inventory runs only; emitted before
@@ -142,6 +149,13 @@ pub enum RunEvent {
         /// How long start-up took, milliseconds.
         took_ms: u64,
     },
+    /// The run continues an interrupted or crashed run into the same proof (`soak run
+    /// --resume`): emitted first, before the fleet is back. Recorded in `run.json`'s `resumes`
+    /// and in `summary.md`.
+    Resumed {
+        /// What happened and what was lost.
+        record: ResumeRecord,
+    },
     /// The windows are about to start.
     RunStarted {
         /// Run id.
@@ -150,6 +164,9 @@ pub enum RunEvent {
         nodes: Vec<NodeRef>,
         /// Windows planned.
         windows: u32,
+        /// The first window this process runs (0, or where a resume picks up).
+        #[serde(default)]
+        first_window: u32,
         /// Warm-up windows among them.
         warmup_windows: u32,
         /// Window length, milliseconds.

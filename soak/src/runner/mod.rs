@@ -64,8 +64,11 @@ pub struct RunnerConfig {
     pub run_id: String,
     /// Proof directory (for the events only; the proof reporter owns the writing).
     pub proof_dir: String,
-    /// Windows to run.
+    /// Windows the run plans (warm-up included).
     pub windows: u32,
+    /// The first window this process runs: 0, or the window a resume picks up at (earlier
+    /// windows are in the proof already and are not planned again).
+    pub first_window: u32,
     /// Leading windows that are warm-up.
     pub warmup_windows: u32,
     /// Window length.
@@ -96,13 +99,13 @@ pub struct RunnerConfig {
     pub profile: Option<Profile>,
 }
 
-/// What a run produced.
+/// What a run produced. The evidence itself is not in here: it went to the reporters as it
+/// came (samples, window records, node events), and the final verdict is judged from the
+/// stored proof, so the runner's memory never grows with the run's length.
 #[derive(Debug, Clone)]
 pub struct RunReport {
     /// Why it stopped.
     pub status: RunStatus,
-    /// Everything observed, ready for the gates.
-    pub observations: Observations,
 }
 
 /// Messages from workers to the dispatcher loop.
@@ -210,6 +213,7 @@ pub fn summarize_phase_a(result: &PhaseAResult, wall: Duration) -> PhaseASummary
         max_us: latencies.last().copied(),
         wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
         failures,
+        sampled: result.sample.as_ref().map(|m| m.describe()),
     }
 }
 
@@ -342,6 +346,10 @@ fn plan_faults<A: NodeApi + 'static>(
             }
         }
     }
+    // Windows a resumed run already has are not run again: their faults stay in the schedule
+    // (`schedule.json` lists the whole run) but are neither registered nor skipped again.
+    plans.active.retain(|&w, _| w >= config.first_window);
+    plans.skipped.retain(|&w, _| w >= config.first_window);
     plans
 }
 
@@ -353,8 +361,9 @@ fn run_tag(run_id: &str) -> String {
 }
 
 /// Impairments of earlier soak runs still held by the fleet's nodes (ids `soak.*` not of this
-/// run): removed before the first window and reported.
-async fn sweep_impairments<A: NodeApi>(nodes: &[A], tag: &str) -> Vec<Residue> {
+/// run — and, for a resumed run, of its own interrupted segment too): removed before the first
+/// window and reported.
+async fn sweep_impairments<A: NodeApi>(nodes: &[A], tag: &str, resumed: bool) -> Vec<Residue> {
     let mut swept = Vec::new();
     for node in nodes {
         let Ok(list) = node.impairments().await else {
@@ -362,15 +371,21 @@ async fn sweep_impairments<A: NodeApi>(nodes: &[A], tag: &str) -> Vec<Residue> {
         };
         for imp in list {
             let Some(id) = imp.id.clone() else { continue };
-            if id.starts_with("soak.") && !id.starts_with(tag) {
+            let own = id.starts_with(tag);
+            if id.starts_with("soak.") && (!own || resumed) {
                 let removed = node.remove_impairment(&id).await.is_ok();
+                let by = if own {
+                    "left by this run's interrupted segment"
+                } else {
+                    "left by an earlier run"
+                };
                 swept.push(Residue {
                     node: node.name().to_owned(),
                     object: format!("impairment {id}"),
                     detail: if removed {
-                        "left by an earlier run; removed before this run".into()
+                        format!("{by}; removed before this run")
                     } else {
-                        "left by an earlier run; could not be removed".into()
+                        format!("{by}; could not be removed")
                     },
                     unverified: !removed,
                 });
@@ -451,6 +466,27 @@ impl Rounds {
     }
 }
 
+/// How far before a window's start its live verdict looks at samples (the epoch and gap
+/// logic needs some history).
+fn live_margin_ms(run: &RunInfo) -> u64 {
+    run.sample_interval_ms.saturating_mul(10).max(30_000)
+}
+
+/// Drops what no live verdict will look at again: samples older than the margin before the
+/// oldest window still to be told, and node events as old. This is what keeps the runner's
+/// memory bounded by a window, however long the run (the proof has everything).
+fn prune(observations: &mut Observations, oldest_open_ms: u64) -> usize {
+    let keep_from = oldest_open_ms.saturating_sub(live_margin_ms(&observations.run));
+    let mut held = 0;
+    for series in observations.samples.values_mut() {
+        let old = series.partition_point(|s| s.at_ms < keep_from);
+        series.drain(..old);
+        held += series.len();
+    }
+    observations.node_events.retain(|e| e.at_ms >= keep_from);
+    held
+}
+
 /// The window's own verdict from the observations so far (its samples and record); the
 /// soak-level adaptive policy is left to the final judgement.
 fn live_verdict(
@@ -459,12 +495,9 @@ fn live_verdict(
     record: &WindowRecord,
     so_far: &mut Outcome,
 ) -> WindowBrief {
-    let margin = observations
-        .run
-        .sample_interval_ms
-        .saturating_mul(10)
-        .max(30_000);
-    let from = record.start_ms.saturating_sub(margin);
+    let from = record
+        .start_ms
+        .saturating_sub(live_margin_ms(&observations.run));
     let window_obs = Observations {
         run: observations.run.clone(),
         samples: observations
@@ -478,7 +511,12 @@ fn live_verdict(
             .collect(),
         windows: vec![record.clone()],
         residue: Vec::new(),
-        node_events: observations.node_events.clone(),
+        node_events: observations
+            .node_events
+            .iter()
+            .filter(|e| e.at_ms >= from && e.at_ms <= record.end_ms)
+            .cloned()
+            .collect(),
     };
     let verdict = soak_gates::evaluate(&window_obs, profile);
     let adaptive = profile.adaptive.as_ref().map(|a| a.id.clone());
@@ -566,6 +604,7 @@ pub async fn run<A: NodeApi + 'static>(
             inventory_hosts: config.inventory_hosts,
             planned_windows: Some(config.windows),
             window_ms: Some(u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX)),
+            interruptions: Vec::new(),
         },
         samples: node_refs
             .iter()
@@ -579,6 +618,7 @@ pub async fn run<A: NodeApi + 'static>(
         run_id: config.run_id.clone(),
         nodes: node_refs.clone(),
         windows: config.windows,
+        first_window: config.first_window,
         warmup_windows: config.warmup_windows,
         interval_ms: u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX),
         sample_interval_ms: observations.run.sample_interval_ms,
@@ -609,7 +649,7 @@ pub async fn run<A: NodeApi + 'static>(
                 entry: f.planned_entry(),
             });
         }
-        let swept = sweep_impairments(&nodes, &tag).await;
+        let swept = sweep_impairments(&nodes, &tag, config.first_window > 0).await;
         out.emit(&RunEvent::FaultResidue {
             swept,
             found: Vec::new(),
@@ -651,7 +691,6 @@ pub async fn run<A: NodeApi + 'static>(
     };
 
     let mut workers: JoinSet<()> = JoinSet::new();
-    let mut rng = StdRng::seed_from_u64(config.seed);
     let mut sample_tick = tokio::time::interval(config.sample_interval);
     sample_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut so_far = Outcome::Go;
@@ -671,11 +710,10 @@ pub async fn run<A: NodeApi + 'static>(
         tx: &tx,
     };
     let mut window = spawn.start(
-        0,
+        config.first_window,
         run_start_ms,
         tokio::time::Instant::now() + config.interval,
         &mut plans,
-        &mut rng,
         &mut workers,
         out,
     );
@@ -696,6 +734,8 @@ pub async fn run<A: NodeApi + 'static>(
                 WorkerMsg::Sample { node, sample } => {
                     rounds.fill(node, sample);
                     flush_rounds(&mut rounds, &mut observations, &mut closing, &config, &mut so_far, out);
+                    let oldest = closing.front().map_or(window.start_ms, |(r, _)| r.start_ms);
+                    prune(&mut observations, oldest);
                 }
                 WorkerMsg::Report(report) => {
                     absorb_report(*report, &mut window, out);
@@ -746,7 +786,6 @@ pub async fn run<A: NodeApi + 'static>(
             );
             let planned = planned_names(&config, &plans, finished.index);
             let record = finished.into_record(boundary_ms, config.warmup_windows, &planned);
-            observations.windows.push(record.clone());
             // The window is told (and stored) once its closing samples are in.
             closing.push_back((record, boundary_ms));
             request_round(&mut rounds, boundary_ms);
@@ -760,7 +799,6 @@ pub async fn run<A: NodeApi + 'static>(
                 boundary_ms,
                 next_deadline,
                 &mut plans,
-                &mut rng,
                 &mut workers,
                 out,
             );
@@ -798,7 +836,6 @@ pub async fn run<A: NodeApi + 'static>(
     }
     if faults_scheduled {
         let found = audit_impairments(&nodes, &tag).await;
-        observations.residue = found.clone();
         out.emit(&RunEvent::FaultResidue {
             swept: Vec::new(),
             found,
@@ -819,7 +856,6 @@ pub async fn run<A: NodeApi + 'static>(
         }
         let planned = planned_names(&config, &plans, window.index);
         let record = window.into_record(final_ms, config.warmup_windows, &planned);
-        observations.windows.push(record.clone());
         closing.push_back((record, final_ms));
         request_round(&mut rounds, final_ms);
     }
@@ -854,20 +890,14 @@ pub async fn run<A: NodeApi + 'static>(
             verdict: None,
         });
     }
-    // Exits the supervisor saw while the run was closing are judged too.
+    // Exits the supervisor saw while the run was closing are judged too (from the proof).
     if let Some(rx) = down_rx.as_mut() {
         while let Ok(event) = rx.try_recv() {
-            observations.node_events.push(event.clone());
             out.emit(&RunEvent::NodeEvent(event));
         }
     }
-    // In time order, as the proof reader returns them (a re-score sees the same list).
-    observations.node_events.sort_by_key(|e| e.at_ms);
     drop(samplers);
-    RunReport {
-        status,
-        observations,
-    }
+    RunReport { status }
 }
 
 /// Names of the scenarios window `index` plans (workloads, then its faults).
@@ -969,7 +999,6 @@ impl<A: NodeApi + 'static> SpawnWindow<'_, A> {
         start_ms: u64,
         deadline: tokio::time::Instant,
         plans: &mut FaultPlans<A>,
-        rng: &mut StdRng,
         workers: &mut JoinSet<()>,
         out: &mut Dispatch,
     ) -> WindowAcc {
@@ -1002,6 +1031,11 @@ impl<A: NodeApi + 'static> SpawnWindow<'_, A> {
             .into_iter()
             .filter(|i| !unavailable.contains(i))
             .collect();
+        // Each window draws from its own stream of the run's seed, so a resumed run picks the
+        // publishers an uninterrupted one would have.
+        let rng = &mut StdRng::seed_from_u64(
+            self.config.seed ^ 0x5851_f42d_4c95_7f2du64.wrapping_mul(u64::from(index) + 1),
+        );
         let publishers: Vec<usize> = if pool.is_empty() {
             Vec::new()
         } else {
@@ -1108,6 +1142,7 @@ mod tests {
             run_id: "test".into(),
             proof_dir: "proof".into(),
             windows,
+            first_window: 0,
             warmup_windows: 1,
             interval: Duration::from_millis(600),
             sample_interval: Duration::from_millis(150),
@@ -1134,6 +1169,27 @@ mod tests {
         }
     }
 
+    /// The evidence a run streamed to its reporters: window records and every node's samples.
+    fn streamed(events: &[RunEvent]) -> (Vec<WindowRecord>, BTreeMap<String, Vec<Sample>>) {
+        let mut windows = Vec::new();
+        let mut samples: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+        for event in events {
+            match event {
+                RunEvent::WindowEnded { record, .. } => windows.push(record.clone()),
+                RunEvent::Samples { samples: round, .. } => {
+                    for (node, sample) in round {
+                        samples
+                            .entry(node.clone())
+                            .or_default()
+                            .push(sample.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        (windows, samples)
+    }
+
     fn fleet(mesh: &FakeMesh) -> Fleet<soak_scenarios::fake::FakeNode> {
         Fleet {
             nodes: mesh.nodes(),
@@ -1152,7 +1208,8 @@ mod tests {
         let report = run(config(2), fleet(&mesh), &mut dispatch, &mut signals).await;
 
         assert_eq!(report.status, RunStatus::Completed);
-        let windows = &report.observations.windows;
+        let (windows, samples) = streamed(&events.lock().expect("events"));
+        let windows = &windows;
         assert_eq!(windows.len(), 2);
         assert!(windows[0].warmup && !windows[1].warmup);
         for window in windows {
@@ -1168,7 +1225,7 @@ mod tests {
             // slightly less than the interval in wall-clock terms; allow that scheduling slack.
             assert!(window.end_ms + 100 >= window.start_ms + 600);
             // Every node has a sample stamped exactly at both boundaries.
-            for series in report.observations.samples.values() {
+            for series in samples.values() {
                 assert!(series.iter().any(|s| s.at_ms == window.start_ms));
                 assert!(series.iter().any(|s| s.at_ms == window.end_ms));
                 assert!(series.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
@@ -1194,24 +1251,69 @@ mod tests {
         assert_eq!(ended, 2);
     }
 
+    /// Regression: the runner kept every sample of the run in memory (24 h × 100 nodes is
+    /// millions of samples); it now holds only what the live verdicts still need.
+    #[test]
+    fn retained_samples_do_not_grow_with_the_run() {
+        let mut observations = Observations {
+            run: RunInfo {
+                run_id: "r".into(),
+                sample_interval_ms: 1_000,
+                nodes: Vec::new(),
+                inventory_hosts: None,
+                planned_windows: None,
+                window_ms: None,
+                interruptions: Vec::new(),
+            },
+            samples: BTreeMap::new(),
+            windows: Vec::new(),
+            residue: Vec::new(),
+            node_events: Vec::new(),
+        };
+        let missing = |at_ms| Sample {
+            at_ms,
+            outcome: SampleOutcome::Missing { error: "x".into() },
+        };
+        let mut peaks = Vec::new();
+        // Two nodes, one sample a second, a window every 60 s, for 2 h: the held samples stay
+        // at one window plus the 30 s margin whether the run is 10 or 120 windows old.
+        let mut held = 0;
+        for t in 0..7_200u64 {
+            for node in ["a", "b"] {
+                let series = observations.samples.entry(node.into()).or_default();
+                series.push(missing(t * 1_000));
+            }
+            if t % 60 == 59 {
+                held = prune(&mut observations, (t + 1) * 1_000);
+            }
+            if t == 600 || t == 7_199 {
+                peaks.push(held);
+            }
+        }
+        assert_eq!(peaks[0], peaks[1], "{peaks:?}");
+        assert!(peaks[1] <= 2 * 31, "{peaks:?}");
+        // The oldest sample kept is the margin before the window still open.
+        assert_eq!(observations.samples["a"][0].at_ms, 7_200_000 - 30_000);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dead_node_shows_as_missing_samples_and_failed_pairs() {
         let mesh = FakeMesh::new(3);
         mesh.set_fault(1, Fault::Dead);
+        let events = Arc::new(Mutex::new(Vec::new()));
         let mut dispatch = Dispatch::new();
+        dispatch.add(Box::new(Recorder(Arc::clone(&events))));
         let mut signals = Signals::install().expect("signals");
-        let report = run(config(1), fleet(&mesh), &mut dispatch, &mut signals).await;
-        let samples = &report.observations.samples["node-1"];
+        run(config(1), fleet(&mesh), &mut dispatch, &mut signals).await;
+        let (windows, samples) = streamed(&events.lock().expect("events"));
+        let samples = &samples["node-1"];
         assert!(!samples.is_empty());
         assert!(
             samples
                 .iter()
                 .all(|s| matches!(s.outcome, SampleOutcome::Missing { .. }))
         );
-        let phase_a = report.observations.windows[0]
-            .phase_a
-            .as_ref()
-            .expect("phase A");
+        let phase_a = windows[0].phase_a.as_ref().expect("phase A");
         let failed: Vec<_> = phase_a.pairs.iter().filter(|p| !p.delivered).collect();
         assert_eq!(failed.len(), 4);
         assert!(
@@ -1220,7 +1322,7 @@ mod tests {
                 .all(|p| p.from == "node-1" || p.to == "node-1")
         );
         // Fanout could not subscribe node-1: recorded as failed, never completed.
-        let fanout = report.observations.windows[0]
+        let fanout = windows[0]
             .scenarios
             .iter()
             .find(|s| s.name == "fanout_burst")

@@ -131,6 +131,11 @@ impl ProofReporter {
                     .append_node_event(node_event)
                     .map_err(|e| e.to_string())?;
             }
+            RunEvent::Resumed { record } => {
+                writer
+                    .update_meta(|meta| meta.resumes.push(record.clone()))
+                    .map_err(|e| e.to_string())?;
+            }
             RunEvent::Error { message } => {
                 // In run.json, so summary.md can say why a failed run failed.
                 writer
@@ -197,6 +202,7 @@ mod tests {
             seed: None,
             errors: Vec::new(),
             errors_omitted: 0,
+            resumes: Vec::new(),
         }
     }
 
@@ -238,6 +244,7 @@ mod tests {
                 inventory_hosts: None,
                 planned_windows: None,
                 window_ms: None,
+                interruptions: Vec::new(),
             },
             samples: Default::default(),
             windows: Vec::new(),

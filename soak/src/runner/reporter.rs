@@ -107,6 +107,23 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
             Some(coverage) => vec![format!("fleet: {}", coverage.describe())],
             None => Vec::new(),
         },
+        RunEvent::Resumed { record } => {
+            let mut lines = vec![format!(
+                "resuming the run (it was {}) at window {}",
+                record.previous_status.as_str(),
+                record.next_window
+            )];
+            if let Some(lost) = &record.lost {
+                lines.push(format!(
+                    "  window {} was lost ({}; {} s): an evidence gap, run again now",
+                    lost.index,
+                    lost.cause,
+                    lost.to_ms.saturating_sub(lost.from_ms) / 1_000
+                ));
+            }
+            lines.extend(record.repaired.iter().map(|r| format!("  repaired {r}")));
+            lines
+        }
         RunEvent::FleetReady { nodes, took_ms, .. } => vec![format!(
             "fleet ready: {} nodes up, ready and meshed in {took_ms} ms",
             nodes.len()
@@ -117,9 +134,14 @@ pub fn describe(event: &RunEvent, missing: &mut BTreeSet<String>) -> Vec<String>
         )],
         RunEvent::PhaseAFinished { window, summary } => {
             let mut lines = vec![format!(
-                "window {window}: phase A {}/{} delivered, p50 {}, max {}, {} ms wall",
+                "window {window}: phase A {}/{} delivered{}, p50 {}, max {}, {} ms wall",
                 summary.delivered,
                 summary.pairs,
+                summary
+                    .sampled
+                    .as_ref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default(),
                 ms(summary.p50_us),
                 ms(summary.max_us),
                 summary.wall_ms
@@ -345,10 +367,12 @@ impl Reporter for Progress {
         match event {
             RunEvent::RunStarted {
                 windows,
+                first_window,
                 interval_ms,
                 ..
             } => {
                 self.windows = u64::from(*windows);
+                self.done = u64::from(*first_window);
                 self.interval = Duration::from_millis(*interval_ms);
             }
             RunEvent::WindowEnded { verdict, .. } => {
@@ -383,7 +407,14 @@ impl Reporter for Progress {
         let status = self.status();
         if let Some(bar) = &self.bar {
             match event {
-                RunEvent::RunStarted { windows, .. } => bar.set_length(u64::from(*windows)),
+                RunEvent::RunStarted {
+                    windows,
+                    first_window,
+                    ..
+                } => {
+                    bar.set_length(u64::from(*windows));
+                    bar.set_position(u64::from(*first_window));
+                }
                 RunEvent::WindowEnded { .. } => bar.inc(1),
                 RunEvent::RunFinished { .. } => bar.finish_and_clear(),
                 _ => {}

@@ -335,7 +335,10 @@ mod tests {
                 start_ms: 1_000_000 + u64::from(index) * 10_000,
                 end_ms: 1_000_000 + u64::from(index + 1) * 10_000,
                 warmup: index == 0,
-                phase_a: Some(PhaseAResult { pairs }),
+                phase_a: Some(PhaseAResult {
+                    pairs,
+                    sample: None,
+                }),
                 fanout: None,
                 scenarios: Vec::new(),
             }
@@ -348,6 +351,7 @@ mod tests {
                 inventory_hosts: None,
                 planned_windows: Some(2),
                 window_ms: Some(10_000),
+                interruptions: Vec::new(),
                 nodes: names
                     .iter()
                     .map(|n| NodeRef {

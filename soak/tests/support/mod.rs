@@ -144,6 +144,7 @@ pub fn write_proof(
         seed: None,
         errors: Vec::new(),
         errors_omitted: 0,
+        resumes: Vec::new(),
     };
     let mut writer = soak_proofs::ProofWriter::create(dir, meta).expect("create proof");
     for (node, samples) in &obs.samples {

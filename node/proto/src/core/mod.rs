@@ -40,6 +40,9 @@ pub const MAX_ATTEMPTS: u32 = 2;
 const DEMOTE_AFTER_FAILURES: u32 = 4;
 /// Dial failures after which an unconnected peer is forgotten.
 const FORGET_AFTER_FAILURES: u32 = 8;
+/// An on-demand (non-active-view) connection is pinged once every this many ticks (its RTT
+/// stays known; active-view peers are pinged every tick).
+const ON_DEMAND_PING_TICKS: u64 = 15;
 
 /// Counter names the core reports beyond [`soak_api::counters`].
 pub mod stats {
@@ -533,6 +536,8 @@ pub struct Core {
     out: VecDeque<Output>,
     stats: BTreeMap<&'static str, u64>,
     next_nonce: u64,
+    /// Maintenance ticks so far (spreads the pings of on-demand connections over ticks).
+    ticks: u64,
     /// Until then the node stays out of the mesh: no maintenance, no dials, no inbound.
     hold_until: Option<Instant>,
 }
@@ -578,6 +583,7 @@ impl Core {
             out: VecDeque::new(),
             stats: BTreeMap::new(),
             next_nonce: 1,
+            ticks: 0,
             hold_until: None,
         };
         core.timer(now, Timer::Tick);

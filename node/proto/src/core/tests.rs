@@ -1138,3 +1138,71 @@ fn a_resolved_bootstrap_name_replaces_its_addresses() {
     assert_eq!(core.bootstrap.len(), 1);
     assert_eq!(core.bootstrap[0].addr, addr(6));
 }
+
+/// Regression: every connection was pinged every tick, so a node DMing a 100-node fleet (a
+/// connection to every peer) sent and answered ≈ 400 pings a second, and a 100-node local
+/// mesh spent both cores of its host on them. Active-view peers are still pinged every tick;
+/// on-demand connections once every `ON_DEMAND_PING_TICKS`.
+#[test]
+fn on_demand_connections_are_pinged_rarely_active_ones_every_tick() {
+    let cfg = CoreConfig {
+        active_view: 4,
+        ..cfg()
+    };
+    let mut now = Instant::now();
+    let mut core = Core::new(A, cfg, vec![], 1, now);
+    for i in 0..20u8 {
+        let peer = PeerId([10 + i; 32]);
+        let remote = addr(100 + u16::from(i));
+        let slot = core.admit_inbound(remote, 0, now).expect("admitted");
+        core.handle(
+            Input::ConnectionUp {
+                slot,
+                peer,
+                conn: 100 + ConnId::from(i),
+                addr: remote,
+                remote,
+                direction: Direction::Inbound,
+                instance: 1,
+            },
+            now,
+        );
+    }
+    while core.poll_output().is_some() {}
+    let mut pings: BTreeMap<ConnId, u64> = BTreeMap::new();
+    let ticks = 2 * ON_DEMAND_PING_TICKS;
+    for _ in 0..ticks {
+        now += Duration::from_secs(1);
+        core.handle_timeout(now);
+        while let Some(out) = core.poll_output() {
+            if let Output::Send {
+                conn,
+                frame: Frame::Ping { .. },
+            } = out
+            {
+                *pings.entry(conn).or_default() += 1;
+            }
+        }
+    }
+    let active: Vec<ConnId> = core
+        .peer_views(now)
+        .iter()
+        .filter(|p| p.active)
+        .filter_map(|p| p.conn)
+        .collect();
+    assert_eq!(active.len(), 4);
+    for conn in 100..120 {
+        let sent = pings.get(&conn).copied().unwrap_or(0);
+        if active.contains(&conn) {
+            assert!(
+                sent >= ticks - 1,
+                "active conn {conn}: {sent} pings in {ticks} ticks"
+            );
+        } else {
+            assert!(
+                (1..=2).contains(&sent),
+                "on-demand conn {conn}: {sent} pings in {ticks} ticks"
+            );
+        }
+    }
+}
