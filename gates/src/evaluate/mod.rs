@@ -58,6 +58,7 @@ pub fn evaluate(observations: &Observations, profile: &Profile) -> Verdict {
         phase_a_aggregate(profile, phase_a.as_ref()),
     ];
     soak_bars.extend(coverage_bar(observations));
+    soak_bars.extend(residue_bar(observations, profile));
     if let Some(policy) = &profile.adaptive {
         soak_bars.push(adaptive(&facts, policy, &mut windows));
     }
