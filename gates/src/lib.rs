@@ -10,6 +10,7 @@ pub mod compare;
 pub mod display;
 mod error;
 mod evaluate;
+mod metrics;
 pub mod model;
 mod names;
 mod outcome;

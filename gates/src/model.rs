@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::metrics::{MetricNames, Metrics};
+
 /// Everything a run observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observations {
@@ -174,9 +176,9 @@ pub struct SampleData {
     /// Process instance id; a change means the node restarted (new counter epoch).
     pub instance_id: String,
     /// Monotonic counters by name (see `soak_api::counters`).
-    pub counters: BTreeMap<String, u64>,
+    pub counters: Metrics<u64>,
     /// Gauges by name (see `soak_api::gauges`).
-    pub gauges: BTreeMap<String, f64>,
+    pub gauges: Metrics<f64>,
     /// Per-peer breakdown of some gauges, `gauge → peer node name → value`, so a bar can leave a
     /// link out (see [`Exemption::links`]). Recorded only where it matters (e.g. the
     /// suppression gauges, when anything is suppressed).

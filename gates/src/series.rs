@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Sample, SampleData, SampleOutcome};
+use crate::model::{MetricNames, Metrics, Sample, SampleData, SampleOutcome};
 
 /// An increase known to lie in `[lo, hi]`; `hi = None` means unbounded (no evidence).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -294,19 +294,21 @@ impl<'a> NodeSeries<'a> {
         self.counter_from_column(name, &column, tolerance_ms)
     }
 
-    /// Reads several counters and gauges of every good sample in one ordered pass per sample
-    /// (a merge of the sample's sorted map with the sorted wanted names) — far fewer cache
-    /// misses than one map lookup per metric per sample. `counters` and `gauges` must be sorted
-    /// and free of duplicates; the columns come back in the same order, one entry per good
-    /// sample.
+    /// Reads several counters and gauges of every good sample, column by column. Each
+    /// sample's name list is matched against the wanted names once per distinct list (samples
+    /// read from a proof share one list per node, see [`crate::model::Metrics`]); after that a
+    /// value is one indexed load. `counters` and `gauges` must be sorted and free of
+    /// duplicates; the columns come back in the same order, one entry per good sample.
     pub fn columns(&self, counters: &[&str], gauges: &[&str]) -> Columns {
         let mut out = Columns {
             counters: vec![Vec::with_capacity(self.points.len()); counters.len()],
             gauges: vec![Vec::with_capacity(self.points.len()); gauges.len()],
         };
+        let mut counter_plan = RowPlan::default();
+        let mut gauge_plan = RowPlan::default();
         for p in &self.points {
-            merge_row(p.data.counters.iter(), counters, &mut out.counters, |v| *v);
-            merge_row(p.data.gauges.iter(), gauges, &mut out.gauges, |v| *v);
+            counter_plan.push_row(&p.data.counters, counters, &mut out.counters);
+            gauge_plan.push_row(&p.data.gauges, gauges, &mut out.gauges);
         }
         out
     }
@@ -428,32 +430,40 @@ pub struct Columns {
     pub gauges: Vec<Vec<Option<f64>>>,
 }
 
-/// Pushes one row: for every wanted name, the sample's value or `None` (a merge join of two
-/// sorted sequences: `entries` in key order, as a `BTreeMap` iterates, and `wanted` sorted and
-/// distinct). Public so renderers can read the same columns over other point sets.
-pub fn merge_row<'m, V: 'm, T>(
-    entries: impl Iterator<Item = (&'m String, &'m V)>,
-    wanted: &[&str],
-    columns: &mut [Vec<Option<T>>],
-    convert: impl Fn(&V) -> T,
-) {
-    let mut entries = entries.peekable();
-    for (name, column) in wanted.iter().zip(columns.iter_mut()) {
-        let mut found = None;
-        while let Some((key, value)) = entries.peek() {
-            match key.as_str().cmp(name) {
-                std::cmp::Ordering::Less => {
-                    entries.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    found = Some(convert(value));
-                    entries.next();
-                    break;
-                }
-                std::cmp::Ordering::Greater => break,
+/// Reads rows of wanted metrics out of samples: where each wanted name sits in a sample's
+/// name list is looked up once and remembered for the next sample with the same (shared) list,
+/// so a row is one indexed load per wanted name. Public so renderers can read the same columns
+/// over other point sets.
+#[derive(Debug, Default)]
+pub struct RowPlan {
+    names: Option<MetricNames>,
+    positions: Vec<Option<usize>>,
+}
+
+impl RowPlan {
+    /// Pushes one row: for every wanted name, the sample's value or `None`. Use one plan per
+    /// `wanted` list (the remembered positions belong to it).
+    pub fn push_row<V: Copy>(
+        &mut self,
+        metrics: &Metrics<V>,
+        wanted: &[&str],
+        columns: &mut [Vec<Option<V>>],
+    ) {
+        let fresh = match &self.names {
+            Some(names) => {
+                self.positions.len() != wanted.len()
+                    || (!names.same_list(metrics.names()) && names != metrics.names())
             }
+            None => true,
+        };
+        if fresh {
+            self.positions = wanted.iter().map(|w| metrics.names().position(w)).collect();
+            self.names = Some(metrics.names().clone());
         }
-        column.push(found);
+        let values = metrics.values();
+        for (position, column) in self.positions.iter().zip(columns.iter_mut()) {
+            column.push(position.and_then(|i| values.get(i).copied()));
+        }
     }
 }
 
@@ -599,7 +609,6 @@ pub fn gaps(times: &[u64], start: u64, end: u64, tolerance_ms: u64) -> Vec<(u64,
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
 
@@ -609,8 +618,8 @@ mod tests {
             outcome: SampleOutcome::Ok(SampleData {
                 by_peer: Default::default(),
                 instance_id: inst.to_string(),
-                counters: BTreeMap::from([("c".to_string(), value)]),
-                gauges: BTreeMap::new(),
+                counters: [("c", value)].into(),
+                gauges: Metrics::new(),
             }),
         }
     }

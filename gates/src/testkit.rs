@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    Check, CoolingCheck, FanoutResult, FaultEvidence, FirstAttemptCheck, HealCheck, NodeRef,
-    Observations, PairOutcome, PhaseAResult, RunInfo, Sample, SampleData, SampleOutcome,
-    ScenarioRecord, ScenarioStatus, SubscriberResult, WindowRecord,
+    Check, CoolingCheck, FanoutResult, FaultEvidence, FirstAttemptCheck, HealCheck, MetricNames,
+    Metrics, NodeRef, Observations, PairOutcome, PhaseAResult, RunInfo, Sample, SampleData,
+    SampleOutcome, ScenarioRecord, ScenarioStatus, SubscriberResult, WindowRecord,
 };
 use crate::names;
 
@@ -105,23 +105,31 @@ impl FleetBuilder {
         let names: Vec<String> = (0..self.nodes).map(Self::node).collect();
         let end = self.start_ms + self.windows as u64 * self.window_ms;
         let mut samples = BTreeMap::new();
+        // One shared name list for every sample's counters and one for the gauges, as a proof
+        // reader builds them.
+        let per_interval: Metrics<u64> = HEALTHY_COUNTERS.iter().copied().collect();
+        let mut gauge_names = None;
         for (i, name) in names.iter().enumerate() {
             let mut series = Vec::new();
             let mut at = self.start_ms - self.interval_ms;
             let mut k = 0u64;
             while at <= end + self.interval_ms {
                 // Lifetime offset: counters did not start at zero with the run.
-                let counters = HEALTHY_COUNTERS
+                let counters = per_interval
+                    .values()
                     .iter()
-                    .map(|&(name, per)| {
+                    .zip(per_interval.names().iter())
+                    .map(|(&per, name)| {
                         let per = if name == "dispatcher_completed_total" {
                             self.dispatch_per_interval
                         } else {
                             per
                         };
-                        (name.to_string(), 1_000 * per + (k + 1) * per)
+                        1_000 * per + (k + 1) * per
                     })
                     .collect();
+                let counters =
+                    Metrics::from_parts(per_interval.names().clone(), counters).unwrap_or_default();
                 // Flat process metrics with a little deterministic jitter (a healthy node).
                 let rss = HEALTHY_RSS_BYTES + ((k * 7_919 + i as u64 * 104_729) % 262_144) as f64;
                 let fds = HEALTHY_OPEN_FDS + (k % 3) as f64;
@@ -148,7 +156,12 @@ impl FleetBuilder {
                         by_peer: Default::default(),
                         instance_id: format!("inst-{i}-a"),
                         counters,
-                        gauges,
+                        gauges: {
+                            let names = gauge_names
+                                .get_or_insert_with(|| MetricNames::new(gauges.keys().cloned()));
+                            Metrics::from_parts(names.clone(), gauges.into_values().collect())
+                                .unwrap_or_default()
+                        },
                     }),
                 });
                 at += self.interval_ms;
@@ -310,7 +323,12 @@ pub fn bump(obs: &mut Observations, node: &str, counter: &str, at_ms: u64, amoun
         if sample.at_ms >= at_ms
             && let Some(data) = data_mut(sample)
         {
-            *data.counters.entry(counter.to_string()).or_insert(0) += amount;
+            match data.counters.get_mut(counter) {
+                Some(value) => *value += amount,
+                None => {
+                    data.counters.insert(counter.to_string(), amount);
+                }
+            }
         }
     }
 }
@@ -351,7 +369,7 @@ pub fn restart(obs: &mut Observations, node: &str, at_ms: u64, instance: &str) {
     let Some(series) = obs.samples.get_mut(node) else {
         return;
     };
-    let base: BTreeMap<String, u64> = series
+    let base: Metrics<u64> = series
         .iter()
         .filter(|s| s.at_ms < at_ms)
         .filter_map(|s| match &s.outcome {

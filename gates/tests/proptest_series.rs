@@ -68,8 +68,9 @@ fn build(ticks: &[Tick], order: &[u64]) -> (Vec<Sample>, Vec<u64>) {
                 counters: BTreeMap::from([(
                     COUNTER.to_string(),
                     value + 1_000 * u64::from(instance == 0),
-                )]),
-                gauges: BTreeMap::new(),
+                )])
+                .into(),
+                gauges: Default::default(),
             })
         } else {
             SampleOutcome::Missing {

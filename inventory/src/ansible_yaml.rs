@@ -10,8 +10,88 @@ use crate::error::{InventoryError, InventoryErrorKind};
 use crate::model::{Builder, GROUP_ALL, Inventory, InventoryFormat, Setting};
 use crate::pattern::{expand_ranges, split_port};
 
+/// Most YAML nodes an inventory may hold with every alias expanded (a real inventory of
+/// [`crate::MAX_HOSTS`] hosts with a few vars each is far below this).
+pub const MAX_YAML_NODES: usize = 200_000;
+/// Deepest nesting of YAML collections an inventory may have.
+pub const MAX_YAML_DEPTH: usize = 64;
+
+/// Counts what loading `text` would build — every alias expanded, as the loader copies the
+/// anchored node — and how deep it nests, from the event stream alone (linear in the text,
+/// nothing expanded), so an alias bomb ("billion laughs") or a pathological nesting is refused
+/// before it is loaded. Syntax errors are left to the loader, which reports them with a line.
+fn check_size(file: &Path, text: &str) -> Result<(), InventoryError> {
+    use saphyr_parser::{Event, Parser};
+    let refuse = |line: usize, why: String| {
+        Err(InventoryError::at(
+            file,
+            line.max(1),
+            InventoryErrorKind::Invalid(why),
+        ))
+    };
+    // Expanded size of every anchor, and of every open collection.
+    let mut anchors: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut built = 0usize;
+    let mut parser = Parser::new_from_str(text);
+    while let Some(event) = parser.next_event() {
+        let Ok((event, span)) = event else {
+            return Ok(());
+        };
+        let line = span.start.line();
+        let nodes = match event {
+            Event::Scalar(_, _, anchor, _) => {
+                if anchor > 0 {
+                    anchors.insert(anchor, 1);
+                }
+                1
+            }
+            Event::Alias(anchor) => anchors.get(&anchor).copied().unwrap_or(1),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if open.len() >= MAX_YAML_DEPTH {
+                    return refuse(
+                        line,
+                        format!("YAML nested deeper than {MAX_YAML_DEPTH} levels"),
+                    );
+                }
+                open.push((anchor, 1));
+                built = built.saturating_add(1);
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some((anchor, size)) = open.pop() else {
+                    continue;
+                };
+                if anchor > 0 {
+                    anchors.insert(anchor, size);
+                }
+                if let Some(parent) = open.last_mut() {
+                    parent.1 = parent.1.saturating_add(size);
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        built = built.saturating_add(nodes);
+        if let Some(parent) = open.last_mut() {
+            parent.1 = parent.1.saturating_add(nodes);
+        }
+        if built > MAX_YAML_NODES {
+            return refuse(
+                line,
+                format!(
+                    "YAML expands to more than {MAX_YAML_NODES} nodes with its aliases \
+                     (an alias bomb?); refusing to load it"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Parses an Ansible YAML inventory read from `file`.
 pub fn parse(file: &Path, text: &str) -> Result<Inventory, InventoryError> {
+    check_size(file, text)?;
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         InventoryError::at(
             file,

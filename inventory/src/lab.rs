@@ -14,7 +14,7 @@
 //! Entry points: [`preflight`], then [`up`], [`status`], [`down`], [`exec_command`].
 
 pub mod layout;
-mod sys;
+pub(crate) mod sys;
 
 use std::collections::BTreeSet;
 use std::fs;

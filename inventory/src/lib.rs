@@ -26,7 +26,7 @@ use std::path::Path;
 pub use error::{InventoryError, InventoryErrorKind, Location};
 pub use model::{
     Connection, Group, Host, HostKeyChecking, Inventory, InventoryFormat, InventoryWarning,
-    Privilege, ServiceManager, SshSettings, supported_ansible_vars,
+    MAX_GROUPS, MAX_HOSTS, Privilege, ServiceManager, SshSettings, supported_ansible_vars,
 };
 pub use select::{HostPattern, Selection};
 

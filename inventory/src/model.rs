@@ -606,9 +606,9 @@ impl Overlay {
         base_dir: &Path,
     ) -> Result<(), String> {
         match setting {
-            Setting::Address => self.address = Some(non_empty(value, key)?),
+            Setting::Address => self.address = Some(check_address(&non_empty(value, key)?, key)?),
             Setting::Connection => self.connection = Some(value.trim().parse()?),
-            Setting::SshUser => self.ssh_user = Some(non_empty(value, key)?),
+            Setting::SshUser => self.ssh_user = Some(check_user(&non_empty(value, key)?, key)?),
             Setting::SshPort => self.ssh_port = Some(parse_port(value, key)?),
             Setting::SshKey => self.ssh_key = Some(local_path(value, base_dir)?),
             Setting::KnownHosts => self.known_hosts = Some(local_path(value, base_dir)?),
@@ -762,10 +762,18 @@ impl Overlay {
     }
 }
 
-/// Checks a host name: it names files, units and proof entries.
+/// Most hosts one inventory may list: soak drives every ordered pair of them, so a fleet far
+/// beyond this is a typo (`node[1:99999]`), refused before anything is expanded.
+pub const MAX_HOSTS: usize = 4096;
+/// Most groups one inventory may define.
+pub const MAX_GROUPS: usize = 1024;
+
+/// Checks a host name: it names files, units and proof entries, and is the address when none
+/// is given, so it must not look like an ssh option either.
 pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 253
+        && !name.starts_with('-')
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
@@ -773,7 +781,75 @@ pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "host name `{name}` must be 1-253 characters of letters, digits, `.`, `-`, `_` or `:`"
+            "host name `{name}` must be 1-253 characters of letters, digits, `.`, `-`, `_` or `:`, \
+             not starting with `-`"
+        ))
+    }
+}
+
+/// Checks an address ssh and QUIC are pointed at: an IPv4 address, an IPv6 address (with an
+/// optional `%zone`) or a DNS name — never something ssh would read as an option (`-o…`), nor a
+/// bare number (`5`, which resolvers read as `0.0.0.5`).
+pub(crate) fn check_address(value: &str, what: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("{what} `{value}` {why}"));
+    if value.starts_with('-') {
+        return bad("must not start with `-` (ssh would read it as an option)");
+    }
+    if value.len() > 253 {
+        return bad("is longer than 253 characters");
+    }
+    if value.contains(':') {
+        let addr = value.split_once('%').map_or(value, |(addr, _)| addr);
+        let zone_ok = value.split_once('%').is_none_or(|(_, zone)| {
+            !zone.is_empty()
+                && zone
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        });
+        return if addr.parse::<std::net::Ipv6Addr>().is_ok() && zone_ok {
+            Ok(value.to_string())
+        } else {
+            bad("is not a valid IPv6 address")
+        };
+    }
+    if value.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return if value.parse::<std::net::Ipv4Addr>().is_ok() {
+            Ok(value.to_string())
+        } else {
+            bad("is not a valid IPv4 address (nor a host name: it is all digits and dots)")
+        };
+    }
+    let labels_ok = value.split('.').enumerate().all(|(i, label)| {
+        // A trailing dot (fully qualified) leaves one empty last label.
+        (label.is_empty() && i > 0 && value.ends_with('.'))
+            || (!label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    });
+    if labels_ok {
+        Ok(value.to_string())
+    } else {
+        bad("is not an IP address or a host name (labels of letters, digits, `-`, `_`)")
+    }
+}
+
+/// Checks a login user: letters, digits, `.`, `_` and `-`, at most 64, not starting with `-`
+/// (ssh would read it as an option).
+pub(crate) fn check_user(value: &str, what: &str) -> Result<String, String> {
+    let ok = value.len() <= 64
+        && !value.starts_with('-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "{what} `{value}` must be at most 64 letters, digits, `.`, `_` or `-`, not starting \
+             with `-` (ssh would read it as an option)"
         ))
     }
 }
@@ -806,6 +882,8 @@ pub(crate) struct Builder {
     pub(crate) defaults: Overlay,
     pub(crate) groups: BTreeMap<String, GroupDraft>,
     pub(crate) hosts: Vec<HostDraft>,
+    /// Position of every host in `hosts`, by name (a lookup per host line stays O(log n)).
+    host_index: BTreeMap<String, usize>,
     pub(crate) warnings: Vec<InventoryWarning>,
 }
 
@@ -826,6 +904,7 @@ impl Builder {
             defaults: Overlay::default(),
             groups: BTreeMap::new(),
             hosts: Vec::new(),
+            host_index: BTreeMap::new(),
             warnings: Vec::new(),
         }
     }
@@ -854,6 +933,12 @@ impl Builder {
         line: usize,
     ) -> Result<&mut GroupDraft, InventoryError> {
         check_group_name(name).map_err(|m| self.err(line, m))?;
+        if self.groups.len() >= MAX_GROUPS && !self.groups.contains_key(name) {
+            return Err(self.err(
+                line,
+                format!("the inventory defines more than {MAX_GROUPS} groups (soak's limit)"),
+            ));
+        }
         Ok(self
             .groups
             .entry(name.to_string())
@@ -870,9 +955,16 @@ impl Builder {
         line: usize,
     ) -> Result<&mut HostDraft, InventoryError> {
         check_host_name(name).map_err(|m| self.err(line, m))?;
-        let index = match self.hosts.iter().position(|h| h.name == name) {
-            Some(index) => index,
+        let index = match self.host_index.get(name) {
+            Some(&index) => index,
             None => {
+                if self.hosts.len() >= MAX_HOSTS {
+                    return Err(self.err(
+                        line,
+                        format!("the inventory lists more than {MAX_HOSTS} hosts (soak's limit)"),
+                    ));
+                }
+                self.host_index.insert(name.to_string(), self.hosts.len());
                 self.hosts.push(HostDraft {
                     name: name.to_string(),
                     line,
@@ -883,6 +975,11 @@ impl Builder {
             }
         };
         Ok(&mut self.hosts[index])
+    }
+
+    /// Whether a host of that name was listed already.
+    pub(crate) fn has_host(&self, name: &str) -> bool {
+        self.host_index.contains_key(name)
     }
 
     /// Sets an Ansible variable on an overlay: settings by their Ansible name, other
@@ -979,7 +1076,11 @@ impl Builder {
                 .filter(|g| *g != GROUP_ALL && *g != GROUP_UNGROUPED)
                 .map(str::to_string)
                 .collect();
-            hosts.push(overlay.into_host(&draft.name, groups));
+            let host = overlay.into_host(&draft.name, groups);
+            // The name stands in for a missing address: check what ssh will be given.
+            check_address(&host.address, &format!("address of host `{}`", host.name))
+                .map_err(|m| self.err(draft.line, m))?;
+            hosts.push(host);
         }
         // Two hosts reached at the same address and SSH port are one machine: they must not
         // share an install dir or a port.

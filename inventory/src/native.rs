@@ -130,7 +130,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Inventory, InventoryError> {
         let Some(name) = name_value.get_ref().as_str() else {
             return Err(b.err(at, "host `name` must be a string"));
         };
-        if b.hosts.iter().any(|h| h.name == name) {
+        if b.has_host(name) {
             return Err(b.err(at, format!("host `{name}` is listed twice")));
         }
         let mut groups = Vec::new();
@@ -297,8 +297,34 @@ fn set(
     value: &Spanned<toml::Value>,
     base: &Path,
 ) -> Result<(), String> {
-    let text = value_text(value.get_ref())
-        .ok_or_else(|| format!("`{key}` must be a string or a number"))?;
+    let numeric = matches!(
+        setting,
+        Setting::SshPort | Setting::ApiPort | Setting::GossipPort
+    );
+    let boolean = matches!(setting, Setting::Become);
+    let text = match value.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) if numeric => i.to_string(),
+        toml::Value::Boolean(b) if boolean => b.to_string(),
+        other if boolean => {
+            return Err(format!(
+                "`{key}` must be true or false, got {}",
+                other.type_str()
+            ));
+        }
+        other if numeric => {
+            return Err(format!(
+                "`{key}` must be a port number, got {}",
+                other.type_str()
+            ));
+        }
+        other => {
+            return Err(format!(
+                "`{key}` must be a string, got {} `{other}`",
+                other.type_str()
+            ));
+        }
+    };
     overlay.set(setting, key, &text, base)
 }
 

@@ -1,6 +1,8 @@
 //! Host patterns shared by the Ansible and pssh formats: ranges (`node[01:06]`, `db-[a:c]`) and
 //! a trailing `:port`.
 
+use crate::model::MAX_HOSTS;
+
 /// Expands every `[start:end]` / `[start:end:stride]` range of `pattern` (numeric with the
 /// width of a zero-padded start, or single letters), like Ansible's `expand_hostname_range`.
 pub(crate) fn expand_ranges(pattern: &str) -> Result<Vec<String>, String> {
@@ -36,12 +38,12 @@ pub(crate) fn expand_ranges(pattern: &str) -> Result<Vec<String>, String> {
     };
     let items = range_items(start, end, stride)
         .map_err(|e| format!("bad host range `[{body}]` in `{pattern}`: {e}"))?;
-    if items.len() > 100_000 {
+    let tails = expand_ranges(tail)?;
+    if items.len().saturating_mul(tails.len()) > MAX_HOSTS {
         return Err(format!(
-            "host range `[{body}]` expands to more than 100000 hosts"
+            "host pattern `{pattern}` expands to more than {MAX_HOSTS} hosts (soak's limit)"
         ));
     }
-    let tails = expand_ranges(tail)?;
     let mut out = Vec::with_capacity(items.len() * tails.len());
     for item in &items {
         for t in &tails {
@@ -78,8 +80,9 @@ fn range_items(start: &str, end: &str, stride: usize) -> Result<Vec<String>, Str
     if s > e {
         return Err(format!("start {start} is after end {end}"));
     }
-    if e - s > 100_000 {
-        return Err("more than 100000 hosts".to_string());
+    // Counted before anything is built, so `node[1:99999999]` is refused at once.
+    if (e - s) / stride as u64 >= MAX_HOSTS as u64 {
+        return Err(format!("more than {MAX_HOSTS} hosts (soak's limit)"));
     }
     let width = if start.len() > 1 && start.starts_with('0') {
         start.len()

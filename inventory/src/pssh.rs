@@ -40,7 +40,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Inventory, InventoryError> {
         if host.contains(['[', ']']) {
             return Err(b.err(line_no, format!("pssh host files have no ranges: `{host}`")));
         }
-        if b.hosts.iter().any(|h| h.name == host) {
+        if b.has_host(&host) {
             return Err(b.err(line_no, format!("host `{host}` is listed twice")));
         }
         let draft = b.host(&host, line_no)?;

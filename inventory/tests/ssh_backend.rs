@@ -6,17 +6,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use soak_inventory::remote::{self, ConnectOptions, RemoteErrorKind};
-use soak_inventory::testing::{TestSshd, free_port};
+use soak_inventory::testing::{TestSshd, free_port, sshd_or_skip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn sshd() -> Option<TestSshd> {
-    match TestSshd::start() {
-        Ok(s) => Some(s),
-        Err(reason) => {
-            eprintln!("skipped: {}", reason.0);
-            None
-        }
-    }
+    sshd_or_skip("ssh backend against a real sshd")
 }
 
 const T: Duration = Duration::from_secs(20);
@@ -209,4 +203,15 @@ async fn unreachable_hosts_are_named_and_do_not_hold_up_the_others() {
     );
     assert!(total < Duration::from_secs(30), "took {total:?}");
     drop(tarpit_listener);
+}
+
+/// The skip rule itself (issue 10 item 9): the real sshd test above, rerun with sshd faked
+/// missing, skips with a printed reason on a laptop and fails under `SOAK_REQUIRE_LAB=1` or
+/// `CI=true`.
+#[test]
+fn require_mode_turns_a_missing_sshd_into_a_failure() {
+    soak_inventory::testing::assert_skip_rule(
+        "exec_upload_download_and_forward_over_real_ssh",
+        "sshd",
+    );
 }

@@ -203,7 +203,8 @@ fn main() {
             dup += d.counters[soak_api::counters::GOSSIP_DUPLICATES];
             rmr_sends += d.counters["gossip_eager_sent_total"]
                 + d.counters["gossip_repair_sent_total"]
-                + d.counters["gossip_ae_payload_sent_total"];
+                + d.counters["gossip_ae_payload_sent_total"]
+            + d.counters["gossip_detour_sent_total"];
         }
         let deliveries = ((2 * msgs + 50) * (NODES - 1)) as f64;
         println!(

@@ -219,6 +219,14 @@ tunables! {
     /// An admin client must send a request's headers within this long (also the idle time of a
     /// keep-alive connection between requests), milliseconds.
     admin_header_timeout_ms: "SOAK_NODE_ADMIN_HEADER_TIMEOUT_MS" = 5_000, 100, 600_000;
+    /// Gossip slow-peer detector: a neighbor is slow when its QUIC path RTT is at least this
+    /// percentage of the median RTT of the node's other peers (400 = four times) …
+    gossip_slow_rtt_ratio_pct: "SOAK_NODE_GOSSIP_SLOW_RTT_RATIO_PCT" = 400, 100, 100_000;
+    /// … and at least this many milliseconds above it.
+    gossip_slow_rtt_excess_ms: "SOAK_NODE_GOSSIP_SLOW_RTT_EXCESS_MS" = 500, 0, 60_000;
+    /// Slowness charged per maintenance tick judged slow, percent of one (100: about three
+    /// ticks demote, four suppress); 0 turns the detector off.
+    gossip_slow_penalty_pct: "SOAK_NODE_GOSSIP_SLOW_PENALTY_PCT" = 100, 0, 1_000;
 }
 
 impl Tuning {
@@ -260,6 +268,9 @@ impl Tuning {
         cfg.limits.max_ihave_entries = 256;
         cfg.limits.max_digest_entries = 64;
         cfg.limits.max_digest_gaps = 32;
+        cfg.slow_rtt_ratio = self.gossip_slow_rtt_ratio_pct as f64 / 100.0;
+        cfg.slow_rtt_excess = Duration::from_millis(self.gossip_slow_rtt_excess_ms);
+        cfg.slow_penalty = self.gossip_slow_penalty_pct as f64 / 100.0;
         cfg
     }
 }

@@ -211,7 +211,8 @@ async fn six_node_mesh_every_subscriber_receives_200_exactly_once() {
         );
         payloads += d.counters["gossip_eager_sent_total"]
             + d.counters["gossip_repair_sent_total"]
-            + d.counters["gossip_ae_payload_sent_total"];
+            + d.counters["gossip_ae_payload_sent_total"]
+            + d.counters["gossip_detour_sent_total"];
         duplicates += d.counters[c::GOSSIP_DUPLICATES];
         // Every copy received from a peer is one delivery-latency observation (the
         // publisher's own 200 travelled no hop and are not).
@@ -439,6 +440,18 @@ async fn stalled_subscriber_is_cooled_by_its_peers_and_recovered_after_it_drains
         .await,
         "nobody has the slow node as topic neighbor"
     );
+    // Warm the tree up first: links start lazy, and a node that stalls before the first
+    // message never grafts itself onto the tree (its peers only announce to it, nothing backs
+    // up and there is nobody to cool). The case that matters is a node on the tree that turns
+    // slow.
+    let mut warm = BTreeSet::new();
+    for _ in 0..5 {
+        warm.insert(publish(&healthy[0], TOPIC, b"warm-up").await);
+    }
+    for (k, n) in nodes.iter().enumerate() {
+        let items = await_all(n, TOPIC, &warm, Duration::from_secs(10)).await;
+        assert_exactly_once(&format!("node {k} (warm-up)"), &items, &warm);
+    }
     let before_drops = slow.counter(c::RECV_PUMP_DROPPED_FULL).await;
     let before_suppressions = sum_counter(&peers, c::GOSSIP_SUPPRESSIONS).await;
 
@@ -654,4 +667,227 @@ async fn undrained_subscriber_buffer_drops_new_deliveries_with_a_counter() {
     assert_eq!(a.counter(c::GOSSIP_SUBSCRIBER_DROPPED).await, 4);
     let d = a.diagnostics().await;
     assert_eq!(d.gauges["topic_buffered"], 5.0);
+}
+
+/// Who suppresses whom on `topic` right now: `(suppressing node index, suppressed peer id)`.
+async fn suppression_pairs(nodes: &[NodeProc], topic: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (k, n) in nodes.iter().enumerate() {
+        let d = n.diagnostics().await;
+        if let Some(t) = topic_diag(&d, topic) {
+            out.extend(t.suppressed.iter().map(|s| (k, s.peer_id.clone())));
+        }
+    }
+    out
+}
+
+/// Issue 9's `high_rtt_peer` on real processes: one node's overlay datagrams are delayed by
+/// 1500 ms ± 200 ms through its impairment API (what the nemesis posts) while a neighbor
+/// publishes a trickle every 50 ms. The neighbors' QUIC path RTT to it rises far above their
+/// other peers'; their gossip cores' slow-peer detector demotes and then suppresses it on
+/// the topic (visible in `/v1/diagnostics` `topics[].suppressed`, the field the nemesis'
+/// cooling monitor reads). Once the impairment is cleared its RTT falls and no neighbor
+/// suppresses it within 60 s. No healthy node is ever suppressed by a healthy one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_node_is_suppressed_by_its_neighbors_and_recovered_after_the_delay_is_cleared() {
+    const COOL: &str = "cool-high-rtt";
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = mesh(dir.path(), 5, &[]).await;
+    join_topic(&nodes, COOL).await;
+    let (slow_k, publisher_k) = (4, 0);
+    let victim = nodes[slow_k].info.peer_id.clone();
+    let mut warm = BTreeSet::new();
+    for _ in 0..5 {
+        warm.insert(publish(&nodes[publisher_k], COOL, b"warm-up").await);
+    }
+    for (k, n) in nodes.iter().enumerate() {
+        let items = await_all(n, COOL, &warm, Duration::from_secs(10)).await;
+        assert_exactly_once(&format!("node {k} (warm-up)"), &items, &warm);
+    }
+
+    // The trickle: 64 bytes every 50 ms from a neighbor, bounded in count (≤ 90 s).
+    let trickle = {
+        let p = &nodes[publisher_k];
+        let (http, url, token) = (
+            p.http.clone(),
+            p.url(&format!("/v1/topics/{COOL}/publish")),
+            p.token.clone(),
+        );
+        let body = serde_json::json!({ "payload_b64": b64(&[0u8; 64]) }).to_string();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            for _ in 0..1_800 {
+                tick.tick().await;
+                let _ = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .body(body.clone())
+                    .send()
+                    .await;
+            }
+        })
+    };
+    // Abort the trickle however the test ends.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _trickle = AbortOnDrop(trickle);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pairs = suppression_pairs(&nodes, COOL).await;
+    assert!(
+        pairs.is_empty(),
+        "suppressions on a healthy mesh: {pairs:?}"
+    );
+
+    // The fault: every overlay datagram the slow node sends is delayed 1500 ms ± 200 ms (both
+    // directions of every exchange: its answers and acknowledgements come late). The expiry
+    // is the lease: nothing outlives the test even if it fails before clearing.
+    let delay = soak_api::Impairment {
+        id: Some("high-rtt".into()),
+        peer: None,
+        delay_ms: 1_500,
+        jitter_ms: 200,
+        loss: 0.0,
+        partition: false,
+        one_way: false,
+        expires_in_ms: 40_000,
+    };
+    let r = nodes[slow_k]
+        .post_raw("/v1/impairments", serde_json::to_vec(&delay).unwrap())
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let applied = Instant::now();
+
+    // While it holds (≤ 20 s): some neighbor lists it as suppressed on the topic.
+    let mut cooled = None;
+    let mut false_positives = Vec::new();
+    while applied.elapsed() < Duration::from_secs(20) {
+        for (k, peer) in suppression_pairs(&nodes, COOL).await {
+            if k != slow_k && peer == victim {
+                cooled.get_or_insert((k, applied.elapsed()));
+            } else if k != slow_k {
+                false_positives.push((k, peer));
+            }
+        }
+        if cooled.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let Some((by, after)) = cooled else {
+        let d = nodes[publisher_k].diagnostics().await;
+        panic!(
+            "no neighbor suppressed the delayed node within 20 s; {}'s view: peers {:?} scores {:?}",
+            publisher_k,
+            d.peers
+                .iter()
+                .map(|p| (&p.peer_id[..8], p.path_rtt_us))
+                .collect::<Vec<_>>(),
+            topic_diag(&d, COOL).map(|t| &t.scores)
+        );
+    };
+    // The evidence the detector acted on: the neighbor's path RTT to it, and its score.
+    let d = nodes[by].diagnostics().await;
+    let seen = d.peers.iter().find(|p| p.peer_id == victim);
+    let path_rtt = seen.and_then(|p| p.path_rtt_us);
+    eprintln!(
+        "node {by}: ping RTT to it {:?} us, gossip send timeouts {}, broken promises {}",
+        seen.and_then(|p| p.rtt_us),
+        d.counters["gossip_send_timeouts_total"],
+        d.counters["gossip_broken_promises_total"]
+    );
+    let score = topic_diag(&d, COOL)
+        .and_then(|t| t.scores.iter().find(|s| s.peer_id == victim))
+        .cloned();
+    eprintln!(
+        "node {by} suppressed the delayed node {after:?} after the delay was applied; path RTT \
+         {path_rtt:?} us; score {score:?}"
+    );
+    assert!(
+        path_rtt.is_some_and(|us| us >= 1_000_000),
+        "path RTT {path_rtt:?}"
+    );
+    assert!(
+        score.is_some_and(|s| s.components.get("slowness").is_some_and(|v| *v > 0.0)
+            || s.components.get("slow") == Some(&1.0)),
+        "suppressed for its latency"
+    );
+    assert!(
+        d.counters["gossip_slow_verdicts_total"] > 0,
+        "slow verdicts counted"
+    );
+    let cause = topic_diag(&d, COOL)
+        .and_then(|t| t.suppressed.iter().find(|s| s.peer_id == victim))
+        .and_then(|s| s.cause.clone());
+    assert_eq!(cause.as_deref(), Some("latency"));
+    // Cooled for latency, it is off the tree but still announced to: it pulls what is
+    // published while it is cooled (late, through its own slow path).
+    let mut cooled_msgs = BTreeSet::new();
+    for _ in 0..5 {
+        cooled_msgs.insert(publish(&nodes[publisher_k], COOL, b"while cooled").await);
+    }
+    let items = await_all(&nodes[slow_k], COOL, &cooled_msgs, Duration::from_secs(10)).await;
+    let have: BTreeSet<&String> = items.iter().map(|i| &i.msg_id).collect();
+    assert!(
+        cooled_msgs.iter().all(|m| have.contains(m)),
+        "the cooled node still gets the topic's messages"
+    );
+
+    // Revert, and check it clean.
+    let r = nodes[slow_k]
+        .http
+        .delete(nodes[slow_k].url("/v1/impairments"))
+        .bearer_auth(&nodes[slow_k].token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(nodes[slow_k].diagnostics().await.impairments.is_empty());
+    let reverted = Instant::now();
+
+    // Recovered: nobody suppresses it within 60 s (it stays so for 3 s of reads).
+    let mut clear_since: Option<Instant> = None;
+    let mut recovered = None;
+    while reverted.elapsed() < Duration::from_secs(60) {
+        let pairs = suppression_pairs(&nodes, COOL).await;
+        false_positives.extend(
+            pairs
+                .iter()
+                .filter(|(k, p)| *k != slow_k && *p != victim)
+                .cloned(),
+        );
+        if pairs.iter().any(|(_, p)| *p == victim) {
+            clear_since = None;
+        } else {
+            let since = *clear_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(3) {
+                recovered = Some(since.duration_since(reverted));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("no neighbor suppresses it {recovered:?} after the revert");
+    assert!(
+        recovered.is_some(),
+        "still suppressed 60 s after the revert"
+    );
+    assert!(
+        false_positives.is_empty(),
+        "healthy nodes suppressed by healthy neighbors: {false_positives:?}"
+    );
+    // It receives the topic again.
+    let mut again = BTreeSet::new();
+    for _ in 0..5 {
+        again.insert(publish(&nodes[publisher_k], COOL, b"after").await);
+    }
+    let items = await_all(&nodes[slow_k], COOL, &again, Duration::from_secs(15)).await;
+    let have: BTreeSet<&String> = items.iter().map(|i| &i.msg_id).collect();
+    assert!(
+        again.iter().all(|m| have.contains(m)),
+        "the recovered node receives again"
+    );
 }

@@ -98,7 +98,7 @@ pub fn write_timeline_rows<W: Write + ?Sized>(
         )?;
         for (name, value) in &data.counters {
             let (metric, rate_metric) = names
-                .entry(name.as_str())
+                .entry(name)
                 .or_insert_with(|| (csv_field(name), csv_field(&format!("{name}{RATE_SUFFIX}"))));
             out.write_all(&prefix)?;
             out.write_all(metric.as_bytes())?;
@@ -112,7 +112,7 @@ pub fn write_timeline_rows<W: Write + ?Sized>(
         for (name, value) in &data.gauges {
             if value.is_finite() {
                 let (metric, _) = names
-                    .entry(name.as_str())
+                    .entry(name)
                     .or_insert_with(|| (csv_field(name), String::new()));
                 row(out, &prefix, metric, float_text(*value).as_bytes())?;
             }
@@ -211,8 +211,8 @@ pub fn write_openmetrics<W: Write + ?Sized>(
     for list in series.values() {
         for sample in list {
             if let SampleOutcome::Ok(data) = &sample.outcome {
-                metrics.extend(data.counters.keys().map(|k| (Kind::Counter, k.as_str())));
-                metrics.extend(data.gauges.keys().map(|k| (Kind::Gauge, k.as_str())));
+                metrics.extend(data.counters.keys().map(|k| (Kind::Counter, k)));
+                metrics.extend(data.gauges.keys().map(|k| (Kind::Gauge, k)));
             }
         }
     }
@@ -255,8 +255,8 @@ pub fn write_openmetrics<W: Write + ?Sized>(
                     continue;
                 };
                 let value = match kind {
-                    Kind::Counter => data.counters.get(*name).map(|v| v.to_string()),
-                    Kind::Gauge => data.gauges.get(*name).map(|v| gauge_text(*v)),
+                    Kind::Counter => data.counters.get(name).map(|v| v.to_string()),
+                    Kind::Gauge => data.gauges.get(name).map(|v| gauge_text(*v)),
                 };
                 if let Some(value) = value {
                     writeln!(
@@ -300,8 +300,9 @@ mod tests {
             at_ms,
             outcome: SampleOutcome::Ok(SampleData {
                 instance_id: instance.into(),
-                counters: BTreeMap::from([("dispatcher_completed_total".to_string(), completed)]),
-                gauges: BTreeMap::from([("recv_pump_depth".to_string(), depth)]),
+                counters: BTreeMap::from([("dispatcher_completed_total".to_string(), completed)])
+                    .into(),
+                gauges: BTreeMap::from([("recv_pump_depth".to_string(), depth)]).into(),
                 by_peer: BTreeMap::new(),
             }),
         }
@@ -394,8 +395,9 @@ mod tests {
                     counters: BTreeMap::from([
                         ("a-b_total".to_string(), 1),
                         ("a.b_total".to_string(), 2),
-                    ]),
-                    gauges: BTreeMap::new(),
+                    ])
+                    .into(),
+                    gauges: Default::default(),
                     by_peer: BTreeMap::new(),
                 }),
             }],

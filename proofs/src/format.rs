@@ -10,7 +10,8 @@
 //!   gate.toml              the gate profile the run was judged with (when known)
 //!   events.jsonl           run events, append-only
 //!   node_events.jsonl      node exits and lost hosts, append-only (1.2)
-//!   samples/<node>.jsonl   continuous samples per node, append-only
+//!   samples/<node>.smp     continuous samples per node, append-only, compact (1.3; see
+//!                          `samples`); proofs of format ≤ 1.2 have samples/<node>.jsonl
 //!   windows/NNN/window.json    the window's record (Phase A, fanout, scenarios)
 //!   windows/NNN/verdict.json   the window's verdict (written at finish)
 //!   faults/journal.jsonl   fault steps, each before it acts and after (runs with faults)
@@ -74,8 +75,21 @@ pub const SCENARIO_FILE: &str = "scenarios.toml";
 pub const FAULT_SCHEDULE: &str = "schedule.json";
 /// Prefix of temporary files (atomic writes); never part of a finished proof.
 pub const TEMP_PREFIX: &str = ".tmp-";
-/// Extension of the per-node sample files.
-pub const SAMPLES_EXT: &str = ".jsonl";
+/// Extension of the per-node sample files this build writes (the compact encoding of
+/// [`crate::samples`]).
+pub const SAMPLES_EXT: &str = ".smp";
+/// Extension of the per-node sample files of formats 1.0 to 1.2 (one JSON sample per line);
+/// still read.
+pub const LEGACY_SAMPLES_EXT: &str = ".jsonl";
+
+/// How a sample file is encoded, by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleEncoding {
+    /// `.smp`: [`crate::samples`] (format 1.3).
+    Compact,
+    /// `.jsonl`: one `model::Sample` JSON object per line (formats 1.0 to 1.2).
+    JsonLines,
+}
 
 /// The format version this build writes. Bump `minor` for additive changes (new optional
 /// fields or files), `major` for anything an older reader would misread.
@@ -84,14 +98,18 @@ pub const SAMPLES_EXT: &str = ".jsonl";
 /// the long-format `timeline.csv`, the optional `command` and `seed` in `run.json`, the
 /// nemesis' `faults/` (journal, schedule, residue, scenario file; fault evidence in window
 /// records), `node_events.jsonl`, `phase_a.csv`, `PairOutcome::inbox_copies` and
-/// `RunMeta::errors`.
-pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 2 };
+/// `RunMeta::errors`; 1.3 stores samples compactly in `samples/<node>.smp` (older proofs'
+/// `.jsonl` sample files are still read).
+pub const CURRENT: FormatVersion = FormatVersion { major: 1, minor: 3 };
 
 /// Largest JSON (or TOML) document a proof may hold: run, config, manifest, window and verdict
 /// files. Reading refuses bigger ones (a proof is untrusted input).
 pub const MAX_JSON_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest JSON-lines file (samples of one node, events): days of 1 s samples fit.
 pub const MAX_JSONL_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Largest compact sample file (`samples/<node>.smp`): the same days of samples take ~25×
+/// less room than as JSON lines, so this bound holds as much as [`MAX_JSONL_BYTES`] with room.
+pub const MAX_SMP_BYTES: u64 = 1024 * 1024 * 1024;
 /// Largest file `verify` hashes (streamed, so memory is not the concern: a sparse or runaway
 /// file must not take hours).
 pub const MAX_HASHED_BYTES: u64 = 64 * 1024 * 1024 * 1024;
@@ -118,9 +136,26 @@ pub fn sample_file_name(node: &str) -> String {
     out
 }
 
-/// The node name of a sample file name (inverse of [`sample_file_name`]).
+/// The node name of a sample file name (inverse of [`sample_file_name`], also for the
+/// `.jsonl` files of older proofs).
 pub fn node_of_sample_file(file_name: &str) -> Option<String> {
-    let stem = file_name.strip_suffix(SAMPLES_EXT)?;
+    sample_file(file_name).map(|(node, _)| node)
+}
+
+/// The node name and encoding of a sample file name.
+pub fn sample_file(file_name: &str) -> Option<(String, SampleEncoding)> {
+    let (stem, encoding) = match file_name.strip_suffix(SAMPLES_EXT) {
+        Some(stem) => (stem, SampleEncoding::Compact),
+        None => (
+            file_name.strip_suffix(LEGACY_SAMPLES_EXT)?,
+            SampleEncoding::JsonLines,
+        ),
+    };
+    let node = decode_node_name(stem)?;
+    Some((node, encoding))
+}
+
+fn decode_node_name(stem: &str) -> Option<String> {
     let bytes = stem.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -199,8 +234,16 @@ mod tests {
             assert!(!file.contains('/') && !file.starts_with('.'), "{file}");
             assert_eq!(node_of_sample_file(&file).as_deref(), Some(name));
         }
-        assert_eq!(sample_file_name("node-0"), "node-0.jsonl");
+        assert_eq!(sample_file_name("node-0"), "node-0.smp");
         assert_eq!(node_of_sample_file("x.json"), None);
         assert_eq!(node_of_sample_file("%zz.jsonl"), None);
+        assert_eq!(
+            sample_file("node-0.jsonl"),
+            Some(("node-0".to_string(), SampleEncoding::JsonLines))
+        );
+        assert_eq!(
+            sample_file("node-0.smp"),
+            Some(("node-0".to_string(), SampleEncoding::Compact))
+        );
     }
 }

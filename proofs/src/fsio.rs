@@ -179,7 +179,14 @@ pub fn write_atomic_with(
         .ok_or_else(|| Error::invalid(format!("failed to write {}", path.display()), "bad name"))?;
     let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let result = (|| {
-        let file = File::create(&tmp).map_err(|e| Error::io("write", path, e))?;
+        // A stale temporary file (or a link planted under its name) is removed, never
+        // followed: the temporary file is always a new one of ours.
+        let _ = fs::remove_file(&tmp);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("write", path, e))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         fill(&mut out)?;
         let file = out

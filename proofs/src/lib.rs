@@ -20,12 +20,14 @@ mod reader;
 pub mod render;
 mod report;
 mod runid;
+pub mod samples;
 pub mod summary;
 mod verify;
 mod writer;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::{CURRENT as FORMAT_VERSION, FormatVersion};
+pub use fsio::write_atomic;
 pub use meta::{FileEntry, FleetCoverage, Manifest, MissingHost, NodeBuild, RunMeta, RunStatus};
 pub use points::GAP_FACTOR;
 pub use reader::{Proof, read, read_head};

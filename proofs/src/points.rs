@@ -7,7 +7,7 @@
 //! ever computed across a restart, a failed attempt or a long silence.
 
 use soak_gates::model::{Sample, SampleData, SampleOutcome};
-use soak_gates::series::merge_row;
+use soak_gates::series::RowPlan;
 
 /// A step between two good samples longer than this many sample intervals is an evidence gap
 /// (the built-in gate profiles' `gap_factor`; fixed here so renderings never depend on a gate).
@@ -62,14 +62,15 @@ pub(crate) fn rate_at(points: &[Point<'_>], column: &[Option<u64>], i: usize) ->
 }
 
 /// The values of sorted, distinct `counters` and `gauges` at every attempt (`None` for a
-/// failed attempt or a metric the sample lacks), read in one merge pass per sample instead of
-/// one map lookup per metric.
+/// failed attempt or a metric the sample lacks), read by a [`RowPlan`] per list instead of one
+/// map lookup per metric.
 pub(crate) type AttemptColumns = (Vec<Vec<Option<u64>>>, Vec<Vec<Option<f64>>>);
 
 /// See [`AttemptColumns`].
 pub(crate) fn columns(points: &[Point<'_>], counters: &[&str], gauges: &[&str]) -> AttemptColumns {
     let mut cc = vec![Vec::with_capacity(points.len()); counters.len()];
     let mut gc = vec![Vec::with_capacity(points.len()); gauges.len()];
+    let (mut counter_plan, mut gauge_plan) = (RowPlan::default(), RowPlan::default());
     for p in points {
         match p.data {
             None => {
@@ -77,8 +78,8 @@ pub(crate) fn columns(points: &[Point<'_>], counters: &[&str], gauges: &[&str]) 
                 gc.iter_mut().for_each(|c| c.push(None));
             }
             Some(data) => {
-                merge_row(data.counters.iter(), counters, &mut cc, |v| *v);
-                merge_row(data.gauges.iter(), gauges, &mut gc, |v| *v);
+                counter_plan.push_row(&data.counters, counters, &mut cc);
+                gauge_plan.push_row(&data.gauges, gauges, &mut gc);
             }
         }
     }
@@ -196,8 +197,9 @@ mod tests {
             at_ms,
             outcome: SampleOutcome::Ok(SampleData {
                 instance_id: instance.into(),
-                counters: BTreeMap::from([("dispatcher_completed_total".to_string(), completed)]),
-                gauges: BTreeMap::new(),
+                counters: BTreeMap::from([("dispatcher_completed_total".to_string(), completed)])
+                    .into(),
+                gauges: Default::default(),
                 by_peer: BTreeMap::new(),
             }),
         }
@@ -352,7 +354,7 @@ mod tests {
                 proptest::prop_assert_eq!(p.epoch, before.epoch);
                 let dt = p.at - before.at;
                 proptest::prop_assert!(dt > 0 && dt <= 2_500);
-                let (a, b) = (prev.counters[C], now.counters[C]);
+                let (a, b) = (prev.counters.get(C).copied().unwrap_or_default(), now.counters.get(C).copied().unwrap_or_default());
                 proptest::prop_assert!(b >= a);
                 proptest::prop_assert!((rate - (b - a) as f64 * 1000.0 / dt as f64).abs() < 1e-9);
             }

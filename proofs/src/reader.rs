@@ -5,10 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use soak_gates::Verdict;
-use soak_gates::model::{NodeEvent, Observations, RunInfo, Sample, WindowRecord};
+use soak_gates::model::{NodeEvent, Observations, RunInfo, Sample, SampleOutcome, WindowRecord};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{self, CURRENT};
+use crate::format::{self, CURRENT, SampleEncoding};
 use crate::fsio::{self, Entry, is_dir, is_regular, read_json, read_jsonl, read_text};
 use crate::meta::{Manifest, RunMeta, RunStatus};
 use crate::writer::RunFile;
@@ -182,21 +182,25 @@ pub fn window_ms(config: &serde_json::Value) -> Option<u64> {
 
 fn read_samples(dir: &Path, warnings: &mut Vec<String>) -> Result<BTreeMap<String, Vec<Sample>>> {
     let mut out = BTreeMap::new();
-    for (node, path) in sample_files(dir, warnings)? {
-        out.insert(node, read_jsonl(&path, warnings)?);
+    for (node, files) in sample_files(dir, warnings)? {
+        out.insert(node, read_node_samples(&files, warnings)?);
     }
     Ok(out)
 }
 
+/// One node's sample files, in the order they are read: older JSON lines first, so a proof
+/// continued by a newer writer reads in time order.
+pub(crate) type NodeSampleFiles = Vec<(SampleEncoding, PathBuf)>;
+
 /// The sample files under `dir` (a proof's `samples/`) by node name, in name order; files that
 /// are not sample files are noted and left out. Every entry is checked (`lstat`) here: a link,
-/// FIFO or device is refused, never followed, and the caller reads the files it gets through
+/// FIFO or device is refused, never followed, and [`read_node_samples`] reads the files through
 /// the bounded opener of `fsio`.
 pub(crate) fn sample_files(
     dir: &Path,
     warnings: &mut Vec<String>,
-) -> Result<Vec<(String, PathBuf)>> {
-    let mut out = BTreeMap::new();
+) -> Result<Vec<(String, NodeSampleFiles)>> {
+    let mut out: BTreeMap<String, NodeSampleFiles> = BTreeMap::new();
     if !is_dir(dir)? {
         return Ok(Vec::new());
     }
@@ -206,17 +210,65 @@ pub(crate) fn sample_files(
         if file_name.starts_with(format::TEMP_PREFIX) {
             continue;
         }
-        let Some(node) = format::node_of_sample_file(&file_name) else {
+        let Some((node, encoding)) = format::sample_file(&file_name) else {
             warnings.push(format!("ignored unexpected file samples/{file_name}"));
             continue;
         };
         let path = entry.path();
         // Checked (lstat) before opening: a link or FIFO here is refused, never followed.
         if is_regular(&path)? {
-            out.insert(node, path);
+            out.entry(node).or_default().push((encoding, path));
         }
     }
+    for files in out.values_mut() {
+        files.sort_by_key(|(encoding, _)| *encoding != SampleEncoding::JsonLines);
+    }
     Ok(out.into_iter().collect())
+}
+
+/// Reads one node's sample files (from [`sample_files`]) through the bounded, link-refusing
+/// opener, consecutive samples with equal metric names sharing one name list.
+pub(crate) fn read_node_samples(
+    files: &[(SampleEncoding, PathBuf)],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Sample>> {
+    let mut samples = Vec::new();
+    for (encoding, path) in files {
+        match encoding {
+            SampleEncoding::JsonLines => samples.extend(read_jsonl::<Sample>(path, warnings)?),
+            SampleEncoding::Compact => samples.extend(read_compact(path, warnings)?),
+        }
+    }
+    share_names(&mut samples);
+    Ok(samples)
+}
+
+/// Decodes a compact sample file (read bounded, links refused); a torn last record is dropped
+/// with a warning.
+pub(crate) fn read_compact(path: &Path, warnings: &mut Vec<String>) -> Result<Vec<Sample>> {
+    let bytes = fsio::read_bounded(path, format::MAX_SMP_BYTES)?;
+    let decoded = crate::samples::decode(&bytes)
+        .map_err(|e| Error::invalid(format!("failed to read {}", path.display()), e.to_string()))?;
+    if decoded.torn_bytes > 0 {
+        warnings.push(format!(
+            "{}: ignored a torn last record ({} bytes)",
+            path.display(),
+            decoded.torn_bytes
+        ));
+    }
+    Ok(decoded.samples)
+}
+
+/// Lets consecutive samples with equal metric names share one name list (samples parsed from
+/// JSON each got their own), so the evaluator matches each list once and memory holds one copy.
+fn share_names(samples: &mut [Sample]) {
+    let (mut counters, mut gauges) = (None, None);
+    for sample in samples {
+        if let SampleOutcome::Ok(data) = &mut sample.outcome {
+            data.counters.share_names(&mut counters);
+            data.gauges.share_names(&mut gauges);
+        }
+    }
 }
 
 fn read_windows(dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<WindowRecord>> {

@@ -20,9 +20,9 @@ use crate::error::{Error, Result};
 use crate::export::{TIMELINE_HEADER, write_timeline_rows};
 use crate::faults::FaultJournal;
 use crate::format;
-use crate::fsio::{read_jsonl, write_atomic, write_atomic_with};
+use crate::fsio::{write_atomic, write_atomic_with};
 use crate::meta::{RunMeta, RunStatus};
-use crate::reader::sample_files;
+use crate::reader::{read_node_samples, sample_files};
 use crate::report::{ReportBuilder, ReportInput};
 use crate::runid::utc_rfc3339;
 use crate::summary::{EndSummary, Totals};
@@ -76,8 +76,8 @@ impl SampleSource<'_> {
                 }
             }
             SampleSource::Dir(dir) => {
-                for (node, path) in sample_files(&dir.join(format::SAMPLES_DIR), notes)? {
-                    let samples: Vec<Sample> = read_jsonl(&path, notes)?;
+                for (node, files) in sample_files(&dir.join(format::SAMPLES_DIR), notes)? {
+                    let samples = read_node_samples(&files, notes)?;
                     f(&node, &samples)?;
                 }
             }

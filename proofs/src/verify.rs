@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::format::{self, CURRENT, FormatVersion};
-use crate::fsio::{hash_file, is_regular, list_files, read_json};
+use crate::format::{self, CURRENT, FormatVersion, SampleEncoding};
+use crate::fsio::{hash_file, is_regular, list_files, read_bounded, read_json};
 use crate::meta::{Manifest, RunStatus};
 
 /// What `verify` found. `is_ok()` only when the manifest is present, readable, sealed with a
@@ -123,7 +123,7 @@ pub fn verify(dir: impl AsRef<Path>) -> VerifyReport {
             Some(path) => {
                 report.checked += 1;
                 match hash_file(path) {
-                    Ok(got) if &got == want => {}
+                    Ok(got) if &got == want => check_samples(rel, path, &mut report.problems),
                     Ok(_) => report.modified.push(rel.clone()),
                     Err(err) => report.problems.push(format!("{err}: {}", err.kind)),
                 }
@@ -136,4 +136,29 @@ pub fn verify(dir: impl AsRef<Path>) -> VerifyReport {
         .cloned()
         .collect();
     report
+}
+
+/// A sealed proof's compact sample file must decode whole: a torn or malformed record there
+/// means it was not written by a writer that finished (or was altered before sealing).
+fn check_samples(rel: &str, path: &Path, problems: &mut Vec<String>) {
+    let Some(name) = rel.strip_prefix(&format!("{}/", format::SAMPLES_DIR)) else {
+        return;
+    };
+    if !matches!(
+        format::sample_file(name),
+        Some((_, SampleEncoding::Compact))
+    ) {
+        return;
+    }
+    match read_bounded(path, format::MAX_SMP_BYTES) {
+        Ok(bytes) => match crate::samples::decode(&bytes) {
+            Ok(d) if d.torn_bytes == 0 => {}
+            Ok(d) => problems.push(format!(
+                "{rel}: a torn last record ({} bytes)",
+                d.torn_bytes
+            )),
+            Err(err) => problems.push(format!("{rel}: {err}")),
+        },
+        Err(err) => problems.push(format!("{err}: {}", err.kind)),
+    }
 }

@@ -14,10 +14,18 @@ use soak_gates::model::{NodeEvent, Sample, WindowRecord};
 use crate::error::{Error, Result};
 use crate::faults::FaultJournal;
 use crate::format::{self, CURRENT, FormatVersion};
-use crate::fsio::{hash_tree, write_atomic, write_json_atomic};
+use crate::fsio::{hash_tree, read_bounded, write_atomic, write_json_atomic};
 use crate::meta::{Manifest, RunMeta, RunStatus};
 use crate::reader::read_head;
 use crate::render::{self, Evidence, SampleSource};
+use crate::samples::SampleEncoder;
+
+/// One node's open sample file and its encoder state.
+#[derive(Debug)]
+struct SampleFile {
+    file: File,
+    encoder: SampleEncoder,
+}
 
 /// Contents of `run.json`: the format version beside the metadata, so an incomplete proof (no
 /// manifest yet) still says how to read it.
@@ -34,7 +42,8 @@ pub struct ProofWriter {
     meta: RunMeta,
     events: File,
     node_events: Option<File>,
-    samples: BTreeMap<String, File>,
+    samples: BTreeMap<String, SampleFile>,
+    buffer: Vec<u8>,
     windows: BTreeSet<u32>,
     journal: Option<File>,
 }
@@ -66,6 +75,7 @@ impl ProofWriter {
             events,
             node_events: None,
             samples: BTreeMap::new(),
+            buffer: Vec::new(),
             windows: BTreeSet::new(),
             journal: None,
         };
@@ -114,7 +124,9 @@ impl ProofWriter {
         }
     }
 
-    /// Appends one sample of `node` as a line of `samples/<node>.jsonl`.
+    /// Appends one sample of `node` to `samples/<node>.smp` (the compact encoding of
+    /// [`crate::samples`]): its records in one `write_all`, so a writer killed mid-append leaves
+    /// whole samples and at most one torn record, which the reader drops.
     pub fn append_sample(&mut self, node: &str, sample: &Sample) -> Result<()> {
         if node.is_empty() {
             return Err(Error::invalid(
@@ -128,10 +140,26 @@ impl ProofWriter {
             .join(format::sample_file_name(node));
         if !self.samples.contains_key(node) {
             let file = open_append(&path)?;
-            self.samples.insert(node.to_string(), file);
+            // A file that already holds samples (a writer reopened on the same proof) gets a
+            // reset record first, never a second magic.
+            let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let encoder = if existing == 0 {
+                SampleEncoder::new()
+            } else {
+                drop_torn_tail(&path, &file)?;
+                SampleEncoder::continuing()
+            };
+            self.samples
+                .insert(node.to_string(), SampleFile { file, encoder });
         }
         match self.samples.get_mut(node) {
-            Some(file) => append_line(file, &path, sample),
+            Some(open) => {
+                self.buffer.clear();
+                open.encoder.encode(sample, &mut self.buffer);
+                open.file
+                    .write_all(&self.buffer)
+                    .map_err(|e| Error::io("append to", &path, e))
+            }
             // Inserted just above.
             None => Err(Error::invalid(
                 "failed to append a sample",
@@ -201,8 +229,9 @@ impl ProofWriter {
             file.sync_all()
                 .map_err(|e| Error::io("sync", &self.dir.join(format::NODE_EVENTS), e))?;
         }
-        for (node, file) in &self.samples {
-            file.sync_all()
+        for (node, open) in &self.samples {
+            open.file
+                .sync_all()
                 .map_err(|e| Error::io("sync samples of", Path::new(node), e))?;
         }
         for window in &verdict.windows {
@@ -285,6 +314,24 @@ fn open_append(path: &Path) -> Result<File> {
         .append(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))
+}
+
+/// Cuts a torn last record (a writer killed mid-append) off an existing sample file before more
+/// samples are appended to it; a file that does not decode, or that is a link or oversize, is
+/// refused (read through the bounded opener like every proof read).
+fn drop_torn_tail(path: &Path, file: &File) -> Result<()> {
+    let bytes = read_bounded(path, format::MAX_SMP_BYTES)?;
+    let decoded = crate::samples::decode(&bytes).map_err(|e| {
+        Error::invalid(
+            format!("failed to append to {}", path.display()),
+            e.to_string(),
+        )
+    })?;
+    if decoded.torn_bytes > 0 {
+        file.set_len((bytes.len() - decoded.torn_bytes) as u64)
+            .map_err(|e| Error::io("truncate the torn tail of", path, e))?;
+    }
+    Ok(())
 }
 
 /// One JSON value plus newline in a single `write_all` on an append-mode file, so concurrent

@@ -1,11 +1,12 @@
 //! The proof directory: write, read back, verify, and render (snapshots).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
-use soak_gates::model::Observations;
+use soak_gates::model::{Observations, Sample};
 use soak_gates::testkit::{self, FleetBuilder, bump, drop_samples, restart, span};
 use soak_gates::{Profile, evaluate};
 use soak_proofs::summary::{EndSummary, Totals};
@@ -117,7 +118,7 @@ fn observations_and_verdict_round_trip_exactly() {
     let manifest = proof.manifest.unwrap();
     assert_eq!(manifest.format, FORMAT_VERSION);
     assert_eq!(manifest.verdict, Some(verdict.verdict));
-    assert!(manifest.files.contains_key("samples/node-0.jsonl"));
+    assert!(manifest.files.contains_key("samples/node-0.smp"));
     assert!(manifest.files.contains_key("windows/002/window.json"));
     assert!(manifest.files.contains_key("windows/002/verdict.json"));
     // Re-scoring the read observations reproduces the stored verdict.
@@ -159,12 +160,12 @@ fn an_interrupted_run_is_readable_and_incomplete() {
         writer.write_window(&obs.windows[0]).unwrap();
         // Dropped without finish: as if killed.
     }
-    // A torn last line, as from a kill mid-append.
+    // A torn last record, as from a kill mid-append: a length of 48 bytes, two of them there.
     let mut f = fs::OpenOptions::new()
         .append(true)
-        .open(dir.join("samples/node-0.jsonl"))
+        .open(dir.join("samples/node-0.smp"))
         .unwrap();
-    f.write_all(b"{\"at_ms\":17953").unwrap();
+    f.write_all(&[48, 3, 0]).unwrap();
     let proof = read(&dir).unwrap();
     assert!(!proof.is_complete());
     assert_eq!(proof.status(), RunStatus::Running);
@@ -179,21 +180,136 @@ fn an_interrupted_run_is_readable_and_incomplete() {
 }
 
 #[test]
-fn a_torn_line_in_the_middle_is_an_error() {
+fn a_corrupt_record_in_the_middle_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let obs = eventful();
     let mut writer = ProofWriter::create(&dir, meta(&obs)).unwrap();
-    writer
-        .append_sample("node-0", &obs.samples["node-0"][0])
-        .unwrap();
+    for sample in &obs.samples["node-0"][..3] {
+        writer.append_sample("node-0", sample).unwrap();
+    }
     drop(writer);
+    let path = dir.join("samples/node-0.smp");
+    let mut bytes = fs::read(&path).unwrap();
+    // The first record's kind byte (after the magic and a one-byte length).
+    bytes[soak_proofs::samples::MAGIC.len() + 1] = 0xee;
+    fs::write(&path, bytes).unwrap();
+    let err = read(&dir)
+        .err()
+        .map(|e| format!("{e}: {}", e.kind))
+        .unwrap_or_default();
+    assert!(
+        err.contains("node-0.smp") && err.contains("byte 8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_torn_json_line_in_the_middle_of_a_1_1_proof_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("old");
+    copy_dir(&fixture_1_1(), &dir);
     let path = dir.join("samples/node-0.jsonl");
     let mut text = fs::read_to_string(&path).unwrap();
     text.insert_str(0, "{broken\n");
     fs::write(&path, text).unwrap();
     let err = read(&dir).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("line 1"), "{err}");
+}
+
+/// A proof written by the format-1.1 code (samples as JSON lines), checked in.
+fn fixture_1_1() -> std::path::PathBuf {
+    fixture("1.1")
+}
+
+/// Proofs with JSON-lines samples written by older code, checked in: `proof-1.1` by the
+/// format-1.1 code, `proof-1.2` by the format-1.2 code (the last before the compact encoding;
+/// this file's `eventful` through its `write_proof`, as that code had them).
+fn fixture(version: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/proof-{version}"))
+}
+
+/// A JSON-lines proof's samples parsed line by line with serde alone (not through the reader).
+fn json_line_samples(dir: &Path) -> BTreeMap<String, Vec<Sample>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir.join("samples")).unwrap() {
+        let path = entry.unwrap().path();
+        let node = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert_eq!(path.extension().unwrap(), "jsonl");
+        let samples = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        out.insert(node, samples);
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Old proofs still read: the JSON-lines samples of a 1.1 and a 1.2 proof read back exactly
+/// as written, the proofs verify, and the same observations stored compactly by this build
+/// read back equal and re-score to the same verdict (in ~a tenth of the bytes).
+#[test]
+fn json_line_proofs_of_1_1_and_1_2_read_verify_and_rescore_like_compact_ones() {
+    let profile = Profile::builtin("broad-launch").unwrap();
+    for (version, minor) in [("1.1", 1), ("1.2", 2)] {
+        let dir = fixture(version);
+        let report = verify(&dir);
+        assert!(report.is_ok(), "{version}: {report:#?}");
+        assert_eq!(
+            report.format,
+            Some(soak_proofs::FormatVersion { major: 1, minor })
+        );
+        let old = read(&dir).unwrap();
+        assert!(old.is_complete());
+        assert!(old.warnings.is_empty(), "{version}: {:?}", old.warnings);
+        assert_eq!(
+            old.observations.samples,
+            json_line_samples(&dir),
+            "{version}"
+        );
+        assert!(old.verdict.is_some());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let new_dir = tmp.path().join("new");
+        let verdict = write_proof(&new_dir, &old.observations);
+        let new = read(&new_dir).unwrap();
+        assert_eq!(new.observations, old.observations, "{version}");
+        assert_eq!(evaluate(&old.observations, &profile), verdict, "{version}");
+        assert_eq!(new.verdict.as_ref(), Some(&verdict));
+        let files = |d: &Path| -> Vec<(String, u64)> {
+            fs::read_dir(d.join("samples"))
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    (name, e.metadata().unwrap().len())
+                })
+                .collect()
+        };
+        assert!(files(&new_dir).iter().all(|(n, _)| n.ends_with(".smp")));
+        let size = |d: &Path| files(d).iter().map(|(_, n)| n).sum::<u64>();
+        let (before, after) = (size(&dir), size(&new_dir));
+        assert!(
+            after * 10 < before,
+            "{version}: compact samples {after} B vs JSON lines {before} B"
+        );
+    }
+    // The 1.2 proof holds exactly what its generator made.
+    assert_eq!(read(fixture("1.2")).unwrap().observations, eventful());
 }
 
 #[test]
@@ -618,22 +734,39 @@ fn oversized_and_linked_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     write_proof(&dir, &eventful());
-    let samples = dir.join("samples/node-0.jsonl");
-    let original = fs::read(&samples).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&samples)
-        .unwrap()
-        .set_len(soak_proofs::format::MAX_JSONL_BYTES + 1)
-        .unwrap();
-    let err = read(&dir).err().unwrap();
-    let text = format!("{err}: {}", err.kind);
-    assert!(
-        matches!(err.kind, soak_proofs::ErrorKind::Refused(_)),
-        "{text}"
-    );
-    assert!(text.contains("more than the"), "{text}");
-    fs::write(&samples, &original).unwrap();
+    // A compact sample file of this build, and a JSON-lines one of an older proof: each over
+    // the bound for its kind.
+    let old = tmp.path().join("old");
+    copy_dir(&fixture("1.2"), &old);
+    for (proof, samples, bound) in [
+        (
+            &dir,
+            dir.join("samples/node-0.smp"),
+            soak_proofs::format::MAX_SMP_BYTES,
+        ),
+        (
+            &old,
+            old.join("samples/node-0.jsonl"),
+            soak_proofs::format::MAX_JSONL_BYTES,
+        ),
+    ] {
+        let original = fs::read(&samples).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&samples)
+            .unwrap()
+            .set_len(bound + 1)
+            .unwrap();
+        let err = read(proof).err().unwrap();
+        let text = format!("{err}: {}", err.kind);
+        assert!(
+            matches!(err.kind, soak_proofs::ErrorKind::Refused(_)),
+            "{text}"
+        );
+        assert!(text.contains("more than the"), "{text}");
+        fs::write(&samples, &original).unwrap();
+        assert!(read(proof).is_ok());
+    }
     let verdict = dir.join("verdict.json");
     fs::File::options()
         .write(true)

@@ -217,6 +217,9 @@ pub struct HttpNode {
     client: reqwest::Client,
 }
 
+/// How long an idle admin-API connection is kept for reuse (below the node's idle limit).
+const POOL_IDLE: Duration = Duration::from_secs(2);
+
 /// Builds the reqwest client the orchestrator uses for admin APIs: plain HTTP, no proxy, a
 /// per-request timeout.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, NodeApiErrorKind> {
@@ -224,7 +227,12 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, NodeApiErrorKin
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(30))
+        // The node closes a keep-alive connection idle for `admin_header_timeout_ms` (5 s by
+        // default). A pooled connection kept longer races that close: the request is written
+        // as the server hangs up ("connection closed before message completed"), which at a
+        // 5 s sample interval cost a sample or a Phase A pair every few minutes. Idle
+        // connections are dropped well before the node would.
+        .pool_idle_timeout(POOL_IDLE)
         .build()
         .map_err(|err| NodeApiErrorKind::Invalid(format!("cannot build http client: {err}")))
 }
@@ -299,30 +307,63 @@ impl HttpNode {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: Option<PageQuery>) -> ApiResult<T> {
-        let mut request = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(&self.endpoint.token);
-        if let Some(query) = query {
-            request = request.query(&query);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|err| self.transport_error(path, err))?;
+        let response = self
+            .send_retrying(path, true, || {
+                let mut request = self
+                    .client
+                    .get(self.url(path))
+                    .bearer_auth(&self.endpoint.token);
+                if let Some(query) = &query {
+                    request = request.query(query);
+                }
+                request.send()
+            })
+            .await?;
         self.decode(path, response, &[]).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> ApiResult<T> {
+    /// POSTs `body`; `idempotent` when sending it twice does no harm (a DM with a request id:
+    /// the receiver stores it once), so a connection closed under it may be retried.
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        idempotent: bool,
+    ) -> ApiResult<T> {
         let response = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(&self.endpoint.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|err| self.transport_error(path, err))?;
+            .send_retrying(path, idempotent, || {
+                self.client
+                    .post(self.url(path))
+                    .bearer_auth(&self.endpoint.token)
+                    .json(body)
+                    .send()
+            })
+            .await?;
         self.decode(path, response, &[]).await
+    }
+
+    /// Sends the request `send` builds. When a reused connection was closed under it (not a
+    /// timeout, not a refused connect) and the request is `idempotent`, it is sent once more,
+    /// on a new connection.
+    async fn send_retrying<F, Fut>(
+        &self,
+        path: &str,
+        idempotent: bool,
+        send: F,
+    ) -> ApiResult<reqwest::Response>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    {
+        match send().await {
+            Ok(response) => Ok(response),
+            Err(err)
+                if idempotent && !err.is_timeout() && !err.is_connect() && err.is_request() =>
+            {
+                send().await.map_err(|err| self.transport_error(path, err))
+            }
+            Err(err) => Err(self.transport_error(path, err)),
+        }
     }
 
     fn topic_path(&self, topic: &str, action: &str) -> ApiResult<String> {
@@ -403,7 +444,8 @@ impl NodeApi for HttpNode {
     }
 
     async fn send_dm(&self, request: &DmRequest) -> ApiResult<DmResponse> {
-        self.post("/v1/dm", request).await
+        self.post("/v1/dm", request, request.request_id.is_some())
+            .await
     }
 
     async fn inbox(&self, query: PageQuery) -> ApiResult<InboxPage> {
@@ -442,7 +484,7 @@ impl NodeApi for HttpNode {
 
     async fn publish(&self, topic: &str, request: &PublishRequest) -> ApiResult<PublishResponse> {
         let path = self.topic_path(topic, "publish")?;
-        self.post(&path, request).await
+        self.post(&path, request, false).await
     }
 
     async fn received(&self, topic: &str, query: PageQuery) -> ApiResult<ReceivedPage> {
@@ -455,7 +497,9 @@ impl NodeApi for HttpNode {
     }
 
     async fn add_impairment(&self, impairment: &Impairment) -> ApiResult<Vec<Impairment>> {
-        self.post("/v1/impairments", impairment).await
+        // The same id posted again renews the one impairment.
+        self.post("/v1/impairments", impairment, impairment.id.is_some())
+            .await
     }
 
     async fn remove_impairment(&self, id: &str) -> ApiResult<Vec<Impairment>> {
@@ -493,6 +537,57 @@ mod tests {
         assert!(!valid_topic("a/b"));
         assert!(!valid_topic("a b"));
         assert!(!valid_topic(&"x".repeat(129)));
+    }
+
+    /// A server that answers the first request of every connection and hangs up on the
+    /// second without a word: what a client sees when its pooled connection is closed by the
+    /// node's idle limit just as it reuses it.
+    async fn hang_up_on_reuse() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..16 {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    let body = br#"{"ready":true,"checks":{}}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(body).await;
+                    // The next request on this connection: read, then close unanswered.
+                    let _ = sock.read(&mut buf).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_read_on_a_connection_closed_under_it_is_sent_again_not_lost() {
+        let client = http_client(Duration::from_secs(5)).expect("client");
+        let node = HttpNode::new(
+            NodeEndpoint {
+                name: "node-x".into(),
+                admin_url: hang_up_on_reuse().await,
+                token: "t".into(),
+                peer_id: "00".into(),
+            },
+            client,
+        );
+        for k in 0..4 {
+            let readiness = node.get::<serde_json::Value>("/readyz", None).await;
+            assert!(readiness.is_ok(), "read {k}: {readiness:?}");
+        }
     }
 
     #[tokio::test]

@@ -56,8 +56,8 @@ pub fn sample_data_named(diagnostics: Diagnostics, names: &HashMap<String, Strin
     SampleData {
         by_peer,
         instance_id: diagnostics.identity.instance_id,
-        counters: diagnostics.counters,
-        gauges: diagnostics.gauges,
+        counters: diagnostics.counters.into(),
+        gauges: diagnostics.gauges.into(),
     }
 }
 
@@ -136,7 +136,7 @@ mod tests {
             bans: Vec::new(),
             histograms: Default::default(),
         });
-        assert_eq!(data.gauges, gauges);
+        assert_eq!(data.gauges, gauges.into());
     }
 
     #[tokio::test]

@@ -47,12 +47,16 @@ enum Command {
     Compare(cmd::compare::CompareArgs),
     /// Check a proof directory's manifest hashes and format version.
     Verify(cmd::verify::VerifyArgs),
+    /// Print a proof's stored samples as JSON lines.
+    Samples(cmd::samples::SamplesArgs),
     /// Re-render a proof's report.html from its stored evidence.
     Report(cmd::report::ReportArgs),
     /// Export a proof's samples as OpenMetrics text or long CSV.
     Export(cmd::export::ExportArgs),
     /// List the built-in scenarios, or print a built-in fault as TOML.
     Scenarios(cmd::scenarios::ScenariosArgs),
+    /// Follow a proof while `soak run` writes it: window verdicts as they close, progress, ETA.
+    Watch(cmd::watch::WatchArgs),
     /// Deploy the bundled node to the hosts of an inventory (all, or those --limit selects).
     Deploy(cmd::deploy::DeployArgs),
     /// Show the node status of the hosts of an inventory (exit 0 when ready).
@@ -103,9 +107,11 @@ fn main() -> ExitCode {
             Command::Inventory(args) => cmd::inventory::execute(args).await,
             Command::Gates(args) => cmd::gates::execute(args).await,
             Command::Verify(args) => cmd::verify::execute(args).await,
+            Command::Samples(args) => cmd::samples::execute(args).await,
             Command::Report(args) => cmd::report::execute(args).await,
             Command::Export(args) => cmd::export::execute(args).await,
             Command::Scenarios(args) => cmd::scenarios::execute(args).await,
+            Command::Watch(args) => cmd::watch::execute(args).await,
             Command::Deploy(args) => cmd::deploy::deploy(args).await,
             Command::Status(args) => cmd::deploy::status(args).await,
             Command::Stop(args) => cmd::deploy::stop(args).await,

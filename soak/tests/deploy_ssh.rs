@@ -11,19 +11,13 @@
 mod support;
 
 use soak_inventory::Host;
-use soak_inventory::testing::{TestSshd, free_port, free_udp_port, known_hosts_line};
+use soak_inventory::testing::{TestSshd, free_port, free_udp_port, known_hosts_line, sshd_or_skip};
 use support::{
     FleetGuard, alive, deploy_json, deployable_node, sha256_file, soak, texts, write_inventory,
 };
 
 fn sshd() -> Option<TestSshd> {
-    match TestSshd::start() {
-        Ok(s) => Some(s),
-        Err(reason) => {
-            eprintln!("skipped: {}", reason.0);
-            None
-        }
-    }
+    sshd_or_skip("deploy over a real sshd")
 }
 
 #[test]

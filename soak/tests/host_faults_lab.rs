@@ -40,6 +40,9 @@ use base64::Engine as _;
 use soak_api::{DmOutcome, DmRequest, NodeInfo};
 use soak_inventory::node::{self, NodeLayout};
 use soak_inventory::remote::{self, ConnectOptions, Elevated, Needs, Remote};
+use soak_inventory::testing::{
+    LAB, Prerequisite, assert_skip_rule, prerequisites, skip_unless_available,
+};
 use soak_inventory::{Host, Inventory};
 use soak_scenarios::faults::host::{
     self, Availability, ErrorClass, FirewallBackend, HostFault, HostFaultPlan, KernelFeature,
@@ -52,43 +55,18 @@ use support::{deployable_node, soak_bin, texts};
 const HOSTS: usize = 4;
 const STEP: Duration = Duration::from_secs(120);
 
-fn lab_unavailable() -> Option<String> {
-    let root = support::is_root();
-    if !root {
-        return Some("not root".into());
-    }
-    for tool in [
-        "ip",
-        "sshd",
-        "ssh",
-        "ssh-keygen",
-        "iptables",
-        "ip6tables",
-        "iptables-legacy",
-        "ip6tables-legacy",
-        "tc",
-        "sudo",
-        "useradd",
-        "userdel",
-    ] {
-        if support::find_tool(tool).is_none() {
-            return Some(format!("`{tool}` is not installed"));
-        }
-    }
-    if !Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Some("`ip netns list` fails (no network namespaces)".into());
-    }
-    None
-}
-
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("SOAK_REQUIRE_LAB").is_ok_and(|v| v == "1")
-}
+/// What the host-fault lab needs besides the lab itself: both iptables backends, tc and a
+/// sudo login.
+const HOST_FAULT_LAB: &[Prerequisite] = &[
+    Prerequisite::Tool("iptables"),
+    Prerequisite::Tool("ip6tables"),
+    Prerequisite::Tool("iptables-legacy"),
+    Prerequisite::Tool("ip6tables-legacy"),
+    Prerequisite::Tool("tc"),
+    Prerequisite::Tool("sudo"),
+    Prerequisite::Tool("useradd"),
+    Prerequisite::Tool("userdel"),
+];
 
 fn run(command: &mut Command) -> Output {
     let mut cmd = assert_cmd::Command::from_std(std::mem::replace(command, Command::new("true")));
@@ -476,14 +454,8 @@ fn lines_with(text: &str, needle: &str) -> Vec<String> {
 
 #[test]
 fn host_faults_in_the_lab() {
-    if let Some(reason) = lab_unavailable() {
-        assert!(
-            !required(),
-            "the host-fault lab test cannot run: {reason} (CI=true / SOAK_REQUIRE_LAB=1)"
-        );
-        eprintln!(
-            "skipping: the host-fault lab needs root, iproute2, openssh, iptables, tc, sudo: {reason}"
-        );
+    let missing = prerequisites(LAB).or_else(|| prerequisites(HOST_FAULT_LAB));
+    if !skip_unless_available("host-fault lab", missing) {
         return;
     }
     let started = Instant::now();
@@ -1086,4 +1058,11 @@ fn host_faults_in_the_lab() {
         "lab user left behind"
     );
     eprintln!("host-fault lab test took {:?}", started.elapsed());
+}
+
+/// The skip rule holds for this test too: with `tc` missing it skips with a reason on a
+/// laptop, and fails under `SOAK_REQUIRE_LAB=1` and under `CI=true`.
+#[test]
+fn host_fault_lab_without_tc_skips_on_a_laptop_and_fails_in_ci() {
+    assert_skip_rule("host_faults_in_the_lab", "tc");
 }

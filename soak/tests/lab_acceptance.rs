@@ -37,42 +37,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 const HOSTS: usize = 4;
 const PAIRS: u64 = (HOSTS * (HOSTS - 1)) as u64;
 
-fn find(tool: &str) -> Option<PathBuf> {
-    [
-        "/usr/local/sbin",
-        "/usr/sbin",
-        "/sbin",
-        "/usr/local/bin",
-        "/usr/bin",
-        "/bin",
-    ]
-    .iter()
-    .map(|dir| Path::new(dir).join(tool))
-    .find(|p| p.is_file())
-}
-
-fn euid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Why the lab cannot run here, if it cannot.
-fn lab_unavailable() -> Option<String> {
-    if euid() != Some(0) {
-        return Some("not root".into());
-    }
-    for tool in ["ip", "sshd", "ssh", "ssh-keygen"] {
-        if find(tool).is_none() {
-            return Some(format!("`{tool}` is not installed"));
-        }
-    }
-    let netns = Command::new("ip").args(["netns", "list"]).output();
-    if !netns.is_ok_and(|o| o.status.success()) {
-        return Some("`ip netns list` fails (no network namespaces)".into());
-    }
-    None
-}
+use soak_inventory::testing::{LAB, prerequisites, skip_unless_available};
 
 /// Runs `command` with a deadline (killed when it overruns).
 fn run(command: Command, timeout: Duration) -> Output {
@@ -310,8 +275,10 @@ fn explain(proof: &Path, verdict: &Value) -> String {
 
 #[test]
 fn four_host_lab_deploy_and_run_is_go_with_a_verifiable_proof_and_down_leaves_nothing() {
-    if let Some(reason) = lab_unavailable() {
-        eprintln!("skipped: the lab needs root, iproute2 and openssh: {reason}");
+    if !skip_unless_available(
+        "lab acceptance (root, iproute2, openssh)",
+        prerequisites(LAB),
+    ) {
         return;
     }
     let soak = soak_bin();

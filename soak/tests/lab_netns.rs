@@ -21,47 +21,25 @@ use support::soak_bin;
 /// Deadline of any one command these tests run.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn find(tool: &str) -> Option<PathBuf> {
-    [
-        "/usr/local/sbin",
-        "/usr/sbin",
-        "/sbin",
-        "/usr/local/bin",
-        "/usr/bin",
-        "/bin",
-    ]
-    .iter()
-    .map(|dir| Path::new(dir).join(tool))
-    .find(|p| p.is_file())
-}
+use soak_inventory::testing::{Prerequisite, prerequisites, skip_unless_available};
 
-fn euid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Why the lab cannot run here, if it cannot.
-fn lab_unavailable() -> Option<String> {
-    if euid() != Some(0) {
-        return Some("not root".into());
-    }
-    for tool in ["ip", "sshd", "ssh", "ssh-keygen", "iptables"] {
-        if find(tool).is_none() {
-            return Some(format!("`{tool}` is not installed"));
-        }
-    }
-    let netns = Command::new("ip").args(["netns", "list"]).output();
-    if !netns.is_ok_and(|o| o.status.success()) {
-        return Some("`ip netns list` fails (no network namespaces)".into());
-    }
-    None
-}
+/// The lab plus iptables (the partition step runs iptables inside a host namespace).
+const LAB_WITH_IPTABLES: &[Prerequisite] = &[
+    Prerequisite::Root,
+    Prerequisite::Tool("ip"),
+    Prerequisite::Tool("sshd"),
+    Prerequisite::Tool("ssh"),
+    Prerequisite::Tool("ssh-keygen"),
+    Prerequisite::Tool("iptables"),
+    Prerequisite::Netns,
+];
 
 macro_rules! require_lab {
     () => {
-        if let Some(reason) = lab_unavailable() {
-            eprintln!("skipping: the lab needs root, iproute2, openssh and iptables: {reason}");
+        if !skip_unless_available(
+            "lab (root, iproute2, openssh, iptables)",
+            prerequisites(LAB_WITH_IPTABLES),
+        ) {
             return;
         }
     };
@@ -468,8 +446,15 @@ fn lab_down_kills_host_processes_and_cleans_a_lab_whose_state_is_lost() {
 
 #[test]
 fn lab_explains_what_it_needs() {
-    if euid() != Some(0) || find("setpriv").is_none() {
-        eprintln!("skipping: needs root and setpriv to run soak as an unprivileged user");
+    let needs = [
+        Prerequisite::Root,
+        Prerequisite::Tool("setpriv"),
+        Prerequisite::Tool("ip"),
+    ];
+    if !skip_unless_available(
+        "lab_explains_what_it_needs (root and setpriv, to run soak unprivileged)",
+        prerequisites(&needs),
+    ) {
         return;
     }
     let dir = format!("/tmp/slt-{}-c", std::process::id());

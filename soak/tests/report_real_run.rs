@@ -29,44 +29,59 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
+use soak_inventory::testing::skip_unless_available;
 
 mod support;
 use support::{node_bin, soak_bin};
 
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true") || std::env::var_os("SOAK_REQUIRE_LAB").is_some()
-}
-
-/// `true` when `tool` can run; otherwise skips (prints why) or, under CI, fails.
+/// `true` when `tool` can run; otherwise the one skip rule of `soak_inventory::testing`:
+/// skips (prints why) on a laptop, fails under `CI=true` / `SOAK_REQUIRE_LAB=1`.
 fn have(tool: &str, probe: &mut Command, why: &str) -> bool {
     let ok = probe
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !required(),
-            "{tool} is required under CI ({why}); scripts/test installs it"
-        );
-        eprintln!("SKIPPED: {tool} not available ({why}); install it or run scripts/test as root");
-    }
-    ok
+    skip_unless_available(
+        why,
+        (!ok).then(|| {
+            format!("`{tool}` is not available (scripts/test installs it when run as root)")
+        }),
+    )
 }
 
-/// Runs the 3-node soak, kills node-2 after window 0; returns the proof dir, stderr (progress
+/// Runs the 6-node soak (a delay fault on node-0 in window 1), kills node-2 after window 0; returns the proof dir, stderr (progress
 /// lines and the end-of-run tables), the JSON events of stdout and node-2's pid.
 fn real_run(tmp: &Path) -> (PathBuf, String, Vec<Value>, i64) {
     let proof = tmp.join("proof");
+    // A delay on node-0's links in window 1 (the node impairment path, no root), healed in
+    // window 2: the report shades its period.
+    let faults = tmp.join("faults.toml");
+    std::fs::write(
+        &faults,
+        r#"
+[[fault]]
+name = "slow"
+kind = "delay"
+targets = "node:node-0"
+window = 1
+at = "300ms"
+hold = "2s"
+delay_ms = 200
+"#,
+    )
+    .expect("scenario file");
     let mut child = Command::new(soak_bin())
         .args([
             "run",
             "--nodes",
-            "3",
+            "6",
             "--duration",
-            "9s",
+            "12s",
             "--interval",
-            "3s",
+            "4s",
+            "--scenario-file",
+            faults.to_str().expect("utf-8"),
             "--sample-interval",
             "500ms",
             "--burst-messages",
@@ -381,6 +396,15 @@ fn chromium(proof: &Path, tmp: &Path) {
         "{charts} charts, {plots} uPlot elements"
     );
     assert!(dom.contains("id=\"heatmap\"") && dom.contains("class=\"banner nogo\""));
+    // The fault's period and the killed node's restart epoch are shaded in the time series.
+    assert!(
+        dom.contains("<rect class=\"fault\""),
+        "no fault period shaded in the time series"
+    );
+    assert!(
+        dom.contains("<rect class=\"gap\"") || dom.contains("<rect class=\"restart\""),
+        "the killed node's evidence gap is not shaded"
+    );
 
     let shot_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-screenshot");
     std::fs::create_dir_all(&shot_dir).expect("screenshot dir");
@@ -510,7 +534,7 @@ fn duckdb(proof: &Path) {
         "column types: {types}"
     );
     let counts = rows.next().unwrap_or_default();
-    let want_prefix = format!("({}, 3, ", lines - 1);
+    let want_prefix = format!("({}, 6, ", lines - 1);
     assert!(
         counts.starts_with(&want_prefix),
         "{counts} (want {want_prefix}…)"

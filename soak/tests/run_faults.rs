@@ -307,3 +307,76 @@ fn sigkill_of_soak_while_a_delay_holds_leaves_nodes_that_exit() {
     let left: Vec<_> = pids.iter().filter(|(_, p)| pid_alive(*p)).collect();
     assert!(left.is_empty(), "nodes outlived a SIGKILLed soak: {left:?}");
 }
+
+/// A node made slow to rejoin after a restart (the test-only `--test-rejoin-delay-ms`: the
+/// restarted process holds its peers off for 40 s) fails broad-launch's 30 s restart-recovery
+/// bar: NO-GO naming the node and the time measured from the restart being issued.
+#[test]
+fn slow_rejoin_after_restart_is_no_go_on_recovery_naming_the_node_and_its_time() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proof = tmp.path().join("proof");
+    let file = tmp.path().join("restart.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[fault]]
+name = "bounce"
+kind = "restart"
+targets = "node:node-1"
+window = 0
+at = "1s"
+hold = "5s"
+heal_window = false
+"#,
+    )
+    .expect("scenario file");
+    let out = soak_run(&[
+        "--nodes",
+        "4",
+        "--duration",
+        "50s",
+        "--interval",
+        "50s",
+        "--warmup",
+        "0s",
+        "--sample-interval",
+        "1s",
+        "--scenarios",
+        "baseline",
+        "--scenario-file",
+        path(&file),
+        "--allow-restart",
+        "--node-arg=--test-rejoin-delay-ms=40000",
+        "--proof-dir",
+        path(&proof),
+    ])
+    .output()
+    .expect("soak run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "NO-GO:\n{stderr}");
+    let journal = fault_journal(&proof);
+    assert!(
+        steps_of(&journal, "bounce@w0")
+            .iter()
+            .any(|s| s == "effective"),
+        "the restart took effect: {journal:#?}"
+    );
+    let verdict = verdict_of(&proof);
+    let recovery: Vec<Value> = all_bars(&verdict)
+        .into_iter()
+        .filter(|b| b["bar"] == "recovery" && b["verdict"] == "NO-GO")
+        .collect();
+    assert_eq!(recovery.len(), 1, "{:?}", bar_reasons(&verdict, "recovery"));
+    let bar = &recovery[0];
+    assert_eq!(bar["nodes"], serde_json::json!(["node-1"]), "{bar:#}");
+    // The measured time is the rejoin hold (40 s) plus the restart, from the journal's
+    // `issued`, against the 30 s bound.
+    let ms = bar["value"].as_f64().expect("measured recovery time, ms");
+    assert!((40_000.0..120_000.0).contains(&ms), "{bar:#}");
+    assert_eq!(bar["threshold"], "<= 30000", "{bar:#}");
+    let reason = bar["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("node-1") && reason.contains(&format!("{} ms", ms.round() as u64)),
+        "the reason names the node and its time: {reason}"
+    );
+}

@@ -247,15 +247,16 @@ fn assert_six_node_go(scenarios: &str, label: &str) {
 /// (gauge `topics`, the node's subscribed topics), no node ever holds more than the one burst
 /// topic of the moment, and after the last window none holds any.
 fn assert_no_burst_topic_left(proof: &Path, nodes: usize) {
+    let stored = soak_proofs::read(proof).expect("proof reads");
     for i in 0..nodes {
-        let path = proof.join(format!("samples/node-{i}.jsonl"));
-        let text = std::fs::read_to_string(&path).expect("samples file");
-        let mut seen: Vec<(u64, f64)> = text
-            .lines()
-            .filter_map(|line| {
-                let v: Value = serde_json::from_str(line).expect("sample json");
-                let topics = v["outcome"]["gauges"]["topics"].as_f64()?;
-                Some((v["at_ms"].as_u64().expect("at_ms"), topics))
+        let samples = &stored.observations.samples[&format!("node-{i}")];
+        let mut seen: Vec<(u64, f64)> = samples
+            .iter()
+            .filter_map(|s| match &s.outcome {
+                soak_gates::model::SampleOutcome::Ok(d) => {
+                    Some((s.at_ms, *d.gauges.get("topics")?))
+                }
+                soak_gates::model::SampleOutcome::Missing { .. } => None,
             })
             .collect();
         assert!(

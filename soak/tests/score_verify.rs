@@ -287,10 +287,19 @@ fn score_out_onto_the_proof_or_a_non_empty_directory_is_refused() {
 /// refused with a clear error (64), and `verify` reports them without opening them.
 #[test]
 fn score_and_verify_never_follow_links_or_open_fifos() {
+    // This build's compact sample file, then an older proof's JSON-lines one.
+    for ext in ["smp", "jsonl"] {
+        links_and_fifos_are_refused(ext);
+    }
+}
+
+fn links_and_fifos_are_refused(ext: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = proof(tmp.path());
-    let samples = dir.join("samples/node-1.jsonl");
-    fs::remove_file(&samples).unwrap();
+    let stored = dir.join("samples/node-1.smp");
+    let original = fs::read(&stored).unwrap();
+    fs::remove_file(&stored).unwrap();
+    let samples = dir.join(format!("samples/node-1.{ext}"));
     std::os::unix::fs::symlink("/dev/zero", &samples).unwrap();
     // `soak report` and `soak export` stream the same samples: refused alike.
     let readers_refuse = |dir: &Path, why: &str| {
@@ -334,7 +343,7 @@ fn score_and_verify_never_follow_links_or_open_fifos() {
 
     // So is a fault journal linked out of the proof (score and report read it).
     fs::remove_file(&samples).unwrap();
-    fs::write(&samples, "").unwrap();
+    fs::write(&stored, &original).unwrap();
     fs::create_dir_all(dir.join("faults")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", dir.join("faults/journal.jsonl")).unwrap();
     for args in [vec!["score"], vec!["report", "--out", "/dev/null"]] {
@@ -412,6 +421,33 @@ fn verify_detects_modified_missing_and_added_files() {
     assert_eq!(report["missing"][0], "summary.md");
 
     let out = run(soak().arg("verify").arg(tmp.path().join("nowhere")));
+    assert_eq!(code(&out), 64);
+}
+
+#[test]
+fn samples_prints_every_stored_sample_as_a_json_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = proof(tmp.path());
+    let obs = observations();
+    let out = run(soak().arg("samples").arg(&dir));
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let total: usize = obs.samples.values().map(Vec::len).sum();
+    assert_eq!(lines.len(), total);
+    let first = &obs.samples["node-0"][0];
+    assert_eq!(lines[0]["node"], "node-0");
+    assert_eq!(lines[0]["at_ms"], first.at_ms);
+    assert_eq!(
+        lines[0]["outcome"],
+        serde_json::to_value(&first.outcome).unwrap()
+    );
+
+    let out = run(soak().arg("samples").arg(&dir).args(["--node", "node-2"]));
+    assert_eq!(stdout(&out).lines().count(), obs.samples["node-2"].len());
+    let out = run(soak().arg("samples").arg(&dir).args(["--node", "nope"]));
     assert_eq!(code(&out), 64);
 }
 
@@ -502,4 +538,37 @@ fn export_csv_equals_the_stored_timeline() {
     let text = fs::read_to_string(&om).unwrap();
     assert!(text.ends_with("# EOF\n"));
     assert!(text.contains("soak_node_outbound_high_water_total{node=\"node-2\"}"));
+}
+
+/// A symlink planted where `soak report` writes (in an interrupted proof, or at `--out`) is
+/// replaced by the page, never written through: the file it pointed at is untouched.
+#[test]
+fn report_never_writes_through_a_symlink_planted_at_its_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim.txt");
+    fs::write(&victim, "precious").unwrap();
+    let partial = tmp.path().join("partial");
+    write_proof(&partial, &observations(), "broad-launch", false);
+    let _ = fs::remove_file(partial.join("report.html"));
+    std::os::unix::fs::symlink(&victim, partial.join("report.html")).unwrap();
+    let out = run(soak().arg("report").arg(&partial));
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let out_link = tmp.path().join("out.html");
+    std::os::unix::fs::symlink(&victim, &out_link).unwrap();
+    let out = run(soak()
+        .arg("report")
+        .arg(&partial)
+        .arg("--out")
+        .arg(&out_link));
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    for page in [partial.join("report.html"), out_link] {
+        let meta = fs::symlink_metadata(&page).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "{} is a regular file now",
+            page.display()
+        );
+        assert!(fs::read_to_string(&page).unwrap().contains("<html"));
+    }
 }

@@ -190,6 +190,10 @@ pub struct PeerTransport {
     pub active: bool,
     /// Smoothed ping/pong round-trip time, microseconds.
     pub rtt_us: Option<u64>,
+    /// QUIC's smoothed path round-trip time of the current connection, microseconds (what
+    /// the gossip slow-peer detector compares); absent without a connection.
+    #[serde(default)]
+    pub path_rtt_us: Option<u64>,
     /// Fraction of lost packets on the current connection (0..=1).
     pub loss: f64,
     /// Milliseconds since anything was received from this peer.
@@ -255,6 +259,11 @@ pub struct Suppression {
     pub remaining_ms: u64,
     /// How many times in a row it was suppressed (drives exponential backoff).
     pub strikes: u32,
+    /// Why: `health` (send timeouts, failures, broken promises: sent nothing) or `latency`
+    /// (the slow-peer detector: off the tree, still announced to and answered). Absent from
+    /// nodes that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// `POST /v1/dm`.

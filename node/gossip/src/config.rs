@@ -68,16 +68,35 @@ pub struct Config {
     pub bootstrap_cap: usize,
 
     // --- dissemination (PlumTree) ---
+    /// A new neighbor starts as an eager (tree) peer only while the node has fewer eager peers
+    /// than this; otherwise it starts lazy (IHAVE only) and joins the tree when a GRAFT or a
+    /// first copy makes it eager. `active_cap` or more: every new neighbor is eager (the
+    /// PlumTree paper's flood of the first message).
+    pub fresh_eager: usize,
     /// IHAVEs are batched per peer and flushed after this delay.
     pub ihave_interval: Duration,
-    /// Wait this long after the first IHAVE of a missing message before grafting.
+    /// Floor of the wait between the first IHAVE of a missing message and the first GRAFT,
+    /// for a node on the tree (one with an eager peer; a node with none asks at once). The
+    /// actual wait is learned: `1.25 ·` the largest recent lag of an eager copy behind its
+    /// first IHAVE (late ones, after a repair, included) — per stream for publishers already
+    /// heard, per topic for new ones — within `[graft_timeout_1, graft_timeout_max]`, so a
+    /// tree path slower than a lazy shortcut is not mistaken for a broken one.
     pub graft_timeout_1: Duration,
+    /// Cap of the learned graft wait (see `graft_timeout_1`).
+    pub graft_timeout_max: Duration,
+    /// The learned graft wait for a publisher not heard yet, before the topic's tree has
+    /// been measured; samples take it from there (see `graft_timeout_1`).
+    pub graft_timeout_initial: Duration,
     /// Wait at least this long for a grafted / IWANTed peer to deliver before asking the next
     /// announcer. The actual wait is adaptive per peer: `srtt + 4·rttvar` of the peer's measured
     /// repair round trips (TCP's RTO), never below this floor.
     pub graft_timeout_2: Duration,
     /// Cap of the adaptive repair wait (see `graft_timeout_2`).
     pub repair_timeout_max: Duration,
+    /// Repair wait for a peer with no measured round trip yet (TCP's initial RTO, scaled to
+    /// overlay links): a first request to an unmeasured peer is not given up on after the
+    /// floor, which would ask a second announcer and take two copies.
+    pub repair_timeout_initial: Duration,
     /// A peer asked for a message (GRAFT / IWANT) has broken its promise when its copy has not
     /// reached us this long after the request (or twice its adaptive repair wait, if longer).
     /// Only scoring waits this long; the next announcer is asked after the repair wait.
@@ -134,6 +153,22 @@ pub struct Config {
     /// Most suppression entries per topic.
     pub suppress_cap: usize,
 
+    // --- slow-peer detection (latency) ---
+    /// A neighbor is judged slow when its round-trip time ([`crate::InEvent::PeerRtt`], the
+    /// transport's path RTT) is at least this many times the median RTT of the node's other
+    /// peers (relative: a node whose own path is slow sees every peer slow and judges none) …
+    pub slow_rtt_ratio: f64,
+    /// … and at least this much above that median (absolute: a fast mesh's small spread, or
+    /// a far but steady peer, is never slow).
+    pub slow_rtt_excess: Duration,
+    /// Other peers with a fresh RTT the comparison needs; with fewer there is no verdict.
+    pub slow_min_peers: usize,
+    /// Added to the peer's decayed `slowness` score component at every maintenance tick that
+    /// judges it slow (about 3 ticks demote, 4 suppress). 0 turns the detector off.
+    pub slow_penalty: f64,
+    /// An RTT not reported again within this long is not used (no verdict on that peer).
+    pub rtt_fresh: Duration,
+
     /// Bounds on received messages.
     pub limits: Limits,
 }
@@ -151,12 +186,16 @@ impl Default for Config {
             maintenance_interval: Duration::from_secs(1),
             neighbor_timeout: Duration::from_secs(2),
             bootstrap_cap: 16,
+            fresh_eager: 0,
             ihave_interval: Duration::from_millis(10),
             graft_timeout_1: Duration::from_millis(80),
+            graft_timeout_max: Duration::from_secs(1),
+            graft_timeout_initial: Duration::from_millis(400),
             graft_timeout_2: Duration::from_millis(60),
+            repair_timeout_initial: Duration::from_millis(250),
             repair_timeout_max: Duration::from_secs(1),
             promise_timeout: Duration::from_secs(1),
-            optimization_threshold: 4,
+            optimization_threshold: 0,
             missing_cap: 1024,
             cache_ttl: Duration::from_secs(120),
             cache_cap: 8192,
@@ -175,6 +214,11 @@ impl Default for Config {
             suppress_max: Duration::from_secs(60),
             strike_forget: Duration::from_secs(120),
             suppress_cap: 64,
+            slow_rtt_ratio: 4.0,
+            slow_rtt_excess: Duration::from_millis(500),
+            slow_min_peers: 2,
+            slow_penalty: 1.0,
+            rtt_fresh: Duration::from_secs(5),
             limits: Limits::default(),
         }
     }

@@ -31,6 +31,9 @@ pub struct Sizes {
     pub ihave_queued: usize,
     /// Outstanding GRAFT / IWANT requests kept for round-trip samples (≤ 2 · `missing_cap`).
     pub requests: usize,
+    /// Repaired messages whose tree copy may still come (a late tree-lag sample; ≤
+    /// `missing_cap`).
+    pub repaired: usize,
 }
 
 /// Score of one peer on one topic.
@@ -53,6 +56,9 @@ pub struct SuppressionSnapshot<PI> {
     pub remaining: Duration,
     /// Strikes in a row.
     pub strikes: u32,
+    /// Why it is suppressed.
+    #[serde(default)]
+    pub cause: crate::score::Cause,
 }
 
 /// Diagnostic snapshot of one topic on one node.
@@ -108,6 +114,7 @@ impl<PI> TopicSnapshot<PI> {
                     peer_id: fmt(&s.peer),
                     remaining_ms: u64::try_from(s.remaining.as_millis()).unwrap_or(u64::MAX),
                     strikes: s.strikes,
+                    cause: Some(s.cause.as_str().to_owned()),
                 })
                 .collect(),
         }

@@ -12,12 +12,17 @@
 //! - **membership** — a HyParView-like bounded active view (links) and passive view
 //!   (repair candidates) with join / forward-join / neighbor / disconnect / shuffle;
 //! - **dissemination** — PlumTree: eager push along a tree inside the active view, batched
-//!   lazy IHAVE to the rest, GRAFT/IWANT repair on timeout, PRUNE on duplicates;
+//!   lazy IHAVE to the rest, GRAFT/IWANT repair on timeout, PRUNE on duplicates; links start
+//!   lazy (the first message builds the tree through GRAFTs instead of flooding it), the graft
+//!   wait is learned from how late the tree's copies follow their IHAVEs, and a graft the tree
+//!   did not need is undone;
 //! - **anti-entropy** — periodic per-stream high-water-mark digests with a random neighbor,
 //!   answered from a bounded TTL cache, so gaps (e.g. after a partition) are filled;
 //! - **scoring and cooling** — decayed per-(topic, peer) score from send health, timeouts
-//!   and broken IWANT promises; demotion eager → lazy, suppression with exponential backoff,
-//!   recovery on lapse and on verified inbound traffic.
+//!   and broken IWANT promises, and from latency: a neighbor whose transport RTT
+//!   ([`InEvent::PeerRtt`]) stands far above the node's other peers' is judged slow at every
+//!   maintenance tick; demotion eager → lazy, suppression with exponential backoff, recovery
+//!   on lapse and on verified inbound traffic (not while still slow).
 //!
 //! Every per-node structure is capped by [`Config`]; `docs/gossip.md` lists the caps and how
 //! the node shell drives this crate. The simulator lives in [`sim`] (feature `sim`, on by
@@ -44,7 +49,7 @@ pub use proto::{
     AeEntry, Body, Gossip, IHaveEntry, InvalidTopic, Kind, MAX_TOPIC_LEN, Message, MsgId, PushKind,
     TopicId, Violation,
 };
-pub use score::{Score, Suppression};
+pub use score::{Cause, Score, Suppression};
 pub use state::{
     Command, CommandError, Delivery, InEvent, OutEvent, PeerId, SendOutcome, State, Timer,
     TopicEvent,

@@ -122,6 +122,10 @@ pub enum PushKind {
     Repair,
     /// Sent by anti-entropy to fill a gap. Duplicates are not the tree's fault.
     AntiEntropy,
+    /// Pushed along the eager tree by a node that did not get it from the tree (it got it by
+    /// repair, anti-entropy or another detour). Such a copy can meet the tree's own copy
+    /// anywhere on a healthy tree, so a duplicate of it (or after it) is no reason to prune.
+    Detour,
 }
 
 /// A published message as it travels.
@@ -237,6 +241,8 @@ pub enum Kind {
     Repair,
     /// A payload sent by anti-entropy.
     AePayload,
+    /// A payload pushed along the tree after a repair ([`PushKind::Detour`]).
+    Detour,
     /// IHAVE.
     IHave,
     /// IWANT.
@@ -259,6 +265,7 @@ impl<PI> Body<PI> {
                 PushKind::Eager => Kind::Eager,
                 PushKind::Repair => Kind::Repair,
                 PushKind::AntiEntropy => Kind::AePayload,
+                PushKind::Detour => Kind::Detour,
             },
             Body::IHave(_) => Kind::IHave,
             Body::IWant(_) => Kind::IWant,

@@ -14,7 +14,7 @@ use crate::{
     config::Config,
     diag::TopicSnapshot,
     proto::{Body, Message, MsgId, TopicId},
-    score::Rtt,
+    score::{PathRtt, Rtt},
     stats::Counters,
     topic::{Ctx, Topic},
 };
@@ -66,6 +66,10 @@ pub enum InEvent<PI> {
     /// again) until the backlog has moved past its end — the awaited copy may be in the queue.
     /// Report it before expired timers; a node that never reports it has no backlog.
     InboundBacklog(Option<Duration>),
+    /// The transport's current round-trip time to a connected peer (e.g. QUIC's smoothed
+    /// path RTT), reported about once a second for every connection. It feeds the slow-peer
+    /// detector (see [`Config::slow_rtt_ratio`]); a node that never reports it has none.
+    PeerRtt(PI, Duration),
     /// A local command for a topic.
     Command(TopicId, Command<PI>),
     /// A timer asked for with [`OutEvent::ScheduleTimer`] expired.
@@ -197,6 +201,9 @@ pub enum CommandError {
     },
 }
 
+/// Most peers with a transport round-trip time remembered.
+const PATH_RTT_CAP: usize = 1024;
+
 /// The gossip state of one node, all topics.
 #[derive(Debug)]
 pub struct State<PI, R> {
@@ -207,6 +214,8 @@ pub struct State<PI, R> {
     topics: BTreeMap<TopicId, Topic<PI>>,
     /// Repair round-trip estimates per peer (bounded in `topic::rtt_sample`).
     rtts: BTreeMap<PI, Rtt>,
+    /// Transport round-trip times per peer ([`InEvent::PeerRtt`]; bounded by [`PATH_RTT_CAP`]).
+    path_rtts: BTreeMap<PI, PathRtt>,
     backlog: Backlog,
     /// Counters of topics we left, plus node-level rejects, so totals stay monotonic.
     retired: Counters,
@@ -226,6 +235,7 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
             rng,
             topics: BTreeMap::new(),
             rtts: BTreeMap::new(),
+            path_rtts: BTreeMap::new(),
             backlog: Backlog::default(),
             retired: Counters::default(),
             out: Vec::new(),
@@ -263,6 +273,7 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
             InEvent::InboundBacklog(queued_since) => {
                 self.backlog.queued_since = queued_since;
             }
+            InEvent::PeerRtt(peer, rtt) => self.path_rtt(peer, rtt, now),
             InEvent::Command(topic, command) => match command {
                 Command::Subscribe(bootstrap) => self.subscribe(topic, bootstrap, now),
                 Command::Unsubscribe => self.unsubscribe(&topic, now),
@@ -281,6 +292,7 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
             }
             InEvent::PeerDown(peer) => {
                 self.rtts.remove(&peer);
+                self.path_rtts.remove(&peer);
                 let ids: Vec<TopicId> = self.topics.keys().cloned().collect();
                 for id in ids {
                     self.with_topic(&id, now, |t, ctx| t.on_peer_down(ctx, &peer));
@@ -340,6 +352,30 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
             t.publish(ctx, payload, published_at_ms)
         })
         .ok_or_else(|| CommandError::NotSubscribed(topic.clone()))
+    }
+
+    fn path_rtt(&mut self, peer: PI, rtt: Duration, now: Duration) {
+        if peer == self.me {
+            return;
+        }
+        match self.path_rtts.get_mut(&peer) {
+            Some(r) => r.sample(rtt, now),
+            None => {
+                while self.path_rtts.len() >= PATH_RTT_CAP {
+                    // Bounded: forget the stalest report.
+                    let Some(stalest) = self
+                        .path_rtts
+                        .iter()
+                        .min_by_key(|(_, r)| r.at)
+                        .map(|(p, _)| p.clone())
+                    else {
+                        break;
+                    };
+                    self.path_rtts.remove(&stalest);
+                }
+                self.path_rtts.insert(peer, PathRtt::first(rtt, now));
+            }
+        }
     }
 
     fn recv(&mut self, from: PI, message: Message<PI>, arrived: Duration, now: Duration) {
@@ -402,6 +438,7 @@ impl<PI: PeerId, R: Rng> State<PI, R> {
             watermark: self.backlog.watermark(now),
             lag: self.backlog.lag,
             rtts: &mut self.rtts,
+            path_rtts: &self.path_rtts,
             rng: &mut self.rng,
             out: &mut self.out,
             dropped: &mut self.dropped,

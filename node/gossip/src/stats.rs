@@ -20,6 +20,8 @@ pub struct Counters {
     pub repair_sent: u64,
     /// Payloads sent by anti-entropy.
     pub ae_payload_sent: u64,
+    /// Payloads pushed along the tree after a repair (detours).
+    pub detour_sent: u64,
     /// IHAVE messages sent (batches).
     pub ihave_sent: u64,
     /// Message ids announced in IHAVEs.
@@ -42,6 +44,8 @@ pub struct Counters {
     pub repair_received: u64,
     /// Payloads received from anti-entropy.
     pub ae_payload_received: u64,
+    /// Payloads received as detours (pushed along the tree after a repair).
+    pub detour_received: u64,
     /// New messages first obtained through anti-entropy (gaps filled).
     pub ae_recovered: u64,
     /// IHAVE messages received.
@@ -83,6 +87,13 @@ pub struct Counters {
     /// Repair waits extended because the node had not yet processed what reached it before
     /// the wait ended (its own inbound backlog), instead of asking again or judging a promise.
     pub backlog_deferrals: u64,
+    /// GRAFTs undone because the tree delivered the message after all (only later than the
+    /// graft wait): the grafted link goes back to lazy and the tree keeps its shape.
+    pub grafts_reverted: u64,
+    /// Maintenance ticks that judged a neighbor slow (its round-trip time far above the
+    /// node's other peers'; each charges the peer's `slowness` score component).
+    #[serde(default)]
+    pub slow_verdicts: u64,
 }
 
 impl Counters {
@@ -91,6 +102,7 @@ impl Counters {
             Kind::Eager => self.eager_sent += 1,
             Kind::Repair => self.repair_sent += 1,
             Kind::AePayload => self.ae_payload_sent += 1,
+            Kind::Detour => self.detour_sent += 1,
             Kind::IHave => self.ihave_sent += 1,
             Kind::IWant => self.iwant_sent += 1,
             Kind::Graft => self.graft_sent += 1,
@@ -114,6 +126,10 @@ impl Counters {
                 self.payload_received += 1;
                 self.ae_payload_received += 1;
             }
+            Kind::Detour => {
+                self.payload_received += 1;
+                self.detour_received += 1;
+            }
             Kind::IHave => self.ihave_received += 1,
             Kind::IWant => self.iwant_received += 1,
             Kind::Graft => self.graft_received += 1,
@@ -129,6 +145,7 @@ impl Counters {
         self.eager_sent
             + self.repair_sent
             + self.ae_payload_sent
+            + self.detour_sent
             + self.ihave_sent
             + self.iwant_sent
             + self.graft_sent
@@ -149,6 +166,7 @@ impl Counters {
             eager_sent,
             repair_sent,
             ae_payload_sent,
+            detour_sent,
             ihave_sent,
             ihave_ids_sent,
             iwant_sent,
@@ -160,6 +178,7 @@ impl Counters {
             eager_received,
             repair_received,
             ae_payload_received,
+            detour_received,
             ae_recovered,
             ihave_received,
             iwant_received,
@@ -180,6 +199,8 @@ impl Counters {
             invalid_messages,
             unknown_topic,
             backlog_deferrals,
+            grafts_reverted,
+            slow_verdicts,
         } = o;
         self.published += published;
         self.delivered += delivered;
@@ -187,6 +208,7 @@ impl Counters {
         self.eager_sent += eager_sent;
         self.repair_sent += repair_sent;
         self.ae_payload_sent += ae_payload_sent;
+        self.detour_sent += detour_sent;
         self.ihave_sent += ihave_sent;
         self.ihave_ids_sent += ihave_ids_sent;
         self.iwant_sent += iwant_sent;
@@ -198,6 +220,7 @@ impl Counters {
         self.eager_received += eager_received;
         self.repair_received += repair_received;
         self.ae_payload_received += ae_payload_received;
+        self.detour_received += detour_received;
         self.ae_recovered += ae_recovered;
         self.ihave_received += ihave_received;
         self.iwant_received += iwant_received;
@@ -218,6 +241,8 @@ impl Counters {
         self.invalid_messages += invalid_messages;
         self.unknown_topic += unknown_topic;
         self.backlog_deferrals += backlog_deferrals;
+        self.grafts_reverted += grafts_reverted;
+        self.slow_verdicts += slow_verdicts;
     }
 
     /// Every counter as `(metric name, value)`, names as the node exports them (without the
@@ -233,6 +258,7 @@ impl Counters {
             ("gossip_eager_sent_total", self.eager_sent),
             ("gossip_repair_sent_total", self.repair_sent),
             ("gossip_ae_payload_sent_total", self.ae_payload_sent),
+            ("gossip_detour_sent_total", self.detour_sent),
             ("gossip_ihave_sent_total", self.ihave_sent),
             ("gossip_ihave_ids_sent_total", self.ihave_ids_sent),
             ("gossip_iwant_sent_total", self.iwant_sent),
@@ -244,6 +270,7 @@ impl Counters {
             ("gossip_eager_received_total", self.eager_received),
             ("gossip_repair_received_total", self.repair_received),
             ("gossip_ae_payload_received_total", self.ae_payload_received),
+            ("gossip_detour_received_total", self.detour_received),
             ("gossip_ae_recovered_total", self.ae_recovered),
             ("gossip_ihave_received_total", self.ihave_received),
             ("gossip_iwant_received_total", self.iwant_received),
@@ -263,6 +290,8 @@ impl Counters {
             ("gossip_invalid_messages_total", self.invalid_messages),
             ("gossip_unknown_topic_total", self.unknown_topic),
             ("gossip_backlog_deferrals_total", self.backlog_deferrals),
+            ("gossip_grafts_reverted_total", self.grafts_reverted),
+            ("gossip_slow_verdicts_total", self.slow_verdicts),
         ]
     }
 }

@@ -7,7 +7,10 @@ use std::{
     time::Duration,
 };
 
-use crate::proto::{MsgId, PushKind};
+use crate::{
+    proto::{MsgId, PushKind},
+    score::TreeLag,
+};
 
 /// One cached message.
 #[derive(Debug, Clone)]
@@ -118,6 +121,9 @@ pub(crate) struct Stream {
     pub contiguous: u64,
     pub above: BTreeSet<u64>,
     pub touched: Duration,
+    /// How late this publisher's messages come down the tree behind their first IHAVE (the
+    /// learned graft wait for it).
+    pub lag: TreeLag,
 }
 
 impl Stream {
@@ -182,6 +188,22 @@ impl<PI: Ord + Clone> Streams<PI> {
         self.streams.iter()
     }
 
+    /// The learned tree lag of `id`'s stream if it delivered since `since`; `None` for a
+    /// publisher not heard yet or not lately (the tree may have changed since).
+    pub fn lag(&self, id: &MsgId<PI>, since: Duration) -> Option<&TreeLag> {
+        self.streams
+            .get(&(id.origin.clone(), id.epoch))
+            .filter(|s| s.touched >= since)
+            .map(|s| &s.lag)
+    }
+
+    /// A tree-lag sample for `id`'s stream (ignored for an unknown stream).
+    pub fn lag_sample(&mut self, id: &MsgId<PI>, sample: Duration) {
+        if let Some(s) = self.streams.get_mut(&(id.origin.clone(), id.epoch)) {
+            s.lag.sample(sample);
+        }
+    }
+
     /// Records `id`; false when it was already known (a duplicate).
     pub fn insert(&mut self, id: &MsgId<PI>, now: Duration, cap: usize, window: usize) -> bool {
         let key = (id.origin.clone(), id.epoch);
@@ -200,6 +222,7 @@ impl<PI: Ord + Clone> Streams<PI> {
             contiguous: 0,
             above: BTreeSet::new(),
             touched: now,
+            lag: TreeLag::default(),
         });
         if stream.contains(id.seq) {
             return false;

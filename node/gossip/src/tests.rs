@@ -92,14 +92,23 @@ fn with_neighbors(config: Config, n: u32) -> State<u32, StdRng> {
     s
 }
 
+/// The PlumTree paper's start: every new neighbor is eager (the first message floods). Tests
+/// of pruning, demotion and repair on an existing tree start from it.
+fn flood() -> Config {
+    Config {
+        fresh_eager: usize::MAX,
+        ..Config::default()
+    }
+}
+
 fn eager_lazy(s: &State<u32, StdRng>) -> (Vec<u32>, Vec<u32>) {
     let snap = s.snapshot(&topic(), Duration::ZERO);
     snap.map(|x| (x.eager, x.lazy)).unwrap_or_default()
 }
 
 #[test]
-fn new_neighbors_are_eager_and_a_duplicate_prunes_the_edge() {
-    let mut s = with_neighbors(Config::default(), 2);
+fn flooding_start_new_neighbors_are_eager_and_a_duplicate_prunes_the_edge() {
+    let mut s = with_neighbors(flood(), 2);
     assert_eq!(eager_lazy(&s), (vec![1, 2], vec![]));
     let out = recv(&mut s, 1, gossip(9, 1, 3, PushKind::Eager), ms(10));
     assert_eq!(deliveries(&out), 1);
@@ -125,9 +134,143 @@ fn new_neighbors_are_eager_and_a_duplicate_prunes_the_edge() {
     assert_eq!(s.counters().prune_sent, 1);
 }
 
+/// The default start: new neighbors are lazy, so the first message on a fresh tree is not a
+/// flood — it goes out as IHAVE, and a node with no eager peer (off the tree) asks the first
+/// announcer at once with a GRAFT, which puts that link on the tree on both sides. Later
+/// announcers are not asked (the node is on the tree now and the graft is answered).
+#[test]
+fn new_neighbors_start_lazy_and_an_off_tree_node_grafts_the_first_announcer_at_once() {
+    let mut s = with_neighbors(Config::default(), 3);
+    assert_eq!(eager_lazy(&s), (vec![], vec![1, 2, 3]));
+    // Publishing on a fresh tree sends no payload, only (batched) announcements.
+    let published = s.publish(&topic(), b"first".to_vec(), 0, ms(0));
+    assert!(published.is_ok());
+    let out: Out = s.drain().collect();
+    assert!(
+        (1..=3).all(|p| sent_to(&out, p).is_empty()),
+        "no eager push on a fresh tree: {out:?}"
+    );
+    // Receiving side: an announcement, asked for at once.
+    let entry = |hops| IHaveEntry { id: id(9, 1), hops };
+    let out = recv(&mut s, 2, Body::IHave(vec![entry(3)]), ms(10));
+    assert_eq!(sent_to(&out, 2), vec![Body::Graft { id: Some(id(9, 1)) }]);
+    assert_eq!(eager_lazy(&s), (vec![2], vec![1, 3]));
+    let out = recv(&mut s, 3, Body::IHave(vec![entry(1)]), ms(12));
+    assert!(
+        sent_to(&out, 3).is_empty(),
+        "already asked, and on the tree now"
+    );
+    let out = recv(&mut s, 2, gossip(9, 1, 4, PushKind::Repair), ms(50));
+    assert_eq!(deliveries(&out), 1);
+    // An on-tree node waits for the tree: a later announcement is not asked for at once.
+    let out = recv(
+        &mut s,
+        3,
+        Body::IHave(vec![IHaveEntry {
+            id: id(8, 1),
+            hops: 1,
+        }]),
+        ms(60),
+    );
+    assert!(sent_to(&out, 3).is_empty());
+    let (wait, _) = missing_timer(&timers(&out));
+    assert_eq!(wait, Config::default().graft_timeout_initial);
+}
+
+/// The learned graft wait: the tree's copy came 600 ms after its IHAVE, later than the wait,
+/// so the GRAFT was premature — it is undone (PRUNE to the grafted peer, the tree parent stays
+/// eager) and the next wait for a new publisher covers the lag (1.25 × 600 ms). A publisher
+/// whose messages keep coming down the tree first is waited for only the floor.
+#[test]
+fn a_premature_graft_is_undone_and_the_graft_wait_learns_the_tree_lag() {
+    let config = flood();
+    let initial = config.graft_timeout_initial;
+    let mut s = with_neighbors(config.clone(), 3);
+    let _ = recv(&mut s, 3, Body::Prune, ms(0));
+    assert_eq!(eager_lazy(&s), (vec![1, 2], vec![3]));
+    let out = recv(
+        &mut s,
+        3,
+        Body::IHave(vec![IHaveEntry {
+            id: id(9, 1),
+            hops: 1,
+        }]),
+        ms(0),
+    );
+    let (wait, timer) = missing_timer(&timers(&out));
+    assert_eq!(wait, initial);
+    let out: Out = s.handle(InEvent::TimerExpired(timer), initial).collect();
+    assert_eq!(sent_to(&out, 3), vec![Body::Graft { id: Some(id(9, 1)) }]);
+    let out = recv(
+        &mut s,
+        3,
+        gossip(9, 1, 2, PushKind::Repair),
+        initial + ms(40),
+    );
+    assert_eq!(deliveries(&out), 1);
+    // Forwarded on the tree as a detour (it did not come from the tree).
+    assert!(matches!(sent_to(&out, 1).as_slice(), [Body::Gossip(g)] if g.kind == PushKind::Detour));
+    // The tree's own copy, 600 ms after the IHAVE.
+    let out = recv(&mut s, 1, gossip(9, 1, 5, PushKind::Eager), ms(600));
+    assert_eq!(deliveries(&out), 0);
+    assert_eq!(sent_to(&out, 3), vec![Body::Prune], "the graft is undone");
+    assert!(sent_to(&out, 1).is_empty(), "the tree link is kept");
+    assert_eq!(eager_lazy(&s), (vec![1, 2], vec![3]));
+    assert_eq!(s.counters().grafts_reverted, 1);
+    // A new publisher: the topic's lag.
+    let out = recv(
+        &mut s,
+        3,
+        Body::IHave(vec![IHaveEntry {
+            id: id(7, 1),
+            hops: 1,
+        }]),
+        ms(700),
+    );
+    let (wait, _) = missing_timer(&timers(&out));
+    assert_eq!(wait, ms(750));
+    // Publisher 5, heard from the tree first every time: the floor.
+    for seq in 1..=3 {
+        let _ = recv(&mut s, 1, gossip(5, seq, 2, PushKind::Eager), ms(800 + seq));
+    }
+    let out = recv(
+        &mut s,
+        3,
+        Body::IHave(vec![IHaveEntry {
+            id: id(5, 4),
+            hops: 1,
+        }]),
+        ms(900),
+    );
+    let (wait, _) = missing_timer(&timers(&out));
+    assert_eq!(wait, config.graft_timeout_1);
+}
+
+/// A detour (a copy pushed on by a node that got it by repair) meeting the tree's copy says
+/// nothing about the tree: no PRUNE either way, the links stay eager.
+#[test]
+fn a_detour_meeting_the_tree_copy_prunes_nothing() {
+    let mut s = with_neighbors(flood(), 2);
+    let out = recv(&mut s, 1, gossip(9, 1, 3, PushKind::Detour), ms(10));
+    assert_eq!(deliveries(&out), 1);
+    assert!(
+        matches!(sent_to(&out, 2).as_slice(), [Body::Gossip(g)] if g.kind == PushKind::Detour),
+        "a detour stays a detour"
+    );
+    let out = recv(&mut s, 2, gossip(9, 1, 2, PushKind::Eager), ms(20));
+    assert!(sent_to(&out, 2).is_empty(), "no prune: {out:?}");
+    let out = recv(&mut s, 1, gossip(9, 1, 4, PushKind::Detour), ms(30));
+    assert!(sent_to(&out, 1).is_empty());
+    assert_eq!(eager_lazy(&s), (vec![1, 2], vec![]));
+    // Two tree copies do mean a redundant edge.
+    let _ = recv(&mut s, 1, gossip(9, 2, 3, PushKind::Eager), ms(40));
+    let out = recv(&mut s, 2, gossip(9, 2, 3, PushKind::Eager), ms(41));
+    assert_eq!(sent_to(&out, 2), vec![Body::Prune]);
+}
+
 #[test]
 fn prune_and_graft_move_a_peer_between_sets() {
-    let mut s = with_neighbors(Config::default(), 2);
+    let mut s = with_neighbors(flood(), 2);
     let _ = recv(&mut s, 2, Body::Prune, ms(1));
     assert_eq!(eager_lazy(&s), (vec![1], vec![2]));
     let _ = recv(&mut s, 2, Body::Graft { id: None }, ms(2));
@@ -150,10 +293,12 @@ fn promise_timer(t: &[(Duration, Timer<u32>)]) -> (Duration, Timer<u32>) {
 
 #[test]
 fn ihave_grafts_only_after_the_timeout_and_counts_broken_promises() {
-    let config = Config::default();
+    let config = flood();
+    // On the tree, before any lag was measured: the initial graft wait; an unmeasured peer
+    // gets the initial repair wait.
     let (t1, t2, patience) = (
-        config.graft_timeout_1,
-        config.graft_timeout_2,
+        config.graft_timeout_initial,
+        config.repair_timeout_initial,
         config.promise_timeout,
     );
     let mut s = with_neighbors(config, 3);
@@ -163,7 +308,7 @@ fn ihave_grafts_only_after_the_timeout_and_counts_broken_promises() {
     let out = recv(&mut s, 2, Body::IHave(vec![entry(4)]), ms(100));
     let armed = timers(&out);
     assert_eq!(armed.len(), 1);
-    assert_eq!(armed[0].0, t1, "first wait is graft_timeout_1");
+    assert_eq!(armed[0].0, t1, "first wait: the initial graft wait");
     assert!(sent_to(&out, 2).is_empty(), "no request before the timeout");
     let out = recv(&mut s, 3, Body::IHave(vec![entry(2)]), ms(110));
     assert!(timers(&out).is_empty(), "one timer per missing message");
@@ -176,7 +321,10 @@ fn ihave_grafts_only_after_the_timeout_and_counts_broken_promises() {
     assert_eq!(sent_to(&out, 3), vec![Body::Graft { id: Some(id(9, 1)) }]);
     assert!(eager_lazy(&s).0.contains(&3), "grafted peer becomes eager");
     let (retry_after, retry) = missing_timer(&timers(&out));
-    assert_eq!(retry_after, t2, "no round trip measured yet: the floor");
+    assert_eq!(
+        retry_after, t2,
+        "no round trip measured yet: the initial repair wait"
+    );
     let (promise_after, promise3) = promise_timer(&timers(&out));
     assert_eq!(promise_after, patience);
     // Peer 3 is slow: after the repair wait the next announcer is asked — without judging 3.
@@ -300,7 +448,7 @@ fn suppressed_events(out: &Out) -> Vec<(u32, Duration, u32)> {
 
 #[test]
 fn slow_peer_is_demoted_then_suppressed_with_exponential_backoff_and_recovers() {
-    let config = Config::default();
+    let config = flood();
     let base = config.suppress_base;
     let mut s = with_neighbors(config, 2);
     let mut now = ms(10);
@@ -680,7 +828,7 @@ fn anti_entropy_pushes_exactly_the_gaps() {
 
 #[test]
 fn snapshot_maps_onto_the_admin_api() {
-    let mut s = with_neighbors(Config::default(), 2);
+    let mut s = with_neighbors(flood(), 2);
     for _ in 0..3 {
         let _ = timeout(&mut s, 2, ms(5));
     }
@@ -770,6 +918,10 @@ impl Starved {
         // Node 0 with neighbors 1, 2, 3; peer 1 is a lazy neighbor (it announces), 2 and 3
         // are the eager tree, whose pushes of the burst never come (so every message of the
         // burst needs a repair from peer 1).
+        let config = Config {
+            fresh_eager: usize::MAX,
+            ..config
+        };
         let mut s = with_neighbors(config, 3);
         let _ = recv(&mut s, 1, Body::Prune, ms(0));
         Starved {
@@ -941,6 +1093,7 @@ fn answers_queued_behind_our_own_backlog_break_no_promise_and_cool_nobody() {
     let before = Config {
         promise_episode: Duration::ZERO,
         promise_timeout: Config::default().graft_timeout_2,
+        repair_timeout_initial: Config::default().graft_timeout_2,
         ..Config::default()
     };
     let h = drive(before, true);
@@ -951,20 +1104,20 @@ fn answers_queued_behind_our_own_backlog_break_no_promise_and_cool_nobody() {
     );
 }
 
-/// A peer on a slow path (200 ms round trips, no local backlog): the first requests outlast
-/// the 60 ms floor of the repair wait (the node gives up on them — nobody else announced —
-/// and they arrive anyway), but the late answers are round-trip samples, the wait adapts, and
+/// A peer on a slow path (400 ms round trips, no local backlog): the first requests outlast
+/// the 250 ms initial repair wait (the node gives up on them — nobody else announced — and
+/// they arrive anyway), but the late answers are round-trip samples, the wait adapts, and
 /// later bursts are waited for. Its promises (1 s) are never broken, it is never cooled.
 #[test]
 fn repair_wait_adapts_to_a_slow_but_healthy_peer() {
-    let mut h = Starved::new(Config::default(), |_| ms(0), ms(200), false);
+    let mut h = Starved::new(Config::default(), |_| ms(0), ms(400), false);
     for k in 0..5u64 {
         h.announce(ms(100 + 500 * k), (k * 20 + 1)..(k * 20 + 21));
     }
     h.run(ms(5_000));
     assert_eq!(h.delivered, 100);
     let early = h.s.counters().repair_gave_up;
-    assert!(early > 0, "the first burst outlasted the floor");
+    assert!(early > 0, "the first burst outlasted the initial wait");
     for k in 5..10u64 {
         h.announce(ms(5_100 + 500 * (k - 5)), (k * 20 + 1)..(k * 20 + 21));
     }
@@ -1036,4 +1189,365 @@ fn messages_before_the_local_subscribe_penalise_nobody() {
             "neutral scores"
         );
     }
+}
+
+// ---------------------------------------------------------------- slow-peer detector
+
+fn rtt(s: &mut State<u32, StdRng>, peer: u32, rtt: Duration, now: Duration) {
+    let _ = s.handle(InEvent::PeerRtt(peer, rtt), now).count();
+}
+
+/// Valid inbound traffic from `peer` that asks for nothing (an answering digest).
+fn inbound(s: &mut State<u32, StdRng>, peer: u32, now: Duration) -> Out {
+    recv(
+        s,
+        peer,
+        Body::AeDigest {
+            entries: vec![],
+            complete: false,
+            reply: true,
+        },
+        now,
+    )
+}
+
+fn events(out: &Out) -> Vec<TopicEvent<u32>> {
+    out.iter()
+        .filter_map(|e| match e {
+            OutEvent::Event(_, ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn suppressed_now(s: &State<u32, StdRng>, now: Duration) -> Vec<u32> {
+    s.snapshot(&topic(), now)
+        .map(|x| x.suppressed.iter().map(|p| p.peer).collect())
+        .unwrap_or_default()
+}
+
+/// One second of a node with neighbors 1..=5: every neighbor's RTT reported (`of(peer)`),
+/// the slow candidate (5) sends something, then the maintenance tick.
+fn second(s: &mut State<u32, StdRng>, t: u64, of: impl Fn(u32) -> Duration) -> Out {
+    let now = ms(t * 1000);
+    for p in 1..=5 {
+        rtt(s, p, of(p), now);
+    }
+    let mut out = inbound(s, 5, now + ms(10));
+    out.extend(maintenance(s, now + ms(20)));
+    out
+}
+
+#[test]
+fn a_peer_far_slower_than_the_others_is_demoted_suppressed_and_recovered_when_its_rtt_falls() {
+    let base = Config::default().suppress_base;
+    let mut s = with_neighbors(flood(), 5);
+    let slow = |p: u32| {
+        if p == 5 {
+            ms(1_600)
+        } else {
+            ms(2 + u64::from(p))
+        }
+    };
+    let mut all = Vec::new();
+    let mut first_suppressed = None;
+    for t in 1..=20 {
+        let evs = events(&second(&mut s, t, slow));
+        if first_suppressed.is_none()
+            && evs
+                .iter()
+                .any(|e| matches!(e, TopicEvent::Suppressed { peer: 5, .. }))
+        {
+            first_suppressed = Some(t);
+            // The evidence is in the diagnostics: the peer's RTT against the others'.
+            let snap = s.snapshot(&topic(), ms(t * 1000 + 20));
+            let score = snap
+                .as_ref()
+                .and_then(|x| x.scores.iter().find(|p| p.peer == 5))
+                .map(|p| p.components.components())
+                .unwrap_or_default();
+            let get = |k: &str| score.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+            assert_eq!(get("rtt_ms"), Some(1600.0));
+            assert_eq!(
+                get("rtt_reference_ms"),
+                Some(4.0),
+                "the others' lower median"
+            );
+            assert_eq!(get("slow"), Some(1.0));
+            assert!(get("slowness").is_some_and(|v| v > 3.0), "{score:?}");
+        }
+        all.extend(evs);
+    }
+    let demoted = all.iter().position(|e| *e == TopicEvent::Demoted(5));
+    let suppressed = all
+        .iter()
+        .position(|e| matches!(e, TopicEvent::Suppressed { peer: 5, .. }));
+    assert!(
+        demoted.is_some() && demoted < suppressed,
+        "demoted, then suppressed: {all:?}"
+    );
+    assert!(
+        first_suppressed.is_some_and(|t| t <= 5),
+        "suppressed within 5 slow ticks: {first_suppressed:?}"
+    );
+    // Exponential backoff while it stays slow, and its own traffic never lifts it early.
+    let strikes: Vec<(Duration, u32)> = all
+        .iter()
+        .filter_map(|e| match e {
+            TopicEvent::Suppressed {
+                peer: 5,
+                duration,
+                strikes,
+            } => Some((*duration, *strikes)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        strikes.len() >= 3 && strikes[..3] == [(base, 1), (base * 2, 2), (base * 4, 3)],
+        "{strikes:?}"
+    );
+    assert!(
+        all.iter()
+            .filter(|e| **e == TopicEvent::Recovered(5))
+            .count()
+            < strikes.len() + 1
+    );
+    assert!(s.counters().slow_verdicts >= 10);
+    assert_eq!(s.counters().demotions, 1, "only the slow peer was demoted");
+    assert!(
+        all.iter().all(|e| match e {
+            TopicEvent::Suppressed { peer, .. } | TopicEvent::Demoted(peer) => *peer == 5,
+            _ => true,
+        }),
+        "nobody else was cooled"
+    );
+
+    // The delay is gone: the peer is recovered (by lapse or by its traffic, now that it is
+    // fast) and never suppressed again.
+    let fast = |p: u32| ms(2 + u64::from(p));
+    let mut after = Vec::new();
+    let mut recovered_at = None;
+    for t in 21..=80 {
+        after.extend(events(&second(&mut s, t, fast)));
+        if recovered_at.is_none() && suppressed_now(&s, ms(t * 1000 + 20)).is_empty() {
+            recovered_at = Some(t);
+        }
+    }
+    assert!(
+        recovered_at.is_some_and(|t| t <= 21 + 8),
+        "recovered within the last backoff: {recovered_at:?}"
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|e| matches!(e, TopicEvent::Suppressed { .. })),
+        "not suppressed again once fast: {after:?}"
+    );
+    assert!(suppressed_now(&s, ms(80_020)).is_empty());
+    let score = s
+        .snapshot(&topic(), ms(80_020))
+        .and_then(|x| x.scores.into_iter().find(|p| p.peer == 5));
+    assert!(
+        score.is_some_and(|p| p.score > 1.9 && !p.components.is_slow()),
+        "its score is healthy again"
+    );
+}
+
+#[test]
+fn a_slow_peer_recovers_early_on_its_traffic_once_its_rtt_is_back() {
+    let mut s = with_neighbors(flood(), 5);
+    let slow = |p: u32| if p == 5 { ms(1_600) } else { ms(3) };
+    let mut t = 0;
+    // Slow long enough to be suppressed for 8 s (strike 4).
+    let mut longest = Duration::ZERO;
+    while longest < ms(8_000) && t < 60 {
+        t += 1;
+        for e in events(&second(&mut s, t, slow)) {
+            if let TopicEvent::Suppressed {
+                peer: 5, duration, ..
+            } = e
+            {
+                longest = longest.max(duration);
+            }
+        }
+    }
+    assert_eq!(longest, ms(8_000), "after {t} s");
+    let suppressed_at = t;
+    // Fast again from the next second: once half of the 8 s has run, its traffic lifts it.
+    let fast = |_: u32| ms(3);
+    let mut lifted = None;
+    for t in suppressed_at + 1..=suppressed_at + 8 {
+        let out = second(&mut s, t, fast);
+        if lifted.is_none() && events(&out).contains(&TopicEvent::Recovered(5)) {
+            lifted = Some(t - suppressed_at);
+        }
+    }
+    assert!(
+        lifted.is_some_and(|d| (4..8).contains(&d)),
+        "lifted by traffic after half the suppression, before its end: {lifted:?}"
+    );
+}
+
+#[test]
+fn healthy_jitter_a_steady_far_peer_and_a_slow_own_path_cool_nobody() {
+    let mut s = with_neighbors(flood(), 5);
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut all = Vec::new();
+    let mut t = 0;
+    let mut run = |s: &mut State<u32, StdRng>, secs: u64, of: &mut dyn FnMut(u32) -> Duration| {
+        let mut evs = Vec::new();
+        for _ in 0..secs {
+            t += 1;
+            let now = ms(t * 1000);
+            for p in 1..=5 {
+                rtt(s, p, of(p), now);
+            }
+            evs.extend(events(&maintenance(s, now + ms(20))));
+        }
+        evs
+    };
+    // A loaded local mesh: every RTT jumps between 1 and 400 ms, independently.
+    all.extend(run(&mut s, 120, &mut |_| ms(rng.random_range(1..400))));
+    // One peer spikes to 1.5 s for a single second every 20 s (a stalled process).
+    let mut k = 0;
+    all.extend(run(&mut s, 120, &mut |p| {
+        k += 1;
+        if p == 5 && k % 100 == 50 {
+            ms(1_500)
+        } else {
+            ms(3)
+        }
+    }));
+    // A far but steady peer: 450 ms against 2 ms (225 times, but not 500 ms above).
+    all.extend(run(&mut s, 60, &mut |p| {
+        if p == 5 { ms(450) } else { ms(2) }
+    }));
+    // Our own path is slow: every peer is at 1.5–1.7 s.
+    all.extend(run(&mut s, 60, &mut |p| ms(1_500 + 40 * u64::from(p))));
+    assert!(
+        !all.iter()
+            .any(|e| matches!(e, TopicEvent::Suppressed { .. } | TopicEvent::Demoted(_))),
+        "{all:?}"
+    );
+    assert_eq!(s.counters().suppressions, 0);
+    assert!(
+        s.counters().slow_verdicts <= 6,
+        "only the single-second spikes: {}",
+        s.counters().slow_verdicts
+    );
+}
+
+#[test]
+fn without_enough_peers_to_compare_or_fresh_rtts_there_is_no_verdict() {
+    // Two neighbors: one comparison peer, below `slow_min_peers` (2).
+    let mut s = with_neighbors(flood(), 2);
+    for t in 1..=30 {
+        let now = ms(t * 1000);
+        rtt(&mut s, 1, ms(2), now);
+        rtt(&mut s, 2, ms(2_000), now);
+        let _ = maintenance(&mut s, now + ms(20));
+    }
+    assert_eq!(s.counters().slow_verdicts, 0);
+    // Five neighbors, but the others' RTTs were reported once, long ago (stale).
+    let mut s = with_neighbors(flood(), 5);
+    for p in 1..=4 {
+        rtt(&mut s, p, ms(2), ms(0));
+    }
+    for t in 10..=40 {
+        let now = ms(t * 1000);
+        rtt(&mut s, 5, ms(2_000), now);
+        let _ = maintenance(&mut s, now + ms(20));
+    }
+    assert_eq!(s.counters().slow_verdicts, 0);
+    assert_eq!(s.counters().suppressions, 0);
+    // The detector off (`slow_penalty` 0): a slow peer is not charged.
+    let mut s = with_neighbors(
+        Config {
+            slow_penalty: 0.0,
+            ..flood()
+        },
+        5,
+    );
+    for t in 1..=30 {
+        let _ = second(&mut s, t, |p| if p == 5 { ms(1_600) } else { ms(3) });
+    }
+    assert_eq!(s.counters().suppressions, 0);
+    assert_eq!(s.counters().slow_verdicts, 0);
+}
+
+#[test]
+fn a_peer_cooled_for_latency_is_off_the_tree_but_still_announced_to_and_answered() {
+    let mut s = with_neighbors(flood(), 5);
+    let slow = |p: u32| if p == 5 { ms(1_600) } else { ms(3) };
+    let mut t = 0;
+    while suppressed_now(&s, ms(t * 1000 + 20)).is_empty() {
+        t += 1;
+        assert!(t < 10, "never suppressed");
+        let _ = second(&mut s, t, slow);
+    }
+    let now = ms(t * 1000 + 30);
+    let snap = s.snapshot(&topic(), now);
+    assert_eq!(
+        snap.as_ref().map(|x| x.suppressed[0].cause),
+        Some(crate::Cause::Latency)
+    );
+    assert!(snap.as_ref().is_some_and(
+        |x| x.to_api(|p| p.to_string()).suppressed[0].cause.as_deref() == Some("latency")
+    ));
+    // A new message: pushed to the tree, only announced to the slow peer.
+    let out = recv(&mut s, 1, gossip(9, 1, 1, PushKind::Eager), now);
+    assert!(sent_to(&out, 5).is_empty(), "no payload to it");
+    let mut flushed = Out::new();
+    for (d, timer) in timers(&out) {
+        flushed.extend(s.handle(InEvent::TimerExpired(timer), now + d));
+    }
+    assert!(
+        matches!(sent_to(&flushed, 5).as_slice(), [Body::IHave(e)] if e[0].id == id(9, 1)),
+        "announced: {:?}",
+        sent_to(&flushed, 5)
+    );
+    // It pulls: answered, and its GRAFT does not put it back on the tree.
+    let out = recv(&mut s, 5, Body::Graft { id: Some(id(9, 1)) }, now + ms(40));
+    assert!(matches!(sent_to(&out, 5).as_slice(), [Body::Gossip(g)] if g.kind == PushKind::Repair));
+    assert!(
+        !eager_lazy(&s).0.contains(&5),
+        "not eager again while cooled"
+    );
+    // Its anti-entropy digest is answered.
+    let out = recv(
+        &mut s,
+        5,
+        Body::AeDigest {
+            entries: vec![],
+            complete: true,
+            reply: true,
+        },
+        now + ms(2_000),
+    );
+    assert!(
+        sent_to(&out, 5)
+            .iter()
+            .any(|b| matches!(b, Body::Gossip(g) if g.kind == PushKind::AntiEntropy)),
+        "anti-entropy answers it"
+    );
+    // If it also stops draining, it is silenced like any stalled peer.
+    let at = now + ms(2_100);
+    for _ in 0..4 {
+        let _ = timeout(&mut s, 5, at);
+    }
+    let snap = s.snapshot(&topic(), at);
+    assert_eq!(
+        snap.map(|x| x.suppressed[0].cause),
+        Some(crate::Cause::Health)
+    );
+    let out = recv(&mut s, 1, gossip(9, 2, 1, PushKind::Eager), at);
+    let mut all = out.clone();
+    for (d, timer) in timers(&out) {
+        all.extend(s.handle(InEvent::TimerExpired(timer), at + d));
+    }
+    assert!(
+        sent_to(&all, 5).is_empty(),
+        "silenced: {:?}",
+        sent_to(&all, 5)
+    );
 }

@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     diag::{PeerScoreSnapshot, Sizes, SuppressionSnapshot, TopicSnapshot},
     proto::{AeEntry, Body, Gossip, IHaveEntry, Message, MsgId, PushKind, TopicId},
-    score::{Rtt, Score, Suppression},
+    score::{self, Cause, PathRtt, Rtt, Score, Suppression, TreeLag},
     state::{Delivery, OutEvent, PeerId, SendOutcome, Timer, TimerKind, TopicEvent},
     stats::Counters,
     store::{Cache, Cached, Streams},
@@ -35,6 +35,8 @@ pub(crate) struct Ctx<'a, PI, R> {
     pub lag: Duration,
     /// Repair round-trip estimates per peer (node-wide: a property of the peer, not the topic).
     pub rtts: &'a mut BTreeMap<PI, Rtt>,
+    /// Transport round-trip times per peer (node-wide), for the slow-peer detector.
+    pub path_rtts: &'a BTreeMap<PI, PathRtt>,
     pub rng: &'a mut R,
     pub out: &'a mut Vec<OutEvent<PI>>,
     /// Peers removed from an active view in this step (for `DisconnectPeer`).
@@ -48,9 +50,11 @@ struct Missing<PI> {
     announcers: Vec<(PI, u16)>,
     /// The announcer we grafted / IWANTed last and are waiting for.
     asked: Option<PI>,
-    /// When the current wait ends: `graft_timeout_1` after the first IHAVE, then the asked
-    /// peer's repair timeout after each request.
+    /// When the current wait ends: the learned graft wait after the first IHAVE, then the
+    /// asked peer's repair timeout after each request.
     due: Duration,
+    /// When the first IHAVE reached the node (the start of a tree-lag sample).
+    announced_at: Duration,
 }
 
 /// Shortest re-check while a missing message's timer waits for the local backlog.
@@ -59,6 +63,8 @@ const MIN_RECHECK: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, Copy)]
 struct Request {
     asked_at: Duration,
+    /// A GRAFT (the asked peer made us eager), not an IWANT.
+    grafted: bool,
     /// Unanswered by then (and with our own backlog past it), the promise is broken.
     deadline: Duration,
 }
@@ -68,6 +74,10 @@ const REQUESTS_PER_MISSING: usize = 2;
 /// Most peers with a repair round-trip estimate before the estimates of peers in no active
 /// view are dropped.
 const RTT_CAP: usize = 1024;
+
+/// A publisher's own learned tree lag is used while it delivered within this long; after
+/// that the tree may have changed under it and the topic's lag is used instead.
+const STREAM_LAG_FRESH: Duration = Duration::from_secs(10);
 
 /// Most neighbor requests started per maintenance tick (bounds request storms after churn).
 const REFILL_ATTEMPTS_PER_TICK: u32 = 4;
@@ -92,6 +102,12 @@ pub(crate) struct Topic<PI> {
     /// repair wait, until the peer's copy comes (a round-trip sample, late ones included) or
     /// its promise timer judges it broken. Bounded by [`REQUESTS_PER_MISSING`] · `missing_cap`.
     requests: BTreeMap<(MsgId<PI>, PI), Request>,
+    /// How long eager copies take to follow their first IHAVE on this topic's tree (the
+    /// learned graft wait for publishers not heard lately, see `Config::graft_timeout_1`).
+    tree_lag: TreeLag,
+    /// Messages obtained by repair after an IHAVE, with when that IHAVE came: the eager copy
+    /// still on its way is a late tree-lag sample. Bounded by `missing_cap`.
+    repaired: BTreeMap<MsgId<PI>, (Duration, Option<PI>)>,
     cache: Cache<PI>,
     streams: Streams<PI>,
     next_seq: u64,
@@ -113,7 +129,14 @@ fn is_suppressed<PI: Ord>(
 /// (`srtt + 4·rttvar`) within `[graft_timeout_2, repair_timeout_max]`.
 fn repair_timeout<PI: PeerId, R>(ctx: &Ctx<'_, PI, R>, peer: &PI) -> Duration {
     let (floor, cap) = (ctx.config.graft_timeout_2, ctx.config.repair_timeout_max);
-    ctx.rtts.get(peer).map_or(floor, |r| r.timeout(floor, cap))
+    ctx.rtts.get(peer).map_or_else(
+        || {
+            ctx.config
+                .repair_timeout_initial
+                .clamp(floor, cap.max(floor))
+        },
+        |r| r.timeout(floor, cap),
+    )
 }
 
 fn rtt_sample<PI: PeerId, R>(ctx: &mut Ctx<'_, PI, R>, peer: &PI, sample: Duration) {
@@ -196,6 +219,8 @@ impl<PI: PeerId> Topic<PI> {
             ihave_scheduled: false,
             missing: BTreeMap::new(),
             requests: BTreeMap::new(),
+            tree_lag: TreeLag::default(),
+            repaired: BTreeMap::new(),
             cache: Cache::new(),
             streams: Streams::new(),
             next_seq: 0,
@@ -252,6 +277,11 @@ impl<PI: PeerId> Topic<PI> {
         is_suppressed(&self.suppressions, peer, now)
     }
 
+    /// Suppressed for a cause that stops every message to it (not for latency alone).
+    fn silenced(&self, peer: &PI, now: Duration) -> bool {
+        self.suppressions.get(peer).is_some_and(|s| s.silences(now))
+    }
+
     /// Puts an active, non-suppressed peer into the eager set.
     fn make_eager(&mut self, peer: &PI, now: Duration) {
         if self.active.contains(peer) && !self.suppressed(peer, now) {
@@ -271,6 +301,8 @@ impl<PI: PeerId> Topic<PI> {
     // ------------------------------------------------------------------ lifecycle
 
     pub fn start<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>) {
+        // Until the tree has shown how slow it is, wait as if it were this slow.
+        self.tree_lag = TreeLag::initial(ctx.config.graft_timeout_initial);
         // Random phase so that a swarm started at once does not tick in lockstep.
         let m = ctx
             .config
@@ -331,7 +363,9 @@ impl<PI: PeerId> Topic<PI> {
         self.scores
             .entry(peer.clone())
             .or_insert_with(|| Score::new(ctx.now));
-        self.make_eager(&peer, ctx.now);
+        if self.eager.len() < ctx.config.fresh_eager {
+            self.make_eager(&peer, ctx.now);
+        }
         if !self.eager.contains(&peer) {
             self.lazy.insert(peer.clone());
         }
@@ -633,7 +667,14 @@ impl<PI: PeerId> Topic<PI> {
                 payload: payload.clone(),
             },
         ));
-        self.forward(ctx, &id, 0, published_at_ms, &payload, None);
+        let next = Gossip {
+            id: id.clone(),
+            hops: 1,
+            kind: PushKind::Eager,
+            published_at_ms,
+            payload: payload.clone(),
+        };
+        self.forward(ctx, next, None);
         self.cache.insert(
             id.clone(),
             Cached {
@@ -650,18 +691,17 @@ impl<PI: PeerId> Topic<PI> {
         id
     }
 
-    /// Eager push to the eager set, IHAVE to the lazy set (both without `exclude` and without
-    /// suppressed peers). `hops` is how many hops the message took to reach us.
+    /// Eager push of `next` (the copy as it leaves us: hops already counting the next link,
+    /// the push kind set) to the eager set, IHAVE to the lazy set (both without `exclude` and
+    /// without suppressed peers).
     fn forward<R: Rng>(
         &mut self,
         ctx: &mut Ctx<'_, PI, R>,
-        id: &MsgId<PI>,
-        hops: u16,
-        published_at_ms: u64,
-        payload: &[u8],
+        next: Gossip<PI>,
         exclude: Option<&PI>,
     ) {
         let now = ctx.now;
+        let (id, hops) = (next.id.clone(), next.hops.saturating_sub(1));
         let eager: Vec<PI> = self
             .eager
             .iter()
@@ -669,22 +709,13 @@ impl<PI: PeerId> Topic<PI> {
             .cloned()
             .collect();
         for p in eager {
-            self.send(
-                ctx,
-                p,
-                Body::Gossip(Gossip {
-                    id: id.clone(),
-                    hops: hops.saturating_add(1),
-                    kind: PushKind::Eager,
-                    published_at_ms,
-                    payload: payload.to_vec(),
-                }),
-            );
+            self.send(ctx, p, Body::Gossip(next.clone()));
         }
+        // A peer suppressed for its latency is still announced to (it may pull).
         let lazy: Vec<PI> = self
             .lazy
             .iter()
-            .filter(|p| Some(*p) != exclude && !self.suppressed(p, now))
+            .filter(|p| Some(*p) != exclude && !self.silenced(p, now))
             .cloned()
             .collect();
         for p in lazy {
@@ -717,8 +748,7 @@ impl<PI: PeerId> Topic<PI> {
         self.ihave_scheduled = false;
         let queue = mem::take(&mut self.ihave_queue);
         for (peer, entries) in queue {
-            if entries.is_empty() || !self.active.contains(&peer) || self.suppressed(&peer, ctx.now)
-            {
+            if entries.is_empty() || !self.active.contains(&peer) || self.silenced(&peer, ctx.now) {
                 continue;
             }
             self.counters.ihave_ids_sent += entries.len() as u64;
@@ -741,26 +771,73 @@ impl<PI: PeerId> Topic<PI> {
                 .streams
                 .insert(&id, ctx.now, c.streams_cap, c.stream_window);
         if !new {
-            self.answered(ctx, &id, &from, kind);
+            let request = self.answered(ctx, &id, &from, kind);
             self.counters.duplicates += 1;
-            if kind == PushKind::Eager {
-                // A redundant tree edge: both sides go lazy. Prune even when the sender is
-                // not in our eager set — it has us in its own, or it would not push.
-                self.make_lazy(&from);
-                self.send(ctx, from, Body::Prune);
+            match kind {
+                PushKind::Eager => {
+                    let premature = self.repaired.remove(&id).and_then(|(announced_at, g)| {
+                        let lag = ctx.arrived.saturating_sub(announced_at);
+                        self.tree_lag_sample(&id, lag);
+                        g.filter(|g| *g != from && lag <= c.graft_timeout_max)
+                    });
+                    // Our first copy came from the tree too (or we published it): a redundant
+                    // tree edge.
+                    let tree_first = self.cache.get(&id).is_none_or(|cached| {
+                        cached.kind == PushKind::Eager && cached.from.as_ref() != Some(&from)
+                    });
+                    if let Some(grafted) = premature {
+                        // We grafted too early: the tree delivered after all, only slower
+                        // than our wait. Undo the graft and keep the tree as it is (its shape
+                        // suits every other publisher as well).
+                        self.revert_graft(ctx, grafted);
+                    } else if tree_first {
+                        // Both sides go lazy. Prune even when the sender is not in our eager
+                        // set — it has us in its own, or it would not push.
+                        self.make_lazy(&from);
+                        self.send(ctx, from, Body::Prune);
+                    }
+                }
+                PushKind::Repair => {
+                    // The answer to a GRAFT came after the tree's own copy: the graft was not
+                    // needed, undo it.
+                    let tree_first = self.cache.get(&id).is_some_and(|cached| {
+                        cached.kind == PushKind::Eager && cached.from.as_ref() != Some(&from)
+                    });
+                    if tree_first && request.is_some_and(|r| r.grafted) {
+                        self.revert_graft(ctx, from);
+                    }
+                }
+                PushKind::AntiEntropy | PushKind::Detour => {}
             }
             return;
         }
         if kind == PushKind::AntiEntropy {
             self.counters.ae_recovered += 1;
         }
-        self.answered(ctx, &id, &from, kind);
-        if let Some(m) = self.missing.remove(&id)
-            && m.asked.as_ref() == Some(&from)
-            && let Some(s) = self.scores.get_mut(&from)
-        {
-            s.decay(ctx.now, c.score_half_life);
-            s.on_delivered();
+        let request = self.answered(ctx, &id, &from, kind);
+        let missing = self.missing.remove(&id);
+        if missing.is_none() && kind == PushKind::Eager {
+            // The tree was first: no lag for this publisher this time.
+            self.streams.lag_sample(&id, Duration::ZERO);
+        }
+        if let Some(m) = missing {
+            match kind {
+                PushKind::Eager => {
+                    self.tree_lag_sample(&id, ctx.arrived.saturating_sub(m.announced_at));
+                }
+                PushKind::Repair | PushKind::Detour => {
+                    // The tree's copy may still come; it is a late tree-lag sample then.
+                    let grafted = request.is_some_and(|r| r.grafted).then(|| from.clone());
+                    self.repaired_insert(id.clone(), m.announced_at, grafted, c);
+                }
+                PushKind::AntiEntropy => {}
+            }
+            if m.asked.as_ref() == Some(&from)
+                && let Some(s) = self.scores.get_mut(&from)
+            {
+                s.decay(ctx.now, c.score_half_life);
+                s.on_delivered();
+            }
         }
         if kind != PushKind::AntiEntropy {
             // PlumTree: whoever pushed us a new message is on our tree.
@@ -777,7 +854,20 @@ impl<PI: PeerId> Topic<PI> {
                 payload: payload.clone(),
             },
         ));
-        self.forward(ctx, &id, hops, published_at_ms, &payload, Some(&from));
+        // Only what the tree itself delivered travels on as a tree copy; anything else is a
+        // detour, whose meeting with the tree's copy says nothing about the tree.
+        let push = match kind {
+            PushKind::Eager => PushKind::Eager,
+            PushKind::Repair | PushKind::AntiEntropy | PushKind::Detour => PushKind::Detour,
+        };
+        let next = Gossip {
+            id: id.clone(),
+            hops: hops.saturating_add(1),
+            kind: push,
+            published_at_ms,
+            payload: payload.clone(),
+        };
+        self.forward(ctx, next, Some(&from));
         self.cache.insert(
             id,
             Cached {
@@ -800,6 +890,11 @@ impl<PI: PeerId> Topic<PI> {
         entries: Vec<IHaveEntry<PI>>,
     ) {
         let announcer_cap = ctx.config.active_cap.max(1) * 2;
+        // Not on the tree (no eager peer, e.g. every neighbor is new): nobody is going to push
+        // these to us, so ask the announcer at once instead of waiting for an eager copy.
+        let now = ctx.now;
+        let off_tree = !self.eager.iter().any(|p| !self.suppressed(p, now));
+        let mut ask_now = Vec::new();
         for e in entries {
             let own = e.id.origin == *ctx.me && e.id.epoch == ctx.epoch;
             if own || self.streams.contains(&e.id) {
@@ -820,19 +915,81 @@ impl<PI: PeerId> Topic<PI> {
                 }
                 None => {
                     if self.missing.len() < ctx.config.missing_cap {
+                        let wait = if off_tree {
+                            Duration::ZERO
+                        } else {
+                            self.graft_wait(ctx.config, &e.id, ctx.now)
+                        };
                         self.missing.insert(
                             e.id.clone(),
                             Missing {
                                 announcers: vec![(from.clone(), e.hops)],
                                 asked: None,
-                                due: ctx.now.saturating_add(ctx.config.graft_timeout_1),
+                                due: ctx.now.saturating_add(wait),
+                                announced_at: ctx.arrived,
                             },
                         );
-                        self.timer(ctx, ctx.config.graft_timeout_1, TimerKind::Missing(e.id));
+                        if off_tree {
+                            ask_now.push(e.id);
+                        } else {
+                            self.timer(ctx, wait, TimerKind::Missing(e.id));
+                        }
                     }
                 }
             }
         }
+        for id in ask_now {
+            self.on_missing_timer(ctx, id);
+        }
+    }
+
+    /// How long a node on the tree waits for the eager copy of an announced message before
+    /// grafting: learned from how late eager copies followed their IHAVEs.
+    fn graft_wait(&self, config: &Config, id: &MsgId<PI>, now: Duration) -> Duration {
+        let (floor, cap) = (config.graft_timeout_1, config.graft_timeout_max);
+        self.streams
+            .lag(id, now.saturating_sub(STREAM_LAG_FRESH))
+            .unwrap_or(&self.tree_lag)
+            .wait(floor, cap)
+    }
+
+    /// An eager copy of `id` came `lag` after its first IHAVE.
+    fn tree_lag_sample(&mut self, id: &MsgId<PI>, lag: Duration) {
+        self.tree_lag.sample(lag);
+        self.streams.lag_sample(id, lag);
+    }
+
+    /// Undoes a GRAFT that turned out not to be needed: the grafted peer goes back to lazy on
+    /// both sides.
+    fn revert_graft<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>, grafted: PI) {
+        if !self.eager.contains(&grafted) {
+            return;
+        }
+        self.counters.grafts_reverted += 1;
+        self.make_lazy(&grafted);
+        self.send(ctx, grafted, Body::Prune);
+    }
+
+    fn repaired_insert(
+        &mut self,
+        id: MsgId<PI>,
+        announced_at: Duration,
+        grafted: Option<PI>,
+        config: &Config,
+    ) {
+        while self.repaired.len() >= config.missing_cap.max(1) {
+            // Full: forget the oldest (its eager copy is long overdue or never coming).
+            let Some(oldest) = self
+                .repaired
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            self.repaired.remove(&oldest);
+        }
+        self.repaired.insert(id, (announced_at, grafted));
     }
 
     /// PlumTree's optimisation: a lazy peer reached the message in far fewer hops than our
@@ -872,20 +1029,20 @@ impl<PI: PeerId> Topic<PI> {
     /// A copy of `id` from `from`: if we had asked `from` for it, the round trip is a sample of
     /// its repair timeout — measured to when the copy reached the node (the node's own inbound
     /// backlog is not the peer's doing), late answers included (a late peer must teach us to
-    /// wait longer). Anti-entropy pushes are not answers.
+    /// wait longer). Anti-entropy pushes are not answers. Returns the request it answered.
     fn answered<R: Rng>(
         &mut self,
         ctx: &mut Ctx<'_, PI, R>,
         id: &MsgId<PI>,
         from: &PI,
         kind: PushKind,
-    ) {
+    ) -> Option<Request> {
         if kind == PushKind::AntiEntropy || self.requests.is_empty() {
-            return;
+            return None;
         }
-        if let Some(r) = self.requests.remove(&(id.clone(), from.clone())) {
-            rtt_sample(ctx, from, ctx.arrived.saturating_sub(r.asked_at));
-        }
+        let r = self.requests.remove(&(id.clone(), from.clone()))?;
+        rtt_sample(ctx, from, ctx.arrived.saturating_sub(r.asked_at));
+        Some(r)
     }
 
     /// The promise of `peer` to send `id` is due: broken unless its copy came — judged only
@@ -963,10 +1120,22 @@ impl<PI: PeerId> Topic<PI> {
         } else {
             self.send(ctx, peer.clone(), Body::IWant(vec![id.clone()]));
         }
-        // The promise: its copy within `promise_timeout` (at least twice its repair wait).
-        let patience = ctx.config.promise_timeout.max(rto.saturating_mul(2));
+        // The promise: its copy within `promise_timeout`, at least twice its repair wait and
+        // twice the transport's round trip to it (a request over a slow path — ours or its —
+        // is not a broken promise; the path is judged by the slow-peer detector instead).
+        let path = ctx
+            .path_rtts
+            .get(&peer)
+            .filter(|r| r.at.saturating_add(ctx.config.rtt_fresh) >= now)
+            .map_or(Duration::ZERO, |r| r.srtt);
+        let patience = ctx
+            .config
+            .promise_timeout
+            .max(rto.saturating_mul(2))
+            .max(path.saturating_mul(2));
         let request = Request {
             asked_at: now,
+            grafted: graftable,
             deadline: now.saturating_add(patience),
         };
         let key = (id.clone(), peer.clone());
@@ -1069,7 +1238,7 @@ impl<PI: PeerId> Topic<PI> {
         complete: bool,
         reply: bool,
     ) {
-        if !self.suppressed(&from, ctx.now) {
+        if !self.silenced(&from, ctx.now) {
             self.ae_push(ctx, &from, &entries, complete);
         }
         if !reply {
@@ -1202,13 +1371,16 @@ impl<PI: PeerId> Topic<PI> {
             s.decay(now, ctx.config.score_half_life);
             s.on_inbound();
         }
-        let lift = self.suppressions.get(from).is_some_and(|s| match s.until {
-            Some(until) if until > now => {
-                let half = until.saturating_sub(s.last_strike) / 2;
-                now >= s.last_strike.saturating_add(half)
-            }
-            _ => false,
-        });
+        // A peer judged slow stays cooled: its traffic shows it is alive, not that it is fast.
+        let slow = self.scores.get(from).is_some_and(Score::is_slow);
+        let lift = !slow
+            && self.suppressions.get(from).is_some_and(|s| match s.until {
+                Some(until) if until > now => {
+                    let half = until.saturating_sub(s.last_strike) / 2;
+                    now >= s.last_strike.saturating_add(half)
+                }
+                _ => false,
+            });
         if lift {
             self.recover(ctx, from);
         }
@@ -1219,6 +1391,15 @@ impl<PI: PeerId> Topic<PI> {
             return;
         };
         if self.suppressed(peer, ctx.now) {
+            // Cooled for its latency and now failing as well (timeouts, broken promises):
+            // from here on it is sent nothing, as any peer that does not drain.
+            let health = Cause::of(self.scores.get(peer)) == Cause::Health;
+            if health && value < ctx.config.suppress_below {
+                if let Some(s) = self.suppressions.get_mut(peer) {
+                    s.cause = Cause::Health;
+                }
+                self.ihave_queue.remove(peer);
+            }
             return;
         }
         if value < ctx.config.suppress_below {
@@ -1230,8 +1411,47 @@ impl<PI: PeerId> Topic<PI> {
         }
     }
 
+    /// The slow-peer detector, once per maintenance tick: every neighbor with a fresh
+    /// transport RTT is compared with the median RTT of the node's other peers (fresh ones,
+    /// every topic's); one far above it ([`score::is_slow`]) is charged `slow_penalty` of
+    /// `slowness` and evaluated — demoted, then suppressed, like a peer that times out.
+    fn judge_latency<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>) {
+        let c = ctx.config;
+        let now = ctx.now;
+        let fresh = |r: &PathRtt| r.at.saturating_add(c.rtt_fresh) >= now;
+        let mut sorted: Vec<Duration> = ctx
+            .path_rtts
+            .values()
+            .filter(|r| fresh(r))
+            .map(|r| r.srtt)
+            .collect();
+        sorted.sort_unstable();
+        let peers: Vec<PI> = self.active.iter().cloned().collect();
+        for peer in peers {
+            let latency = ctx.path_rtts.get(&peer).filter(|r| fresh(r)).and_then(|r| {
+                score::reference_rtt(&sorted, r.srtt, c.slow_min_peers)
+                    .map(|reference| (r.srtt, reference))
+            });
+            let slow = c.slow_penalty > 0.0
+                && latency.is_some_and(|(rtt, reference)| score::is_slow(rtt, reference, c));
+            let suppressed = self.suppressed(&peer, now);
+            let Some(s) = self.scores.get_mut(&peer) else {
+                continue;
+            };
+            // A suppressed peer is not charged (its suppression runs its course), but the
+            // verdict is kept: it decides whether inbound traffic may lift the suppression.
+            let penalty = if suppressed { 0.0 } else { c.slow_penalty };
+            s.on_latency(latency, slow, penalty);
+            if slow && !suppressed {
+                self.counters.slow_verdicts += 1;
+                self.evaluate(ctx, &peer);
+            }
+        }
+    }
+
     fn suppress<R: Rng>(&mut self, ctx: &mut Ctx<'_, PI, R>, peer: &PI) {
         let now = ctx.now;
+        let cause = Cause::of(self.scores.get(peer));
         let entry = self
             .suppressions
             .entry(peer.clone())
@@ -1239,7 +1459,9 @@ impl<PI: PeerId> Topic<PI> {
                 until: None,
                 strikes: 0,
                 last_strike: now,
+                cause,
             });
+        entry.cause = cause;
         entry.strikes = entry.strikes.saturating_add(1);
         let strikes = entry.strikes;
         let duration = Suppression::backoff(ctx.config, strikes);
@@ -1247,7 +1469,9 @@ impl<PI: PeerId> Topic<PI> {
         entry.last_strike = now;
         self.counters.suppressions += 1;
         self.make_lazy(peer);
-        self.ihave_queue.remove(peer);
+        if cause == Cause::Health {
+            self.ihave_queue.remove(peer);
+        }
         self.event(
             ctx,
             TopicEvent::Suppressed {
@@ -1303,6 +1527,10 @@ impl<PI: PeerId> Topic<PI> {
         let next = jitter(ctx.rng, ctx.config.maintenance_interval);
         self.timer(ctx, next, TimerKind::Maintenance);
         self.cache.expire(now, ctx.config.cache_ttl);
+        // An eager copy later than twice the longest graft wait is not coming.
+        let horizon = ctx.config.graft_timeout_max.saturating_mul(2);
+        self.repaired
+            .retain(|_, (at, _)| at.saturating_add(horizon) > now);
 
         // Cooling: lapse, then forget.
         let lapsed: Vec<PI> = self
@@ -1324,6 +1552,7 @@ impl<PI: PeerId> Topic<PI> {
         for s in self.scores.values_mut() {
             s.decay(now, half_life);
         }
+        self.judge_latency(ctx);
 
         // Membership.
         self.refill_attempts = 0;
@@ -1397,6 +1626,7 @@ impl<PI: PeerId> Topic<PI> {
             suppressions: self.suppressions.len(),
             ihave_queued: self.ihave_queue.values().map(Vec::len).sum(),
             requests: self.requests.len(),
+            repaired: self.repaired.len(),
         }
     }
 
@@ -1423,6 +1653,7 @@ impl<PI: PeerId> Topic<PI> {
                     peer: p.clone(),
                     remaining: until.saturating_sub(now),
                     strikes: s.strikes,
+                    cause: s.cause,
                 })
             })
             .collect();

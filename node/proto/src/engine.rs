@@ -38,6 +38,8 @@ use crate::wire::{Frame, LEN_PREFIX};
 
 /// Every this often, topics whose active view is empty are re-joined through current contacts.
 pub const REJOIN_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the shell reports the connections' path RTTs ([`Input::PathRtts`]).
+pub const PATH_RTT_INTERVAL: Duration = Duration::from_secs(1);
 /// Most follow-up rounds (send outcomes feeding the gossip core) from one input; a safety bound.
 pub const GOSSIP_ROUNDS: u8 = 64;
 
@@ -88,6 +90,10 @@ pub enum Input {
     },
     /// The shell could not queue a gossip [`Output::Transmit`] (its outbound queue was full).
     QueueFull(GossipTag),
+    /// The transport's current round-trip time to connected peers (QUIC's smoothed path RTT
+    /// of each peer's current connection), reported about every [`PATH_RTT_INTERVAL`]; it
+    /// feeds the gossip core's slow-peer detector ([`soak_gossip::InEvent::PeerRtt`]).
+    PathRtts(Vec<(PeerId, Duration)>),
 }
 
 /// What a gossip frame on its way out belongs to, so its fate can be fed back.
@@ -383,6 +389,12 @@ impl Engine {
                         now,
                         0,
                     );
+                }
+            }
+            Input::PathRtts(rtts) => {
+                for (peer, rtt) in rtts {
+                    let gp = self.gpeer(peer);
+                    self.gossip_step(InEvent::PeerRtt(gp, rtt), now, 0);
                 }
             }
             Input::QueueFull(tag) => {
@@ -841,9 +853,12 @@ mod tests {
         connect(&mut e, 5, now);
         let outs = drain(&mut e);
         assert!(outs.contains(&Output::Start { conn: 5 }));
-        // Once up, gossip for PEER goes on its connection.
+        // Once up, gossip for PEER goes on its connection: a new neighbor starts lazy, so the
+        // publish is announced to it by the IHAVE batch flushed after `ihave_interval`.
         e.publish(&topic(), b"x".to_vec(), now).unwrap();
-        let outs = drain(&mut e);
+        let mut outs = drain(&mut e);
+        e.handle_timeout(now + Duration::from_millis(50), false);
+        outs.extend(drain(&mut e));
         assert!(gossip_to(&outs, 5) >= 1, "{outs:?}");
     }
 

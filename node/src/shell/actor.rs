@@ -68,6 +68,8 @@ impl Actor {
         mut cmd_rx: mpsc::Receiver<Command>,
         mut net_rx: mpsc::Receiver<NetEvent>,
     ) {
+        let mut rtt_tick = tokio::time::interval(engine::PATH_RTT_INTERVAL);
+        rtt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.engine.next_timeout();
             let sleep = async {
@@ -85,6 +87,7 @@ impl Actor {
                     Some(cmd) => self.on_command(cmd),
                 },
                 () = sleep => self.on_timeout(Instant::now(), net_rx.len()),
+                _ = rtt_tick.tick() => self.report_path_rtts(Instant::now()),
             }
             self.drain();
         }
@@ -97,6 +100,24 @@ impl Actor {
             .quic_listening
             .store(false, Ordering::Relaxed);
         info!("node main loop stopped");
+    }
+
+    /// QUIC's smoothed RTT of every peer's current connection, for the gossip core's
+    /// slow-peer detector.
+    fn report_path_rtts(&mut self, now: Instant) {
+        let rtts: Vec<(PeerId, Duration)> = self
+            .engine
+            .core()
+            .peer_views(now)
+            .into_iter()
+            .filter_map(|v| {
+                let entry = self.conns.get(&v.conn?)?;
+                Some((v.peer, entry.connection.rtt()))
+            })
+            .collect();
+        if !rtts.is_empty() {
+            self.engine.handle(engine::Input::PathRtts(rtts), now);
+        }
     }
 
     fn on_timeout(&mut self, now: Instant, net_queued: usize) {

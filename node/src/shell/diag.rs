@@ -88,6 +88,10 @@ impl Actor {
         let peers = views
             .into_iter()
             .map(|v| {
+                let path_rtt_us = v
+                    .conn
+                    .and_then(|id| self.conns.get(&id))
+                    .map(|e| e.connection.rtt().as_micros() as u64);
                 let loss = v.conn.and_then(|id| self.conns.get(&id)).map_or(0.0, |e| {
                     let s = e.connection.stats();
                     if s.path.sent_packets == 0 {
@@ -103,6 +107,7 @@ impl Actor {
                     direction: v.direction,
                     active: v.active,
                     rtt_us: v.rtt.map(|d| d.as_micros() as u64),
+                    path_rtt_us,
                     loss,
                     idle_ms: v.idle.map_or(0, |d| d.as_millis() as u64),
                     failed_attempts: v.failed_attempts,

@@ -16,11 +16,10 @@ mod html;
 mod svg;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 
 use serde::Serialize;
 use soak_gates::Verdict;
-use soak_gates::model::{Sample, WindowRecord};
+use soak_gates::model::{Metrics, Sample, WindowRecord};
 use soak_gates::profile::{Profile, Rule};
 
 use crate::faults::{FaultJournal, FaultPeriod};
@@ -224,11 +223,12 @@ fn profile_specs(profile: &Profile) -> Vec<ChartSpec> {
 }
 
 /// The keys of a sorted map that start with [`PROCESS_PREFIX`].
-fn process_keys<V>(map: &BTreeMap<String, V>) -> impl Iterator<Item = String> + '_ {
-    map.range::<str, _>((Bound::Included(PROCESS_PREFIX), Bound::Unbounded))
-        .map(|(k, _)| k)
+fn process_keys<V>(metrics: &Metrics<V>) -> impl Iterator<Item = String> + '_ {
+    metrics
+        .keys()
+        .skip_while(|k| *k < PROCESS_PREFIX)
         .take_while(|k| k.starts_with(PROCESS_PREFIX))
-        .cloned()
+        .map(str::to_owned)
 }
 
 /// How sample times map to chart points.
@@ -327,7 +327,7 @@ impl ReportBuilder {
         let mut found = BTreeSet::new();
         for sample in samples {
             if let soak_gates::model::SampleOutcome::Ok(data) = &sample.outcome {
-                // Sorted maps: only the keys from `process_` on can match.
+                // Sorted names: only the keys from `process_` on can match.
                 found.extend(process_keys(&data.counters).map(Source::Rate));
                 found.extend(process_keys(&data.gauges).map(Source::Gauge));
             }

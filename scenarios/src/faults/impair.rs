@@ -447,6 +447,27 @@ impl<A: NodeApi + 'static> Fault<A> for ImpairFault {
             };
             let baseline = self.baseline_rtt_us.lock().ok().and_then(|b| *b);
             loop {
+                // Pairs through a node that does not answer at all (it died, or someone else
+                // stopped it) cannot show anything about this fault: left out, and named.
+                let (pairs, down) =
+                    probe::answering_pairs(&cx.nodes, &pairs, cx.probe_timeout).await;
+                if pairs.is_empty() {
+                    if started.elapsed() >= deadline {
+                        return Check::NotChecked {
+                            reason: format!(
+                                "no probe pair left to show it clean: {} not answering",
+                                down.join(", ")
+                            ),
+                        };
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                let left_out = if down.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} not answering: its pairs left out)", down.join(", "))
+                };
                 let probes = probe::dm_pairs(&cx.nodes, &pairs, Duration::from_secs(2)).await;
                 let failing: Vec<String> = probes
                     .iter()
@@ -471,7 +492,7 @@ impl<A: NodeApi + 'static> Fault<A> for ImpairFault {
                     }
                     return Check::Shown {
                         summary: format!(
-                            "no impairment of ours left; {} probes acknowledged{} after {} ms",
+                            "no impairment of ours left; {} probes acknowledged{} after {} ms{left_out}",
                             probes.len(),
                             if self.spec.kind == FaultKind::Delay {
                                 " near the baseline"
@@ -480,7 +501,7 @@ impl<A: NodeApi + 'static> Fault<A> for ImpairFault {
                             },
                             elapsed.as_millis()
                         ),
-                        evidence: json!({ "probes": probe_json(&probes), "after_ms": elapsed.as_millis() as u64 }),
+                        evidence: json!({ "probes": probe_json(&probes), "after_ms": elapsed.as_millis() as u64, "not_answering": down }),
                     };
                 }
                 if elapsed >= deadline {
@@ -501,13 +522,13 @@ impl<A: NodeApi + 'static> Fault<A> for ImpairFault {
                             )
                         } else {
                             format!(
-                                "{} probe pairs still failing after {} s: {}",
+                                "{} probe pairs still failing after {} s: {}{left_out}",
                                 failing.len(),
                                 deadline.as_secs(),
                                 failing.join(", ")
                             )
                         },
-                        evidence: json!({ "probes": probe_json(&probes) }),
+                        evidence: json!({ "probes": probe_json(&probes), "not_answering": down }),
                     };
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;

@@ -62,10 +62,13 @@ pub struct JournalEntry {
     /// Fault instance, unique in the run (`high_rtt_peer@w1`).
     pub fault: String,
     /// Scenario name.
+    #[serde(default)]
     pub scenario: String,
     /// Fault kind.
+    #[serde(default)]
     pub kind: String,
     /// Backend that applies it.
+    #[serde(default)]
     pub backend: String,
     /// Window index.
     pub window: u32,

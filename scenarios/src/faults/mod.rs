@@ -551,6 +551,62 @@ mod lifecycle_tests {
     }
 
     #[tokio::test]
+    async fn a_neighbour_that_died_during_a_delay_is_left_out_of_the_clean_check_not_blamed() {
+        let mesh = FakeMesh::new(4);
+        let cx = ctx(&mesh);
+        let journal = Recorded::default();
+        let fault = active("high_rtt_peer", &mesh, 2);
+        fault.begin(&cx, &journal).await;
+        assert!(fault.evidence().effective.is_shown());
+        let targets = fault.record().targets;
+        let names: Vec<String> = cx.nodes.iter().map(|n| n.name().to_owned()).collect();
+        let dead = names.iter().position(|n| !targets.contains(n)).unwrap();
+        mesh.set_fault(dead, FakeFault::Dead);
+        fault.end(&cx, &journal).await;
+        let clean = fault.evidence().clean.clone();
+        assert!(clean.is_shown(), "{clean:?}");
+        assert!(
+            clean
+                .summary()
+                .contains(&format!("{} not answering", names[dead])),
+            "the clean check says whose pairs it left out: {clean:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_clean_check_whose_every_probe_pair_runs_through_dead_nodes_is_not_a_pass() {
+        // The delayed node itself is dead: nothing can show its links back near the baseline
+        // (its own impairment list is not ours to read here: nothing was applied).
+        let mesh = FakeMesh::new(3);
+        let cx = ctx(&mesh);
+        let mut spec = catalog::builtin("high_rtt_peer").unwrap();
+        spec.hold = Duration::from_millis(10);
+        let names: Vec<String> = cx.nodes.iter().map(|n| n.name().to_owned()).collect();
+        let targets = select::resolve(&spec.targets, &names, 2).unwrap();
+        for (i, n) in names.iter().enumerate() {
+            if targets.nodes.contains(n) {
+                mesh.set_fault(i, FakeFault::Dead);
+            }
+        }
+        let backend = choose_backend(&spec, &Capabilities::default()).unwrap();
+        let fault = make::<FakeNode>(
+            &spec,
+            &targets,
+            backend,
+            "soak.test.2".into(),
+            &Capabilities::default(),
+        )
+        .unwrap();
+        let check = tokio::time::timeout(Duration::from_secs(60), fault.verify_clean(&cx))
+            .await
+            .expect("the clean check ends by its deadline");
+        assert!(
+            matches!(&check, soak_gates::model::Check::NotChecked { reason } if reason.contains("not answering")),
+            "{check:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_fault_whose_journal_cannot_be_written_does_not_act() {
         struct Broken;
         impl Journal for Broken {

@@ -148,3 +148,36 @@ pub async fn answers<A: NodeApi>(node: &A, timeout: Duration) -> (bool, Duration
     let ok = node.healthz(timeout).await.is_ok();
     (ok, started.elapsed())
 }
+
+/// Splits `pairs` (indices into `nodes`) into those both of whose nodes answer `/healthz`
+/// within `timeout` and the names of the nodes that do not. A probe from or to a node that is
+/// down (killed, stopped by someone else) says nothing about a fault: its pairs are left out
+/// of a clean check, and a check left with no pair proves nothing.
+pub async fn answering_pairs<A: NodeApi>(
+    nodes: &[A],
+    pairs: &[(usize, usize)],
+    timeout: Duration,
+) -> (Vec<(usize, usize)>, Vec<String>) {
+    let involved: std::collections::BTreeSet<usize> =
+        pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let answers = futures::future::join_all(
+        involved
+            .iter()
+            .map(|&i| async move { (i, answers(&nodes[i], timeout).await.0) }),
+    )
+    .await;
+    let down: std::collections::BTreeSet<usize> = answers
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(i, _)| i)
+        .collect();
+    let kept = pairs
+        .iter()
+        .copied()
+        .filter(|(a, b)| !down.contains(a) && !down.contains(b))
+        .collect();
+    (
+        kept,
+        down.iter().map(|&i| nodes[i].name().to_owned()).collect(),
+    )
+}

@@ -8,6 +8,8 @@ pub mod inventory;
 pub mod lab;
 pub mod report;
 pub mod run;
+pub mod samples;
 pub mod scenarios;
 pub mod score;
 pub mod verify;
+pub mod watch;

@@ -70,8 +70,14 @@ pub async fn execute(args: ReportArgs) -> CliResult {
             }
         }
     };
-    std::fs::write(&target, html.as_bytes()).map_err(|err| {
-        CliError::unavailable(format!("failed to write {}: {err}", target.display()))
+    // Atomically (temporary file + rename): a symlink or FIFO planted at the target is
+    // replaced, never written through, and a failed write leaves the old page.
+    soak_proofs::write_atomic(&target, html.as_bytes()).map_err(|err| {
+        CliError::unavailable(format!(
+            "failed to write {}: {}",
+            target.display(),
+            err.kind
+        ))
     })?;
     if let Some(note) = note {
         errln!("soak: note: {note}");

@@ -589,14 +589,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn remote_fleet_reaches_deployed_nodes_through_forwards() {
         use clap::Parser;
-        use soak_inventory::testing::{TestSshd, free_port, free_udp_port};
+        use soak_inventory::testing::{free_port, free_udp_port, sshd_or_skip};
 
-        let sshd = match TestSshd::start() {
-            Ok(s) => s,
-            Err(reason) => {
-                errln!("skipped: {}", reason.0);
-                return;
-            }
+        let Some(sshd) = sshd_or_skip("remote fleet over a real sshd") else {
+            return;
         };
         let node_bin = std::env::var_os("SOAK_NODE_BIN")
             .map(std::path::PathBuf::from)

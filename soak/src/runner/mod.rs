@@ -506,17 +506,29 @@ fn live_verdict(
             bars: Vec::new(),
         };
     };
-    let bars: Vec<_> = window
-        .bars
-        .into_iter()
-        .filter(|b| Some(&b.bar) != adaptive.as_ref())
+    brief_of(&window.bars, adaptive.as_deref(), record.warmup, so_far)
+}
+
+/// The live form of a judged window: its verdict over the bars that apply (the soak-level
+/// adaptive policy left to the final judgement; no bar at all is UNKNOWN, never GO), the
+/// verdict of the non-warm-up windows so far, and its non-GO bars. `soak run` and `soak watch`
+/// show the same thing through it.
+pub fn brief_of(
+    bars: &[soak_gates::BarResult],
+    adaptive: Option<&str>,
+    warmup: bool,
+    so_far: &mut Outcome,
+) -> WindowBrief {
+    let bars: Vec<_> = bars
+        .iter()
+        .filter(|b| Some(b.bar.as_str()) != adaptive && !b.not_applicable)
         .collect();
     let outcome = if bars.is_empty() {
         Outcome::Unknown
     } else {
         Outcome::worst_of(bars.iter().map(|b| b.verdict))
     };
-    if !record.warmup {
+    if !warmup {
         *so_far = so_far.worst(outcome);
     }
     WindowBrief {
@@ -526,10 +538,10 @@ fn live_verdict(
             .into_iter()
             .filter(|b| b.verdict != Outcome::Go)
             .map(|b| BarBrief {
-                bar: b.bar,
+                bar: b.bar.clone(),
                 verdict: b.verdict.as_str().to_owned(),
-                reason: b.reason,
-                nodes: b.nodes,
+                reason: b.reason.clone(),
+                nodes: b.nodes.clone(),
             })
             .collect(),
     }

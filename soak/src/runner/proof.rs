@@ -1,6 +1,6 @@
 //! The proof reporter: writes the run's event stream into the proof directory through
 //! `soak_proofs::ProofWriter` — every event to `events.jsonl`, every sample to
-//! `samples/<node>.jsonl`, every window to `windows/NNN/`, and at `RunFinished` the verdict,
+//! `samples/<node>.smp`, every window to `windows/NNN/`, and at `RunFinished` the verdict,
 //! summaries and the manifest (last).
 //!
 //! Its outcome (the sealed proof path, or why writing failed) goes back to the command through

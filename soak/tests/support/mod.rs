@@ -114,33 +114,6 @@ pub fn write_inventory(path: &Path, hosts: &[Host]) {
     std::fs::write(path, soak_inventory::native::render(hosts)).expect("write inventory");
 }
 
-/// `tool` in the usual system directories (root's PATH may lack sbin).
-pub fn find_tool(tool: &str) -> Option<PathBuf> {
-    [
-        "/usr/local/sbin",
-        "/usr/sbin",
-        "/sbin",
-        "/usr/local/bin",
-        "/usr/bin",
-        "/bin",
-    ]
-    .iter()
-    .map(|dir| Path::new(dir).join(tool))
-    .find(|p| p.is_file())
-}
-
-/// Whether this process runs with effective uid 0.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Writes a proof of `obs` into `dir` with the real `ProofWriter` (sealed when `finish`),
 /// judged with the built-in `gate`; returns the stored verdict.
 pub fn write_proof(

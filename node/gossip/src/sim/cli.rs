@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! soak-sim --peers N --scenario single|multi|churn|partition|slow --seed S [--json]
-//!          [--rounds R] [--latency-ms MIN-MAX] [--loss P]
+//!          [--rounds R] [--latency-ms MIN-MAX] [--loss P] [--fresh-eager K]
 //! ```
+//! `--fresh-eager K` makes a node's first K new neighbors eager (`Config::fresh_eager`; the
+//! default 0 starts every link lazy, 6 or more is the PlumTree paper's flood of the first
+//! message) — to measure what the lazy start buys. The summary line and the JSON report carry
+//! the reference simulator's numbers and this run's ratio against them.
 //! The seed defaults to `$SEED`, then 0. Exit codes: 0 every property held, 1 a property
 //! failed (the report says which; replay with the printed seed), 2 usage error, 3 the run
 //! never settled.
@@ -30,11 +34,13 @@ pub struct Args {
     pub latency_ms: Option<(u64, u64)>,
     /// `--loss`.
     pub loss: Option<f64>,
+    /// `--fresh-eager`.
+    pub fresh_eager: Option<usize>,
 }
 
 /// Usage text.
 pub const USAGE: &str = "usage: soak-sim --peers N --scenario single|multi|churn|partition|slow \
---seed S [--json] [--rounds R] [--latency-ms MIN-MAX] [--loss P]";
+--seed S [--json] [--rounds R] [--latency-ms MIN-MAX] [--loss P] [--fresh-eager K]";
 
 fn value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a String>) -> Result<&'a String, String> {
     it.next().ok_or_else(|| format!("{flag} needs a value"))
@@ -57,6 +63,7 @@ pub fn parse(args: &[String], env_seed: Option<&str>) -> Result<Args, String> {
     let mut rounds = None;
     let mut latency_ms = None;
     let mut loss = None;
+    let mut fresh_eager = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -75,6 +82,7 @@ pub fn parse(args: &[String], env_seed: Option<&str>) -> Result<Args, String> {
             "--seed" => seed = Some(number::<u64>(flag, &val(&mut it)?)?),
             "--json" => json = true,
             "--rounds" => rounds = Some(number::<usize>(flag, &val(&mut it)?)?),
+            "--fresh-eager" => fresh_eager = Some(number::<usize>(flag, &val(&mut it)?)?),
             "--loss" => {
                 let p = number::<f64>(flag, &val(&mut it)?)?;
                 if !(0.0..1.0).contains(&p) {
@@ -112,6 +120,7 @@ pub fn parse(args: &[String], env_seed: Option<&str>) -> Result<Args, String> {
         rounds,
         latency_ms,
         loss,
+        fresh_eager,
     })
 }
 
@@ -128,14 +137,33 @@ pub fn params(args: &Args) -> SimParams {
     if let Some(l) = args.loss {
         p.net.loss = l;
     }
+    if let Some(k) = args.fresh_eager {
+        p.net.proto.fresh_eager = k;
+    }
     p
 }
 
 fn summary(r: &Report, wall_ms: u128) -> String {
+    let causes: Vec<String> = r
+        .rmr_by_cause
+        .iter()
+        .filter(|(_, v)| **v >= 0.0005)
+        .map(|(k, v)| format!("{k}={v:.3}"))
+        .collect();
+    let causes = if causes.is_empty() {
+        "none".to_string()
+    } else {
+        causes.join(",")
+    };
     format!(
         "{scenario} peers={peers} seed={seed} rounds={rounds} missed={missed} missed_final={mf} \
-rmr={rmr:.3} ldh(mean={lm:.1} max={lx}) duration={d:.0}ms eager(max={em} p99={ep}) \
+rmr={rmr:.3} (reference {rr:.3}, ratio {rx:.2}; by cause {causes}) \
+ldh(mean={lm:.1} max={lx}; reference {rl:.1}, ratio {lr:.2}) duration={d:.0}ms eager(max={em} p99={ep}) \
 lazy(max={lzm} p99={lzp}) sends/publish/node(max={sm:.1} p99={sp:.1}) wall={wall_ms}ms {verdict}",
+        rr = r.reference.rmr,
+        rx = r.reference.rmr_ratio,
+        rl = r.reference.ldh,
+        lr = r.reference.ldh_ratio,
         scenario = r.scenario,
         peers = r.peers,
         seed = r.seed,
@@ -238,10 +266,18 @@ mod tests {
                 rounds: None,
                 latency_ms: None,
                 loss: None,
+                fresh_eager: None,
             })
         );
         let b = parse(
-            &s(&["--peers=50", "--latency-ms", "5-20", "--loss=0.01"]),
+            &s(&[
+                "--peers=50",
+                "--latency-ms",
+                "5-20",
+                "--loss=0.01",
+                "--fresh-eager",
+                "6",
+            ]),
             Some("9"),
         );
         let b = b.ok();
@@ -252,6 +288,8 @@ mod tests {
         );
         assert_eq!(b.as_ref().and_then(|b| b.latency_ms), Some((5, 20)));
         assert_eq!(b.as_ref().and_then(|b| b.loss), Some(0.01));
+        assert_eq!(b.as_ref().and_then(|b| b.fresh_eager), Some(6));
+        assert_eq!(b.as_ref().map(|b| params(b).net.proto.fresh_eager), Some(6));
     }
 
     #[test]
@@ -264,6 +302,7 @@ mod tests {
             vec!["--peers", "10", "--latency-ms", "50-10"],
             vec!["--peers", "10", "--loss", "1.5"],
             vec!["--peers", "10", "--frobnicate"],
+            vec!["--peers", "10", "--fresh-eager", "-1"],
             vec!["--peers"],
         ] {
             let r = parse(&s(&bad), None);

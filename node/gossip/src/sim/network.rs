@@ -5,7 +5,10 @@ use std::{cmp::Ordering, collections::BinaryHeap, time::Duration};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
-use crate::{Config, InEvent, Message, MsgId, OutEvent, SendOutcome, State, Timer, TopicId};
+use super::attribution::{Attribution, LinkCause, Redundancy};
+use crate::{
+    Config, InEvent, Message, MsgId, OutEvent, SendOutcome, State, Timer, TopicId, state::TimerKind,
+};
 
 /// Peer id of a simulated node: its index.
 pub type SimPeer = u32;
@@ -63,11 +66,13 @@ enum Ev {
         to: SimPeer,
         from: SimPeer,
         msg: Message<SimPeer>,
+        link: Option<LinkCause>,
     },
     Process {
         to: SimPeer,
         from: SimPeer,
         msg: Message<SimPeer>,
+        link: Option<LinkCause>,
     },
     Timer {
         node: SimPeer,
@@ -122,6 +127,8 @@ pub struct SimNode {
     busy_until: Duration,
     /// Partition group.
     pub group: u8,
+    /// Extra delay of everything this node sends (like the node's own delay impairment).
+    pub delay: Duration,
 }
 
 /// Seeded discrete-event simulation of a swarm on one topic.
@@ -140,6 +147,7 @@ pub struct Network {
     pub deliveries: Vec<Delivered>,
     /// Messages dropped by loss, partition or full slow-consumer queues.
     pub dropped: u64,
+    attr: Attribution,
 }
 
 /// splitmix64: a fixed, fast hash for per-link latencies and per-node seeds.
@@ -162,6 +170,7 @@ impl Network {
                     slow: false,
                     busy_until: Duration::ZERO,
                     group: 0,
+                    delay: Duration::ZERO,
                 }
             })
             .collect();
@@ -177,7 +186,13 @@ impl Network {
             events: 0,
             deliveries: Vec::new(),
             dropped: 0,
+            attr: Attribution::new(peers),
         }
+    }
+
+    /// Payload copies received so far, by how they came and, when redundant, by cause.
+    pub fn redundancy(&self) -> Redundancy {
+        self.attr.counts
     }
 
     /// Current virtual time.
@@ -255,6 +270,37 @@ impl Network {
         Some(id)
     }
 
+    /// Round trip between two nodes as their transport would measure it: both links' latency
+    /// plus both ends' extra send delay.
+    pub fn rtt(&self, a: SimPeer, b: SimPeer) -> Duration {
+        let delay = |n: SimPeer| {
+            self.nodes
+                .get(n as usize)
+                .map_or(Duration::ZERO, |n| n.delay)
+        };
+        self.latency(a, b) * 2 + delay(a) + delay(b)
+    }
+
+    /// Delays everything `node` sends by `delay` (0 removes it): a high-latency peer.
+    pub fn set_delay(&mut self, node: SimPeer, delay: Duration) {
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            n.delay = delay;
+        }
+    }
+
+    /// Before a node's maintenance tick on `topic`: its transport's RTT to every neighbor
+    /// ([`InEvent::PeerRtt`]), as a node shell reports it about once a second.
+    fn report_rtts(&mut self, node: SimPeer, topic: &TopicId) {
+        let Some(n) = self.nodes.get(node as usize) else {
+            return;
+        };
+        let peers = n.state.active_view(topic);
+        for peer in peers {
+            let rtt = self.rtt(node, peer);
+            self.feed(node, InEvent::PeerRtt(peer, rtt));
+        }
+    }
+
     /// Marks a node as a slow consumer.
     pub fn set_slow(&mut self, node: SimPeer, slow: bool) {
         if let Some(n) = self.nodes.get_mut(node as usize) {
@@ -316,6 +362,7 @@ impl Network {
         for ev in out {
             match ev {
                 OutEvent::SendMessage(to, msg) => {
+                    let link = self.attr.sent(from, to, &msg.body);
                     let Some(target) = self.nodes.get(to as usize) else {
                         continue;
                     };
@@ -347,20 +394,36 @@ impl Network {
                     {
                         self.dropped += 1;
                     } else {
-                        let at = now + self.latency(from, to);
-                        self.push(at, Ev::Arrive { to, from, msg });
+                        let delay = self
+                            .nodes
+                            .get(from as usize)
+                            .map_or(Duration::ZERO, |n| n.delay);
+                        let at = now + self.latency(from, to) + delay;
+                        self.push(
+                            at,
+                            Ev::Arrive {
+                                to,
+                                from,
+                                msg,
+                                link,
+                            },
+                        );
                     }
                 }
                 OutEvent::ScheduleTimer(delay, timer) => {
                     self.push(now + delay, Ev::Timer { node: from, timer });
                 }
-                OutEvent::Deliver(_, d) => self.deliveries.push(Delivered {
-                    node: from,
-                    id: d.id,
-                    hops: d.hops,
-                    at: now,
-                }),
-                OutEvent::DisconnectPeer(_) | OutEvent::Event(..) => {}
+                OutEvent::Deliver(_, d) => {
+                    self.attr.delivered(from, &d.id);
+                    self.deliveries.push(Delivered {
+                        node: from,
+                        id: d.id,
+                        hops: d.hops,
+                        at: now,
+                    });
+                }
+                OutEvent::Event(_, event) => self.attr.event(from, &event),
+                OutEvent::DisconnectPeer(_) => {}
             }
         }
     }
@@ -375,6 +438,20 @@ impl Network {
         }
         let out: Vec<_> = n.state.handle(event, now).collect();
         self.dispatch(node, out);
+    }
+
+    /// Hands a message to a live node, filing a payload copy first.
+    fn receive(
+        &mut self,
+        to: SimPeer,
+        from: SimPeer,
+        msg: Message<SimPeer>,
+        link: Option<LinkCause>,
+    ) {
+        if self.nodes.get(to as usize).is_some_and(|n| n.alive) {
+            self.attr.received(to, from, &msg.body, link);
+        }
+        self.feed(to, InEvent::RecvMessage(from, msg));
     }
 
     /// Time of the next queued event.
@@ -394,7 +471,12 @@ impl Network {
         self.time = self.time.max(at);
         self.events += 1;
         match ev {
-            Ev::Arrive { to, from, msg } => {
+            Ev::Arrive {
+                to,
+                from,
+                msg,
+                link,
+            } => {
                 let Some(n) = self.nodes.get_mut(to as usize) else {
                     return true;
                 };
@@ -427,14 +509,33 @@ impl Network {
                     } else {
                         n.busy_until = n.busy_until.max(self.time) + service;
                         let done = n.busy_until;
-                        self.push(done, Ev::Process { to, from, msg });
+                        self.push(
+                            done,
+                            Ev::Process {
+                                to,
+                                from,
+                                msg,
+                                link,
+                            },
+                        );
                     }
                 } else {
-                    self.feed(to, InEvent::RecvMessage(from, msg));
+                    self.receive(to, from, msg, link);
                 }
             }
-            Ev::Process { to, from, msg } => self.feed(to, InEvent::RecvMessage(from, msg)),
-            Ev::Timer { node, timer } => self.feed(node, InEvent::TimerExpired(timer)),
+            Ev::Process {
+                to,
+                from,
+                msg,
+                link,
+            } => self.receive(to, from, msg, link),
+            Ev::Timer { node, timer } => {
+                if timer.kind == TimerKind::Maintenance {
+                    let topic = timer.topic.clone();
+                    self.report_rtts(node, &topic);
+                }
+                self.feed(node, InEvent::TimerExpired(timer));
+            }
             Ev::PeerDown { node, peer } => self.feed(node, InEvent::PeerDown(peer)),
             Ev::Outcome {
                 node,
