@@ -72,7 +72,12 @@ pub struct HostedFault {
     targets: Targets,
     token: String,
     slots: tokio::sync::Mutex<Vec<Slot>>,
-    last_renewal: Mutex<Option<Instant>>,
+    /// The task renewing the guards every guard-lease/3 from the apply to the revert: on its
+    /// own, not through the nemesis' renewals, which wait while a lifecycle step (a long
+    /// effect check) runs.
+    renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Hosts the renewer found lost while the fault held (unreachable, guard gone), and why.
+    lost_while_held: Arc<Mutex<BTreeMap<String, String>>>,
     /// When the revert and clean check stop waiting for lost hosts.
     give_up_at: Mutex<Option<Instant>>,
     /// DM burst throughput to the target before the cap, bytes/s.
@@ -158,7 +163,8 @@ impl HostedFault {
             targets,
             token: token_of(prefix),
             slots: tokio::sync::Mutex::new(Vec::new()),
-            last_renewal: Mutex::new(None),
+            renewer: Mutex::new(None),
+            lost_while_held: Arc::default(),
             give_up_at: Mutex::new(None),
             baseline_bps: Mutex::new(None),
             baseline_rtt_us: Mutex::new(None),
@@ -344,6 +350,93 @@ impl HostedFault {
             remote = access.reconnect(node).await;
             reconnected |= remote.is_ok();
         }
+    }
+
+    /// Starts the task that renews every applied host's guard each guard-lease/3 until the
+    /// revert stops it. A host that stops answering is noted lost (its guard reverts the fault
+    /// when the lease runs out) and no longer renewed; a guard found gone or fired likewise.
+    fn start_renewer(&self, access: &Arc<dyn HostAccess>, slots: &[Slot]) {
+        let held: Vec<(String, HostFaultPlan)> = slots
+            .iter()
+            .filter(|s| s.applied.is_some())
+            .map(|s| (s.node.clone(), s.plan.clone()))
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let period = (access.lease() / 3).max(Duration::from_millis(300));
+        let (access, lost) = (Arc::clone(access), Arc::clone(&self.lost_while_held));
+        let task = tokio::spawn(async move {
+            // Bounded by the revert (which aborts it) and by the hosts: one lost is dropped.
+            let mut held = held;
+            while !held.is_empty() {
+                tokio::time::sleep(period).await;
+                let results = futures::future::join_all(held.iter().map(|(node, plan)| {
+                    let access = Arc::clone(&access);
+                    async move {
+                        match access.remote(node).await {
+                            Ok(r) => host::renew_guard(r.as_ref(), plan).await.map(drop),
+                            Err(e) => Err(e),
+                        }
+                    }
+                }))
+                .await;
+                let mut keep = Vec::new();
+                for ((node, plan), result) in held.into_iter().zip(results) {
+                    let why = match result {
+                        Ok(()) => {
+                            keep.push((node, plan));
+                            continue;
+                        }
+                        Err(e) => match e.class() {
+                            ErrorClass::Unreachable => format!(
+                                "{node} stopped answering while the fault held ({e}); its guard reverts the fault on the host when the lease runs out"
+                            ),
+                            ErrorClass::GuardMissing => format!(
+                                "{node}: the guard was gone or had fired while the fault held ({e})"
+                            ),
+                            _ => {
+                                // A failed renewal that is neither: try again next period.
+                                keep.push((node, plan));
+                                continue;
+                            }
+                        },
+                    };
+                    lock(&lost).entry(node).or_insert(why);
+                }
+                held = keep;
+            }
+        });
+        if let Some(old) = lock(&self.renewer).replace(task) {
+            old.abort();
+        }
+    }
+
+    fn stop_renewer(&self) {
+        if let Some(task) = lock(&self.renewer).take() {
+            task.abort();
+        }
+    }
+
+    /// Moves what the renewer found into the slots; returns the new findings.
+    async fn take_lost(&self) -> Vec<String> {
+        let found: Vec<(String, String)> = std::mem::take(&mut *lock(&self.lost_while_held))
+            .into_iter()
+            .collect();
+        if found.is_empty() {
+            return Vec::new();
+        }
+        let mut slots = self.slots.lock().await;
+        let mut new = Vec::new();
+        for (node, why) in found {
+            if let Some(slot) = slots.iter_mut().find(|s| s.node == node) {
+                if slot.lost.is_none() {
+                    new.push(why.clone());
+                }
+                slot.lost.get_or_insert(why);
+            }
+        }
+        new
     }
 
     /// The overlay side of "effective" (drives traffic through the fault as it measures).
@@ -669,6 +762,12 @@ impl HostedFault {
     }
 }
 
+impl Drop for HostedFault {
+    fn drop(&mut self) {
+        self.stop_renewer();
+    }
+}
+
 fn access<A>(cx: &FaultCtx<A>) -> Result<Arc<dyn HostAccess>, FaultError> {
     cx.control.hosts().ok_or_else(|| {
         FaultError::Unsupported("host faults need a host fleet (-i INVENTORY)".into())
@@ -775,7 +874,7 @@ impl<A: NodeApi + 'static> Fault<A> for HostedFault {
                     lost: None,
                 });
             }
-            *lock(&self.last_renewal) = Some(Instant::now());
+            self.start_renewer(&access, &slots);
             if failures.is_empty() {
                 return Ok(json!({ "hosts": done }));
             }
@@ -869,7 +968,7 @@ impl<A: NodeApi + 'static> Fault<A> for HostedFault {
                                 if self.spec.kind == FaultKind::Partition {
                                     "DROP rule"
                                 } else if self.spec.kind == FaultKind::Pause {
-                                    "process-state"
+                                    "stopped-process (state T)"
                                 } else {
                                     "qdisc band"
                                 },
@@ -900,68 +999,17 @@ impl<A: NodeApi + 'static> Fault<A> for HostedFault {
         })
     }
 
-    fn renew<'a>(&'a self, cx: &'a FaultCtx<A>) -> FaultFuture<'a, Result<(), FaultError>> {
+    fn renew<'a>(&'a self, _cx: &'a FaultCtx<A>) -> FaultFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            let access = access(cx)?;
-            // Called every node-lease/3; the guards' lease may be longer: renew when waiting one
-            // more period would leave less than two thirds of it.
-            let period = (cx.lease / 3).max(Duration::from_millis(100));
-            let due = lock(&self.last_renewal)
-                .is_none_or(|at| at.elapsed() + period > access.lease() / 3);
-            if !due {
-                return Ok(());
-            }
-            let mut slots = self.slots.lock().await;
-            let renewals = futures::future::join_all(
-                slots
-                    .iter()
-                    .filter(|s| s.applied.is_some() && s.lost.is_none())
-                    .map(|slot| {
-                        let access = Arc::clone(&access);
-                        async move {
-                            let result = match access.remote(&slot.node).await {
-                                Ok(r) => host::renew_guard(r.as_ref(), &slot.plan).await.map(drop),
-                                Err(e) => Err(e),
-                            };
-                            (slot.node.clone(), result)
-                        }
-                    }),
-            )
-            .await;
-            *lock(&self.last_renewal) = Some(Instant::now());
-            let mut errors = Vec::new();
-            for (node, result) in renewals {
-                let Err(e) = result else { continue };
-                let Some(slot) = slots.iter_mut().find(|s| s.node == node) else {
-                    continue;
-                };
-                match e.class() {
-                    ErrorClass::Unreachable => {
-                        slot.lost = Some(format!(
-                            "{node} stopped answering while the fault held ({e}); its guard reverts the fault on the host when the lease runs out"
-                        ));
-                    }
-                    ErrorClass::GuardMissing => {
-                        slot.lost = Some(format!(
-                            "{node}: the guard was gone or had fired while the fault held ({e}): reverted at once"
-                        ));
-                        if let (Ok(r), Some(a)) =
-                            (access.remote(&node).await, slot.applied.as_ref())
-                            && let Ok(rev) = host::revert(r.as_ref(), &slot.plan, a).await
-                        {
-                            slot.reverted = Some(rev);
-                        }
-                    }
-                    _ => {}
-                }
-                errors.push(e.to_string());
-            }
-            if errors.is_empty() {
+            // The guards are renewed by this fault's own task (see `start_renewer`); here only
+            // what it found is taken over, so the evidence says which host was lost.
+            let lost = self.take_lost().await;
+            if lost.is_empty() {
                 Ok(())
             } else {
                 Err(FaultError::Other(format!(
                     "guard renewal: {}",
-                    errors.join("; ")
+                    lost.join("; ")
                 )))
             }
         })
@@ -969,6 +1017,8 @@ impl<A: NodeApi + 'static> Fault<A> for HostedFault {
 
     fn revert<'a>(&'a self, cx: &'a FaultCtx<A>) -> FaultFuture<'a, Result<Value, FaultError>> {
         Box::pin(async move {
+            self.stop_renewer();
+            let _ = self.take_lost().await;
             let access = access(cx)?;
             let until = self.give_up_at(access.as_ref());
             let mut slots = self.slots.lock().await;
@@ -1001,6 +1051,16 @@ impl<A: NodeApi + 'static> Fault<A> for HostedFault {
                         if reconnected && slot.lost.is_none() {
                             slot.lost = Some(format!(
                                 "{node} stopped answering while the fault was reverted; reached again"
+                            ));
+                        }
+                        if reverted.guard == "fired" && slot.lost.is_none() {
+                            // Its lease ran out before the revert: the fault lapsed early.
+                            slot.lost = Some(format!(
+                                "{node}: the guard had reverted the fault before the revert ({})",
+                                reverted
+                                    .guard_result
+                                    .as_ref()
+                                    .map_or_else(|| "no result".to_owned(), |g| g.reason.clone())
                             ));
                         }
                         slot.reverted = Some(reverted);
@@ -1157,6 +1217,7 @@ impl<A: NodeApi + 'static> Fault<A> for HostedFault {
         evidence: &'a mut FaultEvidence,
     ) -> FaultFuture<'a, ()> {
         Box::pin(async move {
+            let _ = self.take_lost().await;
             if self.spec.kind == FaultKind::Partition {
                 evidence.heal = lock(&self.heal).clone();
             }
