@@ -366,12 +366,17 @@ impl HostedFault {
         }
         let period = (access.lease() / 3).max(Duration::from_millis(300));
         let (access, lost) = (Arc::clone(access), Arc::clone(&self.lost_while_held));
+        let lease = access.lease();
         let task = tokio::spawn(async move {
-            // Bounded by the revert (which aborts it) and by the hosts: one lost is dropped.
-            let mut held = held;
+            // Bounded by the revert (which aborts it) and by the hosts: one lost is dropped. A
+            // host that misses one renewal (a slow round trip) is tried again next period; it is
+            // lost once a whole lease passed without a renewal (its guard has fired by then).
+            let started = Instant::now();
+            let mut held: Vec<(String, HostFaultPlan, Instant)> =
+                held.into_iter().map(|(n, p)| (n, p, started)).collect();
             while !held.is_empty() {
                 tokio::time::sleep(period).await;
-                let results = futures::future::join_all(held.iter().map(|(node, plan)| {
+                let results = futures::future::join_all(held.iter().map(|(node, plan, _)| {
                     let access = Arc::clone(&access);
                     async move {
                         match access.remote(node).await {
@@ -382,22 +387,22 @@ impl HostedFault {
                 }))
                 .await;
                 let mut keep = Vec::new();
-                for ((node, plan), result) in held.into_iter().zip(results) {
+                for ((node, plan, last_ok), result) in held.into_iter().zip(results) {
                     let why = match result {
                         Ok(()) => {
-                            keep.push((node, plan));
+                            keep.push((node, plan, Instant::now()));
                             continue;
                         }
                         Err(e) => match e.class() {
-                            ErrorClass::Unreachable => format!(
+                            ErrorClass::Unreachable if last_ok.elapsed() >= lease => format!(
                                 "{node} stopped answering while the fault held ({e}); its guard reverts the fault on the host when the lease runs out"
                             ),
                             ErrorClass::GuardMissing => format!(
                                 "{node}: the guard was gone or had fired while the fault held ({e})"
                             ),
                             _ => {
-                                // A failed renewal that is neither: try again next period.
-                                keep.push((node, plan));
+                                // Missed once (or a failure that is neither): next period.
+                                keep.push((node, plan, last_ok));
                                 continue;
                             }
                         },
