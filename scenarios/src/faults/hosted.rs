@@ -1233,18 +1233,25 @@ impl<A: NodeApi + 'static> Fault<A> for HostedFault {
                 .iter()
                 .filter_map(|s| s.lost.clone())
                 .collect();
-            if !lost.is_empty() {
-                // What the window saw under the fault is unverifiable: it may have lapsed early.
-                evidence.effective = Check::NotChecked {
-                    reason: format!(
-                        "evidence unverifiable: {} (shown before: {})",
-                        lost.join("; "),
-                        evidence.effective.summary()
-                    ),
-                };
-            }
+            withdraw_effect(&lost, evidence);
         })
     }
+}
+
+/// A host lost while the fault held (unreachable, its guard gone or fired early) makes what the
+/// window saw under the fault unverifiable: the effect evidence becomes NotChecked (UNKNOWN),
+/// whatever was shown before — never a pass from evidence that may have lapsed.
+fn withdraw_effect(lost: &[String], evidence: &mut FaultEvidence) {
+    if lost.is_empty() {
+        return;
+    }
+    evidence.effective = Check::NotChecked {
+        reason: format!(
+            "evidence unverifiable: {} (shown before: {})",
+            lost.join("; "),
+            evidence.effective.summary()
+        ),
+    };
 }
 
 fn kind_word(kind: host::ResidueKind) -> String {
@@ -1486,6 +1493,38 @@ mod tests {
         );
         let pause = planned("stale_peer", "node:h4", false);
         assert_eq!(pause, vec![("h4".to_string(), HostFault::Pause)]);
+    }
+
+    #[test]
+    fn a_host_lost_while_the_fault_held_makes_shown_evidence_unknown() {
+        let mut evidence = FaultEvidence {
+            kind: "partition".into(),
+            backend: "iptables".into(),
+            applied_at_ms: Some(1),
+            reverted_at_ms: None,
+            effective: Check::Shown {
+                summary: "on 2 hosts our DROP rule counters rose".into(),
+                evidence: Value::Null,
+            },
+            clean: Check::NotChecked {
+                reason: "not yet".into(),
+            },
+            recoveries: Vec::new(),
+            heal: None,
+            cooling: None,
+            first_attempt: None,
+        };
+        withdraw_effect(&[], &mut evidence);
+        assert!(evidence.effective.is_shown(), "nothing lost: kept");
+        withdraw_effect(
+            &["h2 stopped answering while the fault held".into()],
+            &mut evidence,
+        );
+        assert!(
+            matches!(&evidence.effective, Check::NotChecked { reason } if reason.contains("h2 stopped answering") && reason.contains("shown before")),
+            "{:?}",
+            evidence.effective
+        );
     }
 
     #[test]
