@@ -224,3 +224,30 @@ fn bad_resource_bars_are_rejected() {
     assert!(err.contains("≥ 0"), "{err}");
     assert!(Profile::from_toml_str(&format!("{base}max_rise_per_hour = 1\n"), "x.toml").is_ok());
 }
+
+/// A healthy node's RSS climbs in allocator high-water steps: one node of a real healthy
+/// 30-minute run rose 1.2 MiB (10.6 %/h of 22 MiB; docs/PERFORMANCE.md). That is within the
+/// 2 MiB noise floor and must not be called a leak; the GO says why. Twice the rate, a rise of
+/// 2.5 MiB over the same half hour, is beyond it and NO-GO.
+#[test]
+fn allocator_high_water_within_the_noise_floor_is_no_leak_but_a_faster_rise_is() {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let mut obs = half_hour();
+    let from = judged_start(&obs);
+    trend(&mut obs, "node-1", RSS, from, 2.4 * MIB);
+    let v = evaluate(&obs, &broad());
+    let b = soak_bar(&v, "rss_growth");
+    assert_eq!(b.verdict, Outcome::Go, "{b:#?}");
+    assert!(
+        b.reason.contains("(node-1: +1.") && b.reason.contains("within noise 2 MiB"),
+        "{}",
+        b.reason
+    );
+
+    let mut obs = half_hour();
+    trend(&mut obs, "node-1", RSS, from, 5.0 * MIB);
+    let v = evaluate(&obs, &broad());
+    let b = soak_bar(&v, "rss_growth");
+    assert_eq!(b.verdict, Outcome::NoGo, "{b:#?}");
+    assert!(b.reason.contains("beyond noise 2 MiB"), "{}", b.reason);
+}

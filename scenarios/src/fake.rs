@@ -458,6 +458,15 @@ impl NodeApi for FakeNode {
                     Some(Fault::GossipTwice) => 2,
                     _ => 1,
                 };
+                // A node whose overlay traffic is delayed is pushed lazily (cooled): the message
+                // reaches it after three one-way delays (announce, request, message).
+                let delay_ms = node
+                    .live_impairments(now)
+                    .iter()
+                    .filter(|i| applies_to(i, &origin))
+                    .map(|i| i.delay_ms)
+                    .max()
+                    .unwrap_or(0);
                 let Some(received) = node.topics.get_mut(topic) else {
                     continue;
                 };
@@ -470,7 +479,7 @@ impl NodeApi for FakeNode {
                         hops: u32::from(index != origin_index),
                         size: 0,
                         published_at_ms: now,
-                        received_at_ms: now + 2,
+                        received_at_ms: now + 2 + 3 * delay_ms,
                     });
                 }
             }
@@ -485,6 +494,7 @@ impl NodeApi for FakeNode {
         self.check_subscribed(topic, path)?;
         let after = query.after.unwrap_or(0);
         let limit = query.limit.unwrap_or(100).min(100);
+        let now = now_ms();
         Ok(self.mesh.with(|state| {
             let items: Vec<ReceivedItem> = state.nodes[self.index]
                 .topics
@@ -493,6 +503,8 @@ impl NodeApi for FakeNode {
                     items
                         .iter()
                         .filter(|i| i.seq > after)
+                        // Not arrived yet (delayed): listed once its time comes.
+                        .take_while(|i| i.received_at_ms <= now)
                         .take(limit)
                         .cloned()
                         .collect()

@@ -59,7 +59,16 @@ pub struct WindowCx {
     /// Nodes a fault of the window holds unresponsive (paused): left out of the burst, which
     /// could only fail on them (the fault exempts them from the fanout bar).
     pub unavailable: Vec<usize>,
+    /// The largest one-way delay (delay plus jitter) a fault of the window adds to some node's
+    /// overlay traffic: the burst keeps collecting that much longer per hop a lazily pushed
+    /// message needs (announce, request, message), so a delayed node is judged on whether its
+    /// messages arrive, not on whether they beat a deadline the fault made impossible.
+    pub added_delay: Duration,
 }
+
+/// Hops a lazily pushed gossip message crosses to reach a node (IHAVE to it, IWANT from it, the
+/// message to it), plus one for the announcement's heartbeat.
+const LAZY_HOPS: u32 = 4;
 
 /// A workload run in every window.
 pub trait Workload<A: NodeApi>: Send + Sync {
@@ -135,8 +144,11 @@ impl<A: NodeApi> Workload<A> for FanoutWorkload {
 
     fn run<'a>(&'a self, nodes: &'a [A], window: &'a WindowCx) -> FaultFuture<'a, ScenarioReport> {
         Box::pin(async move {
+            let mut config = self.config.clone();
+            config.collect_timeout += window.added_delay * LAZY_HOPS;
+            let config = &config;
             let outcome = if window.unavailable.is_empty() {
-                run_fanout(nodes, &window.topic, &window.publishers, &self.config).await
+                run_fanout(nodes, &window.topic, &window.publishers, config).await
             } else {
                 let kept: Vec<usize> = (0..nodes.len())
                     .filter(|i| !window.unavailable.contains(i))
@@ -147,7 +159,7 @@ impl<A: NodeApi> Workload<A> for FanoutWorkload {
                     .iter()
                     .filter_map(|p| kept.iter().position(|k| k == p))
                     .collect();
-                run_fanout(&subset, &window.topic, &publishers, &self.config).await
+                run_fanout(&subset, &window.topic, &publishers, config).await
             };
             let publishers: Vec<String> = window
                 .publishers
@@ -296,5 +308,72 @@ pub async fn run_window<A: NodeApi + 'static>(
     futures::future::join_all(plan.faults.iter().map(|f| f.conclude(&cx, &outcome))).await;
     for f in &plan.faults {
         sink(ScenarioReport::of(plan.index, f.record()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeMesh;
+    use soak_api::Impairment;
+
+    fn window(added_delay: Duration) -> WindowCx {
+        WindowCx {
+            index: 1,
+            publishers: vec![0],
+            topic: "fanout-w1".into(),
+            unavailable: Vec::new(),
+            added_delay,
+        }
+    }
+
+    /// A burst while node-2's traffic is delayed 150 ms: its messages reach it lazily (three
+    /// one-way delays), after the 100 ms collection period. The window's added delay lets the
+    /// burst wait for them; without it node-2 would be counted as missing what it receives.
+    #[tokio::test]
+    async fn a_burst_waits_for_a_delayed_node_as_long_as_the_fault_delays_it() {
+        let mesh = FakeMesh::new(3);
+        let nodes = mesh.nodes();
+        let delay = Impairment {
+            id: Some("d".into()),
+            peer: None,
+            delay_ms: 150,
+            jitter_ms: 0,
+            loss: 0.0,
+            partition: false,
+            one_way: false,
+            expires_in_ms: 60_000,
+        };
+        nodes[2].add_impairment(&delay).await.expect("delay");
+        let burst = FanoutWorkload::new(FanoutConfig {
+            messages: 5,
+            rate_per_sec: 1_000.0,
+            join_timeout: Duration::from_millis(10),
+            collect_timeout: Duration::from_millis(100),
+            poll: Duration::from_millis(5),
+            ..FanoutConfig::default()
+        });
+        let received = |report: &ScenarioReport| -> Vec<(String, u64)> {
+            let result = report.fanout.as_ref().expect("published");
+            result
+                .subscribers
+                .iter()
+                .map(|s| (s.node.clone(), s.received))
+                .collect()
+        };
+
+        let short = burst.run(&nodes, &window(Duration::ZERO)).await;
+        let short = received(&short);
+        assert!(
+            short.iter().any(|(n, r)| n == "node-2" && *r < 5),
+            "with no allowance the delayed node misses the deadline: {short:?}"
+        );
+
+        let waited = burst.run(&nodes, &window(Duration::from_millis(150))).await;
+        let waited = received(&waited);
+        assert!(
+            waited.iter().all(|(_, r)| *r == 5),
+            "every node, the delayed one too, gets all 5: {waited:?}"
+        );
     }
 }

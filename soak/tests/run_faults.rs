@@ -380,3 +380,107 @@ heal_window = false
         "the reason names the node and its time: {reason}"
     );
 }
+
+/// Issue 9's acceptance run, as a test: 6 nodes, 6 minutes of 30 s windows, every built-in
+/// local fault in its window with the healthy windows around them. Each fault is applied,
+/// shown effective, reverted and shown clean; the verdict is GO with every exemption the
+/// faults used named in it; the proof verifies and `soak score` reproduces the verdict.
+#[test]
+fn acceptance_every_local_fault_in_its_window_is_proven_and_the_healthy_build_is_go() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proof = tmp.path().join("proof");
+    let out = soak_run(&[
+        "--nodes",
+        "6",
+        "--duration",
+        "6m",
+        "--interval",
+        "30s",
+        "--scenarios",
+        "baseline,fanout_burst,high_rtt_peer,partition_halves,restart_storm,stale_peer,idle_then_send",
+        "--allow-restart",
+        "--proof-dir",
+        path(&proof),
+    ])
+    .output()
+    .expect("soak run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let verdict = verdict_of(&proof);
+    let not_go: Vec<Value> = all_bars(&verdict)
+        .into_iter()
+        .filter(|b| b["verdict"] != "GO" && b["not_applicable"] != true)
+        .collect();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "GO on a healthy build; bars not GO: {not_go:#?}\n{stderr}"
+    );
+    let journal = fault_journal(&proof);
+    let faults: std::collections::BTreeSet<String> = journal
+        .iter()
+        .filter_map(|e| e["fault"].as_str().map(str::to_owned))
+        .collect();
+    for scenario in [
+        "high_rtt_peer",
+        "partition_halves",
+        "restart_storm",
+        "stale_peer",
+        "idle_then_send",
+    ] {
+        let instances: Vec<&String> = faults
+            .iter()
+            .filter(|f| f.starts_with(&format!("{scenario}@w")))
+            .collect();
+        assert_eq!(instances.len(), 1, "{scenario}: {faults:?}");
+        let steps = steps_of(&journal, instances[0]);
+        for step in ["applied", "effective", "reverted", "clean"] {
+            assert!(
+                steps.iter().any(|s| s == step),
+                "{}: no `{step}`: {steps:?}",
+                instances[0]
+            );
+        }
+        assert!(!steps.iter().any(|s| s == "failed" || s == "skipped"));
+    }
+    // Every exemption a fault used is named in the verdict: its reason and what it exempts
+    // (nodes, links or pairs — never everything).
+    let exemptions: Vec<Value> = all_bars(&verdict)
+        .iter()
+        .flat_map(|b| b["exemptions"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(!exemptions.is_empty(), "faults exempt what they disturb");
+    for e in &exemptions {
+        let names_some = ["nodes", "links", "pairs"]
+            .iter()
+            .any(|k| e[*k].as_array().is_some_and(|a| !a.is_empty()));
+        assert!(
+            e["reason"].as_str().is_some_and(|r| !r.is_empty()) && names_some,
+            "an exemption without its reason or its object: {e:#}"
+        );
+    }
+    let summary = std::fs::read_to_string(proof.join("summary.md")).expect("summary.md");
+    assert!(summary.contains("## Faults"), "{summary}");
+    // Cooling was observed both ways.
+    let cooling: Vec<Value> = all_bars(&verdict)
+        .into_iter()
+        .filter(|b| b["bar"] == "cooling")
+        .collect();
+    assert!(
+        !cooling.is_empty() && cooling.iter().all(|b| b["verdict"] == "GO"),
+        "{cooling:#?}"
+    );
+    // The proof verifies, and a re-score reproduces the verdict.
+    let soak = |args: &[&str]| {
+        std::process::Command::new(support::soak_bin())
+            .args(args)
+            .arg(&proof)
+            .output()
+            .expect("soak")
+    };
+    let verified = soak(&["verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{verified:?}");
+    let scored = soak(&["score", "--json"]);
+    assert_eq!(scored.status.code(), Some(0), "{scored:?}");
+    let rescored: Value = serde_json::from_slice(&scored.stdout).expect("score --json");
+    assert_eq!(rescored, verdict, "soak score reproduces the run's verdict");
+}

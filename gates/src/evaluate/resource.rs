@@ -283,7 +283,9 @@ fn judge_resource(
         return result;
     }
     let mut verdict = Outcome::Go;
-    let (mut leaking, mut unknown, mut worst): (Vec<String>, Vec<String>, Option<(f64, String)>) =
+    // The largest trend: its value, node, and what it was (for a GO, why it is no leak).
+    type Worst = Option<(f64, String, String)>;
+    let (mut leaking, mut unknown, mut worst): (Vec<String>, Vec<String>, Worst) =
         (Vec::new(), Vec::new(), None);
     let (mut blamed, mut leak_nodes) = (BTreeSet::new(), Vec::new());
     for (n, node) in facts.nodes.iter().enumerate() {
@@ -307,8 +309,18 @@ fn judge_resource(
             continue;
         };
         let value = value_of(bar, &t);
-        if worst.as_ref().is_none_or(|(w, _)| value > *w) {
-            worst = Some((value, node.clone()));
+        if worst.as_ref().is_none_or(|(w, _, _)| value > *w) {
+            let why = if t.rise > t.noise {
+                "within the limit".to_owned()
+            } else {
+                format!(
+                    "{} over {}, within noise {}",
+                    signed(&bar.gauge, t.rise),
+                    human_duration(t.span_ms),
+                    human_gauge(&bar.gauge, t.noise)
+                )
+            };
+            worst = Some((value, node.clone(), why));
         }
         if over_limit(bar, &t) && t.rise > t.noise {
             leaking.push(format!(
@@ -320,7 +332,7 @@ fn judge_resource(
             verdict = Outcome::NoGo;
         }
     }
-    result.value = worst.as_ref().map(|(v, _)| *v);
+    result.value = worst.as_ref().map(|(v, _, _)| *v);
     result.verdict = verdict;
     result.reason = match verdict {
         Outcome::NoGo => format!("leaking: {}", list(&leaking, 6)),
@@ -330,8 +342,8 @@ fn judge_resource(
             list(&unknown, 6)
         ),
         Outcome::Go => match &worst {
-            Some((v, node)) => format!(
-                "no leak over {} judged; largest trend {} ({node})",
+            Some((v, node, why)) => format!(
+                "no leak over {} judged; largest trend {} ({node}: {why})",
                 human_duration(judged_ms),
                 if relative {
                     format!("{}/h", human_percent(*v))

@@ -1036,11 +1036,18 @@ impl<A: NodeApi + 'static> SpawnWindow<'_, A> {
             picked.sort_unstable();
             picked
         };
+        let added_delay = faults
+            .iter()
+            .filter(|f| f.scheduled.spec.kind == FaultKind::Delay)
+            .map(|f| Duration::from_millis(f.scheduled.spec.delay_ms + f.scheduled.spec.jitter_ms))
+            .max()
+            .unwrap_or_default();
         let window = WindowCx {
             index,
             publishers,
             topic: format!("fanout-w{index}-{:08x}", rand::rng().next_u32()),
             unavailable,
+            added_delay,
         };
         let plan = WindowPlan {
             index,
