@@ -17,7 +17,7 @@
 //!
 //! Needs root, iproute2, openssh, iptables/ip6tables, tc; skips with a reason otherwise and fails
 //! under CI=true (`skip_unless_available`). Short windows; every command has a deadline; a Drop
-//! guard runs `soak lab down`. About 4 minutes.
+//! guard runs `soak lab down`. About 6 minutes on the shared 2-core machine (350 s measured).
 
 // Test output goes to the test harness, which captures it; a closed pipe is not a concern.
 #![allow(clippy::disallowed_macros)]
