@@ -263,3 +263,56 @@ fn a_link_exemption_leaves_out_only_the_exempt_peer() {
     assert_eq!(b.verdict, Outcome::NoGo, "{b:#?}");
     assert_eq!(b.nodes, vec!["node-2".to_string()]);
 }
+
+#[test]
+fn residue_the_audit_finds_after_the_run_is_no_go_naming_host_and_object() {
+    use soak_gates::model::Residue;
+    let mut obs = FleetBuilder::new(4, 3).build();
+    obs.windows[1]
+        .scenarios
+        .push(testkit::fault("partition_pair", "partition", &["node-1"]));
+    let soak_bar = |v: &Verdict| {
+        v.soak_bars
+            .iter()
+            .find(|b| b.bar == "fault_residue")
+            .cloned()
+    };
+    // Nothing found: the fault's own clean check decides; no soak-level bar.
+    let v = evaluate(&obs, &profile("broad-launch"));
+    assert_eq!(v.verdict, Outcome::Go);
+    assert!(soak_bar(&v).is_none());
+    // A host the audit could not look at: UNKNOWN, never GO.
+    obs.residue.push(Residue {
+        node: "node-3".into(),
+        object: "host".into(),
+        detail: "could not be audited after the run: unreachable".into(),
+        unverified: true,
+    });
+    let v = evaluate(&obs, &profile("broad-launch"));
+    let b = soak_bar(&v).expect("residue bar");
+    assert_eq!((b.verdict, v.verdict), (Outcome::Unknown, Outcome::Unknown));
+    assert_eq!(b.nodes, ["node-3"]);
+    // A chain left on a host: NO-GO, naming the host and the object.
+    obs.residue.push(Residue {
+        node: "node-2".into(),
+        object: "firewall -A SOAK-IN -s 198.18.0.11/32 -j DROP".into(),
+        detail: "still on the host after the run: iptables-nft".into(),
+        unverified: false,
+    });
+    for gate in ["broad-launch", "limited-production"] {
+        let v = evaluate(&obs, &profile(gate));
+        let b = soak_bar(&v).expect("residue bar");
+        assert_eq!(
+            (b.verdict, v.verdict),
+            (Outcome::NoGo, Outcome::NoGo),
+            "{gate}"
+        );
+        assert_eq!(b.nodes, ["node-2"]);
+        assert!(
+            b.reason
+                .contains("node-2: firewall -A SOAK-IN -s 198.18.0.11/32"),
+            "{}",
+            b.reason
+        );
+    }
+}

@@ -121,8 +121,9 @@ pub fn read_head(dir: impl AsRef<Path>) -> Result<Proof> {
     } else {
         None
     };
+    let residue = read_residue(&dir)?;
     let observations = Observations {
-        residue: Vec::new(),
+        residue,
         run: RunInfo {
             run_id: meta.run_id.clone(),
             sample_interval_ms: meta.sample_interval_ms,
@@ -159,6 +160,24 @@ pub fn interruptions(meta: &RunMeta) -> Vec<soak_gates::model::Interruption> {
             cause: lost.cause.clone(),
         })
         .collect()
+}
+
+/// What the run's residue audit found after its teardown (`faults/residue.json`,
+/// `found_after`), so a re-score judges the fault-residue bar as the run did. A proof without
+/// the file (no faults) has none; a linked or oversized file is refused like every proof file.
+fn read_residue(dir: &Path) -> Result<Vec<soak_gates::model::Residue>> {
+    #[derive(serde::Deserialize)]
+    struct ResidueFile {
+        #[serde(default)]
+        found_after: Vec<soak_gates::model::Residue>,
+    }
+    let faults = dir.join(format::FAULTS_DIR);
+    let path = faults.join(format::FAULT_RESIDUE);
+    if !is_dir(&faults)? || !is_regular(&path)? {
+        return Ok(Vec::new());
+    }
+    let file: ResidueFile = read_json(&path)?;
+    Ok(file.found_after)
 }
 
 /// Windows the run planned, from the resolved config `soak run` stores (`windows`).

@@ -234,6 +234,48 @@ pub(super) fn judge_fault_residue(record: &WindowRecord) -> Option<Judged> {
     })
 }
 
+/// The run's residue audit (`Observations::residue`: soak objects found on nodes or hosts after
+/// the teardown), judged by the profile's fault-residue bar at soak level: anything found is
+/// NO-GO naming node (or host) and object; a node or host the audit could not look at is
+/// UNKNOWN. No bar when the audit found nothing (each fault's own clean check is judged in its
+/// window) or the profile has no fault-residue bar.
+pub(super) fn residue_bar(observations: &Observations, profile: &Profile) -> Option<BarResult> {
+    let bar = profile
+        .bars
+        .iter()
+        .find(|b| matches!(b.rule, Rule::FaultResidue))?;
+    if observations.residue.is_empty() {
+        return None;
+    }
+    let (unverified, found): (Vec<_>, Vec<_>) =
+        observations.residue.iter().partition(|r| r.unverified);
+    let describe = |r: &&crate::model::Residue| format!("{}: {} ({})", r.node, r.object, r.detail);
+    let (verdict, shown) = if found.is_empty() {
+        (Outcome::Unknown, &unverified)
+    } else {
+        (Outcome::NoGo, &found)
+    };
+    let nodes: BTreeSet<String> = shown.iter().map(|r| r.node.clone()).collect();
+    let items: Vec<String> = shown.iter().map(describe).collect();
+    let reason = if found.is_empty() {
+        format!("the residue audit could not look: {}", list(&items, 4))
+    } else {
+        format!("fault residue after the run: {}", list(&items, 4))
+    };
+    Some(soak_bar(
+        &bar.id,
+        &bar.title,
+        Judged {
+            verdict,
+            statistic: "soak objects left after the run (residue audit)".into(),
+            value: Some(found.len() as f64),
+            threshold: "== 0".into(),
+            nodes: nodes.into_iter().collect(),
+            reason,
+        },
+    ))
+}
+
 /// After a partition's revert, every cut pair delivers again within `max_ms`.
 pub(super) fn judge_partition_heal(record: &WindowRecord, max_ms: u64) -> Option<Judged> {
     let mut count = 0;

@@ -59,6 +59,7 @@ pub fn evaluate(observations: &Observations, profile: &Profile) -> Verdict {
     ];
     soak_bars.extend(coverage_bar(observations));
     soak_bars.extend(continuity_bar(observations));
+    soak_bars.extend(residue_bar(observations, profile));
     if let Some(policy) = &profile.adaptive {
         soak_bars.push(adaptive(&facts, policy, &mut windows));
     }

@@ -1,11 +1,19 @@
 //! [`NodeControl`]: what the nemesis may do to node *processes* — restart a node through the
 //! service manager that runs it, stop and continue it — implemented by each fleet (the local
-//! mesh spawns and signals its own children; host fleets go through the deploy's service path).
+//! mesh spawns and signals its own children; host fleets go through the deploy's service path)
+//! — and [`HostAccess`]: how host faults reach the hosts behind the nodes (SSH fleets only).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use soak_inventory::Host;
+use soak_inventory::remote::Remote;
+
+use super::host::HostFaultError;
 
 /// A boxed future borrowing the controller.
 pub type ControlFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ControlError>> + Send + 'a>>;
@@ -91,6 +99,41 @@ pub trait NodeControl: Send + Sync {
     ) -> ControlFuture<'a, SignalReport>;
     /// Whether `node`'s process is stopped (state T) right now, when the fleet can tell.
     fn is_stopped(&self, node: &str) -> Option<bool>;
+    /// The hosts behind the nodes, for host faults (tc, iptables, guarded pauses); `None` on
+    /// fleets without hosts (the local mesh).
+    fn hosts(&self) -> Option<Arc<dyn HostAccess>> {
+        None
+    }
+}
+
+/// A boxed future of a host step.
+pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HostFaultError>> + Send + 'a>>;
+
+/// One node's host as host faults see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNode {
+    /// The inventory entry (install dir, privilege, service manager).
+    pub host: Host,
+    /// The node's overlay (QUIC) address as it bound it (`node.json`).
+    pub overlay: IpAddr,
+    /// Its overlay UDP port.
+    pub port: u16,
+}
+
+/// How host faults reach the hosts of a fleet: a live [`Remote`] per node (reconnected after a
+/// loss), the guard lease and the run id that tags every object.
+pub trait HostAccess: Send + Sync {
+    /// The host of the node named `node`.
+    fn node(&self, node: &str) -> Option<HostNode>;
+    /// The current connection to `node`'s host.
+    fn remote<'a>(&'a self, node: &'a str) -> HostFuture<'a, Arc<dyn Remote>>;
+    /// A fresh connection to `node`'s host (after the last one stopped answering); it becomes
+    /// the current one.
+    fn reconnect<'a>(&'a self, node: &'a str) -> HostFuture<'a, Arc<dyn Remote>>;
+    /// The lease of every host fault's guard (renewed every lease/3).
+    fn lease(&self) -> Duration;
+    /// The run id (`soak:RUN:TOKEN` tags on firewall rules, guard journals).
+    fn run_id(&self) -> &str;
 }
 
 /// A fleet whose processes the nemesis may not touch (every action unsupported).

@@ -22,8 +22,6 @@ use super::select::Targets;
 use super::spec::{FaultKind, FaultSpec};
 use crate::api::NodeApi;
 
-/// Most probe pairs per check (a sample, seeded by fleet order, of the pairs concerned).
-const MAX_PROBES: usize = 12;
 /// How long a partition may take to heal before the clean check gives up.
 const HEAL_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the clean check of a delay or loss waits for probes back near the baseline.
@@ -137,25 +135,10 @@ impl ImpairFault {
     /// cut pairs (first element) and a sample of uncut pairs (second).
     fn probe_pairs<A: NodeApi>(&self, cx: &FaultCtx<A>) -> (Vec<Pair>, Vec<Pair>) {
         let names: Vec<String> = cx.nodes.iter().map(|n| n.name().to_owned()).collect();
-        let idx = |name: &str| names.iter().position(|n| n == name);
         match self.spec.kind {
             FaultKind::Partition => {
-                let cut: Vec<(usize, usize)> = self
-                    .targets
-                    .cut_pairs()
-                    .iter()
-                    .filter_map(|(a, b)| Some((idx(a)?, idx(b)?)))
-                    .collect();
-                let disturbed = self.targets.disturbed_pairs();
-                let mut uncut = Vec::new();
-                for (i, a) in names.iter().enumerate() {
-                    for (j, b) in names.iter().enumerate() {
-                        if i != j && !disturbed.iter().any(|(x, y)| x == a && y == b) {
-                            uncut.push((i, j));
-                        }
-                    }
-                }
-                (spread(cut, MAX_PROBES), spread(uncut, MAX_PROBES))
+                let (cut, uncut, _) = probe::partition_pairs(&names, &self.targets);
+                (cut, uncut)
             }
             _ => {
                 let targets = cx.indices(&self.targets.nodes);
@@ -198,17 +181,6 @@ impl ImpairFault {
             _ => Duration::from_millis(2_000),
         }
     }
-}
-
-/// At most `max` items of `items`, evenly spread (deterministic).
-fn spread<T: Clone>(items: Vec<T>, max: usize) -> Vec<T> {
-    if items.len() <= max {
-        return items;
-    }
-    let step = items.len() as f64 / max as f64;
-    (0..max)
-        .map(|k| items[((k as f64) * step) as usize].clone())
-        .collect()
 }
 
 fn probe_json(probes: &[DmProbe]) -> Value {
@@ -462,16 +434,8 @@ impl<A: NodeApi + 'static> Fault<A> for ImpairFault {
             //    reverse too), for delay and loss the probes to the targets.
             let pairs = match self.spec.kind {
                 FaultKind::Partition => {
-                    let names: Vec<&str> = cx.nodes.iter().map(|n| n.name()).collect();
-                    let idx = |name: &str| names.iter().position(|n| *n == name);
-                    spread(
-                        self.targets
-                            .disturbed_pairs()
-                            .iter()
-                            .filter_map(|(a, b)| Some((idx(a)?, idx(b)?)))
-                            .collect(),
-                        MAX_PROBES,
-                    )
+                    let names: Vec<String> = cx.nodes.iter().map(|n| n.name().to_owned()).collect();
+                    probe::partition_pairs(&names, &self.targets).2
                 }
                 _ => self.probe_pairs(cx).0,
             };

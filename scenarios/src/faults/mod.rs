@@ -9,12 +9,13 @@
 //! - Backends: [`impair`] (delay, loss, partition through the node impairment API),
 //!   [`process`] (restart, pause through [`control::NodeControl`]), [`idle`], and [`host`]
 //!   (tc shaping, iptables partitions, restarts and pauses on SSH hosts, with a host-local
-//!   dead-man's switch; not wired into the nemesis yet).
+//!   dead-man's switch), driven as nemesis faults by [`hosted`] on host fleets.
 
 pub mod catalog;
 pub mod control;
 pub mod cooling;
 pub mod host;
+pub mod hosted;
 pub mod idle;
 pub mod impair;
 pub mod journal;
@@ -41,16 +42,33 @@ pub struct Capabilities {
     pub tc_unavailable: Option<String>,
     /// Why host `iptables` rules are unavailable on this fleet (`None`: available).
     pub iptables_unavailable: Option<String>,
+    /// The fleet's nodes run on hosts the host backends reach ([`control::HostAccess`]): a
+    /// granted host flag then selects the host backend for the kinds it covers.
+    pub hosts: bool,
 }
 
-/// The backend a fault runs on here, or why it is SKIPPED (never a pass).
-pub fn choose_backend(spec: &FaultSpec, caps: &Capabilities) -> Result<Backend, String> {
-    let backend = spec.backend.unwrap_or(match spec.kind {
+/// The backend a fault runs on when its spec names none. On a host fleet a granted host flag
+/// selects the host backend: `--allow-iptables` partitions through iptables, `--allow-netem`
+/// delay and loss through netem (SKIPPED where the kernel lacks it — never silently moved to
+/// another backend); without the flag they use the node impairment API, which needs none.
+/// Restarts, pauses and bandwidth caps have one backend each.
+pub fn default_backend(kind: FaultKind, caps: &Capabilities) -> Backend {
+    let granted = |p: Permission| caps.hosts && caps.allowed.contains(&p);
+    match kind {
+        FaultKind::Partition if granted(Permission::Iptables) => Backend::Iptables,
+        FaultKind::Delay | FaultKind::Loss if granted(Permission::Netem) => Backend::Tc,
         FaultKind::Delay | FaultKind::Loss | FaultKind::Partition => Backend::Node,
         FaultKind::Restart | FaultKind::Pause => Backend::Process,
         FaultKind::Idle => Backend::Runner,
         FaultKind::Bandwidth => Backend::Tc,
-    });
+    }
+}
+
+/// The backend a fault runs on here, or why it is SKIPPED (never a pass).
+pub fn choose_backend(spec: &FaultSpec, caps: &Capabilities) -> Result<Backend, String> {
+    let backend = spec
+        .backend
+        .unwrap_or_else(|| default_backend(spec.kind, caps));
     let fits = matches!(
         (spec.kind, backend),
         (
@@ -98,14 +116,29 @@ pub fn choose_backend(spec: &FaultSpec, caps: &Capabilities) -> Result<Backend, 
 }
 
 /// The implementation of `spec` on `backend` (chosen by [`choose_backend`]); `prefix` names
-/// everything the fault creates on nodes. `Err` = SKIPPED with the reason.
+/// everything the fault creates on nodes (and, on hosts, the guard token). On a host fleet
+/// (`caps.hosts`) tc, iptables and pauses are host faults ([`hosted::HostedFault`], each with its
+/// dead-man's switch); restarts go through the fleet's [`control::NodeControl`] (the deploy's
+/// service path). `Err` = SKIPPED with the reason.
 pub fn make<A: NodeApi + 'static>(
     spec: &FaultSpec,
     targets: &Targets,
     backend: Backend,
     prefix: String,
+    caps: &Capabilities,
 ) -> Result<Box<dyn Fault<A>>, String> {
     match (spec.kind, backend) {
+        (FaultKind::Delay | FaultKind::Loss | FaultKind::Bandwidth, Backend::Tc)
+        | (FaultKind::Partition, Backend::Iptables)
+        | (FaultKind::Pause, Backend::Process)
+            if caps.hosts =>
+        {
+            Ok(Box::new(hosted::HostedFault::new(
+                spec.clone(),
+                targets.clone(),
+                &prefix,
+            )))
+        }
         (FaultKind::Delay | FaultKind::Loss | FaultKind::Partition, Backend::Node) => Ok(Box::new(
             impair::ImpairFault::new(spec.clone(), targets.clone(), prefix),
         )),
@@ -166,6 +199,82 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn on_a_host_fleet_a_granted_host_flag_selects_the_host_backend() {
+        let spec = |n| catalog::builtin(n).unwrap();
+        let hosts = |allowed: Vec<Permission>| Capabilities {
+            allowed,
+            hosts: true,
+            ..Capabilities::default()
+        };
+        // No flag: partitions and delays stay on the node impairment API (no flag needed) ...
+        let none = hosts(vec![]);
+        assert_eq!(
+            choose_backend(&spec("partition_pair"), &none),
+            Ok(Backend::Node)
+        );
+        assert_eq!(
+            choose_backend(&spec("high_rtt_peer"), &none),
+            Ok(Backend::Node)
+        );
+        // ... but what only a host can do is SKIPPED, naming the flag.
+        for name in ["bandwidth_cap", "restart_storm", "stale_peer"] {
+            let err = choose_backend(&spec(name), &none).unwrap_err();
+            assert!(err.contains("--allow-"), "{name}: {err}");
+        }
+        let all = hosts(vec![
+            Permission::Iptables,
+            Permission::Netem,
+            Permission::Restart,
+        ]);
+        assert_eq!(
+            choose_backend(&spec("partition_halves"), &all),
+            Ok(Backend::Iptables)
+        );
+        assert_eq!(choose_backend(&spec("lossy_peer"), &all), Ok(Backend::Tc));
+        assert_eq!(
+            choose_backend(&spec("bandwidth_cap"), &all),
+            Ok(Backend::Tc)
+        );
+        assert_eq!(
+            choose_backend(&spec("stale_peer"), &all),
+            Ok(Backend::Process)
+        );
+        // The local mesh has no hosts: the flags change nothing there.
+        let local = Capabilities {
+            hosts: false,
+            ..all.clone()
+        };
+        assert_eq!(
+            choose_backend(&spec("partition_pair"), &local),
+            Ok(Backend::Node)
+        );
+        // Which implementation: host faults on host fleets, impairments elsewhere.
+        let targets =
+            select::resolve(&"pair".parse().unwrap(), &["a".into(), "b".into()], 0).unwrap();
+        assert!(
+            make::<crate::fake::FakeNode>(
+                &spec("partition_pair"),
+                &targets,
+                Backend::Iptables,
+                "p".into(),
+                &all
+            )
+            .is_ok()
+        );
+        assert!(
+            make::<crate::fake::FakeNode>(
+                &spec("partition_pair"),
+                &targets,
+                Backend::Iptables,
+                "p".into(),
+                &local
+            )
+            .is_err(),
+            "no iptables fault without hosts"
+        );
     }
 
     #[test]
@@ -237,7 +346,14 @@ mod lifecycle_tests {
         let names: Vec<String> = mesh.nodes().iter().map(|n| n.name().to_owned()).collect();
         let targets = select::resolve(&spec.targets, &names, seed).unwrap();
         let backend = choose_backend(&spec, &Capabilities::default()).unwrap();
-        let fault = make::<FakeNode>(&spec, &targets, backend, "soak.test.1".into()).unwrap();
+        let fault = make::<FakeNode>(
+            &spec,
+            &targets,
+            backend,
+            "soak.test.1".into(),
+            &Capabilities::default(),
+        )
+        .unwrap();
         Arc::new(ActiveFault::new(
             ScheduledFault {
                 instance: format!("{name}@w1"),
@@ -357,6 +473,84 @@ mod lifecycle_tests {
     }
 
     #[tokio::test]
+    async fn a_fault_its_backend_cannot_run_here_is_skipped_never_failed_or_passed() {
+        struct Refuses;
+        impl Fault<FakeNode> for Refuses {
+            fn apply<'a>(
+                &'a self,
+                _cx: &'a FaultCtx<FakeNode>,
+            ) -> nemesis::FaultFuture<'a, Result<serde_json::Value, nemesis::FaultError>>
+            {
+                Box::pin(async {
+                    Err(nemesis::FaultError::Unsupported(
+                        "h1: kernel lacks sch_netem (CONFIG_NET_SCH_NETEM is not set)".into(),
+                    ))
+                })
+            }
+            fn verify_effective<'a>(
+                &'a self,
+                _cx: &'a FaultCtx<FakeNode>,
+            ) -> nemesis::FaultFuture<'a, soak_gates::model::Check> {
+                unreachable!("never checked")
+            }
+            fn revert<'a>(
+                &'a self,
+                _cx: &'a FaultCtx<FakeNode>,
+            ) -> nemesis::FaultFuture<'a, Result<serde_json::Value, nemesis::FaultError>>
+            {
+                unreachable!("nothing to revert")
+            }
+            fn verify_clean<'a>(
+                &'a self,
+                _cx: &'a FaultCtx<FakeNode>,
+            ) -> nemesis::FaultFuture<'a, soak_gates::model::Check> {
+                unreachable!("nothing to check")
+            }
+        }
+        let mesh = FakeMesh::new(3);
+        let cx = Arc::new(ctx(&mesh));
+        let journal = Recorded::default();
+        let spec = catalog::builtin("high_rtt_peer").unwrap();
+        let names: Vec<String> = mesh.nodes().iter().map(|n| n.name().to_owned()).collect();
+        let targets = select::resolve(&spec.targets, &names, 0).unwrap();
+        let fault = Arc::new(ActiveFault::new(
+            ScheduledFault {
+                instance: "high_rtt_peer@w1".into(),
+                window: 1,
+                spec,
+            },
+            targets,
+            names,
+            Backend::Tc,
+            Box::new(Refuses),
+        ));
+        let registry = FaultRegistry::default();
+        registry.register(Arc::clone(&fault));
+        fault.begin(&cx, &journal).await;
+        assert_eq!(journal.steps(), vec![Step::Apply, Step::Skipped]);
+        assert!(
+            registry.outstanding().is_empty(),
+            "nothing held, nothing to revert"
+        );
+        registry
+            .teardown(&cx, &journal, Duration::from_secs(1))
+            .await;
+        fault.end(&cx, &journal).await;
+        assert_eq!(journal.steps().len(), 2);
+        let record = fault.record();
+        assert!(
+            matches!(&record.status, ScenarioStatus::Skipped { reason } if reason.contains("kernel lacks sch_netem")),
+            "{:?}",
+            record.status
+        );
+        assert!(
+            record.exemptions.is_empty(),
+            "a skipped fault exempts nothing"
+        );
+        assert!(!record.fault.as_ref().unwrap().effective.is_shown());
+    }
+
+    #[tokio::test]
     async fn a_neighbour_that_died_during_a_delay_is_left_out_of_the_clean_check_not_blamed() {
         let mesh = FakeMesh::new(4);
         let cx = ctx(&mesh);
@@ -395,7 +589,14 @@ mod lifecycle_tests {
             }
         }
         let backend = choose_backend(&spec, &Capabilities::default()).unwrap();
-        let fault = make::<FakeNode>(&spec, &targets, backend, "soak.test.2".into()).unwrap();
+        let fault = make::<FakeNode>(
+            &spec,
+            &targets,
+            backend,
+            "soak.test.2".into(),
+            &Capabilities::default(),
+        )
+        .unwrap();
         let check = tokio::time::timeout(Duration::from_secs(60), fault.verify_clean(&cx))
             .await
             .expect("the clean check ends by its deadline");

@@ -69,6 +69,18 @@ pub enum FaultError {
     Other(String),
 }
 
+impl FaultError {
+    /// The reason this fault cannot run here, when the error says so: an apply that fails this
+    /// way changed nothing, and the fault is recorded SKIPPED (never a pass, never a failure of
+    /// the system under test).
+    pub fn unsupported(&self) -> Option<&str> {
+        match self {
+            FaultError::Unsupported(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// What the window's workloads produced that a fault may conclude from.
 #[derive(Debug, Default)]
 pub struct WorkloadsOutcome {
@@ -131,6 +143,8 @@ pub struct ActiveFault<A> {
     pub backend: Backend,
     fault: Box<dyn Fault<A>>,
     state: Mutex<(Phase, FaultEvidence)>,
+    /// Why the fault was SKIPPED at apply (its backend cannot run it here), if it was.
+    skipped: Mutex<Option<String>>,
     /// Serializes lifecycle steps between the window task and the teardown.
     step_lock: tokio::sync::Mutex<()>,
 }
@@ -167,6 +181,7 @@ impl<A: NodeApi> ActiveFault<A> {
             backend,
             fault,
             state: Mutex::new((Phase::Planned, evidence)),
+            skipped: Mutex::new(None),
             step_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -252,6 +267,26 @@ impl<A: NodeApi> ActiveFault<A> {
                 let _ = journal
                     .record(self.entry(Step::Applied, None, done, String::new()))
                     .await;
+            }
+            Err(err) if err.unsupported().is_some() => {
+                // Nothing was changed: SKIPPED with the reason, nothing to revert.
+                let reason = err.unsupported().unwrap_or_default().to_owned();
+                self.with(|(phase, ev)| {
+                    *phase = Phase::Done;
+                    ev.effective = Check::NotChecked {
+                        reason: format!("skipped: {reason}"),
+                    };
+                    ev.clean = Check::NotChecked {
+                        reason: "skipped: nothing was applied".into(),
+                    };
+                });
+                if let Ok(mut skipped) = self.skipped.lock() {
+                    *skipped = Some(reason.clone());
+                }
+                let _ = journal
+                    .record(self.entry(Step::Skipped, None, Value::Null, reason))
+                    .await;
+                return;
             }
             Err(err) => {
                 let detail = format!("apply failed: {err}");
@@ -353,6 +388,8 @@ impl<A: NodeApi> ActiveFault<A> {
         let mut evidence = self.evidence();
         self.fault.conclude(cx, outcome, &mut evidence).await;
         self.with(|(_, ev)| {
+            // A fault may withdraw its effect evidence here (a host lost while it held).
+            ev.effective = evidence.effective;
             ev.recoveries = evidence.recoveries;
             ev.heal = evidence.heal;
             ev.cooling = evidence.cooling;
@@ -363,7 +400,10 @@ impl<A: NodeApi> ActiveFault<A> {
     /// The scenario record of this fault for its window.
     pub fn record(&self) -> ScenarioRecord {
         let evidence = self.evidence();
-        let status = if evidence.applied_at_ms.is_none() {
+        let skipped = self.skipped.lock().ok().and_then(|s| s.clone());
+        let status = if let Some(reason) = skipped {
+            ScenarioStatus::Skipped { reason }
+        } else if evidence.applied_at_ms.is_none() {
             ScenarioStatus::Failed {
                 error: evidence.effective.summary().to_owned(),
             }

@@ -7,7 +7,55 @@ use base64::Engine;
 use serde::Serialize;
 use soak_api::{DmOutcome, DmRequest};
 
+use super::select::Targets;
 use crate::api::NodeApi;
+
+/// Most probe pairs per check (a sample, seeded by fleet order, of the pairs concerned).
+pub const MAX_PROBES: usize = 12;
+
+/// Probe pairs `(from, to)` of fleet indices.
+pub type Pairs = Vec<(usize, usize)>;
+
+/// At most `max` items of `items`, evenly spread (deterministic).
+pub fn spread<T: Clone>(items: Vec<T>, max: usize) -> Vec<T> {
+    if items.len() <= max {
+        return items;
+    }
+    let step = items.len() as f64 / max as f64;
+    (0..max)
+        .map(|k| items[((k as f64) * step) as usize].clone())
+        .collect()
+}
+
+/// Probe pairs of a partition over the fleet `names` (fleet indices `(from, to)`): a sample of
+/// the cut pairs, a sample of the pairs the cut must not touch, and a sample of every pair it
+/// disturbs (the cut pairs and, one-way, their reverse: what must deliver again after it heals).
+pub fn partition_pairs(names: &[String], targets: &Targets) -> (Pairs, Pairs, Pairs) {
+    let idx = |name: &str| names.iter().position(|n| n == name);
+    let cut: Vec<(usize, usize)> = targets
+        .cut_pairs()
+        .iter()
+        .filter_map(|(a, b)| Some((idx(a)?, idx(b)?)))
+        .collect();
+    let disturbed = targets.disturbed_pairs();
+    let mut uncut = Vec::new();
+    for (i, a) in names.iter().enumerate() {
+        for (j, b) in names.iter().enumerate() {
+            if i != j && !disturbed.iter().any(|(x, y)| x == a && y == b) {
+                uncut.push((i, j));
+            }
+        }
+    }
+    let heal = disturbed
+        .iter()
+        .filter_map(|(a, b)| Some((idx(a)?, idx(b)?)))
+        .collect();
+    (
+        spread(cut, MAX_PROBES),
+        spread(uncut, MAX_PROBES),
+        spread(heal, MAX_PROBES),
+    )
+}
 
 /// One probe DM `from → to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,9 +78,19 @@ pub struct DmProbe {
 /// Sends one probe DM `from → to` with a fresh request id and an ACK timeout of `ack_timeout`
 /// per attempt.
 pub async fn dm<A: NodeApi>(from: &A, to: &A, ack_timeout: Duration) -> DmProbe {
+    dm_payload(from, to, b"soak-probe", ack_timeout).await
+}
+
+/// Sends one DM `from → to` carrying `payload` (throughput probes send large ones).
+pub async fn dm_payload<A: NodeApi>(
+    from: &A,
+    to: &A,
+    payload: &[u8],
+    ack_timeout: Duration,
+) -> DmProbe {
     let request = DmRequest {
         to: to.peer_id().to_owned(),
-        payload_b64: base64::engine::general_purpose::STANDARD.encode(b"soak-probe"),
+        payload_b64: base64::engine::general_purpose::STANDARD.encode(payload),
         request_id: Some(hex::encode(rand::random::<[u8; 16]>())),
         timeout_ms: Some(
             u64::try_from(ack_timeout.as_millis())

@@ -23,9 +23,10 @@ use tokio::time::Instant;
 
 use crate::cmd::run::parse_duration;
 use crate::exit::{CliError, CliResult, Exit};
+use crate::fleet::error::HostError;
 use crate::fleet::remote::{
     COMMAND_TIMEOUT, DEFAULT_PARALLEL, HostFailure, PartialPolicy, for_each_host, forward_admin,
-    host_error, limit_hosts, load_inventory, log_tail, parse_limit, wait_ready,
+    limit_hosts, load_inventory, log_tail, parse_limit, wait_ready,
 };
 use crate::output::{errln, outln};
 
@@ -312,10 +313,7 @@ pub async fn deploy(args: DeployArgs) -> CliResult {
     for (host, result) in &results {
         match result {
             Ok(record) => records.push(record.clone()),
-            Err(error) => failures.push(HostFailure {
-                host: host.name.clone(),
-                error: error.clone(),
-            }),
+            Err(error) => failures.push(HostFailure::of(host, error)),
         }
     }
     if args.json {
@@ -356,7 +354,7 @@ fn human_bytes(n: usize) -> String {
     }
 }
 
-fn deploy_table(results: &[(Host, Result<DeployRecord, String>)]) -> Table {
+fn deploy_table(results: &[(Host, Result<DeployRecord, HostError>)]) -> Table {
     let mut table = Table::new();
     table.load_preset(presets::ASCII_MARKDOWN);
     table.set_header(vec![
@@ -398,7 +396,7 @@ fn deploy_table(results: &[(Host, Result<DeployRecord, String>)]) -> Table {
                 "-".into(),
                 "-".into(),
                 "-".into(),
-                format!("FAILED: {}", first_line(e)),
+                format!("FAILED: {}", first_line(&e.to_string())),
             ]),
         };
     }
@@ -418,10 +416,8 @@ async fn deploy_host(
     fleet: &[Host],
     payload: &Payload,
     settings: &DeploySettings,
-) -> Result<DeployRecord, String> {
-    let remote = remote::connect(&host, &settings.connect)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<DeployRecord, HostError> {
+    let remote = remote::connect(&host, &settings.connect).await?;
     let result = match remote.check_privilege(COMMAND_TIMEOUT).await {
         // With `become`, installs outside the login user's home go through `sudo -n`.
         Ok(()) => {
@@ -433,7 +429,7 @@ async fn deploy_host(
             )
             .await
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     };
     let _ = remote.close().await;
     result
@@ -444,15 +440,16 @@ async fn deploy_on(
     fleet: &[Host],
     payload: &Payload,
     settings: &DeploySettings,
-) -> Result<DeployRecord, String> {
+) -> Result<DeployRecord, HostError> {
     let host = remote.host().clone();
     let layout = NodeLayout::new(&host);
-    let e = |err: soak_inventory::remote::RemoteError| err.to_string();
+    let e = HostError::from;
     // Round trip 1: what is there.
     let probe: Probe = node::probe(remote, true, COMMAND_TIMEOUT)
         .await
         .map_err(e)?;
-    let mode = RunMode::resolve(host.service, probe.systemd).map_err(|m| host_error(&host, m))?;
+    let mode =
+        RunMode::resolve(host.service, probe.systemd).map_err(|m| HostError::node(&host, m))?;
 
     // The binary only when it differs (a 10-20 MB upload per host is most of a deploy).
     let uploaded = probe.binary_sha256.as_deref() != Some(payload.sha256.as_str());
@@ -464,7 +461,7 @@ async fn deploy_on(
         Some(token) => (token.clone(), false),
         None => (
             node::new_admin_token()
-                .map_err(|err| host_error(&host, format!("cannot generate a token: {err}")))?,
+                .map_err(|err| HostError::node(&host, format!("cannot generate a token: {err}")))?,
             true,
         ),
     };
@@ -488,7 +485,7 @@ async fn deploy_on(
             wait_secs: settings.ready_timeout.as_secs().max(1),
         };
         let script =
-            node::apply_script(&host, &config, &apply).map_err(|m| host_error(&host, m))?;
+            node::apply_script(&host, &config, &apply).map_err(|m| HostError::node(&host, m))?;
         let input: &[u8] = if uploaded { &payload.bytes } else { &[] };
         let limit = COMMAND_TIMEOUT
             + settings.ready_timeout
@@ -496,7 +493,7 @@ async fn deploy_on(
         let out = remote.exec(&script, input, limit).await.map_err(e)?;
         if !out.success() {
             let tail = log_tail(remote, 20).await;
-            return Err(host_error(
+            return Err(HostError::node(
                 &host,
                 format!(
                     "installing and starting soak-node failed ({}): {}; last log lines:\n{}",
@@ -511,7 +508,7 @@ async fn deploy_on(
         match (pid, json) {
             (_, None) => {
                 let tail = log_tail(remote, 20).await;
-                return Err(host_error(
+                return Err(HostError::node(
                     &host,
                     format!(
                         "the node wrote no node.json within {}s; last log lines:\n{}",
@@ -524,20 +521,20 @@ async fn deploy_on(
         }
     } else {
         probe.node_json.clone().ok_or_else(|| {
-            host_error(
+            HostError::node(
                 &host,
                 "soak-node runs but its node.json is missing; rerun with --restart",
             )
         })?
     };
     let info: NodeInfo = serde_json::from_str(&info_text).map_err(|err| {
-        host_error(
+        HostError::node(
             &host,
             format!("{} is not valid node.json: {err}", layout.node_info()),
         )
     })?;
     if !restarted && Some(info.pid) != probe.running_pid {
-        return Err(host_error(
+        return Err(HostError::node(
             &host,
             format!(
                 "node.json names pid {} but pid {:?} runs; rerun with --restart",
@@ -553,7 +550,7 @@ async fn deploy_on(
         .map_err(e)?;
     if let Err(why) = wait_ready(&forwarded.api, deadline).await {
         let tail = log_tail(remote, 20).await;
-        return Err(host_error(
+        return Err(HostError::node(
             &host,
             format!(
                 "node not ready after {}s: {why}; last log lines:\n{}",
@@ -566,9 +563,9 @@ async fn deploy_on(
         .api
         .version()
         .await
-        .map_err(|err| host_error(&host, format!("/v1/version: {err}")))?;
+        .map_err(|err| HostError::node(&host, format!("/v1/version: {err}")))?;
     if version.peer_id != info.peer_id {
-        return Err(host_error(
+        return Err(HostError::node(
             &host,
             format!(
                 "the admin API on 127.0.0.1:{} answers as peer {} but node.json names {}: another process owns the port",
@@ -593,7 +590,7 @@ async fn deploy_on(
         deployed_at_ms: now_ms(),
     };
     // Round trip 3: the record.
-    let json = serde_json::to_vec_pretty(&record).map_err(|err| host_error(&host, err))?;
+    let json = serde_json::to_vec_pretty(&record).map_err(|err| HostError::node(&host, err))?;
     remote
         .upload(&json, &layout.record(), 0o644, COMMAND_TIMEOUT)
         .await
@@ -624,7 +621,7 @@ pub async fn status(args: StatusArgs) -> CliResult {
     let connect = args.fleet.connect_options();
     let results = for_each_host(&hosts, args.fleet.parallel, |host| {
         let connect = connect.clone();
-        async move { Ok::<_, String>(host_status(host, &connect).await) }
+        async move { Ok::<_, HostError>(host_status(host, &connect).await) }
     })
     .await;
     let rows: Vec<HostStatus> = results.into_iter().filter_map(|(_, r)| r.ok()).collect();
@@ -719,46 +716,42 @@ async fn host_status(host: Host, connect: &ConnectOptions) -> HostStatus {
     };
     s.reachable = true;
     if let Err(e) = status_on(&Elevated::new(remote.as_ref(), Needs::InstallDir), &mut s).await {
-        s.error = Some(e);
+        s.error = Some(e.to_string());
     }
     let _ = remote.close().await;
     s
 }
 
-async fn status_on(remote: &dyn Remote, s: &mut HostStatus) -> Result<(), String> {
+async fn status_on(remote: &dyn Remote, s: &mut HostStatus) -> Result<(), HostError> {
     let host = remote.host().clone();
-    let probe = node::probe(remote, false, COMMAND_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let probe = node::probe(remote, false, COMMAND_TIMEOUT).await?;
     let Some(pid) = probe.running_pid else {
-        return Err(host_error(&host, "soak-node is not running"));
+        return Err(HostError::node(&host, "soak-node is not running"));
     };
     s.running = true;
     s.pid = Some(pid);
     s.binary_sha256 = probe.running_sha256.clone();
     let token = probe
         .token
-        .ok_or_else(|| host_error(&host, "no admin token on the host"))?;
+        .ok_or_else(|| HostError::node(&host, "no admin token on the host"))?;
     let peer_id = probe
         .node_json
         .as_deref()
         .and_then(|j| serde_json::from_str::<NodeInfo>(j).ok())
         .map(|i| i.peer_id)
         .unwrap_or_default();
-    let forwarded = forward_admin(remote, &token, &peer_id, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
+    let forwarded = forward_admin(remote, &token, &peer_id, Duration::from_secs(5)).await?;
     let version = forwarded
         .api
         .version()
         .await
-        .map_err(|e| host_error(&host, e))?;
+        .map_err(|e| HostError::node(&host, e))?;
     s.version = Some(version.version);
     let diagnostics = forwarded
         .api
         .diagnostics()
         .await
-        .map_err(|e| host_error(&host, e))?;
+        .map_err(|e| HostError::node(&host, e))?;
     s.peers = Some(
         diagnostics
             .peers
@@ -770,7 +763,7 @@ async fn status_on(remote: &dyn Remote, s: &mut HostStatus) -> Result<(), String
         .api
         .readiness()
         .await
-        .map_err(|e| host_error(&host, e))?;
+        .map_err(|e| HostError::node(&host, e))?;
     s.ready = readiness.ready;
     if !readiness.ready {
         let failing: Vec<&str> = readiness
@@ -779,7 +772,7 @@ async fn status_on(remote: &dyn Remote, s: &mut HostStatus) -> Result<(), String
             .filter(|(_, ok)| !**ok)
             .map(|(k, _)| k.as_str())
             .collect();
-        return Err(host_error(
+        return Err(HostError::node(
             &host,
             format!("not ready (failing checks: {})", failing.join(", ")),
         ));
@@ -796,9 +789,7 @@ pub async fn stop(args: StopArgs) -> CliResult {
     let results = for_each_host(&hosts, args.fleet.parallel, |host| {
         let connect = connect.clone();
         async move {
-            let remote = remote::connect(&host, &connect)
-                .await
-                .map_err(|e| e.to_string())?;
+            let remote = remote::connect(&host, &connect).await?;
             let out = remote
                 .run_privileged(
                     Needs::InstallDir,
@@ -808,13 +799,13 @@ pub async fn stop(args: StopArgs) -> CliResult {
                 )
                 .await;
             let _ = remote.close().await;
-            let out = out.map_err(|e| e.to_string())?;
+            let out = out?;
             let stopped: Vec<String> = out
                 .stdout_text()
                 .lines()
                 .filter_map(|l| l.strip_prefix("stopped=").map(str::to_string))
                 .collect();
-            Ok::<_, String>(stopped)
+            Ok::<_, HostError>(stopped)
         }
     })
     .await;
@@ -827,11 +818,8 @@ pub async fn stop(args: StopArgs) -> CliResult {
             Ok(pids) if pids.is_empty() => "was not running".to_string(),
             Ok(pids) => format!("stopped (pid {})", pids.join(", ")),
             Err(e) => {
-                failures.push(HostFailure {
-                    host: host.name.clone(),
-                    error: e.clone(),
-                });
-                format!("FAILED: {}", first_line(e))
+                failures.push(HostFailure::of(host, e));
+                format!("FAILED: {}", first_line(&e.to_string()))
             }
         };
         table.add_row(vec![host.name.clone(), host.address.clone(), text]);
@@ -875,10 +863,7 @@ pub async fn logs(args: LogsArgs) -> CliResult {
         }
         match host_log(host, args.lines, &connect).await {
             Ok(bytes) => crate::output::stdout_bytes(&bytes),
-            Err(error) => failures.push(HostFailure {
-                host: host.name.clone(),
-                error,
-            }),
+            Err(error) => failures.push(HostFailure::of(host, &error)),
         }
     }
     PartialPolicy::default().judge("reading the log", hosts.len(), &failures)?;
@@ -886,10 +871,12 @@ pub async fn logs(args: LogsArgs) -> CliResult {
 }
 
 /// The last `lines` lines of `host`'s node log.
-async fn host_log(host: &Host, lines: usize, connect: &ConnectOptions) -> Result<Vec<u8>, String> {
-    let remote = remote::connect(host, connect)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn host_log(
+    host: &Host,
+    lines: usize,
+    connect: &ConnectOptions,
+) -> Result<Vec<u8>, HostError> {
+    let remote = remote::connect(host, connect).await?;
     let out = remote
         .exec_privileged(
             Needs::InstallDir,
@@ -899,9 +886,9 @@ async fn host_log(host: &Host, lines: usize, connect: &ConnectOptions) -> Result
         )
         .await;
     let _ = remote.close().await;
-    let out = out.map_err(|e| e.to_string())?;
+    let out = out?;
     if !out.success() {
-        return Err(host_error(host, out.stderr_tail()));
+        return Err(HostError::node(host, out.stderr_tail()));
     }
     Ok(out.stdout)
 }

@@ -108,10 +108,11 @@ pub struct RunArgs {
     /// Allow iptables partitions on hosts (host fleets).
     #[arg(long)]
     pub allow_iptables: bool,
-    /// Lease of every fault held by a node: renewed every third of it while the fault holds,
-    /// so faults lapse by themselves this long after `soak` dies.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    pub fault_lease: Duration,
+    /// Lease of every fault: renewed every third of it while the fault holds, so faults lapse
+    /// by themselves this long after `soak` dies or loses a host [default: 10s for faults held
+    /// by a node (impairments), 30s for host faults (their dead-man's switch on the host)].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub fault_lease: Option<Duration>,
     /// Extra argument for every local node's `soak-node run` (repeatable), e.g.
     /// `--node-arg=--idle-timeout-ms=10000`.
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -188,6 +189,8 @@ pub struct RunArgs {
 /// Largest local mesh (each node is a process with a QUIC endpoint and an HTTP server).
 const MAX_LOCAL_NODES: usize = 200;
 const DEFAULT_NODES: usize = 6;
+/// Lease of node-held faults without --fault-lease.
+const DEFAULT_NODE_LEASE: Duration = Duration::from_secs(10);
 
 /// What the user asked for, validated (step one: nothing touched yet). Stored as the proof's
 /// `config.json` and read back from it by `soak run --resume`.
@@ -218,8 +221,10 @@ pub struct RunPlan {
     pub scenario_text: Option<String>,
     /// Opt-ins granted.
     pub allow: Vec<Permission>,
-    /// Fault lease, milliseconds.
+    /// Lease of node-held faults (impairments), milliseconds.
     pub fault_lease_ms: u64,
+    /// Lease of host faults' guards, milliseconds.
+    pub host_lease_ms: u64,
     /// Extra node arguments (local mesh).
     pub node_args: Vec<String>,
     /// Gate: built-in name or file.
@@ -404,7 +409,8 @@ impl RunArgs {
                 allow.push(permission);
             }
         }
-        if self.fault_lease < Duration::from_secs(1) || self.fault_lease > Duration::from_secs(3600)
+        if let Some(lease) = self.fault_lease
+            && (lease < Duration::from_secs(1) || lease > Duration::from_secs(3600))
         {
             return Err(CliError::usage("--fault-lease must be between 1s and 1h"));
         }
@@ -478,7 +484,11 @@ impl RunArgs {
             scenario_file: self.scenario_file.clone(),
             scenario_text,
             allow,
-            fault_lease_ms: millis(self.fault_lease),
+            fault_lease_ms: millis(self.fault_lease.unwrap_or(DEFAULT_NODE_LEASE)),
+            host_lease_ms: millis(
+                self.fault_lease
+                    .unwrap_or(soak_scenarios::faults::host::DEFAULT_HOST_LEASE),
+            ),
             node_args: self.node_args.clone(),
             gate,
             proof_dir: self.proof_dir.clone(),
@@ -857,7 +867,7 @@ async fn drive(start: Start) -> CliResult {
         .map(|e| HttpNode::new(e, client.clone()))
         .collect();
 
-    let (control, down, capabilities) = runner_fleet(&mut fleet, &plan);
+    let (control, down, capabilities) = runner_fleet(&mut fleet, &plan, &run_id);
     let config = RunnerConfig {
         run_id: run_id.clone(),
         proof_dir: proof_path.display().to_string(),
@@ -963,14 +973,16 @@ async fn drive(start: Start) -> CliResult {
 fn runner_fleet(
     fleet: &mut Fleet,
     plan: &RunPlan,
+    run_id: &str,
 ) -> (
     Arc<dyn soak_scenarios::faults::control::NodeControl>,
     Option<tokio::sync::mpsc::UnboundedReceiver<soak_gates::model::NodeEvent>>,
     Capabilities,
 ) {
-    let host_faults = "host faults (tc, iptables) need a host fleet (-i INVENTORY)".to_owned();
     match fleet {
         Fleet::Local(mesh) => {
+            let host_faults =
+                "host faults (tc, iptables) need a host fleet (-i INVENTORY)".to_owned();
             let mut exits = mesh.supervise();
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(async move {
@@ -988,23 +1000,23 @@ fn runner_fleet(
                     process_unavailable: None,
                     tc_unavailable: Some(host_faults.clone()),
                     iptables_unavailable: Some(host_faults),
+                    hosts: false,
                 },
             )
         }
-        Fleet::Remote(_) => {
-            let reason = "restarts and pauses over SSH need the host-fault backends, not in this                           build"
-                .to_owned();
-            (
-                Arc::new(soak_scenarios::faults::control::NoControl(reason.clone())),
-                None,
-                Capabilities {
-                    allowed: plan.allow.clone(),
-                    process_unavailable: Some(reason.clone()),
-                    tc_unavailable: Some(reason.clone()),
-                    iptables_unavailable: Some(reason),
-                },
-            )
-        }
+        Fleet::Remote(remote) => (
+            remote.control(run_id, Duration::from_millis(plan.host_lease_ms)),
+            None,
+            // What each host can do (tools, kernel modules, a guard) is checked on the host
+            // before a fault changes anything; what it cannot is SKIPPED with the reason.
+            Capabilities {
+                allowed: plan.allow.clone(),
+                process_unavailable: None,
+                tc_unavailable: None,
+                iptables_unavailable: None,
+                hosts: true,
+            },
+        ),
     }
 }
 

@@ -3,6 +3,8 @@
 //! `local` spawns a mesh of `soak-node` processes on loopback; `remote` reaches nodes deployed
 //! on inventory hosts through SSH local port-forwards. The runner only sees [`Fleet`].
 
+pub mod control;
+pub mod error;
 pub mod local;
 pub mod remote;
 

@@ -11,6 +11,7 @@
 //! `soak deploy/status/stop/logs` share.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,6 +25,8 @@ use soak_scenarios::{HttpNode, NodeApi, NodeEndpoint, http_client};
 use tokio::time::Instant;
 
 use super::HostBuild;
+use super::control::{ControlledHost, Link, RemoteControl};
+use super::error::HostError;
 use crate::exit::CliError;
 use crate::output::errln;
 
@@ -131,17 +134,27 @@ impl PartialPolicy {
     }
 }
 
+impl HostFailure {
+    /// The failure of `host` with `error` (which names it).
+    pub fn of(host: &Host, error: &HostError) -> Self {
+        HostFailure {
+            host: host.name.clone(),
+            error: error.to_string(),
+        }
+    }
+}
+
 /// Runs `work` on every host with at most `parallel` at once; results in inventory order.
-pub async fn for_each_host<T, F, Fut>(
+pub async fn for_each_host<T, E, F, Fut>(
     hosts: &[Host],
     parallel: usize,
     work: F,
-) -> Vec<(Host, Result<T, String>)>
+) -> Vec<(Host, Result<T, E>)>
 where
     F: Fn(Host) -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let mut indexed: Vec<(usize, Host, Result<T, String>)> =
+    let mut indexed: Vec<(usize, Host, Result<T, E>)> =
         futures::stream::iter(hosts.iter().cloned().enumerate())
             .map(|(i, host)| {
                 let fut = work(host.clone());
@@ -152,11 +165,6 @@ where
             .await;
     indexed.sort_by_key(|(i, _, _)| *i);
     indexed.into_iter().map(|(_, h, r)| (h, r)).collect()
-}
-
-/// An error string for a host that does not already name it.
-pub fn host_error(host: &Host, message: impl std::fmt::Display) -> String {
-    format!("host `{}`: {message}", host.name)
 }
 
 /// The admin endpoint of the node on a host, through a forward opened on `remote`.
@@ -193,8 +201,13 @@ pub async fn forward_admin(
     })
 }
 
+/// Why a node did not become ready: what `/readyz` said last (failing checks or the error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotReady(pub String);
+
 /// Polls `/readyz` until ready or `deadline`; the error says which checks failed last.
-pub async fn wait_ready(api: &HttpNode, deadline: Instant) -> Result<(), String> {
+pub async fn wait_ready(api: &HttpNode, deadline: Instant) -> Result<(), NotReady> {
     loop {
         let last = match api.readiness().await {
             Ok(r) if r.ready => return Ok(()),
@@ -210,7 +223,7 @@ pub async fn wait_ready(api: &HttpNode, deadline: Instant) -> Result<(), String>
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
-            return Err(last);
+            return Err(NotReady(last));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -263,9 +276,12 @@ impl Default for RemoteFleetOptions {
 
 /// One connected host.
 struct RemoteNode {
-    remote: Box<dyn Remote>,
+    /// The SSH session (its forward carries the admin API).
+    remote: Arc<Link>,
     endpoint: NodeEndpoint,
     build: HostBuild,
+    /// The node's overlay address as it bound it (host faults shape and cut exactly this).
+    overlay: Option<std::net::SocketAddr>,
 }
 
 /// Nodes on inventory hosts, reached through SSH local port-forwards.
@@ -273,6 +289,9 @@ pub struct RemoteFleet {
     nodes: Vec<RemoteNode>,
     missing: Vec<HostFailure>,
     warning: Option<String>,
+    connect: ConnectOptions,
+    /// Sessions host faults opened again after a loss (closed with the fleet).
+    spare: Arc<std::sync::Mutex<Vec<Arc<Link>>>>,
 }
 
 impl RemoteFleet {
@@ -294,10 +313,7 @@ impl RemoteFleet {
         for (host, result) in results {
             match result {
                 Ok(node) => nodes.push(node),
-                Err(error) => missing.push(HostFailure {
-                    host: host.name,
-                    error,
-                }),
+                Err(error) => missing.push(HostFailure::of(&host, &error)),
             }
         }
         match options
@@ -329,6 +345,8 @@ impl RemoteFleet {
                     nodes,
                     missing,
                     warning,
+                    connect: options.connect.clone(),
+                    spare: Arc::default(),
                 })
             }
             Ok(_) => {
@@ -364,9 +382,39 @@ impl RemoteFleet {
         self.warning.as_deref()
     }
 
+    /// Process control and host access for the nemesis: restarts through the deploy's service
+    /// path, guarded pauses, and the hosts' sessions for host faults (`lease`: their guards'
+    /// lease; `run_id` tags what they create).
+    pub fn control(&self, run_id: &str, lease: Duration) -> Arc<RemoteControl> {
+        let hosts = self
+            .nodes
+            .iter()
+            .map(|n| {
+                ControlledHost::new(
+                    n.endpoint.name.clone(),
+                    n.remote.host().clone(),
+                    n.overlay,
+                    Arc::clone(&n.remote),
+                )
+            })
+            .collect();
+        Arc::new(RemoteControl::new(
+            run_id,
+            lease,
+            self.connect.clone(),
+            hosts,
+            Arc::clone(&self.spare),
+        ))
+    }
+
     /// Closes forwards and SSH sessions. The nodes keep running (`soak stop` stops them).
     pub async fn shutdown(self) -> Result<(), CliError> {
-        let errors = close_all(self.nodes).await;
+        let spare: Vec<Arc<Link>> = match self.spare.lock() {
+            Ok(mut list) => list.drain(..).collect(),
+            Err(poisoned) => poisoned.into_inner().drain(..).collect(),
+        };
+        let mut errors = close_links(spare).await;
+        errors.extend(close_all(self.nodes).await);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -379,7 +427,15 @@ impl RemoteFleet {
 }
 
 async fn close_all(nodes: Vec<RemoteNode>) -> Vec<String> {
-    let closes = nodes.into_iter().map(|n| n.remote.close());
+    close_links(nodes.into_iter().map(|n| n.remote).collect()).await
+}
+
+/// Closes every session no one else holds any more (one still held is dropped with its holder).
+async fn close_links(links: Vec<Arc<Link>>) -> Vec<String> {
+    let closes = links
+        .into_iter()
+        .filter_map(|l| Arc::try_unwrap(l).ok())
+        .map(|l| Box::new(l).close());
     futures::future::join_all(closes)
         .await
         .into_iter()
@@ -387,16 +443,15 @@ async fn close_all(nodes: Vec<RemoteNode>) -> Vec<String> {
         .collect()
 }
 
-async fn attach(host: Host, options: &RemoteFleetOptions) -> Result<RemoteNode, String> {
-    let remote = remote::connect(&host, &options.connect)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn attach(host: Host, options: &RemoteFleetOptions) -> Result<RemoteNode, HostError> {
+    let remote = remote::connect(&host, &options.connect).await?;
     // Reading the token of an install made with `become` needs the same privilege.
     match attach_on(&Elevated::new(remote.as_ref(), Needs::InstallDir), options).await {
-        Ok((endpoint, build)) => Ok(RemoteNode {
-            remote,
+        Ok((endpoint, build, overlay)) => Ok(RemoteNode {
+            remote: Arc::new(Link::new(remote)),
             endpoint,
             build,
+            overlay,
         }),
         Err(e) => {
             let _ = remote.close().await;
@@ -405,16 +460,25 @@ async fn attach(host: Host, options: &RemoteFleetOptions) -> Result<RemoteNode, 
     }
 }
 
+/// The node's overlay address: what it bound (`node.json`), else the inventory address when
+/// the node bound every address.
+fn overlay_address(host: &Host, info: &NodeInfo) -> Option<std::net::SocketAddr> {
+    let bound: std::net::SocketAddr = info.quic_addr.parse().ok()?;
+    if !bound.ip().is_unspecified() {
+        return Some(bound);
+    }
+    let ip: std::net::IpAddr = host.address.parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, bound.port()))
+}
+
 async fn attach_on(
     remote: &dyn Remote,
     options: &RemoteFleetOptions,
-) -> Result<(NodeEndpoint, HostBuild), String> {
+) -> Result<(NodeEndpoint, HostBuild, Option<std::net::SocketAddr>), HostError> {
     let host = remote.host().clone();
     // One round trip: token, node.json and the hash of the running executable.
-    let probe = node::probe(remote, false, COMMAND_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    let not_deployed = |what: &str| host_error(&host, format!("{what}; run `soak deploy` first"));
+    let probe = node::probe(remote, false, COMMAND_TIMEOUT).await?;
+    let not_deployed = |what: &str| HostError::not_deployed(&host, what);
     let pid = probe
         .running_pid
         .ok_or_else(|| not_deployed("soak-node is not running"))?;
@@ -428,10 +492,10 @@ async fn attach_on(
         .ok_or_else(|| not_deployed("no node.json"))
         .and_then(|j| {
             serde_json::from_str(j)
-                .map_err(|e| host_error(&host, format!("node.json is not valid: {e}")))
+                .map_err(|e| HostError::node(&host, format!("node.json is not valid: {e}")))
         })?;
     if info.pid != pid {
-        return Err(host_error(
+        return Err(HostError::node(
             &host,
             format!(
                 "node.json names pid {} but pid {pid} runs; redeploy with --restart",
@@ -442,20 +506,18 @@ async fn attach_on(
     let sha = probe
         .running_sha256
         .clone()
-        .ok_or_else(|| host_error(&host, "cannot hash the running binary"))?;
-    let forwarded = forward_admin(remote, &token, &info.peer_id, options.request_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+        .ok_or_else(|| HostError::node(&host, "cannot hash the running binary"))?;
+    let forwarded = forward_admin(remote, &token, &info.peer_id, options.request_timeout).await?;
     wait_ready(&forwarded.api, Instant::now() + options.ready_timeout)
         .await
-        .map_err(|e| host_error(&host, format!("node not ready: {e}")))?;
+        .map_err(|e| HostError::node(&host, format!("node not ready: {e}")))?;
     let version = forwarded
         .api
         .version()
         .await
-        .map_err(|e| host_error(&host, format!("/v1/version: {e}")))?;
+        .map_err(|e| HostError::node(&host, format!("/v1/version: {e}")))?;
     if version.peer_id != info.peer_id {
-        return Err(host_error(
+        return Err(HostError::node(
             &host,
             format!(
                 "node.json names peer {} but the admin API on port {} answers as {}: another process owns the port",
@@ -471,7 +533,7 @@ async fn attach_on(
         git: version.git,
         started_at_ms: info.started_at_ms,
     };
-    Ok((endpoint, build))
+    Ok((endpoint, build, overlay_address(&host, &info)))
 }
 
 #[cfg(test)]

@@ -261,7 +261,7 @@ fn plan_faults<A: NodeApi + 'static>(
         let choice = resolved.and_then(|targets| {
             let backend = faults::choose_backend(spec, &config.capabilities)?;
             let prefix = format!("{tag}.w{}.{k}", scheduled.window);
-            let fault = faults::make::<A>(spec, &targets, backend, prefix)?;
+            let fault = faults::make::<A>(spec, &targets, backend, prefix, &config.capabilities)?;
             Ok((targets, backend, fault))
         });
         match choice {
@@ -393,6 +393,23 @@ async fn sweep_impairments<A: NodeApi>(nodes: &[A], tag: &str, resumed: bool) ->
         }
     }
     swept
+}
+
+/// The fleet's hosts, when the run plans host faults (tc, iptables, process control on hosts):
+/// they are swept before the first window and audited after the teardown.
+fn host_faults<A>(
+    cx: &FaultCtx<A>,
+    plans: &FaultPlans<A>,
+) -> Option<Arc<dyn faults::control::HostAccess>> {
+    let on_hosts = plans
+        .planned
+        .iter()
+        .any(|f| matches!(f.backend.as_deref(), Some("tc" | "iptables" | "process")));
+    if on_hosts { cx.control.hosts() } else { None }
+}
+
+fn node_names<A: NodeApi>(nodes: &[A]) -> Vec<String> {
+    nodes.iter().map(|n| n.name().to_owned()).collect()
 }
 
 /// Impairments of this run still held after the teardown (any is a fault residue), or nodes
@@ -649,7 +666,10 @@ pub async fn run<A: NodeApi + 'static>(
                 entry: f.planned_entry(),
             });
         }
-        let swept = sweep_impairments(&nodes, &tag, config.first_window > 0).await;
+        let mut swept = sweep_impairments(&nodes, &tag, config.first_window > 0).await;
+        if let Some(hosts) = host_faults(&cx, &plans) {
+            swept.extend(faults::hosted::sweep_hosts(hosts.as_ref(), &node_names(&nodes)).await);
+        }
         out.emit(&RunEvent::FaultResidue {
             swept,
             found: Vec::new(),
@@ -835,7 +855,11 @@ pub async fn run<A: NodeApi + 'static>(
         }
     }
     if faults_scheduled {
-        let found = audit_impairments(&nodes, &tag).await;
+        let mut found = audit_impairments(&nodes, &tag).await;
+        if let Some(hosts) = host_faults(&cx, &plans) {
+            found.extend(faults::hosted::audit_hosts(hosts.as_ref(), &node_names(&nodes)).await);
+        }
+        observations.residue = found.clone();
         out.emit(&RunEvent::FaultResidue {
             swept: Vec::new(),
             found,

@@ -52,6 +52,9 @@ pub use residue::{HostResidue, ResidueItem, ResidueKind};
 pub use shape::{Limiter, Netem, QdiscStat, RootKind, Shaping};
 pub use snapshot::{HostSnapshot, SnapshotDiff};
 
+/// The default lease of a host fault's guard (renewed every lease/3).
+pub const DEFAULT_HOST_LEASE: Duration = soak_guard::DEFAULT_LEASE;
+
 /// Limit of one host step.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Limit of a sweep (guards get 20 s to revert).
@@ -269,6 +272,29 @@ pub enum ErrorClass {
 }
 
 impl HostFaultError {
+    /// A failure of `context` on `host` from the remote layer: a refused `sudo` is a privilege
+    /// error, a command that ran and failed a command error, anything else (connection, timeout,
+    /// a dead SSH master) "unreachable".
+    pub fn from_remote(host: &str, context: impl Into<String>, e: RemoteError) -> Self {
+        HostFaultError {
+            host: host.to_string(),
+            context: context.into(),
+            kind: match e.kind {
+                RemoteErrorKind::Privilege { .. } => HostFaultErrorKind::Privilege(e),
+                RemoteErrorKind::Command {
+                    what,
+                    status,
+                    stderr,
+                } => HostFaultErrorKind::Command {
+                    what,
+                    status,
+                    stderr,
+                },
+                _ => HostFaultErrorKind::Unreachable(e),
+            },
+        }
+    }
+
     /// What this failure means for the verdict.
     pub fn class(&self) -> ErrorClass {
         match &self.kind {
@@ -460,19 +486,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn remote_err(&self, e: RemoteError) -> HostFaultError {
-        self.err(match e.kind {
-            RemoteErrorKind::Privilege { .. } => HostFaultErrorKind::Privilege(e),
-            RemoteErrorKind::Command {
-                what,
-                status,
-                stderr,
-            } => HostFaultErrorKind::Command {
-                what,
-                status,
-                stderr,
-            },
-            _ => HostFaultErrorKind::Unreachable(e),
-        })
+        HostFaultError::from_remote(self.remote.name(), self.context.clone(), e)
     }
 
     fn failed(&self, what: &str, out: &ExecOutput) -> HostFaultError {
@@ -574,6 +588,40 @@ pub fn shaping_unsupported(caps: &HostCaps, shaping: &Shaping) -> Option<String>
     .or_else(|| choose_root(caps).err())
 }
 
+/// Why `plan` cannot run on a host with `caps`, if it cannot — the checks [`apply`] makes before
+/// it changes anything (a dead-man's switch, the tools and kernel modules, the firewall backend),
+/// so a fault spanning several hosts can be refused on all of them before any host changes.
+pub fn plan_unsupported(caps: &HostCaps, plan: &HostFaultPlan) -> Option<String> {
+    if !matches!(plan.fault, HostFault::Restart) && !caps.guard {
+        return Some(NO_GUARD.to_string());
+    }
+    match &plan.fault {
+        HostFault::Shape { shaping, .. } => shaping_unsupported(caps, shaping),
+        HostFault::Partition { rules } => {
+            let firewall = match plan.firewall_backend {
+                Some(backend) => caps.firewall(backend),
+                None => caps.partition_firewall(),
+            };
+            match firewall {
+                None => Some(match plan.firewall_backend {
+                    Some(b) => format!("the {} iptables backend is not installed", b.as_str()),
+                    None => "iptables is not installed (Debian package iptables)".to_string(),
+                }),
+                Some(fw) if fw.ip6tables.is_none() && rules.iter().any(|r| r.address.is_ipv6()) => {
+                    Some(format!(
+                        "IPv6 peers but no ip6tables for the {} backend",
+                        fw.backend.as_str()
+                    ))
+                }
+                Some(_) => None,
+            }
+        }
+        HostFault::Restart | HostFault::Pause => None,
+    }
+}
+
+const NO_GUARD: &str = "the soak-node on this host has no `guard` subcommand (no dead-man's switch): redeploy it with `soak deploy`";
+
 fn guard_dir(remote: &dyn Remote) -> String {
     residue::guard_dir(remote.host())
 }
@@ -643,9 +691,7 @@ async fn arm(
     objects: &Objects,
 ) -> Result<ArmReport, HostFaultError> {
     if !caps.guard {
-        return Err(ctx.unsupported(
-            "the soak-node on this host has no `guard` subcommand (no dead-man's switch): redeploy it with `soak deploy`",
-        ));
+        return Err(ctx.unsupported(NO_GUARD));
     }
     let host = ctx.remote.host();
     let (steps, checks) = revert_plan(host, &plan.token, objects);
