@@ -452,35 +452,9 @@ impl HostedFault {
                 let (cut, uncut, _) = probe::partition_pairs(&names, &self.targets);
                 let across = probe::dm_pairs(&cx.nodes, &cut, Duration::from_millis(400)).await;
                 let within = probe::dm_pairs(&cx.nodes, &uncut, Duration::from_secs(2)).await;
-                let crossed: Vec<String> = across
-                    .iter()
-                    .filter(|p| p.acked)
-                    .map(|p| format!("{}→{}", p.from, p.to))
-                    .collect();
-                let blocked: Vec<String> = within
-                    .iter()
-                    .filter(|p| !p.acked)
-                    .map(|p| format!("{}→{} ({})", p.from, p.to, p.outcome))
-                    .collect();
                 let evidence = json!({ "cut_probes": probe_json(&across), "uncut_probes": probe_json(&within) });
-                if across.is_empty() {
-                    Check::NotShown {
-                        summary: "no cut pair to probe".into(),
-                        evidence,
-                    }
-                } else if !crossed.is_empty() {
-                    Check::NotShown {
-                        summary: format!("DMs crossed the cut: {}", crossed.join(", ")),
-                        evidence,
-                    }
-                } else if !blocked.is_empty() {
-                    Check::NotShown {
-                        summary: format!(
-                            "DMs the cut must not touch failed: {}",
-                            blocked.join(", ")
-                        ),
-                        evidence,
-                    }
+                if let Some(not_shown) = probe::cut_not_shown(&across, &within, &evidence) {
+                    not_shown
                 } else {
                     Check::Shown {
                         summary: format!(

@@ -303,38 +303,12 @@ impl<A: NodeApi + 'static> Fault<A> for ImpairFault {
                         // probe is acknowledged, and the cut nodes count drops.
                         let within =
                             probe::dm_pairs(&cx.nodes, &uncut, Duration::from_secs(2)).await;
-                        let crossed: Vec<String> = probes
-                            .iter()
-                            .filter(|p| p.acked)
-                            .map(|p| format!("{}→{}", p.from, p.to))
-                            .collect();
-                        let blocked: Vec<String> = within
-                            .iter()
-                            .filter(|p| !p.acked)
-                            .map(|p| format!("{}→{} ({})", p.from, p.to, p.outcome))
-                            .collect();
                         let evidence = json!({
                             "cut_probes": probe_json(&probes), "uncut_probes": probe_json(&within),
                             "dropped_datagrams": counted.map(|c| c.0), "round": round,
                         });
-                        if probes.is_empty() {
-                            Check::NotShown {
-                                summary: "no cut pair to probe".into(),
-                                evidence,
-                            }
-                        } else if !crossed.is_empty() {
-                            Check::NotShown {
-                                summary: format!("DMs crossed the cut: {}", crossed.join(", ")),
-                                evidence,
-                            }
-                        } else if !blocked.is_empty() {
-                            Check::NotShown {
-                                summary: format!(
-                                    "DMs the cut must not touch failed: {}",
-                                    blocked.join(", ")
-                                ),
-                                evidence,
-                            }
+                        if let Some(not_shown) = probe::cut_not_shown(&probes, &within, &evidence) {
+                            not_shown
                         } else if counted.is_some_and(|c| c.0 == 0) {
                             Check::NotShown {
                                 summary:

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde::Serialize;
 use soak_api::{DmOutcome, DmRequest};
+use soak_gates::model::Check;
 
 use super::select::Targets;
 use crate::api::NodeApi;
@@ -133,6 +134,39 @@ pub async fn dm_pairs<A: NodeApi>(
             .map(|&(a, b)| dm(&nodes[a], &nodes[b], ack_timeout)),
     )
     .await
+}
+
+/// Why a partition's probes do not show the cut (`None`: they do): no cut pair to probe, a DM
+/// that crossed the cut, or one the cut must not touch that failed. `across` are the probes
+/// over the cut, `within` those inside each side; `evidence` goes into the check.
+pub fn cut_not_shown(
+    across: &[DmProbe],
+    within: &[DmProbe],
+    evidence: &serde_json::Value,
+) -> Option<Check> {
+    let crossed: Vec<String> = across
+        .iter()
+        .filter(|p| p.acked)
+        .map(|p| format!("{}→{}", p.from, p.to))
+        .collect();
+    let blocked: Vec<String> = within
+        .iter()
+        .filter(|p| !p.acked)
+        .map(|p| format!("{}→{} ({})", p.from, p.to, p.outcome))
+        .collect();
+    let summary = if across.is_empty() {
+        "no cut pair to probe".to_owned()
+    } else if !crossed.is_empty() {
+        format!("DMs crossed the cut: {}", crossed.join(", "))
+    } else if !blocked.is_empty() {
+        format!("DMs the cut must not touch failed: {}", blocked.join(", "))
+    } else {
+        return None;
+    };
+    Some(Check::NotShown {
+        summary,
+        evidence: evidence.clone(),
+    })
 }
 
 /// Median round trip of the acknowledged probes, µs.
