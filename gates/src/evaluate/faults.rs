@@ -92,19 +92,12 @@ pub(super) fn judge_recovery(record: &WindowRecord, max_ms: u64) -> Option<Judge
     if count == 0 && unknown.is_empty() {
         return None;
     }
-    let (verdict, reason) = if !failed.is_empty() {
-        (Outcome::NoGo, list(&failed, 5))
-    } else if !unknown.is_empty() {
-        (
-            Outcome::Unknown,
-            format!("restart not exercised: {}", list(&unknown, 5)),
-        )
-    } else {
-        (
-            Outcome::Go,
-            format!("{count} restarts recovered within {max_ms} ms"),
-        )
-    };
+    let (verdict, mut reason) = conclude(&failed, &unknown, 5, || {
+        format!("{count} restarts recovered within {max_ms} ms")
+    });
+    if verdict == Outcome::Unknown {
+        reason = format!("restart not exercised: {reason}");
+    }
     Some(Judged {
         verdict,
         statistic: "slowest restart recovery, ms".into(),
@@ -321,16 +314,9 @@ pub(super) fn judge_partition_heal(record: &WindowRecord, max_ms: u64) -> Option
     if count == 0 {
         return None;
     }
-    let (verdict, reason) = if !failed.is_empty() {
-        (Outcome::NoGo, list(&failed, 4))
-    } else if !unknown.is_empty() {
-        (Outcome::Unknown, list(&unknown, 4))
-    } else {
-        (
-            Outcome::Go,
-            format!("{count} partitions healed within {max_ms} ms"),
-        )
-    };
+    let (verdict, reason) = conclude(&failed, &unknown, 4, || {
+        format!("{count} partitions healed within {max_ms} ms")
+    });
     Some(Judged {
         verdict,
         statistic: "slowest partition heal after revert, ms".into(),
@@ -375,16 +361,9 @@ pub(super) fn judge_cooling(record: &WindowRecord) -> Option<Judged> {
     if count == 0 {
         return None;
     }
-    let (verdict, reason) = if !failed.is_empty() {
-        (Outcome::NoGo, list(&failed, 4))
-    } else if !unknown.is_empty() {
-        (Outcome::Unknown, list(&unknown, 4))
-    } else {
-        (
-            Outcome::Go,
-            format!("{count} slow peers cooled during the fault and recovered after"),
-        )
-    };
+    let (verdict, reason) = conclude(&failed, &unknown, 4, || {
+        format!("{count} slow peers cooled during the fault and recovered after")
+    });
     Some(Judged {
         verdict,
         statistic: "slow peers not cooled and recovered".into(),
@@ -429,16 +408,9 @@ pub(super) fn judge_first_attempt(record: &WindowRecord) -> Option<Judged> {
     if count == 0 {
         return None;
     }
-    let (verdict, reason) = if !failed.is_empty() {
-        (Outcome::NoGo, list(&failed, 3))
-    } else if !unknown.is_empty() {
-        (Outcome::Unknown, list(&unknown, 3))
-    } else {
-        (
-            Outcome::Go,
-            format!("all {pairs} pairs succeeded on their first attempt after idling"),
-        )
-    };
+    let (verdict, reason) = conclude(&failed, &unknown, 3, || {
+        format!("all {pairs} pairs succeeded on their first attempt after idling")
+    });
     Some(Judged {
         verdict,
         statistic: "pairs acknowledged on the first attempt after idling".into(),
@@ -447,4 +419,21 @@ pub(super) fn judge_first_attempt(record: &WindowRecord) -> Option<Judged> {
         nodes: nodes.into_iter().collect(),
         reason,
     })
+}
+
+/// A fault bar's verdict from what its faults showed: NO-GO naming the failures (at most
+/// `shown`), else UNKNOWN naming what could not be judged, else GO with `go`'s reason.
+fn conclude(
+    failed: &[String],
+    unknown: &[String],
+    shown: usize,
+    go: impl FnOnce() -> String,
+) -> (Outcome, String) {
+    if !failed.is_empty() {
+        (Outcome::NoGo, list(failed, shown))
+    } else if !unknown.is_empty() {
+        (Outcome::Unknown, list(unknown, shown))
+    } else {
+        (Outcome::Go, go())
+    }
 }
