@@ -2,135 +2,17 @@
 //! loopback. Every run here is short (seconds) and bounded by a watchdog that kills `soak`
 //! (and so, by its kill-on-drop and shutdown paths, the nodes) if it overruns.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
 mod support;
-use support::{node_bin, soak_bin};
-
-fn soak(args: &[&str]) -> Command {
-    let mut command = Command::new(soak_bin());
-    command
-        .arg("run")
-        .args(args)
-        .env("SOAK_NODE_BIN", node_bin());
-    command
-}
-
-/// A running `soak run` whose stdout is read line by line on a thread.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    stderr: PathBuf,
-}
-
-impl Running {
-    fn start(mut command: Command, stderr: PathBuf) -> Running {
-        let err = std::fs::File::create(&stderr).expect("stderr file");
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawn soak");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// Reads stdout until a JSON event satisfies `pred`, bounded by `timeout`.
-    fn wait_event(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if let Ok(value) = serde_json::from_str::<Value>(&line)
-                        && pred(&value)
-                    {
-                        return value;
-                    }
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    panic!(
-                        "event not seen within {timeout:?}; stdout so far:\n{}\nstderr:\n{}",
-                        self.seen.join("\n"),
-                        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                    );
-                }
-            }
-        }
-    }
-
-    /// Waits for exit (bounded) and drains stdout.
-    fn finish(mut self, timeout: Duration) -> (ExitStatus, Vec<String>, String) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "soak did not exit within {timeout:?}; stderr:\n{}",
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(line);
-        }
-        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        (status, self.seen, stderr)
-    }
-}
-
-fn pids_of(fleet_ready: &Value) -> Vec<(String, i32)> {
-    fleet_ready["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            (
-                n["name"].as_str().expect("name").to_owned(),
-                i32::try_from(n["pid"].as_u64().expect("pid recorded")).expect("pid fits"),
-            )
-        })
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still answers kill(0); read its state to tell.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
+use support::run::{Running, pid_alive, pids_of, soak_run, window_records};
+use support::soak_bin;
 
 fn run_verify(proof: &Path) -> std::process::Output {
     Command::new(soak_bin())
@@ -140,22 +22,6 @@ fn run_verify(proof: &Path) -> std::process::Output {
         .expect("run soak verify")
 }
 
-fn window_records(proof: &Path) -> Vec<Value> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(proof.join("windows"))
-        .expect("windows dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    dirs.sort();
-    dirs.iter()
-        .map(|d| {
-            serde_json::from_str(
-                &std::fs::read_to_string(d.join("window.json")).expect("window.json"),
-            )
-            .expect("window json")
-        })
-        .collect()
-}
-
 /// Runs a 6-node soak with `scenarios` and checks GO, 30/30 pairs in every window, the sealed
 /// proof (`soak verify`) and that `soak score` reproduces the verdict.
 fn assert_six_node_go(scenarios: &str, label: &str) {
@@ -163,7 +29,7 @@ fn assert_six_node_go(scenarios: &str, label: &str) {
     let proof = tmp.path().join("proof");
     // The default burst rate (200 msg/s): debug-build nodes on two loaded cores must hold it
     // without cooling healthy gossip peers (their own backlog is not the peers' fault).
-    let output = soak(&[
+    let output = soak_run(&[
         "--nodes",
         "6",
         "--duration",
@@ -296,7 +162,7 @@ fn killed_node_gives_no_go_naming_it_and_the_proof_stays_verifiable() {
     let proof = tmp.path().join("proof");
     let mut run = Running::start(
         {
-            let mut c = soak(&[
+            let mut c = soak_run(&[
                 "--nodes",
                 "4",
                 "--duration",
@@ -364,7 +230,7 @@ fn killed_node_gives_no_go_naming_it_and_the_proof_stays_verifiable() {
         String::from_utf8_lossy(&verify.stderr)
     );
     for (name, pid) in pids {
-        assert!(!alive(pid), "{name} (pid {pid}) outlived the run");
+        assert!(!pid_alive(pid), "{name} (pid {pid}) outlived the run");
     }
 }
 
@@ -373,7 +239,7 @@ fn sigint_mid_run_exits_130_with_an_interrupted_readable_proof_and_no_node_left(
     let tmp = tempfile::tempdir().expect("tmp");
     let proof = tmp.path().join("proof");
     let mut run = Running::start(
-        soak(&[
+        soak_run(&[
             "--nodes",
             "4",
             "--duration",
@@ -410,7 +276,7 @@ fn sigint_mid_run_exits_130_with_an_interrupted_readable_proof_and_no_node_left(
     );
     assert!(read.verdict.is_some());
     for (name, pid) in pids {
-        assert!(!alive(pid), "{name} (pid {pid}) outlived the run");
+        assert!(!pid_alive(pid), "{name} (pid {pid}) outlived the run");
     }
 }
 
@@ -418,7 +284,7 @@ fn sigint_mid_run_exits_130_with_an_interrupted_readable_proof_and_no_node_left(
 fn events_jsonl_keeps_stdout_pure_json_lines() {
     let tmp = tempfile::tempdir().expect("tmp");
     let proof = tmp.path().join("proof");
-    let output = soak(&[
+    let output = soak_run(&[
         "--nodes",
         "3",
         "--duration",
