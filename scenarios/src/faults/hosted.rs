@@ -567,20 +567,7 @@ impl HostedFault {
                         answering.push(cx.nodes[i].name().to_owned());
                     }
                 }
-                if answering.is_empty() {
-                    Check::Shown {
-                        summary: format!(
-                            "{} stopped: /healthz does not answer",
-                            self.targets.nodes.join(", ")
-                        ),
-                        evidence: json!(evidence),
-                    }
-                } else {
-                    Check::NotShown {
-                        summary: format!("still answering: {}", answering.join(", ")),
-                        evidence: json!(evidence),
-                    }
-                }
+                probe::paused_check(&self.targets.nodes, &answering, evidence)
             }
             FaultKind::Restart | FaultKind::Idle => Check::NotChecked {
                 reason: "not a host fault".into(),

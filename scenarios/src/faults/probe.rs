@@ -169,6 +169,32 @@ pub fn cut_not_shown(
     })
 }
 
+/// A pause is shown only when every target was probed and none still answers; a check that
+/// probed nobody (no target found among the nodes) shows nothing. `answering` are the targets
+/// still answering (or not stopped), `evidence` one entry per probed target.
+pub fn paused_check(
+    targets: &[String],
+    answering: &[String],
+    evidence: Vec<serde_json::Value>,
+) -> Check {
+    if evidence.is_empty() {
+        Check::NotShown {
+            summary: format!("no target of the pause was probed ({})", targets.join(", ")),
+            evidence: serde_json::json!(evidence),
+        }
+    } else if answering.is_empty() {
+        Check::Shown {
+            summary: format!("{} stopped: /healthz does not answer", targets.join(", ")),
+            evidence: serde_json::json!(evidence),
+        }
+    } else {
+        Check::NotShown {
+            summary: format!("still answering: {}", answering.join(", ")),
+            evidence: serde_json::json!(evidence),
+        }
+    }
+}
+
 /// Median round trip of the acknowledged probes, µs.
 pub fn median_rtt_us(probes: &[DmProbe]) -> Option<u64> {
     let mut rtts: Vec<u64> = probes.iter().filter_map(|p| p.rtt_us).collect();
@@ -214,4 +240,36 @@ pub async fn answering_pairs<A: NodeApi>(
         kept,
         down.iter().map(|&i| nodes[i].name().to_owned()).collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_pause_that_probed_no_target_is_not_shown() {
+        let check = paused_check(&names(&["node-3"]), &[], Vec::new());
+        let Check::NotShown { summary, .. } = check else {
+            panic!("a pause with no probed target must not be shown: {check:?}");
+        };
+        assert!(summary.contains("node-3"), "{summary}");
+    }
+
+    #[test]
+    fn a_pause_is_shown_only_when_no_probed_target_answers() {
+        let evidence = vec![serde_json::json!({"node": "node-3", "healthz_answered": false})];
+        assert!(matches!(
+            paused_check(&names(&["node-3"]), &[], evidence.clone()),
+            Check::Shown { .. }
+        ));
+        let check = paused_check(&names(&["node-3"]), &names(&["node-3"]), evidence);
+        let Check::NotShown { summary, .. } = check else {
+            panic!("a target still answering must not be shown paused: {check:?}");
+        };
+        assert!(summary.contains("still answering: node-3"), "{summary}");
+    }
 }

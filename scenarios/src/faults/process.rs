@@ -337,20 +337,7 @@ impl<A: NodeApi + 'static> Fault<A> for PauseFault {
                     answering.push(node.name().to_owned());
                 }
             }
-            if answering.is_empty() && !evidence.is_empty() {
-                Check::Shown {
-                    summary: format!(
-                        "{} stopped: /healthz does not answer",
-                        self.targets.nodes.join(", ")
-                    ),
-                    evidence: json!(evidence),
-                }
-            } else {
-                Check::NotShown {
-                    summary: format!("still answering: {}", answering.join(", ")),
-                    evidence: json!(evidence),
-                }
-            }
+            probe::paused_check(&self.targets.nodes, &answering, evidence)
         })
     }
 
