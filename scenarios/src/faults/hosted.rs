@@ -132,6 +132,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
+/// An overlay clean check with nothing to probe shows nothing: never a vacuous "clean".
+fn nothing_probed(why: &str) -> Check {
+    Check::NotShown {
+        summary: why.to_owned(),
+        evidence: Value::Null,
+    }
+}
+
 fn probe_json(probes: &[DmProbe]) -> Value {
     serde_json::to_value(probes).unwrap_or(Value::Null)
 }
@@ -601,6 +609,9 @@ impl HostedFault {
             FaultKind::Partition => {
                 let names: Vec<String> = cx.nodes.iter().map(|n| n.name().to_owned()).collect();
                 let (_, _, pairs) = probe::partition_pairs(&names, &self.targets);
+                if pairs.is_empty() {
+                    return nothing_probed("no pair the partition disturbed to probe");
+                }
                 loop {
                     let probes = probe::dm_pairs(&cx.nodes, &pairs, Duration::from_secs(2)).await;
                     let failing: Vec<String> = probes
@@ -677,7 +688,11 @@ impl HostedFault {
             }
             FaultKind::Pause => {
                 let mut silent = Vec::new();
-                for i in cx.indices(&self.targets.nodes) {
+                let targets = cx.indices(&self.targets.nodes);
+                if targets.is_empty() {
+                    return nothing_probed("no target of the pause among the nodes");
+                }
+                for i in targets {
                     let deadline = Instant::now() + RESUME_DEADLINE;
                     let mut ok = false;
                     while !ok && Instant::now() < deadline {
@@ -701,6 +716,9 @@ impl HostedFault {
             }
             _ => {
                 let pairs = self.probe_pairs(cx);
+                if pairs.is_empty() {
+                    return nothing_probed("no probe pair to the targets");
+                }
                 loop {
                     let probes = probe::dm_pairs(&cx.nodes, &pairs, Duration::from_secs(2)).await;
                     let all = probes.iter().all(|p| p.acked);
@@ -912,7 +930,8 @@ impl<A: NodeApi + 'static> Fault<A> for HostedFault {
                 }
                 drop(slots);
                 let overlay_shown = overlay.as_ref().is_some_and(Check::is_shown);
-                let done = pending.is_empty() && overlay_shown;
+                // Shown on every host that holds it, and on at least one: none is nothing shown.
+                let done = pending.is_empty() && !host_shown.is_empty() && overlay_shown;
                 if done || started.elapsed() >= EFFECT_DEADLINE || pending.iter().any(|p| p.2) {
                     let overlay = overlay.unwrap_or(Check::NotChecked {
                         reason: "no probe ran".into(),
@@ -1148,6 +1167,11 @@ impl<A: NodeApi + 'static> Fault<A> for HostedFault {
                         "the host could not be checked clean: {}",
                         unchecked.join("; ")
                     ),
+                };
+            }
+            if clean.is_empty() {
+                return Check::NotChecked {
+                    reason: "no host held the fault, so none was checked clean".into(),
                 };
             }
             let overlay = self.overlay_clean(cx).await;
@@ -1503,5 +1527,89 @@ mod tests {
             HostFault::Pause,
         );
         assert_eq!(plan.validate(), Ok(()));
+    }
+
+    /// A fleet with hosts (the test `Fleet`) whose processes the test never touches.
+    struct WithHosts;
+
+    use super::super::control::{ControlError, NodeControl};
+
+    impl NodeControl for WithHosts {
+        fn restart_unsupported(&self) -> Option<String> {
+            Some("test".into())
+        }
+        fn signal_unsupported(&self) -> Option<String> {
+            Some("test".into())
+        }
+        fn restart<'a>(
+            &'a self,
+            _node: &'a str,
+        ) -> super::super::control::ControlFuture<'a, super::super::control::RestartReport>
+        {
+            Box::pin(async move { Err(ControlError::Unsupported("test".into())) })
+        }
+        fn signal<'a>(
+            &'a self,
+            _node: &'a str,
+            _signal: super::super::control::ProcessSignal,
+        ) -> super::super::control::ControlFuture<'a, super::super::control::SignalReport> {
+            Box::pin(async move { Err(ControlError::Unsupported("test".into())) })
+        }
+        fn is_stopped(&self, _node: &str) -> Option<bool> {
+            None
+        }
+        fn hosts(&self) -> Option<Arc<dyn HostAccess>> {
+            Some(Arc::new(Fleet(false)))
+        }
+    }
+
+    fn fake_ctx(mesh: &crate::fake::FakeMesh) -> FaultCtx<crate::fake::FakeNode> {
+        FaultCtx {
+            nodes: Arc::new(mesh.nodes()),
+            control: Arc::new(WithHosts),
+            lease: Duration::from_secs(10),
+            tag: "soak.test".into(),
+            probe_timeout: Duration::from_millis(500),
+        }
+    }
+
+    fn hosted_on(mesh: &crate::fake::FakeMesh, name: &str, selector: &str) -> HostedFault {
+        let spec = catalog::builtin(name).unwrap();
+        let nodes: Vec<String> = mesh.nodes().iter().map(|n| n.name().to_owned()).collect();
+        let targets = resolve(&selector.parse::<Selector>().unwrap(), &nodes, 1).unwrap();
+        HostedFault::new(spec, targets, "soak.ab.w2.0")
+    }
+
+    #[tokio::test]
+    async fn a_fault_no_host_held_is_never_checked_clean() {
+        // The fake fleet answers every probe, so only the host side can refuse the pass.
+        let mesh = crate::fake::FakeMesh::new(4);
+        let cx = fake_ctx(&mesh);
+        for (kind, selector) in [("partition_halves", "halves"), ("stale_peer", "random:1")] {
+            let fault = hosted_on(&mesh, kind, selector);
+            let check = fault.verify_clean(&cx).await;
+            assert!(
+                matches!(check, Check::NotChecked { .. }),
+                "{kind}: nothing applied on any host must not be clean: {check:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_overlay_clean_check_with_nothing_to_probe_shows_nothing() {
+        let mesh = crate::fake::FakeMesh::new(4);
+        let cx = fake_ctx(&mesh);
+        // Targets that are not among the nodes (and every node a target) leave no probe.
+        let mut paused = hosted_on(&mesh, "stale_peer", "random:1");
+        paused.targets.nodes = vec!["elsewhere".into()];
+        let mut all = hosted_on(&mesh, "high_rtt_peer", "random:1");
+        all.targets.nodes = mesh.nodes().iter().map(|n| n.name().to_owned()).collect();
+        for (what, fault) in [("pause", paused), ("delay on every node", all)] {
+            let check = fault.overlay_clean(&cx).await;
+            assert!(
+                matches!(check, Check::NotShown { .. }),
+                "{what}: an overlay clean check that probed nothing must not pass: {check:?}"
+            );
+        }
     }
 }
