@@ -232,10 +232,19 @@ impl<A: NodeApi + 'static> Fault<A> for RestartFault {
 
     fn verify_clean<'a>(&'a self, cx: &'a FaultCtx<A>) -> FaultFuture<'a, Check> {
         Box::pin(async move {
-            let restarted = self.restarted.lock().await;
+            // Every target, not only those restarted: a restart that failed half-way may have
+            // left its node down, and a check of nobody is no pass.
+            let restarted = self.restarted.lock().await.len();
+            let targets = cx.indices(&self.targets.nodes);
+            if targets.is_empty() {
+                return Check::NotShown {
+                    summary: "no target of the restart among the nodes".into(),
+                    evidence: Value::Null,
+                };
+            }
             let mut down = Vec::new();
-            for r in restarted.iter() {
-                let node = &cx.nodes[r.index];
+            for &index in &targets {
+                let node = &cx.nodes[index];
                 let deadline = tokio::time::Instant::now() + RESUME_DEADLINE;
                 let mut up = false;
                 while !up && tokio::time::Instant::now() < deadline {
@@ -251,8 +260,8 @@ impl<A: NodeApi + 'static> Fault<A> for RestartFault {
             if down.is_empty() {
                 Check::Shown {
                     summary: format!(
-                        "{} restarted nodes are running and answering",
-                        restarted.len()
+                        "{} targets are running and answering ({restarted} restarted)",
+                        targets.len()
                     ),
                     evidence: Value::Null,
                 }
@@ -392,5 +401,72 @@ impl<A: NodeApi + 'static> Fault<A> for PauseFault {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::catalog;
+    use super::super::control::{
+        ControlError, ControlFuture, NodeControl, RestartReport, SignalReport,
+    };
+    use super::super::select::{Selector, resolve};
+    use super::*;
+    use crate::fake::{FakeMesh, FakeNode, Fault as FakeFault};
+
+    /// A fleet whose restarts kill the node and fail to start it again.
+    struct RestartKills(FakeMesh);
+
+    impl NodeControl for RestartKills {
+        fn restart_unsupported(&self) -> Option<String> {
+            None
+        }
+        fn signal_unsupported(&self) -> Option<String> {
+            Some("test".into())
+        }
+        fn restart<'a>(&'a self, node: &'a str) -> ControlFuture<'a, RestartReport> {
+            Box::pin(async move {
+                let index = node.trim_start_matches("node-").parse().unwrap();
+                self.0.set_fault(index, FakeFault::Dead);
+                Err(ControlError::Failed {
+                    node: node.into(),
+                    detail: "the service did not come back".into(),
+                })
+            })
+        }
+        fn signal<'a>(
+            &'a self,
+            _node: &'a str,
+            _signal: ProcessSignal,
+        ) -> ControlFuture<'a, SignalReport> {
+            Box::pin(async move { Err(ControlError::Unsupported("test".into())) })
+        }
+        fn is_stopped(&self, _node: &str) -> Option<bool> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_that_left_its_node_down_is_not_clean() {
+        let mesh = FakeMesh::new(4);
+        let cx: FaultCtx<FakeNode> = FaultCtx {
+            nodes: Arc::new(mesh.nodes()),
+            control: Arc::new(RestartKills(mesh.clone())),
+            lease: Duration::from_secs(10),
+            tag: "soak.test".into(),
+            probe_timeout: Duration::from_millis(200),
+        };
+        let names: Vec<String> = mesh.nodes().iter().map(|n| n.name().to_owned()).collect();
+        let targets = resolve(&"random:1".parse::<Selector>().unwrap(), &names, 3).unwrap();
+        let target = targets.nodes[0].clone();
+        let mut spec = catalog::builtin("restart_storm").unwrap();
+        spec.hold = Duration::from_millis(10);
+        let fault = RestartFault::new(spec, targets);
+        assert!(fault.apply(&cx).await.is_err(), "the restart failed");
+        let check = fault.verify_clean(&cx).await;
+        let Check::NotShown { summary, .. } = check else {
+            panic!("a target left down by a failed restart must not be clean: {check:?}");
+        };
+        assert!(summary.contains(&target), "{summary}");
     }
 }
