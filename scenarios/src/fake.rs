@@ -128,6 +128,20 @@ impl FakeMesh {
             .collect()
     }
 
+    /// A fault context over this mesh with `control` (10 s lease, 500 ms probe timeout).
+    pub fn fault_ctx(
+        &self,
+        control: Arc<dyn crate::faults::control::NodeControl>,
+    ) -> crate::faults::nemesis::FaultCtx<FakeNode> {
+        crate::faults::nemesis::FaultCtx {
+            nodes: Arc::new(self.nodes()),
+            control,
+            lease: std::time::Duration::from_secs(10),
+            tag: "soak.test".into(),
+            probe_timeout: std::time::Duration::from_millis(500),
+        }
+    }
+
     /// Makes node `index` misbehave.
     pub fn set_fault(&self, index: usize, fault: Fault) {
         self.with(|state| state.nodes[index].fault = Some(fault));

@@ -1563,16 +1563,6 @@ mod tests {
         }
     }
 
-    fn fake_ctx(mesh: &crate::fake::FakeMesh) -> FaultCtx<crate::fake::FakeNode> {
-        FaultCtx {
-            nodes: Arc::new(mesh.nodes()),
-            control: Arc::new(WithHosts),
-            lease: Duration::from_secs(10),
-            tag: "soak.test".into(),
-            probe_timeout: Duration::from_millis(500),
-        }
-    }
-
     fn hosted_on(mesh: &crate::fake::FakeMesh, name: &str, selector: &str) -> HostedFault {
         let spec = catalog::builtin(name).unwrap();
         let nodes: Vec<String> = mesh.nodes().iter().map(|n| n.name().to_owned()).collect();
@@ -1584,7 +1574,7 @@ mod tests {
     async fn a_fault_no_host_held_is_never_checked_clean() {
         // The fake fleet answers every probe, so only the host side can refuse the pass.
         let mesh = crate::fake::FakeMesh::new(4);
-        let cx = fake_ctx(&mesh);
+        let cx = mesh.fault_ctx(Arc::new(WithHosts));
         for (kind, selector) in [("partition_halves", "halves"), ("stale_peer", "random:1")] {
             let fault = hosted_on(&mesh, kind, selector);
             let check = fault.verify_clean(&cx).await;
@@ -1598,7 +1588,7 @@ mod tests {
     #[tokio::test]
     async fn an_overlay_clean_check_with_nothing_to_probe_shows_nothing() {
         let mesh = crate::fake::FakeMesh::new(4);
-        let cx = fake_ctx(&mesh);
+        let cx = mesh.fault_ctx(Arc::new(WithHosts));
         // Targets that are not among the nodes (and every node a target) leave no probe.
         let mut paused = hosted_on(&mesh, "stale_peer", "random:1");
         paused.targets.nodes = vec!["elsewhere".into()];

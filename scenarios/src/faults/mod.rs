@@ -331,13 +331,7 @@ mod lifecycle_tests {
     }
 
     fn ctx(mesh: &FakeMesh) -> FaultCtx<FakeNode> {
-        FaultCtx {
-            nodes: Arc::new(mesh.nodes()),
-            control: Arc::new(control::NoControl("fake fleet".into())),
-            lease: Duration::from_secs(10),
-            tag: "soak.test".into(),
-            probe_timeout: Duration::from_millis(500),
-        }
+        mesh.fault_ctx(Arc::new(control::NoControl("fake fleet".into())))
     }
 
     fn active(name: &str, mesh: &FakeMesh, seed: u64) -> Arc<ActiveFault<FakeNode>> {

@@ -412,7 +412,7 @@ mod tests {
     };
     use super::super::select::{Selector, resolve};
     use super::*;
-    use crate::fake::{FakeMesh, FakeNode, Fault as FakeFault};
+    use crate::fake::{FakeMesh, Fault as FakeFault};
 
     /// A fleet whose restarts kill the node and fail to start it again.
     struct RestartKills(FakeMesh);
@@ -449,13 +449,7 @@ mod tests {
     #[tokio::test]
     async fn a_restart_that_left_its_node_down_is_not_clean() {
         let mesh = FakeMesh::new(4);
-        let cx: FaultCtx<FakeNode> = FaultCtx {
-            nodes: Arc::new(mesh.nodes()),
-            control: Arc::new(RestartKills(mesh.clone())),
-            lease: Duration::from_secs(10),
-            tag: "soak.test".into(),
-            probe_timeout: Duration::from_millis(200),
-        };
+        let cx = mesh.fault_ctx(Arc::new(RestartKills(mesh.clone())));
         let names: Vec<String> = mesh.nodes().iter().map(|n| n.name().to_owned()).collect();
         let targets = resolve(&"random:1".parse::<Selector>().unwrap(), &names, 3).unwrap();
         let target = targets.nodes[0].clone();
